@@ -1,0 +1,1 @@
+"""The per-cluster agent: replication controller, movers, platforms, hub reporter."""

@@ -1,0 +1,1 @@
+"""The hub: addon manager (cluster/addon controllers, deployers, health, REST API)."""

@@ -1,0 +1,1 @@
+"""Kubernetes plumbing with no domain knowledge, and the embedded API server."""

@@ -1,0 +1,1 @@
+"""An embedded Kubernetes-compatible API server that real kubectl and the official client accept."""

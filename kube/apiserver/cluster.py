@@ -1,0 +1,98 @@
+"""One served cluster: its store, resource registry, writer and background controllers.
+
+At start-up the registry holds the built-ins plus every CustomResourceDefinition found in the
+store, then the CRDs shipped in `manifests/crds/` are installed (created, or updated when the
+shipped version differs), so `kubectl get crd` shows them like any other. CRDs created, changed
+or deleted later through the API register, change or unregister their type at once; deleting a
+CRD deletes its custom resources, as kube-apiserver's cleanup finalizer does.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import copy
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from kube.apiserver import builtins, errors
+from kube.apiserver.collecting import Collector
+from kube.apiserver.resources import Obj, Registry, from_crd
+from kube.apiserver.store import Change, Event, Store
+from kube.apiserver.writing import Options, Writer
+
+
+def load_crd_files(directory: Path) -> list[Obj]:
+    crds: list[Obj] = []
+    for path in sorted(directory.glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            if isinstance(doc, dict) and doc.get("kind") == "CustomResourceDefinition":
+                crds.append(doc)
+    return crds
+
+
+class Cluster:
+    def __init__(self, name: str, store: Store, crds: list[Obj] | None = None) -> None:
+        self.name = name
+        self.store = store
+        self.registry = Registry()
+        for rt in builtins.BUILTINS:
+            self.registry.add(rt)
+        self.writer = Writer(store, self.registry.by_key, self._committed)
+        self.collector = Collector(store, self.registry, self.writer)
+        for _, crd in store.items(builtins.CRD_KEY):
+            self._register(crd)
+        for crd in crds or []:
+            self.install_crd(crd)
+        self._ensure_default_namespaces()
+
+    # -- CRDs ---------------------------------------------------------------------------------------
+    def install_crd(self, crd: Obj) -> None:
+        rt = self.registry.by_key(builtins.CRD_KEY)
+        assert rt is not None
+        name = crd["metadata"]["name"]
+        current = self.store.get(builtins.CRD_KEY, "", name)
+        if current is None:
+            self.writer.create(rt, "", crd, "v1", Options())
+        elif current.get("spec") != crd.get("spec"):
+            body = copy.deepcopy(crd)
+            body["metadata"] = {**current["metadata"], **{k: v for k, v in crd["metadata"].items() if k != "name"}}
+            self.writer.update(rt, "", name, body, "v1", Options(), require_rv=False)
+
+    def _register(self, crd: Obj) -> None:
+        # An invalid CRD was refused on write; an old stored one that no longer parses is not served.
+        with contextlib.suppress(KeyError, TypeError, ValueError):
+            self.registry.add(from_crd(crd))
+
+    def _committed(self, events: list[Event]) -> None:
+        for ev in events:
+            if ev.resource != builtins.CRD_KEY:
+                continue
+            if ev.type == "DELETED":
+                self._unregister(ev.obj)
+            else:
+                self._register(ev.obj)
+        self.collector.observe(events)
+
+    def _unregister(self, crd: Obj) -> None:
+        spec = crd.get("spec") or {}
+        key = f"{spec.get('group', '')}/{(spec.get('names') or {}).get('plural', '')}"
+        self.registry.remove(key)
+        instances = [Change("DELETED", key, copy.deepcopy(obj)) for _, obj in self.store.items(key)]
+        if instances:
+            self.writer.commit(instances)
+
+    def _ensure_default_namespaces(self) -> None:
+        rt = self.registry.by_key(builtins.NAMESPACE_KEY)
+        assert rt is not None
+        for ns in ("default", "kube-system", "kube-public"):
+            if self.store.get(rt.key, "", ns) is None:
+                self.writer.create(rt, "", {"metadata": {"name": ns}}, "v1", Options())
+
+    # -- convenience for in-process callers -------------------------------------------------------
+    def resource(self, api_version: str, kind: str) -> Any:
+        rt = self.registry.by_kind(api_version, kind)
+        if rt is None:
+            raise errors.not_found("resources", "", f"{api_version}/{kind}")
+        return rt

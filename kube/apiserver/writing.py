@@ -1,0 +1,458 @@
+"""Write semantics of one cluster: create, update, patch, delete, as kube-apiserver applies them.
+
+Every write goes through one admission path: metadata rules, defaulting (built-in or from the
+CRD schema), pruning of unknown fields, schema validation, the status subresource split,
+`metadata.generation`, finalizers and a no-op check, and only then one store commit. Any
+rejection raises an `ApiError` before anything is stored.
+"""
+
+from __future__ import annotations
+
+import copy
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from kube.apiserver import applying, builtins, errors, metadata, patching, schema
+from kube.apiserver.errors import FORBIDDEN, INVALID, cause
+from kube.apiserver.resources import Obj, ResourceType
+from kube.apiserver.store import Change, Event, Store
+
+MERGE = "application/merge-patch+json"
+JSON_PATCH = "application/json-patch+json"
+STRATEGIC = "application/strategic-merge-patch+json"
+APPLY = "application/apply-patch+yaml"
+APPLY_CBOR = "application/apply-patch+cbor"
+
+_CR_GENERATION = frozenset({"metadata", "status"})
+
+
+@dataclass
+class Options:
+    dry_run: bool = False
+    field_validation: str = ""  # Strict | Warn | Ignore ("" = Warn, like the apiserver's default)
+    field_manager: str = ""
+    force: bool = False
+
+
+@dataclass
+class Outcome:
+    obj: Obj
+    created: bool = False
+    warnings: list[str] = field(default_factory=list)
+
+
+def _strip(obj: Obj) -> Obj:
+    """The object without fields that change on every write, for no-op detection."""
+    out = dict(obj)
+    meta = dict(out.get("metadata") or {})
+    meta.pop("resourceVersion", None)
+    meta.pop("managedFields", None)
+    out["metadata"] = meta
+    return out
+
+
+def _spec_part(obj: Obj) -> Obj:
+    return {k: v for k, v in obj.items() if k not in _CR_GENERATION}
+
+
+class Writer:
+    """Applies writes for one cluster's registry and store. `on_event` sees every committed event
+    (the collector and the CRD registrar hang off it)."""
+
+    def __init__(
+        self, store: Store, rt_lookup: Callable[[str], ResourceType | None], on_commit: Callable[[list[Event]], None]
+    ) -> None:
+        self.store = store
+        self._rt = rt_lookup
+        self._on_commit = on_commit
+        self.ips = builtins.ServiceIPs()
+        for _, svc in store.items("/services"):
+            ip = (svc.get("spec") or {}).get("clusterIP")
+            if ip:
+                self.ips.used.add(ip)
+
+    # -- helpers ----------------------------------------------------------------------------------
+    def commit(self, changes: list[Change]) -> list[Event]:
+        events = self.store.commit(changes)
+        self._on_commit(events)
+        return events
+
+    def _existing(self, rt: ResourceType, namespace: str, name: str) -> Obj:
+        obj = self.store.get(rt.key, namespace if rt.namespaced else "", name)
+        if obj is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        return obj
+
+    def _check_namespace(self, rt: ResourceType, namespace: str, name: str) -> None:
+        if not rt.namespaced:
+            return
+        ns = self.store.get(builtins.NAMESPACE_KEY, "", namespace)
+        if ns is None:
+            raise errors.not_found("namespaces", "", namespace)
+        if (ns.get("metadata") or {}).get("deletionTimestamp"):
+            raise errors.ApiError(
+                403,
+                "Forbidden",
+                f'{rt.qualified} "{name}" is forbidden: unable to create new '
+                f"content in namespace {namespace} because it is being terminated",
+            )
+
+    def admit(self, rt: ResourceType, obj: Obj, version: str, opts: Options) -> list[str]:
+        """Defaulting, pruning and validation in place; returns warnings, raises 400/422."""
+        warnings: list[str] = []
+        meta = obj.setdefault("metadata", {})
+        if rt.builtin:
+            builtins.apply_defaults(rt, obj, self.ips)
+        else:
+            sch = rt.schema(version)
+            if sch is not None:
+                before = copy.deepcopy(obj) if opts.field_validation in ("Strict", "Warn", "") else None
+                schema.prune(obj, sch)
+                if before is not None:
+                    unknown = _removed_paths(before, obj)
+                    if unknown and opts.field_validation == "Strict":
+                        raise errors.bad_request(
+                            "strict decoding error: " + ", ".join(f'unknown field "{p}"' for p in unknown)
+                        )
+                    warnings += [f'unknown field "{p}"' for p in unknown]
+                schema.default(obj, sch)
+                problems = schema.validate(obj, sch)
+                if problems:
+                    raise errors.invalid(rt.kind, rt.group, meta.get("name", ""), problems)
+        problems = metadata.validate(meta, namespace_kind=rt.key == builtins.NAMESPACE_KEY, namespaced=rt.namespaced)
+        if rt.key == builtins.CRD_KEY:
+            problems += _crd_causes(obj)
+        if problems:
+            raise errors.invalid(rt.kind, rt.group, meta.get("name", "") or "", problems)
+        return warnings
+
+    def _generation(self, rt: ResourceType, old: Obj | None, new: Obj) -> None:
+        meta = new["metadata"]
+        if old is None:
+            meta["generation"] = 1
+            return
+        gen = int((old.get("metadata") or {}).get("generation") or 1)
+        if _spec_part(old) != _spec_part(new):
+            gen += 1
+        meta["generation"] = gen
+
+    # -- create -----------------------------------------------------------------------------------
+    def create(self, rt: ResourceType, namespace: str, body: Obj, version: str, opts: Options) -> Outcome:
+        obj = copy.deepcopy(body)
+        meta = obj.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        obj["apiVersion"] = rt.api_version(rt.storage_version)
+        obj["kind"] = rt.kind
+        if rt.namespaced:
+            if meta.get("namespace") and namespace and meta["namespace"] != namespace:
+                raise errors.bad_request(
+                    "the namespace of the provided object does not match the namespace sent on the request"
+                )
+            meta["namespace"] = namespace or meta.get("namespace") or ""
+        else:
+            meta.pop("namespace", None)
+        if not meta.get("name") and meta.get("generateName"):
+            meta["name"] = metadata.generate_name(meta["generateName"])
+        for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields", "resourceVersion"):
+            meta.pop(k, None)
+        meta["uid"] = str(uuid.uuid4())
+        meta["creationTimestamp"] = metadata.now()
+        if rt.has_status and not rt.builtin:
+            obj.pop("status", None)
+        warnings = self.admit(rt, obj, version, opts)
+        self._check_namespace(rt, meta.get("namespace", ""), meta["name"])
+        if self.store.get(rt.key, meta.get("namespace", ""), meta["name"]) is not None:
+            raise errors.already_exists(rt.plural, rt.group, meta["name"])
+        if rt.key == builtins.CRD_KEY:
+            _crd_status(obj, None)
+        if not rt.builtin or rt.key in ("apps/deployments", "batch/jobs"):
+            self._generation(rt, None, obj)
+        if opts.dry_run:
+            return Outcome(obj, True, warnings)
+        self.commit([Change("ADDED", rt.key, obj)])
+        return Outcome(obj, True, warnings)
+
+    # -- update (PUT, and the tail of every patch) --------------------------------------------------
+    def update(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        body: Obj,
+        version: str,
+        opts: Options,
+        *,
+        subresource: str = "",
+        require_rv: bool = True,
+    ) -> Outcome:
+        old = self._existing(rt, namespace, name)
+        new = copy.deepcopy(body)
+        meta = new.setdefault("metadata", {})
+        if not isinstance(meta, dict):
+            raise errors.bad_request("metadata must be an object")
+        if meta.get("name") not in (None, "", name):
+            raise errors.bad_request(
+                f"the name of the object ({meta.get('name')}) does not match the name on the URL ({name})"
+            )
+        if rt.namespaced and meta.get("namespace") not in (None, "", namespace):
+            raise errors.bad_request(
+                "the namespace of the provided object does not match the namespace sent on the request"
+            )
+        rv = meta.get("resourceVersion")
+        old_meta = old["metadata"]
+        if rv:
+            if str(rv) != old_meta.get("resourceVersion"):
+                raise errors.conflict(
+                    rt.plural,
+                    rt.group,
+                    name,
+                    "the object has been modified; please apply your changes to the latest version and try again",
+                )
+        elif require_rv and not rt.builtin:
+            raise errors.invalid(
+                rt.kind,
+                rt.group,
+                name,
+                [cause(INVALID, "metadata.resourceVersion", "must be specified for an update", 0)],
+            )
+        if subresource == "status":
+            status = new.get("status")
+            new = copy.deepcopy(old)
+            if status is None:
+                new.pop("status", None)
+            else:
+                new["status"] = status
+            meta = new["metadata"]
+        else:
+            if rt.has_status:
+                if "status" in old:
+                    new["status"] = copy.deepcopy(old["status"])
+                else:
+                    new.pop("status", None)
+            meta["name"] = name
+            if rt.namespaced:
+                meta["namespace"] = namespace
+            else:
+                meta.pop("namespace", None)
+            for k in ("uid", "creationTimestamp", "deletionTimestamp", "deletionGracePeriodSeconds"):
+                if k in old_meta:
+                    meta[k] = old_meta[k]
+                else:
+                    meta.pop(k, None)
+            if old_meta.get("deletionTimestamp"):
+                added = set(meta.get("finalizers") or []) - set(old_meta.get("finalizers") or [])
+                if added:
+                    raise errors.invalid(
+                        rt.kind,
+                        rt.group,
+                        name,
+                        [
+                            cause(
+                                FORBIDDEN,
+                                "metadata.finalizers",
+                                "no new finalizers can be added if the object is being deleted",
+                                show_value=False,
+                            )
+                        ],
+                    )
+        new["apiVersion"] = rt.api_version(rt.storage_version)
+        new["kind"] = rt.kind
+        meta.pop("selfLink", None)
+        if "managedFields" in old_meta and "managedFields" not in meta:
+            meta["managedFields"] = old_meta["managedFields"]
+        warnings = self.admit(rt, new, version, opts)
+        if "generation" in old_meta:
+            self._generation(rt, old, new)
+        else:
+            meta.pop("generation", None)
+        if rt.key == builtins.CRD_KEY:
+            _crd_status(new, old)
+        meta["resourceVersion"] = old_meta.get("resourceVersion")
+        if _strip(new) == _strip(old):
+            return Outcome(old, False, warnings)
+        if opts.dry_run:
+            return Outcome(new, False, warnings)
+        pending = meta.get("finalizers") or (
+            rt.key == builtins.NAMESPACE_KEY and (new.get("spec") or {}).get("finalizers")
+        )
+        if meta.get("deletionTimestamp") and not pending:
+            self.commit([Change("DELETED", rt.key, new)])
+        else:
+            self.commit([Change("MODIFIED", rt.key, new)])
+        return Outcome(new, False, warnings)
+
+    # -- patch --------------------------------------------------------------------------------------
+    def patch(
+        self,
+        rt: ResourceType,
+        namespace: str,
+        name: str,
+        content_type: str,
+        patch: Any,
+        version: str,
+        opts: Options,
+        *,
+        subresource: str = "",
+    ) -> Outcome:
+        existing = self.store.get(rt.key, namespace if rt.namespaced else "", name)
+        if content_type == APPLY:
+            if not opts.field_manager:
+                raise errors.bad_request("PATCH apply requires a non-empty fieldManager query parameter")
+            if not isinstance(patch, dict):
+                raise errors.bad_request("apply patch must be an object")
+            if existing is None:
+                if subresource:
+                    raise errors.not_found(rt.plural, rt.group, name)
+                body = copy.deepcopy(patch)
+                body.setdefault("metadata", {})["name"] = name
+                applying.record(body, None, patch, opts.field_manager, rt.api_version(version))
+                return self.create(rt, namespace, body, version, opts)
+            merged = applying.apply(
+                existing, patch, opts.field_manager, opts.force, rt.api_version(version), rt.plural, rt.group, name
+            )
+            return self.update(rt, namespace, name, merged, version, opts, subresource=subresource, require_rv=False)
+        if existing is None:
+            raise errors.not_found(rt.plural, rt.group, name)
+        base = copy.deepcopy(existing)
+        if content_type == MERGE:
+            merged = patching.merge_patch(base, patch)
+        elif content_type == JSON_PATCH:
+            merged = patching.json_patch(base, patch)
+        elif content_type == STRATEGIC:
+            if rt.key not in builtins.STRATEGIC_KINDS:
+                raise errors.unsupported_media_type(content_type)
+            merged = patching.strategic_merge_patch(base, patch, patching.DEFAULT_MERGE_KEYS)
+        else:
+            raise errors.unsupported_media_type(content_type)
+        if not isinstance(merged, dict):
+            raise errors.bad_request("the patch did not produce an object")
+        patched_rv = (merged.get("metadata") or {}).get("resourceVersion")
+        if patched_rv == existing["metadata"].get("resourceVersion"):
+            merged["metadata"].pop("resourceVersion", None)
+        return self.update(rt, namespace, name, merged, version, opts, subresource=subresource, require_rv=False)
+
+    # -- delete -----------------------------------------------------------------------------------
+    def delete(self, rt: ResourceType, namespace: str, name: str, options: Obj, dry_run: bool) -> tuple[Obj, bool]:
+        """Returns (object, finished): finished=False means it is waiting for finalizers (202)."""
+        obj = self._existing(rt, namespace, name)
+        meta = obj["metadata"]
+        pre = options.get("preconditions") or {}
+        if pre.get("uid") and pre["uid"] != meta.get("uid"):
+            raise errors.conflict(
+                rt.plural,
+                rt.group,
+                name,
+                f"Precondition failed: UID in precondition: {pre['uid']}, UID in object meta: {meta.get('uid')}",
+            )
+        if pre.get("resourceVersion") and pre["resourceVersion"] != meta.get("resourceVersion"):
+            raise errors.conflict(
+                rt.plural,
+                rt.group,
+                name,
+                f"Precondition failed: ResourceVersion in precondition: {pre['resourceVersion']}, "
+                f"ResourceVersion in object meta: {meta.get('resourceVersion')}",
+            )
+        policy = options.get("propagationPolicy") or ("Orphan" if options.get("orphanDependents") else "")
+        finalizers = list(meta.get("finalizers") or [])
+        if policy == "Orphan" and "orphan" not in finalizers and self.store.dependents(meta.get("uid", "")):
+            finalizers.append("orphan")
+        if (
+            policy == "Foreground"
+            and "foregroundDeletion" not in finalizers
+            and self.store.dependents(meta.get("uid", ""))
+        ):
+            finalizers.append("foregroundDeletion")
+        is_namespace = rt.key == builtins.NAMESPACE_KEY
+        if finalizers or is_namespace:
+            if meta.get("deletionTimestamp"):
+                return obj, False
+            new = copy.deepcopy(obj)
+            new["metadata"]["deletionTimestamp"] = metadata.now()
+            new["metadata"]["deletionGracePeriodSeconds"] = 0
+            new["metadata"]["finalizers"] = finalizers
+            if not finalizers:
+                new["metadata"].pop("finalizers")
+            if is_namespace:
+                new.setdefault("status", {})["phase"] = "Terminating"
+            if not dry_run:
+                self.commit([Change("MODIFIED", rt.key, new)])
+            return new, False
+        if not dry_run:
+            self.commit([Change("DELETED", rt.key, copy.deepcopy(obj))])
+        return obj, True
+
+
+def _removed_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
+    out: list[str] = []
+    if isinstance(before, dict) and isinstance(after, dict):
+        for k, v in before.items():
+            path = f"{prefix}.{k}" if prefix else str(k)
+            if k not in after:
+                out.append(path)
+            else:
+                out += _removed_paths(v, after[k], path)
+    elif isinstance(before, list) and isinstance(after, list):
+        for i, (b, a) in enumerate(zip(before, after, strict=False)):
+            out += _removed_paths(b, a, f"{prefix}[{i}]")
+    return out
+
+
+def _crd_causes(crd: Obj) -> list[Any]:
+    spec = crd.get("spec") or {}
+    names = spec.get("names") or {}
+    problems = []
+    for f in ("group", "names", "scope", "versions"):
+        if not spec.get(f):
+            problems.append(errors.cause(errors.REQUIRED, f"spec.{f}"))
+    for f in ("plural", "kind"):
+        if names and not names.get(f):
+            problems.append(errors.cause(errors.REQUIRED, f"spec.names.{f}"))
+    if spec.get("group") and names.get("plural"):
+        want = f"{names['plural']}.{spec['group']}"
+        if crd["metadata"].get("name") != want:
+            problems.append(
+                errors.cause(
+                    INVALID, "metadata.name", 'must be spec.names.plural+"."+spec.group', crd["metadata"].get("name")
+                )
+            )
+    if spec.get("scope") not in (None, "Namespaced", "Cluster"):
+        problems.append(
+            errors.cause(
+                errors.NOT_SUPPORTED, "spec.scope", 'supported values: "Cluster", "Namespaced"', spec.get("scope")
+            )
+        )
+    versions = spec.get("versions") or []
+    if versions and sum(1 for v in versions if v.get("storage")) != 1:
+        problems.append(
+            errors.cause(INVALID, "spec.versions", "must have exactly one version marked as storage version", "array")
+        )
+    return problems
+
+
+def _crd_status(crd: Obj, old: Obj | None) -> None:
+    names = (crd.get("spec") or {}).get("names") or {}
+    old_conditions = ((old or {}).get("status") or {}).get("conditions") or []
+    now = old_conditions[0].get("lastTransitionTime", metadata.now()) if old_conditions else metadata.now()
+    crd["status"] = {
+        "acceptedNames": {k: v for k, v in names.items()},
+        "storedVersions": [v["name"] for v in crd["spec"].get("versions", []) if v.get("storage")],
+        "conditions": [
+            {
+                "type": "NamesAccepted",
+                "status": "True",
+                "reason": "NoConflicts",
+                "message": "no conflicts found",
+                "lastTransitionTime": now,
+            },
+            {
+                "type": "Established",
+                "status": "True",
+                "reason": "InitialNamesAccepted",
+                "message": "the initial names have been accepted",
+                "lastTransitionTime": now,
+            },
+        ],
+    }
