@@ -1,0 +1,38 @@
+"""Fixtures that start real processes: the embedded API server on loopback."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+from support.apiserver import ApiServer
+
+
+@pytest.fixture(scope="session")
+def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """One server (hub, cluster1, cluster2) shared by a test session; tests use their own namespaces."""
+    server = ApiServer(tmp_path_factory.mktemp("apiserver")).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def fresh_apiserver(tmp_path: Path) -> Iterator[ApiServer]:
+    """A server of the test's own, for tests that restart, kill or compact it."""
+    server = ApiServer(tmp_path / "apiserver")
+    yield server
+    server.stop()
+
+
+_counter = iter(range(1_000_000))
+
+
+@pytest.fixture
+def namespace(apiserver: ApiServer, request: pytest.FixtureRequest) -> str:
+    """A fresh namespace on every cluster of the shared server, named after the test."""
+    base = "".join(c if c.isalnum() else "-" for c in request.node.name.lower())[:40].strip("-")
+    name = f"{base}-{next(_counter)}"
+    for cluster in apiserver.clusters:
+        apiserver.kubectl("create", "namespace", name, context=cluster)
+    return name

@@ -1,0 +1,117 @@
+"""Start the embedded API server as a real process on loopback and drive it with real clients."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import kubernetes
+import yaml
+
+ROOT = Path(__file__).resolve().parents[2]
+KUBECTL_120 = ROOT / ".cache" / "kubectl-1.20" / "usr" / "bin" / "kubectl"
+
+
+def kubectl_binary() -> str:
+    found = shutil.which("kubectl")
+    if found is None:
+        raise RuntimeError("no kubectl on PATH: run scripts/bootstrap (installs Debian's kubernetes-client)")
+    return found
+
+
+class ApiServer:
+    """One `volsync-apiserver` process serving several clusters from `data_dir`."""
+
+    def __init__(self, data_dir: Path, clusters: Sequence[str] = ("hub", "cluster1", "cluster2"),
+                 extra_args: Sequence[str] = (), port: int = 0) -> None:
+        self.data_dir = data_dir
+        self.clusters = list(clusters)
+        self.extra_args = list(extra_args)
+        self.port = port
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.url = ""
+        self.kubeconfig = data_dir / "kubeconfig"
+        self.cache_dir = data_dir / "kubectl-cache"
+
+    def start(self, timeout: float = 30.0) -> ApiServer:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(self.data_dir),
+               "--clusters", ",".join(self.clusters), "--port", str(self.port), *self.extra_args]
+        with (self.data_dir / "apiserver.log").open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
+        assert self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        line = b""
+        while time.monotonic() < deadline and not line.endswith(b"\n"):
+            if not sel.select(timeout=deadline - time.monotonic()):
+                break
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+        sel.close()
+        if not line.startswith(b"volsync-apiserver ready "):
+            self.stop()
+            raise RuntimeError(f"apiserver did not start: {line!r}; log: {(self.data_dir / 'apiserver.log').read_text()}")
+        ready = json.loads(line.split(b" ", 2)[2])
+        self.url = ready["url"]
+        self.port = int(self.url.rsplit(":", 1)[1])
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+        return rc
+
+    def kill(self) -> None:
+        self.stop(signal.SIGKILL)
+
+    def cluster_url(self, cluster: str) -> str:
+        return f"{self.url}/clusters/{cluster}"
+
+    # -- clients ------------------------------------------------------------------------------------
+    def kubectl(self, *args: str, context: str = "hub", input: str | bytes | None = None, check: bool = True,
+                binary: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
+        cmd = [binary or kubectl_binary(), "--kubeconfig", str(self.kubeconfig), "--context", context,
+               "--cache-dir", str(self.cache_dir / Path(binary or "default").name), *args]
+        data = input.decode() if isinstance(input, bytes) else input
+        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.data_dir)}
+        res = subprocess.run(cmd, input=data, capture_output=True, text=True, timeout=timeout, env=env)
+        if check and res.returncode != 0:
+            raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
+        return res
+
+    def apply_yaml(self, manifest: str, *args: str, context: str = "hub") -> subprocess.CompletedProcess[str]:
+        return self.kubectl("apply", "-f", "-", *args, context=context, input=manifest)
+
+    def get(self, *args: str, context: str = "hub") -> Any:
+        return json.loads(self.kubectl("get", *args, "-o", "json", context=context).stdout)
+
+    def api_client(self, context: str = "hub") -> kubernetes.client.ApiClient:
+        return kubernetes.config.new_client_from_config(config_file=str(self.kubeconfig), context=context)
+
+
+def dump(obj: Any) -> str:
+    return yaml.safe_dump(obj, sort_keys=False)
