@@ -1,0 +1,274 @@
+"""ReplicationDestination reconcile (pure): keys, Service, receiving PVC, sshd, image, clean up.
+
+The destination publishes where and how a source may push (`status.rsync.address`,
+`status.rsync.sshKeys`), receives each iteration into one PVC that is reused so only deltas move,
+and preserves an image once the source signals completion:
+
+- `Direct`/`None`: `latestImage` is the receiving PVC itself;
+- `Snapshot`: the snapshot name is pinned in the PVC's `volsync.backube/snapname` annotation,
+  the VolumeSnapshot is created under it, and only once it is bound *and* ready does it become
+  `latestImage`; the previous image is labelled for cleanup (unless `do-not-delete`) and deleted
+  after the new one is published. A failed or partial transfer never becomes an image.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from agent import iterations
+from agent.iterations import Context
+from agent.plans import Emit, EndIteration, Ensure, Patch, Plan, Serve, StopReceiving, StopServing
+from api.volsync import ANNOTATION_SNAPNAME, LABEL_CLEANUP, LABEL_DO_NOT_DELETE
+from kube import objects
+from kube.rest import PVCS, SERVICES, VOLUME_SNAPSHOTS, Resource
+
+Obj = dict[str, Any]
+
+ROLE = "destination"
+DEFAULT_PORT = 22
+MOVER_PORT = 8022  # the Service's targetPort, as VolSync's mover listens (local platform: unused)
+NLB_ANNOTATION = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+
+
+@dataclass(frozen=True)
+class ServerView:
+    iteration: str | None  # the iteration the server is receiving for (None: not serving)
+    completion: int | None = None  # the exit code the source signalled, once it did
+    error: str | None = None  # e.g. the address could not be bound
+
+
+@dataclass(frozen=True)
+class DestinationView:
+    rd: Obj
+    now: datetime
+    service: Obj | None = None
+    pvc: Obj | None = None
+    secrets: dict[str, Obj | None] = field(default_factory=dict)
+    snapshots: dict[str, Obj] = field(default_factory=dict)  # VolumeSnapshots of this namespace by name
+    leftovers: tuple[tuple[Resource, Obj], ...] = ()
+    server: ServerView | None = None
+
+
+def service_name(rd_name: str) -> str:
+    return objects.short_name(f"volsync-rsync-dst-{rd_name}")
+
+
+def pvc_name(ctx: Context) -> str:
+    assert ctx.spec.rsync is not None
+    return ctx.spec.rsync.destination_pvc or objects.short_name(f"volsync-{ctx.name}-dst")
+
+
+def _address(svc: Obj | None) -> str | None:
+    if svc is None:
+        return None
+    spec, status = svc.get("spec") or {}, svc.get("status") or {}
+    if spec.get("type") == "LoadBalancer":
+        for ingress in (status.get("loadBalancer") or {}).get("ingress") or []:
+            if ingress.get("hostname") or ingress.get("ip"):
+                return str(ingress.get("hostname") or ingress.get("ip"))
+        return None
+    ip = spec.get("clusterIP")
+    return str(ip) if ip and ip != "None" else None
+
+
+def _service(ctx: Context) -> Obj:
+    rsync = ctx.spec.rsync
+    assert rsync is not None
+    annotations = NLB_ANNOTATION if rsync.service_annotations is None else rsync.service_annotations
+    selector = {
+        "app.kubernetes.io/name": f"dst-{ctx.name}"[:63],
+        "app.kubernetes.io/component": "rsync-mover",
+        "app.kubernetes.io/part-of": "volsync",
+    }
+    svc = ctx.owned(
+        SERVICES,
+        service_name(ctx.name),
+        extra={
+            "spec": {
+                "type": rsync.service_type,
+                "selector": selector,
+                "ports": [
+                    {"name": "ssh", "port": rsync.port or DEFAULT_PORT, "targetPort": MOVER_PORT, "protocol": "TCP"}
+                ],
+            }
+        },
+    )
+    if annotations:
+        svc["metadata"]["annotations"] = dict(annotations)
+    return svc
+
+
+def _pvc(ctx: Context) -> Obj:
+    rsync = ctx.spec.rsync
+    assert rsync is not None
+    spec: Obj = {
+        "accessModes": list(rsync.volume.access_modes),
+        "resources": {"requests": {"storage": rsync.volume.capacity}},
+        "volumeMode": rsync.volume_mode or "Filesystem",
+    }
+    if rsync.volume.storage_class_name:
+        spec["storageClassName"] = rsync.volume.storage_class_name
+    return ctx.owned(PVCS, pvc_name(ctx), cleanup=rsync.cleanup_temp_pvc, extra={"spec": spec})
+
+
+def _ready(vs: Obj | None) -> bool:
+    st = (vs or {}).get("status") or {}
+    return bool(st.get("readyToUse")) and bool(st.get("boundVolumeSnapshotContentName"))
+
+
+def _keys(ctx: Context, v: DestinationView) -> tuple[list[Any], str | None, str | None]:
+    assert ctx.spec.rsync is not None
+    needed = ("destination", "source.pub")
+    if ctx.spec.rsync.ssh_keys:
+        name = ctx.spec.rsync.ssh_keys
+        return [], name, iterations.secret_problem(v.secrets.get(name), name, needed)
+    actions, ready = iterations.generated_keys(ctx, v.secrets)
+    _, _, dest_name = iterations.key_secret_names(ctx.role, ctx.name)
+    return actions, (dest_name if ready else None), None
+
+
+def _preserve(ctx: Context, v: DestinationView, pvc: str) -> tuple[Plan | None, Obj]:
+    """After a successful transfer: (a plan while the image is not ready yet, latestImage)."""
+    rsync = ctx.spec.rsync
+    assert rsync is not None and v.pvc is not None
+    method = rsync.volume.copy_method or "Direct"
+    if method in ("Direct", "None"):
+        return None, {"apiGroup": "", "kind": "PersistentVolumeClaim", "name": pvc}
+    if method != "Snapshot":
+        return iterations.error_plan(
+            ctx, f"unsupported copyMethod {method!r} for a destination: use Direct or Snapshot"
+        ), {}
+    snapname = objects.annotations_of(v.pvc).get(ANNOTATION_SNAPNAME)
+    if not snapname:
+        name = objects.short_name(f"{pvc}-{ctx.now:%Y%m%d%H%M%S}")
+        patch = {"metadata": {"annotations": {ANNOTATION_SNAPNAME: name}}}
+        return Plan(before=[Patch(PVCS, ctx.namespace, pvc, patch)]).wait(1), {}
+    vs = v.snapshots.get(snapname)
+    if vs is None:
+        spec: Obj = {"source": {"persistentVolumeClaimName": pvc}}
+        if rsync.volume.volume_snapshot_class_name:
+            spec["volumeSnapshotClassName"] = rsync.volume.volume_snapshot_class_name
+        snap = ctx.owned(VOLUME_SNAPSHOTS, snapname, extra={"spec": spec})
+        emit = Emit("Normal", "VolumeSnapshotCreated", f"created VolumeSnapshot {snapname} of PVC {pvc}")
+        return Plan(before=[Ensure(VOLUME_SNAPSHOTS, snap), emit]).wait(1), {}
+    if not _ready(vs):
+        error = ((vs.get("status") or {}).get("error") or {}).get("message")
+        message = f"Synchronization in-progress: waiting for VolumeSnapshot {snapname} to be ready"
+        status = iterations.condition_status(ctx, "SyncInProgress", message + (f" ({error})" if error else ""))
+        return Plan(status=status).wait(2), {}
+    return None, {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapname}
+
+
+def _retire_previous(ctx: Context, v: DestinationView, new_image: Obj) -> list[Any]:
+    """Mark the previous snapshot image for cleanup, or release it if the user pinned it."""
+    prev = ctx.status.latest_image
+    if prev is None or prev.kind != "VolumeSnapshot" or prev.name == new_image.get("name"):
+        return []
+    vs = v.snapshots.get(prev.name)
+    if vs is None or not objects.owned_by(vs, ctx.uid):
+        return []
+    if LABEL_DO_NOT_DELETE in objects.labels_of(vs):
+        refs = [r for r in objects.meta(vs).get("ownerReferences") or [] if r.get("uid") != ctx.uid]
+        return [Patch(VOLUME_SNAPSHOTS, ctx.namespace, prev.name, {"metadata": {"ownerReferences": refs or None}})]
+    return [Patch(VOLUME_SNAPSHOTS, ctx.namespace, prev.name, {"metadata": {"labels": {LABEL_CLEANUP: ctx.uid}}})]
+
+
+def plan(v: DestinationView) -> Plan:
+    ctx = Context.of(v.rd, v.now, ROLE)
+    if objects.is_deleting(v.rd):
+        return Plan(before=[StopServing(ctx.key)])
+    if ctx.spec.movers == ("external",):
+        return Plan()
+    problem = iterations.mover_error(ctx.spec) or iterations.schedule_error(ctx.spec)
+    if problem:
+        return iterations.error_plan(ctx, problem)
+    rsync = ctx.spec.rsync
+    assert rsync is not None
+    if not rsync.destination_pvc and (not rsync.volume.capacity or not rsync.volume.access_modes):
+        return iterations.error_plan(
+            ctx, "spec.rsync.capacity and spec.rsync.accessModes must be provided when spec.rsync.destinationPVC is not"
+        )
+    actions, secret, problem = _keys(ctx, v)
+    if problem:
+        return iterations.error_plan(ctx, problem)
+    status: Obj = {}
+    if not rsync.ssh_keys:
+        status["rsync"] = {"sshKeys": iterations.key_secret_names(ctx.role, ctx.name)[1]}
+    if v.service is None:
+        actions.append(Ensure(SERVICES, _service(ctx)))
+    address = _address(v.service)
+    if address:
+        status.setdefault("rsync", {})["address"] = address
+    name = pvc_name(ctx)
+    if v.pvc is None:
+        if rsync.destination_pvc:
+            return iterations.error_plan(ctx, f"destinationPVC {name!r} not found")
+        actions.append(Ensure(PVCS, _pvc(ctx)))
+    waiting = None
+    if secret is None:
+        waiting = "ssh keys"
+    elif not address:
+        waiting = "an address for Service " + service_name(ctx.name)
+    elif v.pvc is None or (v.pvc.get("status") or {}).get("phase") != "Bound":
+        waiting = f"PVC {name} to bind"
+
+    if ctx.iteration is None:
+        idle_plan = iterations.idle(ctx, v.leftovers)
+        if idle_plan is None:
+            idle_plan = iterations.start(ctx)
+        idle_plan.before[:0] = actions
+        if idle_plan.status is not None:
+            idle_plan.status.update(status)
+        return idle_plan if waiting is None else idle_plan.wait(1)
+
+    if waiting is not None or secret is None or address is None:
+        st = iterations.condition_status(ctx, "SyncInProgress", f"Synchronization in-progress: waiting for {waiting}")
+        return Plan(before=actions, status={**st, **status}).wait(1)
+    port = rsync.port or DEFAULT_PORT
+    server = v.server
+    if ctx.spec.paused:
+        st = iterations.condition_status(ctx, "SyncInProgress", "Synchronization paused")
+        return Plan(before=[*actions, StopReceiving(ctx.key, ctx.iteration)], status={**st, **status})
+    serve = Serve(ctx.key, ctx.iteration, name, ctx.namespace, address, port, secret)
+    if server is None or server.iteration != ctx.iteration:
+        st = iterations.condition_status(ctx, "SyncInProgress")
+        emit = Emit("Normal", "TransferStarted", f"listening on {address}:{port} to receive data into PVC {name}")
+        return Plan(before=[*actions, serve, emit], status={**st, **status})
+    if server.error:
+        return Plan(
+            before=actions,
+            status={**iterations.condition_status(ctx, "Error", server.error), **status},
+            error=server.error,
+        )
+    if server.completion is None:
+        return Plan(before=[*actions, serve], status={**iterations.condition_status(ctx, "SyncInProgress"), **status})
+    if server.completion != 0:
+        failed = {
+            "latestMoverStatus": {
+                "result": "Failed",
+                "logs": f"the source signalled failure (code {server.completion})",
+            }
+        }
+        emit = Emit("Warning", "TransferFailed", f"the source signalled failure (code {server.completion})")
+        return Plan(
+            before=[*actions, emit, EndIteration(ctx.key, ctx.iteration), serve],
+            status={**iterations.condition_status(ctx, "SyncInProgress"), **status, **failed},
+        )
+    actions.append(StopReceiving(ctx.key, ctx.iteration))
+    waiting_plan, image = _preserve(ctx, v, name)
+    if waiting_plan is not None:
+        waiting_plan.before[:0] = actions
+        if waiting_plan.status is None:
+            waiting_plan.status = dict(status)
+        else:
+            waiting_plan.status.update(status)
+        return waiting_plan
+    status["latestImage"] = image
+    done, observed = iterations.complete(ctx, status, "")
+    after: list[Any] = [EndIteration(ctx.key, ctx.iteration)]
+    if image.get("kind") == "VolumeSnapshot":
+        after.append(Patch(PVCS, ctx.namespace, name, {"metadata": {"annotations": {ANNOTATION_SNAPNAME: None}}}))
+    after += iterations.cleanup_actions(v.leftovers)
+    return Plan(before=[*actions, *_retire_previous(ctx, v, image), observed], status=done, after=after).wait(1)

@@ -1,0 +1,243 @@
+"""The iteration state machine shared by ReplicationSource and ReplicationDestination (pure).
+
+VolSync keeps the whole state in `.status`, and so do we, so a restarted agent resumes:
+
+    Idle ──(trigger fires)──► Synchronizing ──(mover done)──► CleaningUp ──► Idle
+             lastSyncStartTime set           lastSyncTime set,                temporaries gone
+                                             lastSyncStartTime cleared
+
+- Synchronizing ⇔ `status.lastSyncStartTime` is set; it is also the iteration's identity that
+  movers are keyed by.
+- CleaningUp ⇔ not synchronizing and objects labelled `volsync.backube/cleanup=<uid>` remain.
+- A reconcile error (bad spec, missing Secret) sets `Synchronizing=False/Error` and is retried with
+  backoff; the condition clears on the next clean pass.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from agent import triggers
+from agent.plans import Delete, Ensure, GenerateKeys, Observe, Plan
+from api.volsync import (
+    ANNOTATION_SKIP_INITIAL_SYNC,
+    CONDITION_SYNCHRONIZING,
+    LABEL_CLEANUP,
+    LABEL_CREATED_BY,
+    REASON_CLEANING_UP,
+    REASON_ERROR,
+    REASON_SYNC_IN_PROGRESS,
+    ReplicationSpec,
+    ReplicationStatus,
+    go_duration,
+)
+from kube import objects
+from kube.clock import parse_rfc3339, rfc3339
+from kube.rest import SECRETS, Resource
+
+Obj = dict[str, Any]
+
+CREATED_BY = "volsync"
+TRANSFER_RETRY_MAX = 300.0
+MESSAGES = {
+    REASON_SYNC_IN_PROGRESS: "Synchronization in-progress",
+    REASON_CLEANING_UP: "Cleaning up",
+    "WaitingForSchedule": "Waiting for next scheduled synchronization",
+    "WaitingForManual": "Waiting for manual trigger",
+}
+
+
+@dataclass(frozen=True)
+class Context:
+    """One object being reconciled, with its parsed spec and status and the current time."""
+
+    obj: Obj
+    spec: ReplicationSpec
+    status: ReplicationStatus
+    now: datetime
+    role: str  # "source" | "destination"
+
+    @classmethod
+    def of(cls, obj: Obj, now: datetime, role: str) -> Context:
+        return cls(obj, ReplicationSpec.parse(obj), ReplicationStatus.parse(obj), now, role)
+
+    @property
+    def name(self) -> str:
+        return objects.name_of(self.obj)
+
+    @property
+    def namespace(self) -> str:
+        return objects.namespace_of(self.obj)
+
+    @property
+    def uid(self) -> str:
+        return objects.uid_of(self.obj)
+
+    @property
+    def key(self) -> str:
+        return f"{self.role}/{self.namespace}/{self.name}"
+
+    @property
+    def iteration(self) -> str | None:
+        return self.status.last_sync_start_time
+
+    def owned(self, resource: Resource, name: str, *, cleanup: bool = False, extra: Obj | None = None) -> Obj:
+        """The skeleton of an object this CR owns (labels, owner reference, namespace)."""
+        labels = {LABEL_CREATED_BY: CREATED_BY}
+        if cleanup:
+            labels[LABEL_CLEANUP] = self.uid
+        meta: Obj = {
+            "name": name,
+            "namespace": self.namespace,
+            "labels": labels,
+            "ownerReferences": [objects.owner_ref(self.obj)],
+        }
+        return {"apiVersion": resource.api_version, "kind": resource.kind, "metadata": meta, **(extra or {})}
+
+
+def condition_status(ctx: Context, reason: str, message: str | None = None) -> Obj:
+    """A status patch carrying the Synchronizing condition."""
+    cond = {
+        "type": CONDITION_SYNCHRONIZING,
+        "status": "True" if reason == REASON_SYNC_IN_PROGRESS else "False",
+        "reason": reason,
+        "message": message or MESSAGES.get(reason, reason),
+    }
+    return {"conditions": objects.set_condition(list(ctx.status.conditions), cond, rfc3339(ctx.now))}
+
+
+def error_plan(ctx: Context, message: str) -> Plan:
+    return Plan(status=condition_status(ctx, REASON_ERROR, message), error=message)
+
+
+def mover_error(spec: ReplicationSpec, enabled: tuple[str, ...] = ("rsync",)) -> str | None:
+    if not spec.movers:
+        return f"a replication method must be specified - enabled movers: {list(enabled)}"
+    if len(spec.movers) > 1:
+        return "only one replication method can be supplied"
+    if spec.movers[0] not in enabled:
+        return f"replication method {spec.movers[0]!r} is not supported by this agent - enabled movers: {list(enabled)}"
+    return None
+
+
+def schedule_error(spec: ReplicationSpec) -> str | None:
+    if spec.trigger.schedule is None:
+        return None
+    try:
+        triggers.normalise(spec.trigger.schedule)
+    except triggers.ScheduleError as exc:
+        return str(exc)
+    return None
+
+
+def cleanup_actions(leftovers: tuple[tuple[Resource, Obj], ...]) -> list[Delete]:
+    return [
+        Delete(res, objects.namespace_of(o), objects.name_of(o), objects.meta(o).get("resourceVersion", ""))
+        for res, o in leftovers
+        if not objects.is_deleting(o)
+    ]
+
+
+def idle(ctx: Context, leftovers: tuple[tuple[Resource, Obj], ...]) -> Plan | None:
+    """The plan of an object between iterations, or None when an iteration should start now."""
+    if leftovers:
+        return Plan(before=list(cleanup_actions(leftovers)), status=condition_status(ctx, REASON_CLEANING_UP)).wait(2)
+    created = parse_rfc3339(objects.meta(ctx.obj).get("creationTimestamp")) or ctx.now
+    last_sync = parse_rfc3339(ctx.status.last_sync_time)
+    skip_initial = objects.annotations_of(ctx.obj).get(ANNOTATION_SKIP_INITIAL_SYNC) == "true"
+    initial = last_sync is None and not skip_initial
+    decision = triggers.decide(
+        ctx.spec.trigger,
+        last_sync=last_sync,
+        last_manual=ctx.status.last_manual_sync,
+        now=ctx.now,
+        initial=initial,
+        created=created,
+    )
+    if decision.start and not ctx.spec.paused:
+        return None
+    reason = decision.waiting_reason or REASON_SYNC_IN_PROGRESS
+    status = condition_status(ctx, reason, "Synchronization paused" if ctx.spec.paused else None)
+    status["nextSyncTime"] = rfc3339(decision.next_sync) if decision.next_sync else None
+    plan = Plan(status=status)
+    if decision.next_sync is not None and not ctx.spec.paused:
+        plan.wait(max((decision.next_sync - ctx.now).total_seconds(), 0.0))
+    return plan
+
+
+def start(ctx: Context) -> Plan:
+    status = condition_status(ctx, REASON_SYNC_IN_PROGRESS)
+    status["lastSyncStartTime"] = rfc3339(ctx.now)
+    return Plan(status=status)
+
+
+def complete(ctx: Context, extra: Obj, logs: str) -> tuple[Obj, Observe]:
+    """The status patch (and metrics) for an iteration that just completed successfully."""
+    started = parse_rfc3339(ctx.status.last_sync_start_time) or ctx.now
+    duration = max((ctx.now - started).total_seconds(), 0.0)
+    status = condition_status(ctx, REASON_CLEANING_UP)
+    status.update(
+        {
+            "lastSyncTime": rfc3339(ctx.now),
+            "lastSyncDuration": go_duration(duration),
+            "lastSyncStartTime": None,
+            "latestMoverStatus": {"result": "Successful", "logs": logs[-1024:]} if logs else {"result": "Successful"},
+        }
+    )
+    missed = False
+    schedule = ctx.spec.trigger.schedule
+    if schedule is not None:
+        status["nextSyncTime"] = rfc3339(triggers.next_slot(schedule, ctx.now))
+        missed = triggers.missed_deadline(schedule, parse_rfc3339(ctx.status.last_sync_time), ctx.now)
+    else:
+        status["nextSyncTime"] = None
+    if ctx.spec.trigger.manual is not None:
+        status["lastManualSync"] = ctx.spec.trigger.manual
+    status.update(extra)
+    return status, Observe(duration=duration, missed=missed, succeeded=True)
+
+
+# -- ssh keys -------------------------------------------------------------------------------------------
+def key_secret_names(role: str, name: str) -> tuple[str, str, str]:
+    """(main, src, dest) Secret names for keys a replication object generates."""
+    side = "dst" if role == "destination" else "src"
+    main, src, dest = (objects.short_name(f"volsync-rsync-{side}-{part}-{name}") for part in ("main", "src", "dest"))
+    return main, src, dest
+
+
+def generated_keys(ctx: Context, secrets: dict[str, Obj | None]) -> tuple[list[Any], bool]:
+    """Actions creating the key Secrets from the authority; True once all three exist."""
+    main_name, src_name, dest_name = key_secret_names(ctx.role, ctx.name)
+    main = secrets.get(main_name)
+    labels = {LABEL_CREATED_BY: CREATED_BY}
+    if main is None:
+        return [GenerateKeys(ctx.namespace, main_name, ctx.obj, labels)], False
+    data = main.get("data") or {}
+    actions: list[Any] = []
+    parts = {
+        src_name: ("source", "source.pub", "destination.pub"),
+        dest_name: ("destination", "destination.pub", "source.pub"),
+    }
+    for name, keys in parts.items():
+        if secrets.get(name) is None:
+            secret = ctx.owned(SECRETS, name, extra={"type": "Opaque", "data": {k: data.get(k, "") for k in keys}})
+            actions.append(Ensure(SECRETS, secret))
+    return actions, not actions
+
+
+def secret_problem(secret: Obj | None, name: str, needed: tuple[str, ...]) -> str | None:
+    if secret is None:
+        return f"ssh keys Secret {name!r} not found"
+    data = secret.get("data") or {}
+    missing = [k for k in needed if not data.get(k)]
+    if missing:
+        return f"ssh keys Secret {name!r} is missing keys: {', '.join(missing)}"
+    for k in needed:
+        try:
+            base64.b64decode(data[k], validate=True)
+        except ValueError:
+            return f"ssh keys Secret {name!r} has invalid base64 in {k!r}"
+    return None

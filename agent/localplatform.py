@@ -1,0 +1,331 @@
+"""The local platform: the embedded default's storage, addresses and movers, on this machine.
+
+- Storage: `agent.storage` binds PVCs to directories under the data root and turns
+  VolumeSnapshots into immutable copies (run as controllers on the agent's work queue).
+- Addresses: every Service the agent creates gets its own loopback address from the agent's pool
+  (`spec.clusterIP`, and `status.loadBalancer.ingress` for LoadBalancer Services), like a cloud
+  load balancer handing out IPs, so each destination's sshd listens on port 22 of its own address
+  and the source needs only `address` and `sshKeys`, exactly as in the user docs.
+- Movers: a destination is a real `sshd` per ReplicationDestination, a source transfer a real
+  `rsync` over `ssh`, both processes of the agent. Their state lives in
+  `<data root>/movers/<role>-<namespace>-<name>/` so a restarted agent resumes an iteration (the
+  destination's completion signal and iteration identity are files there).
+
+Binding port 22 needs root (or CAP_NET_BIND_SERVICE); without it the destination reports an
+Error condition saying so; set `spec.rsync.port` on both sides to a port >= 1024 instead.
+"""
+
+from __future__ import annotations
+
+import base64
+import ipaddress
+import logging
+import shutil
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+from agent.destination import ServerView
+from agent.movers import keys as sshkeys
+from agent.movers.destination import DestinationServer
+from agent.movers.errors import MoverError
+from agent.movers.source import SourceTransfer, TransferResult
+from agent.plans import Serve, StartTransfer
+from agent.platform import Controller
+from agent.source import TransferView
+from agent.storage.local import LocalStorage
+from kube import objects
+from kube.clock import Clock, SystemClock
+from kube.rest import PVS, SERVICES, Kube
+
+log = logging.getLogger("volsync.local")
+
+Obj = dict[str, Any]
+RETRY_MAX = 300.0
+
+
+def _secret_bytes(secret: Obj) -> dict[str, bytes]:
+    return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+@dataclass
+class _Transfer:
+    iteration: str
+    mover: SourceTransfer
+
+
+class _StorageController:
+    kinds: tuple[str, ...] = ("pvc", "vs", "pv")
+
+    def __init__(self, storage: LocalStorage) -> None:
+        self.storage = storage
+
+    def reconcile(self, kind: str, namespace: str, name: str) -> float | None:
+        if kind == "pvc":
+            return self.storage.reconcile_pvc(namespace, name)
+        if kind == "vs":
+            return self.storage.reconcile_volume_snapshot(namespace, name)
+        return self.storage.reconcile_pv(name)
+
+
+class _LoadBalancer:
+    """Publishes a LoadBalancer Service's loopback address as its ingress, like a cloud LB would."""
+
+    kinds: tuple[str, ...] = ("svc",)
+
+    def __init__(self, kube: Kube, pool: ipaddress.IPv4Network | ipaddress.IPv6Network) -> None:
+        self.kube = kube
+        self.pool = pool
+
+    def reconcile(self, kind: str, namespace: str, name: str) -> float | None:
+        svc = self.kube.get(SERVICES, name, namespace)
+        if svc is None or (svc.get("spec") or {}).get("type") != "LoadBalancer":
+            return None
+        ip = (svc.get("spec") or {}).get("clusterIP")
+        if not ip or ip == "None" or ipaddress.ip_address(ip) not in self.pool:
+            return None
+        ingress = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
+        if not any(i.get("ip") == ip for i in ingress):
+            self.kube.patch_status(SERVICES, name, {"loadBalancer": {"ingress": [{"ip": ip}]}}, namespace)
+        return None
+
+
+class LocalPlatform:
+    def __init__(self, kube: Kube, data_root: Path, *, address_pool: str, clock: Clock | None = None,
+                 retries: int = 5, backoff: Sequence[float] = (2, 4, 8, 16, 32), compress: bool = False,
+                 poll_interval: float = 0.2) -> None:
+        self.kube = kube
+        self.data_root = data_root
+        self.pool = ipaddress.ip_network(address_pool)
+        self.clock = clock or SystemClock()
+        self.retries = retries
+        self.backoff = tuple(backoff)
+        self.compress = compress
+        self.storage = LocalStorage(kube.api, data_root)
+        self._lock = threading.RLock()
+        self._allocated: set[str] = set()
+        self._transfers: dict[str, _Transfer] = {}
+        self._failures: dict[str, tuple[int, datetime | None]] = {}
+        self._servers: dict[str, DestinationServer] = {}
+        self._identities: dict[str, tuple[object, ...]] = {}
+        self._server_errors: dict[str, str] = {}
+        self._notified: dict[str, str] = {}
+        self._callbacks: list[Callable[[str], None]] = []
+        self._stop = threading.Event()
+        self._poll_interval = poll_interval
+        self._poller = threading.Thread(target=self._poll, name="completion-poller", daemon=True)
+        self._poller.start()
+
+    # -- wiring -------------------------------------------------------------------------------------
+    def controllers(self) -> list[Controller]:
+        self.storage.ensure_defaults()
+        return [_StorageController(self.storage), _LoadBalancer(self.kube, self.pool)]
+
+    def on_change(self, callback: Callable[[str], None]) -> None:
+        self._callbacks.append(callback)
+
+    def _changed(self, key: str) -> None:
+        for cb in self._callbacks:
+            cb(key)
+
+    def close(self) -> None:
+        self._stop.set()
+        with self._lock:
+            for t in self._transfers.values():
+                t.mover.cancel()
+            for server in self._servers.values():
+                server.stop()
+            self._transfers.clear()
+            self._servers.clear()
+
+    # -- addresses ----------------------------------------------------------------------------------
+    def prepare_service(self, svc: Obj) -> Obj:
+        spec = svc.setdefault("spec", {})
+        if spec.get("clusterIP"):
+            return svc
+        with self._lock:
+            items, _ = self.kube.list(SERVICES)
+            used = {str((s.get("spec") or {}).get("clusterIP")) for s in items} | self._allocated
+            for host in self.pool.hosts():
+                if str(host) not in used:
+                    self._allocated.add(str(host))
+                    spec["clusterIP"] = str(host)
+                    return svc
+        raise MoverError(f"the address pool {self.pool} is exhausted")
+
+    # -- volumes ------------------------------------------------------------------------------------
+    def volume_path(self, pvc: Obj) -> Path:
+        volume = (pvc.get("spec") or {}).get("volumeName")
+        pv = self.kube.get(PVS, volume) if volume else None
+        if pv is None:
+            raise MoverError(f"PVC {objects.name_of(pvc)} is not bound to a volume")
+        spec = pv.get("spec") or {}
+        path = (spec.get("hostPath") or {}).get("path") or (spec.get("local") or {}).get("path")
+        if not path or not Path(path).is_dir():
+            raise MoverError(f"volume {volume} has no local directory")
+        return Path(path)
+
+    def _workdir(self, key: str) -> Path:
+        return self.data_root / "movers" / objects.short_name(key.replace("/", "-"), 200)
+
+    # -- source side --------------------------------------------------------------------------------
+    def transfer(self, key: str) -> TransferView | None:
+        with self._lock:
+            t = self._transfers.get(key)
+        if t is None:
+            return None
+        result: TransferResult | None = t.mover.poll()
+        if result is None:
+            return TransferView(t.iteration, running=True)
+        return TransferView(t.iteration, running=False, succeeded=result.succeeded, logs=result.logs,
+                            exit_code=result.exit_code)
+
+    def retry_state(self, key: str) -> tuple[int, datetime | None]:
+        with self._lock:
+            return self._failures.get(key, (0, None))
+
+    def start_transfer(self, action: StartTransfer, pvc: Obj, secret: Obj) -> None:
+        keys = sshkeys.from_secret_data(_secret_bytes(secret), "source")
+        data_dir = self.volume_path(pvc)
+        with self._lock:
+            current = self._transfers.get(action.key)
+            if current is not None and current.iteration == action.iteration and current.mover.poll() is None:
+                return
+            if current is not None:
+                current.mover.cancel()
+            workdir = self._workdir(action.key)
+            workdir.mkdir(parents=True, exist_ok=True)
+            mover = SourceTransfer(data_dir=data_dir, address=action.address, port=action.port,
+                                   source_key=keys.source, destination_pub=keys.destination_pub, workdir=workdir,
+                                   retries=self.retries, backoff=self.backoff, compress=self.compress)
+            self._transfers[action.key] = _Transfer(action.iteration, mover)
+            mover.start()
+        threading.Thread(target=self._await_transfer, args=(action.key, mover), daemon=True).start()
+
+    def _await_transfer(self, key: str, mover: SourceTransfer) -> None:
+        mover.wait()
+        self._changed(key)
+
+    def forget_transfer(self, key: str, failed: bool) -> None:
+        with self._lock:
+            self._transfers.pop(key, None)
+            if failed:
+                count = self._failures.get(key, (0, None))[0] + 1
+                delay = min(2.0 * 2 ** (count - 1), RETRY_MAX)
+                self._failures[key] = (count, self.clock.now() + timedelta(seconds=delay))
+            else:
+                self._failures.pop(key, None)
+
+    def cancel_transfer(self, key: str) -> None:
+        with self._lock:
+            t = self._transfers.pop(key, None)
+        if t is not None:
+            t.mover.cancel()
+
+    # -- destination side ---------------------------------------------------------------------------
+    def _files(self, key: str) -> tuple[Path, Path]:
+        work = self._workdir(key)
+        return work / "iteration.id", work / "iteration.completed"
+
+    def server(self, key: str) -> ServerView | None:
+        iteration_file, completed_file = self._files(key)
+        if not iteration_file.exists():
+            return None
+        iteration = iteration_file.read_text()
+        with self._lock:
+            srv = self._servers.get(key)
+            error = self._server_errors.get(key)
+        completion: int | None = None
+        if completed_file.exists():
+            completion = int(completed_file.read_text())
+        elif srv is not None:
+            completion = srv.completion()
+        return ServerView(iteration=iteration, completion=completion, error=error)
+
+    def serve(self, action: Serve, pvc: Obj, secret: Obj) -> None:
+        keys = sshkeys.from_secret_data(_secret_bytes(secret), "destination")
+        data_dir = self.volume_path(pvc)
+        iteration_file, completed_file = self._files(action.key)
+        workdir = self._workdir(action.key)
+        with self._lock:
+            srv = self._servers.get(action.key)
+            wanted = (action.address, action.port, data_dir, keys.destination, keys.source_pub)
+            if srv is None or self._identities.get(action.key) != wanted or not srv.alive():
+                if srv is not None:
+                    srv.stop()
+                srv = DestinationServer(workdir=workdir / "sshd", data_dir=data_dir, address=action.address,
+                                        port=action.port, destination_key=keys.destination, source_pub=keys.source_pub)
+                try:
+                    srv.start()
+                except MoverError as exc:
+                    self._server_errors[action.key] = str(exc)
+                    self._servers.pop(action.key, None)
+                    return
+                self._servers[action.key] = srv
+                self._identities[action.key] = wanted
+                self._server_errors.pop(action.key, None)
+            workdir.mkdir(parents=True, exist_ok=True)
+            current = iteration_file.read_text() if iteration_file.exists() else None
+            if current != action.iteration:
+                completed_file.unlink(missing_ok=True)
+                srv.close_iteration()
+                iteration_file.write_text(action.iteration)
+                srv.open_iteration()
+            elif not completed_file.exists() and srv.completion() is None and not srv.iteration_open():
+                srv.open_iteration()  # e.g. after an agent restart
+
+    def stop_receiving(self, key: str, iteration: str) -> None:
+        iteration_file, completed_file = self._files(key)
+        with self._lock:
+            srv = self._servers.get(key)
+            if not iteration_file.exists() or iteration_file.read_text() != iteration:
+                return
+            if not completed_file.exists():
+                code = srv.completion() if srv is not None else None
+                if code is None:
+                    if srv is not None:
+                        srv.close_iteration()  # paused: refuse data, nothing to remember
+                    iteration_file.unlink(missing_ok=True)
+                    return
+                completed_file.write_text(str(code))
+            if srv is not None:
+                srv.close_iteration()
+
+    def end_iteration(self, key: str, iteration: str) -> None:
+        iteration_file, completed_file = self._files(key)
+        with self._lock:
+            if iteration_file.exists() and iteration_file.read_text() == iteration:
+                completed_file.unlink(missing_ok=True)
+                iteration_file.unlink(missing_ok=True)
+                srv = self._servers.get(key)
+                if srv is not None:
+                    srv.close_iteration()
+
+    def stop_serving(self, key: str) -> None:
+        with self._lock:
+            srv = self._servers.pop(key, None)
+            self._identities.pop(key, None)
+            self._server_errors.pop(key, None)
+        if srv is not None:
+            srv.stop()
+        work = self._workdir(key)
+        if work.exists() and work.is_relative_to(self.data_root):
+            shutil.rmtree(work, ignore_errors=True)
+
+    def _poll(self) -> None:
+        """Tell the controller when a destination receives its completion signal."""
+        while not self._stop.wait(self._poll_interval):
+            with self._lock:
+                servers = list(self._servers.items())
+            for key, srv in servers:
+                code = srv.completion()
+                iteration_file = self._files(key)[0]
+                if code is None or not iteration_file.exists():
+                    continue
+                iteration = iteration_file.read_text()
+                if self._notified.get(key) != iteration:
+                    self._notified[key] = iteration
+                    self._changed(key)

@@ -1,0 +1,93 @@
+"""`volsync-agent`: the replication agent for one cluster.
+
+    volsync-agent --kubeconfig FILE --context NAME --cluster-name NAME --data-root DIR
+                  [--mover-host 127.64.1.0/24] [--metrics-address 127.0.0.1:0]
+
+Runs the ReplicationSource/ReplicationDestination controller and the local platform (directories
+for volumes, rsync and sshd for movers) against the cluster's API, serves Prometheus metrics,
+prints one ready line, and stops cleanly (movers included) on SIGTERM or SIGINT.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import logging
+import signal
+import sys
+import threading
+import zlib
+from pathlib import Path
+
+from prometheus_client import start_http_server
+
+from agent.localplatform import LocalPlatform
+from agent.metrics import Metrics
+from agent.reconciling import ReplicationController
+from kube import clients
+from kube.events import Recorder
+from kube.rest import Kube
+
+log = logging.getLogger("volsync.agent")
+
+
+def default_pool(cluster: str) -> str:
+    """A loopback /24 of the cluster's own, stable across restarts: 127.<64..127>.<0..255>.0/24."""
+    crc = zlib.crc32(cluster.encode())
+    return f"127.{64 + crc % 64}.{(crc >> 8) % 256}.0/24"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="volsync-agent", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--kubeconfig", help="kubeconfig of the cluster (default: in-cluster or $KUBECONFIG)")
+    p.add_argument("--context", help="kubeconfig context")
+    p.add_argument("--cluster-name", required=True, help="the managed cluster's name")
+    p.add_argument("--data-root", type=Path, required=True, help="volumes, snapshots and mover state live here")
+    p.add_argument("--mover-host", help="where movers listen: a pool (CIDR) handing each Service its own "
+                                        "address, or one address (default: a loopback /24 derived from the name)")
+    p.add_argument("--metrics-address", default="127.0.0.1:0", help="host:port of /metrics (port 0: any)")
+    p.add_argument("--workers", type=int, default=4)
+    p.add_argument("--rsync-retries", type=int, default=5)
+    p.add_argument("--compress", action="store_true", help="rsync -z (helps on slow links, costs CPU on fast ones)")
+    p.add_argument("--log-level", default="info")
+    return p.parse_args(argv)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    pool = args.mover_host or default_pool(args.cluster_name)
+    if "/" not in pool:
+        pool += "/32" if ":" not in pool else "/128"
+    args.data_root.mkdir(parents=True, exist_ok=True)
+    api = clients.load(args.kubeconfig, args.context)
+    kube = Kube(api, field_manager="volsync-agent")
+    metrics = Metrics()
+    host, _, port = args.metrics_address.rpartition(":")
+    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
+    metrics_url = f"http://{host or '127.0.0.1'}:{server.server_port}/metrics"
+    platform = LocalPlatform(kube, args.data_root.resolve(), address_pool=pool, retries=args.rsync_retries,
+                             compress=args.compress)
+    controller = ReplicationController(kube, platform, metrics=metrics, workers=args.workers,
+                                       recorder=Recorder(kube, "volsync-agent", host=args.cluster_name))
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    try:
+        controller.start()
+    except RuntimeError as exc:
+        print(f"volsync-agent: {exc}", file=sys.stderr)
+        platform.close()
+        return 1
+    ready = {"cluster": args.cluster_name, "metrics": metrics_url, "addresses": pool}
+    print(f"volsync-agent ready {json.dumps(ready)}", flush=True)
+    stop.wait()
+    controller.stop()
+    platform.close()
+    server.shutdown()
+    clients.close(api)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

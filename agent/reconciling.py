@@ -1,0 +1,359 @@
+"""The replication controller's I/O layer: informers in, plans applied, one status patch out.
+
+Watches ReplicationSources and ReplicationDestinations and the objects they depend on (PVCs,
+VolumeSnapshots, Services, Secrets), queues the affected objects, builds the observed views from
+the informer caches, asks the pure planners (`source.plan`, `destination.plan`) what to do, and
+applies the plan: `before` actions, the status patch (with a resourceVersion precondition, so a
+decision taken on a stale cache is refused with 409 and simply retried), then `after` actions.
+The platform's own controllers (local storage) run on the same queue and workers.
+"""
+
+from __future__ import annotations
+
+import base64
+import logging
+import threading
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from agent import destination, source, triggers
+from agent.iterations import key_secret_names
+from agent.metrics import Metrics
+from agent.movers import keys as sshkeys
+from agent.plans import (
+    CancelTransfer,
+    Delete,
+    Emit,
+    EndIteration,
+    Ensure,
+    ForgetTransfer,
+    GenerateKeys,
+    Observe,
+    Patch,
+    Plan,
+    Serve,
+    StartTransfer,
+    StopReceiving,
+    StopServing,
+)
+from agent.platform import Platform
+from api.volsync import LABEL_CLEANUP, ReplicationSpec, ReplicationStatus
+from kube import objects
+from kube.clock import Clock, SystemClock, parse_rfc3339
+from kube.events import Recorder
+from kube.informing import Informer, WorkQueue
+from kube.rest import (
+    PVCS,
+    PVS,
+    REPLICATION_DESTINATIONS,
+    REPLICATION_SOURCES,
+    SECRETS,
+    SERVICES,
+    VOLUME_SNAPSHOTS,
+    Kube,
+    Resource,
+)
+
+log = logging.getLogger("volsync.agent")
+
+Obj = dict[str, Any]
+Key = tuple[str, str, str]  # (kind, namespace, name)
+ROLES = {"source": REPLICATION_SOURCES, "destination": REPLICATION_DESTINATIONS}
+WATCHED = (REPLICATION_SOURCES, REPLICATION_DESTINATIONS, PVCS, VOLUME_SNAPSHOTS, SERVICES, SECRETS, PVS)
+_STORAGE_KIND = {"persistentvolumeclaims": "pvc", "volumesnapshots": "vs", "persistentvolumes": "pv", "services": "svc"}
+
+
+def merge(base: Any, patch: Any) -> Any:
+    """RFC 7386 merge patch (to predict whether a status patch would change anything)."""
+    if not isinstance(patch, dict):
+        return patch
+    out = dict(base) if isinstance(base, dict) else {}
+    for k, v in patch.items():
+        if v is None:
+            out.pop(k, None)
+        else:
+            out[k] = merge(out.get(k), v)
+    return out
+
+
+class ReplicationController:
+    def __init__(
+        self,
+        kube: Kube,
+        platform: Platform,
+        *,
+        clock: Clock | None = None,
+        metrics: Metrics | None = None,
+        recorder: Recorder | None = None,
+        workers: int = 4,
+    ) -> None:
+        self.kube = kube
+        self.platform = platform
+        self.clock = clock or SystemClock()
+        self.metrics = metrics or Metrics()
+        self.recorder = recorder or Recorder(kube, "volsync-agent", clock=self.clock)
+        self.queue = WorkQueue(self.clock)
+        self.workers = workers
+        self.informers: dict[str, Informer] = {res.plural: Informer(kube, res, self._handler(res)) for res in WATCHED}
+        self._storage = {kind: c for c in platform.controllers() for kind in c.kinds}
+        self._threads: list[threading.Thread] = []
+        platform.on_change(self._mover_changed)
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> None:
+        for inf in self.informers.values():
+            inf.start()
+        for inf in self.informers.values():
+            if not inf.wait_synced(timeout):
+                raise RuntimeError(f"informer for {inf.res.plural} did not sync within {timeout}s")
+        for i in range(self.workers):
+            t = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self.queue.shutdown()
+        for inf in self.informers.values():
+            inf.stop()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    # -- event routing ------------------------------------------------------------------------------
+    def _handler(self, res: Resource) -> Any:
+        def handle(kind: str, obj: Obj, prev: Obj | None) -> None:
+            ns, name = objects.namespace_of(obj), objects.name_of(obj)
+            if res is REPLICATION_SOURCES:
+                self.queue.add(("source", ns, name))
+                return
+            if res is REPLICATION_DESTINATIONS:
+                self.queue.add(("destination", ns, name))
+                return
+            storage_kind = _STORAGE_KIND.get(res.plural)
+            if storage_kind in self._storage:
+                self.queue.add((storage_kind, ns, name))
+            if (
+                res is PVCS
+                and kind == "DELETED"
+                and (obj.get("spec") or {}).get("volumeName")
+                and "pv" in self._storage
+            ):
+                self.queue.add(("pv", "", obj["spec"]["volumeName"]))
+            if ns:
+                # Everything a replication depends on lives in its namespace.
+                for role, r in ROLES.items():
+                    for owner in self.informers[r.plural].items(ns):
+                        self.queue.add((role, ns, objects.name_of(owner)))
+
+        return handle
+
+    def _mover_changed(self, key: str) -> None:
+        role, ns, name = key.split("/", 2)
+        self.queue.add((role, ns, name))
+
+    # -- workers ------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            try:
+                self.process(key)
+            except ApiException as exc:
+                if exc.status == 409:
+                    self.queue.add_after(key, 0.05)
+                else:
+                    log.warning("reconcile %s failed: %s %s", "/".join(key), exc.status, exc.reason)
+                    self.queue.add_rate_limited(key)
+            except Exception:
+                log.exception("reconcile %s failed", "/".join(key))
+                self.queue.add_rate_limited(key)
+            finally:
+                self.queue.done(key)
+
+    def process(self, key: Key) -> None:
+        kind, ns, name = key
+        if kind in ROLES:
+            plan, obj = self._plan(kind, ns, name)
+            if obj is not None:
+                self._apply(key, kind, obj, plan)
+            return
+        controller = self._storage.get(kind)
+        if controller is not None:
+            delay = controller.reconcile(kind, ns, name)
+            if delay is not None:
+                self.queue.add_after(key, delay)
+
+    # -- views --------------------------------------------------------------------------------------
+    def _cache(self, res: Resource, ns: str, name: str | None) -> Obj | None:
+        return self.informers[res.plural].get(ns, name) if name else None
+
+    def _leftovers(self, ns: str, uid: str) -> tuple[tuple[Resource, Obj], ...]:
+        found: list[tuple[Resource, Obj]] = []
+        for res in (VOLUME_SNAPSHOTS, PVCS):
+            for obj in self.informers[res.plural].items(ns):
+                if objects.labels_of(obj).get(LABEL_CLEANUP) == uid:
+                    found.append((res, obj))
+        return tuple(found)
+
+    def _secrets(self, ns: str, names: list[str]) -> dict[str, Obj | None]:
+        return {n: self._cache(SECRETS, ns, n) for n in names}
+
+    def _plan(self, role: str, ns: str, name: str) -> tuple[Plan, Obj | None]:
+        now = self.clock.now()
+        key = f"{role}/{ns}/{name}"
+        obj = self._cache(ROLES[role], ns, name)
+        if obj is None:
+            if role == "source":
+                self.platform.cancel_transfer(key)
+                self.platform.forget_transfer(key, False)
+            else:
+                self.platform.stop_serving(key)
+            self.metrics.forget((name, ns, role, "rsync"))
+            return Plan(), None
+        spec = ReplicationSpec.parse(obj)
+        uid = objects.uid_of(obj)
+        rsync_keys = spec.rsync.ssh_keys if spec.rsync else None
+        if role == "source":
+            pit = source.pit_name(name)
+            secret_names = [rsync_keys] if rsync_keys else list(key_secret_names("source", name))
+            failures, retry_at = self.platform.retry_state(key)
+            view = source.SourceView(
+                rs=obj,
+                now=now,
+                source_pvc=self._cache(PVCS, ns, spec.source_pvc),
+                pit_snapshot=self._owned(VOLUME_SNAPSHOTS, ns, pit, uid),
+                pit_pvc=self._owned(PVCS, ns, pit, uid),
+                secrets=self._secrets(ns, secret_names),
+                leftovers=self._leftovers(ns, uid),
+                transfer=self.platform.transfer(key),
+                failures=failures,
+                retry_at=retry_at,
+            )
+            return source.plan(view), obj
+        secret_names = [rsync_keys] if rsync_keys else list(key_secret_names("destination", name))
+        pvc = (spec.rsync.destination_pvc if spec.rsync else None) or objects.short_name(f"volsync-{name}-dst")
+        dview = destination.DestinationView(
+            rd=obj,
+            now=now,
+            service=self._owned(SERVICES, ns, destination.service_name(name), uid),
+            pvc=self._cache(PVCS, ns, pvc),
+            secrets=self._secrets(ns, secret_names),
+            snapshots={objects.name_of(s): s for s in self.informers[VOLUME_SNAPSHOTS.plural].items(ns)},
+            leftovers=self._leftovers(ns, uid),
+            server=self.platform.server(key),
+        )
+        return destination.plan(dview), obj
+
+    def _owned(self, res: Resource, ns: str, name: str, uid: str) -> Obj | None:
+        obj = self._cache(res, ns, name)
+        return obj if obj is not None and objects.owned_by(obj, uid) else None
+
+    # -- applying -----------------------------------------------------------------------------------
+    def _apply(self, key: Key, role: str, obj: Obj, plan: Plan) -> None:
+        for action in plan.before:
+            self._act(role, obj, action)
+        if plan.status is not None:
+            current = obj.get("status") or {}
+            if merge(current, plan.status) != current:
+                patch = {
+                    "metadata": {"resourceVersion": objects.meta(obj).get("resourceVersion")},
+                    "status": plan.status,
+                }
+                updated = self.kube.patch(
+                    ROLES[role], objects.name_of(obj), patch, objects.namespace_of(obj), subresource="status"
+                )
+                obj = updated
+        for action in plan.after:
+            self._act(role, obj, action)
+        self._gauge(role, obj)
+        if plan.error is not None:
+            self.queue.add_rate_limited(key)
+            return
+        self.queue.forget(key)
+        if plan.requeue_after is not None:
+            self.queue.add_after(key, plan.requeue_after)
+
+    def _labels(self, role: str, obj: Obj) -> tuple[str, str, str, str]:
+        return (objects.name_of(obj), objects.namespace_of(obj), role, "rsync")
+
+    def _gauge(self, role: str, obj: Obj) -> None:
+        status = ReplicationStatus.parse(obj)
+        last = parse_rfc3339(status.last_sync_time)
+        schedule = ReplicationSpec.parse(obj).trigger.schedule
+        late = last is None
+        if last is not None and schedule is not None:
+            try:
+                late = triggers.missed_deadline(schedule, last, self.clock.now())
+            except triggers.ScheduleError:
+                late = False
+        self.metrics.set_out_of_sync(self._labels(role, obj), late)
+
+    def _act(self, role: str, obj: Obj, action: Any) -> None:
+        ns = objects.namespace_of(obj)
+        if isinstance(action, Ensure):
+            body = action.obj
+            if action.resource is SERVICES:
+                body = self.platform.prepare_service(body)
+            try:
+                self.kube.create(action.resource, body)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        elif isinstance(action, Patch):
+            try:
+                self.kube.patch(action.resource, action.name, action.patch, action.namespace)
+            except ApiException as exc:
+                if exc.status != 404:
+                    raise
+        elif isinstance(action, Delete):
+            pre = {"resourceVersion": action.resource_version} if action.resource_version else None
+            self.kube.delete(action.resource, action.name, action.namespace, preconditions=pre)
+        elif isinstance(action, Emit):
+            self.recorder.event(obj, action.type, action.reason, action.message)
+        elif isinstance(action, GenerateKeys):
+            generated = sshkeys.generate()
+            data = {k: base64.b64encode(v).decode() for k, v in generated.main_secret_data().items()}
+            secret = {
+                "metadata": {
+                    "name": action.name,
+                    "namespace": action.namespace,
+                    "labels": action.labels,
+                    "ownerReferences": [objects.owner_ref(action.owner)],
+                },
+                "type": "Opaque",
+                "data": data,
+            }
+            try:
+                self.kube.create(SECRETS, secret)
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+        elif isinstance(action, StartTransfer):
+            pvc, secret = self._require(PVCS, ns, action.pvc), self._require(SECRETS, ns, action.secret)
+            self.platform.start_transfer(action, pvc, secret)
+        elif isinstance(action, Serve):
+            pvc, secret = self._require(PVCS, ns, action.pvc), self._require(SECRETS, ns, action.secret)
+            self.platform.serve(action, pvc, secret)
+        elif isinstance(action, ForgetTransfer):
+            self.platform.forget_transfer(action.key, action.failed)
+            if action.failed:
+                self.metrics.failed(self._labels(role, obj))
+        elif isinstance(action, CancelTransfer):
+            self.platform.cancel_transfer(action.key)
+        elif isinstance(action, StopReceiving):
+            self.platform.stop_receiving(action.key, action.iteration)
+        elif isinstance(action, EndIteration):
+            self.platform.end_iteration(action.key, action.iteration)
+        elif isinstance(action, StopServing):
+            self.platform.stop_serving(action.key)
+        elif isinstance(action, Observe):
+            self.metrics.completed(self._labels(role, obj), action.duration, action.missed)
+        else:
+            raise TypeError(f"unknown action {action!r}")
+
+    def _require(self, res: Resource, ns: str, name: str) -> Obj:
+        obj = self._cache(res, ns, name) or self.kube.get(res, name, ns)
+        if obj is None:
+            raise ApiException(status=404, reason=f"{res.kind} {ns}/{name} not found")
+        return obj

@@ -1,0 +1,251 @@
+"""Informers and a work queue: the client-go pattern for level-triggered controllers.
+
+An `Informer` keeps an in-memory copy of one resource in sync with list + watch (resuming from
+the last resourceVersion, relisting after 410 Expired or errors, with backoff) and calls a
+handler for every change. A `WorkQueue` holds keys to reconcile: a key is queued at most once,
+never processed by two workers at the same time, re-queued if it changed while being processed,
+and can be delayed (`add_after`) or retried with exponential backoff (`add_rate_limited`).
+Delays use an injectable `Clock`, so tests drive schedules without sleeping.
+"""
+
+from __future__ import annotations
+
+import heapq
+import logging
+import random
+import threading
+from collections.abc import Callable
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from kube.clock import Clock, SystemClock
+from kube.rest import Kube, Obj, Resource
+
+log = logging.getLogger("volsync.informer")
+
+Handler = Callable[[str, Obj, Obj | None], None]  # (event type, object, previous object)
+
+
+def key_of(obj: Obj) -> tuple[str, str]:
+    meta = obj.get("metadata") or {}
+    return (meta.get("namespace") or "", meta.get("name") or "")
+
+
+class Informer:
+    def __init__(
+        self,
+        kube: Kube,
+        res: Resource,
+        handler: Handler,
+        *,
+        namespace: str | None = None,
+        label_selector: str | None = None,
+        watch_timeout: int = 240,
+    ) -> None:
+        self.kube = kube
+        self.res = res
+        self.handler = handler
+        self.namespace = namespace
+        self.label_selector = label_selector
+        self.watch_timeout = watch_timeout
+        self._cache: dict[tuple[str, str], Obj] = {}
+        self._lock = threading.Lock()
+        self._synced = threading.Event()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+
+    # -- cache --------------------------------------------------------------------------------------
+    def get(self, namespace: str, name: str) -> Obj | None:
+        with self._lock:
+            return self._cache.get((namespace or "", name))
+
+    def items(self, namespace: str | None = None) -> list[Obj]:
+        with self._lock:
+            return [o for (ns, _), o in sorted(self._cache.items()) if namespace is None or ns == namespace]
+
+    def wait_synced(self, timeout: float | None = None) -> bool:
+        return self._synced.wait(timeout)
+
+    # -- loop ---------------------------------------------------------------------------------------
+    def start(self) -> Informer:
+        self._thread = threading.Thread(target=self._run, name=f"informer-{self.res.plural}", daemon=True)
+        self._thread.start()
+        return self
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def _run(self) -> None:
+        delay = 0.2
+        while not self._stop.is_set():
+            try:
+                rv = self._relist()
+                delay = 0.2
+                while not self._stop.is_set():
+                    rv = self._watch(rv)
+            except ApiException as exc:
+                if exc.status != 410:
+                    log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.res.plural, exc.status, delay)
+                    self._stop.wait(delay)
+                    delay = min(delay * 2, 30.0)
+            except Exception as exc:
+                log.warning("%s: list/watch failed (%s); retrying in %.1fs", self.res.plural, exc, delay)
+                self._stop.wait(delay)
+                delay = min(delay * 2, 30.0) * (1 + random.random() / 10)
+
+    def _relist(self) -> str:
+        items, rv = self.kube.list(self.res, self.namespace, label_selector=self.label_selector)
+        fresh = {key_of(o): o for o in items}
+        with self._lock:
+            old = self._cache
+            self._cache = fresh
+        for key, obj in fresh.items():
+            prev = old.get(key)
+            if prev is None:
+                self.handler("ADDED", obj, None)
+            elif (prev.get("metadata") or {}).get("resourceVersion") != (obj.get("metadata") or {}).get(
+                "resourceVersion"
+            ):
+                self.handler("MODIFIED", obj, prev)
+        for key, obj in old.items():
+            if key not in fresh:
+                self.handler("DELETED", obj, None)
+        self._synced.set()
+        return rv
+
+    def _watch(self, rv: str) -> str:
+        for kind, obj in self.kube.watch(
+            self.res,
+            self.namespace,
+            resource_version=rv,
+            timeout_seconds=self.watch_timeout,
+            label_selector=self.label_selector,
+        ):
+            if self._stop.is_set():
+                break
+            rv = (obj.get("metadata") or {}).get("resourceVersion") or rv
+            if kind == "BOOKMARK":
+                continue
+            obj.setdefault("apiVersion", self.res.api_version)
+            obj.setdefault("kind", self.res.kind)
+            key = key_of(obj)
+            with self._lock:
+                prev = self._cache.get(key)
+                if kind == "DELETED":
+                    self._cache.pop(key, None)
+                else:
+                    self._cache[key] = obj
+            self.handler(kind, obj, prev)
+        return rv
+
+
+class WorkQueue:
+    """Deduplicating, delaying, rate-limited queue of hashable keys shared by worker threads."""
+
+    def __init__(self, clock: Clock | None = None, *, base_delay: float = 0.5, max_delay: float = 300.0) -> None:
+        self.clock = clock or SystemClock()
+        self.base_delay = base_delay
+        self.max_delay = max_delay
+        self._cond = threading.Condition()
+        self._queue: list[Any] = []
+        self._queued: set[Any] = set()
+        self._processing: set[Any] = set()
+        self._dirty: set[Any] = set()
+        self._delayed: list[tuple[float, int, Any]] = []
+        self._seq = 0
+        self._failures: dict[Any, int] = {}
+        self._shutdown = False
+        self.clock.on_advance(self._wake)
+
+    def _wake(self) -> None:
+        with self._cond:
+            self._cond.notify_all()
+
+    def add(self, key: Any) -> None:
+        with self._cond:
+            if self._shutdown:
+                return
+            if key in self._processing:
+                self._dirty.add(key)
+                return
+            if key not in self._queued:
+                self._queued.add(key)
+                self._queue.append(key)
+                self._cond.notify()
+
+    def add_after(self, key: Any, delay: float) -> None:
+        if delay <= 0:
+            self.add(key)
+            return
+        with self._cond:
+            self._seq += 1
+            heapq.heappush(self._delayed, (self.clock.monotonic() + delay, self._seq, key))
+            self._cond.notify_all()
+
+    def add_rate_limited(self, key: Any) -> float:
+        with self._cond:
+            n = self._failures.get(key, 0)
+            self._failures[key] = n + 1
+        delay = min(self.base_delay * float(2**n), self.max_delay)
+        self.add_after(key, delay)
+        return delay
+
+    def forget(self, key: Any) -> None:
+        with self._cond:
+            self._failures.pop(key, None)
+
+    def _promote_due(self) -> float | None:
+        """Move due delayed keys into the queue; returns seconds until the next one (or None)."""
+        now = self.clock.monotonic()
+        while self._delayed and self._delayed[0][0] <= now:
+            _, _, key = heapq.heappop(self._delayed)
+            if key in self._processing:
+                self._dirty.add(key)
+            elif key not in self._queued:
+                self._queued.add(key)
+                self._queue.append(key)
+        return self._delayed[0][0] - now if self._delayed else None
+
+    def get(self, timeout: float | None = None) -> Any | None:
+        """The next key to process (mark it done with `done`), or None on shutdown/timeout."""
+        deadline = None if timeout is None else SystemClock().monotonic() + timeout
+        with self._cond:
+            while True:
+                if self._shutdown:
+                    return None
+                wait = self._promote_due()
+                if self._queue:
+                    key = self._queue.pop(0)
+                    self._queued.discard(key)
+                    self._processing.add(key)
+                    return key
+                if deadline is not None:
+                    left = deadline - SystemClock().monotonic()
+                    if left <= 0:
+                        return None
+                    wait = left if wait is None else min(wait, left)
+                if wait is not None and not isinstance(self.clock, SystemClock):
+                    # `wait` is in fake seconds: a fake clock wakes us on every advance (see _wake);
+                    # the short real timeout only guards against a missed notification.
+                    wait = 0.05
+                self._cond.wait(wait)
+
+    def done(self, key: Any) -> None:
+        with self._cond:
+            self._processing.discard(key)
+            if key in self._dirty:
+                self._dirty.discard(key)
+                if key not in self._queued:
+                    self._queued.add(key)
+                    self._queue.append(key)
+                    self._cond.notify()
+
+    def shutdown(self) -> None:
+        with self._cond:
+            self._shutdown = True
+            self._cond.notify_all()
+
+    def __len__(self) -> int:
+        with self._cond:
+            return len(self._queue) + len(self._delayed)

@@ -1,0 +1,98 @@
+"""Real `volsync-agent` processes, one per managed cluster, beside a real embedded API server."""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+from typing import Any
+
+from support.apiserver import ROOT, ApiServer
+
+
+class Agent:
+    def __init__(self, server: ApiServer, cluster: str, data_root: Path, extra_args: tuple[str, ...] = ()) -> None:
+        self.server = server
+        self.cluster = cluster
+        self.data_root = data_root
+        self.extra_args = extra_args
+        self.proc: subprocess.Popen[bytes] | None = None
+        self.ready: dict[str, Any] = {}
+        self.log = data_root.parent / f"agent-{cluster}.log"
+
+    def start(self, timeout: float = 30.0) -> Agent:
+        self.data_root.mkdir(parents=True, exist_ok=True)
+        cmd = [sys.executable, "-m", "agent.main", "--kubeconfig", str(self.server.kubeconfig),
+               "--context", self.cluster, "--cluster-name", self.cluster, "--data-root", str(self.data_root),
+               "--log-level", "info", *self.extra_args]
+        with self.log.open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
+        assert self.proc.stdout is not None
+        sel = selectors.DefaultSelector()
+        sel.register(self.proc.stdout, selectors.EVENT_READ)
+        deadline = time.monotonic() + timeout
+        line = b""
+        while time.monotonic() < deadline and not line.endswith(b"\n"):
+            if not sel.select(timeout=max(deadline - time.monotonic(), 0)):
+                break
+            chunk = os.read(self.proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+        sel.close()
+        if not line.startswith(b"volsync-agent ready "):
+            self.stop()
+            raise RuntimeError(f"agent {self.cluster} did not start: {line!r}\n{self.log.read_text()[-4000:]}")
+        self.ready = json.loads(line.split(b" ", 2)[2])
+        return self
+
+    def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
+        if self.proc is None:
+            return None
+        if self.proc.poll() is None:
+            self.proc.send_signal(sig)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        rc = self.proc.returncode
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+        return rc
+
+    def log_tail(self, n: int = 4000) -> str:
+        return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
+
+
+class Fleet:
+    """An API server serving hub, cluster1 and cluster2, with an agent on each managed cluster."""
+
+    def __init__(self, base: Path, agent_args: tuple[str, ...] = ()) -> None:
+        self.base = base
+        self.server = ApiServer(base / "apiserver")
+        self.agents: dict[str, Agent] = {}
+        self.agent_args = agent_args
+
+    def start(self) -> Fleet:
+        self.server.start()
+        for cluster in ("cluster1", "cluster2"):
+            self.agents[cluster] = Agent(self.server, cluster, self.base / "agents" / cluster, self.agent_args).start()
+        return self
+
+    def stop(self) -> None:
+        for agent in self.agents.values():
+            agent.stop()
+        self.server.stop()
+
+    def kubectl(self, *args: str, context: str, input: str | None = None, check: bool = True) -> Any:
+        return self.server.kubectl(*args, context=context, input=input, check=check)
+
+    def get(self, *args: str, context: str) -> Any:
+        return self.server.get(*args, context=context)
