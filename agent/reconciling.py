@@ -157,19 +157,23 @@ class ReplicationController:
             key = self.queue.get()
             if key is None:
                 return
-            try:
-                self.process(key)
-            except ApiException as exc:
-                if exc.status == 409:
-                    self.queue.add_after(key, 0.05)
-                else:
-                    log.warning("reconcile %s failed: %s %s", "/".join(key), exc.status, exc.reason)
-                    self.queue.add_rate_limited(key)
-            except Exception:
-                log.exception("reconcile %s failed", "/".join(key))
+            self.run_one(key)
+
+    def run_one(self, key: Key) -> None:
+        """Reconcile a key taken from the queue: errors requeue it, and it is marked done."""
+        try:
+            self.process(key)
+        except ApiException as exc:
+            if exc.status == 409:
+                self.queue.add_after(key, 0.05, real_time=True)  # a stale cache: the watch catches up
+            else:
+                log.warning("reconcile %s failed: %s %s", "/".join(key), exc.status, exc.reason)
                 self.queue.add_rate_limited(key)
-            finally:
-                self.queue.done(key)
+        except Exception:  # noqa: BLE001 - one bad object must not stop the worker
+            log.exception("reconcile %s failed", "/".join(key))
+            self.queue.add_rate_limited(key)
+        finally:
+            self.queue.done(key)
 
     def process(self, key: Key) -> None:
         kind, ns, name = key
@@ -182,7 +186,7 @@ class ReplicationController:
         if controller is not None:
             delay = controller.reconcile(kind, ns, name)
             if delay is not None:
-                self.queue.add_after(key, delay)
+                self.queue.add_after(key, delay, real_time=True)
 
     # -- views --------------------------------------------------------------------------------------
     def _cache(self, res: Resource, ns: str, name: str | None) -> Obj | None:

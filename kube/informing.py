@@ -153,6 +153,8 @@ class WorkQueue:
         self._processing: set[Any] = set()
         self._dirty: set[Any] = set()
         self._delayed: list[tuple[float, int, Any]] = []
+        self._delayed_real: list[tuple[float, int, Any]] = []
+        self._real = SystemClock()
         self._seq = 0
         self._failures: dict[Any, int] = {}
         self._shutdown = False
@@ -174,13 +176,18 @@ class WorkQueue:
                 self._queue.append(key)
                 self._cond.notify()
 
-    def add_after(self, key: Any, delay: float) -> None:
+    def add_after(self, key: Any, delay: float, *, real_time: bool = False) -> None:
+        """Queue `key` after `delay` seconds of the queue's clock, or of real time with `real_time`
+        (for waits on physical work, such as a copy finishing, that an injected clock must not stall)."""
         if delay <= 0:
             self.add(key)
             return
         with self._cond:
             self._seq += 1
-            heapq.heappush(self._delayed, (self.clock.monotonic() + delay, self._seq, key))
+            if real_time:
+                heapq.heappush(self._delayed_real, (self._real.monotonic() + delay, self._seq, key))
+            else:
+                heapq.heappush(self._delayed, (self.clock.monotonic() + delay, self._seq, key))
             self._cond.notify_all()
 
     def add_rate_limited(self, key: Any) -> float:
@@ -196,20 +203,25 @@ class WorkQueue:
             self._failures.pop(key, None)
 
     def _promote_due(self) -> float | None:
-        """Move due delayed keys into the queue; returns seconds until the next one (or None)."""
-        now = self.clock.monotonic()
-        while self._delayed and self._delayed[0][0] <= now:
-            _, _, key = heapq.heappop(self._delayed)
-            if key in self._processing:
-                self._dirty.add(key)
-            elif key not in self._queued:
-                self._queued.add(key)
-                self._queue.append(key)
-        return self._delayed[0][0] - now if self._delayed else None
+        """Move due delayed keys into the queue; returns real seconds to wait for the next one (or None)."""
+        waits = []
+        for heap, now in ((self._delayed, self.clock.monotonic()), (self._delayed_real, self._real.monotonic())):
+            while heap and heap[0][0] <= now:
+                _, _, key = heapq.heappop(heap)
+                if key in self._processing:
+                    self._dirty.add(key)
+                elif key not in self._queued:
+                    self._queued.add(key)
+                    self._queue.append(key)
+            if heap:
+                left = heap[0][0] - now
+                # fake seconds are not real ones: a fake clock wakes us on advance (see _wake)
+                waits.append(left if heap is self._delayed_real or isinstance(self.clock, SystemClock) else 0.05)
+        return min(waits) if waits else None
 
     def get(self, timeout: float | None = None) -> Any | None:
         """The next key to process (mark it done with `done`), or None on shutdown/timeout."""
-        deadline = None if timeout is None else SystemClock().monotonic() + timeout
+        deadline = None if timeout is None else self._real.monotonic() + timeout
         with self._cond:
             while True:
                 if self._shutdown:
@@ -221,14 +233,10 @@ class WorkQueue:
                     self._processing.add(key)
                     return key
                 if deadline is not None:
-                    left = deadline - SystemClock().monotonic()
+                    left = deadline - self._real.monotonic()
                     if left <= 0:
                         return None
                     wait = left if wait is None else min(wait, left)
-                if wait is not None and not isinstance(self.clock, SystemClock):
-                    # `wait` is in fake seconds: a fake clock wakes us on every advance (see _wake);
-                    # the short real timeout only guards against a missed notification.
-                    wait = 0.05
                 self._cond.wait(wait)
 
     def done(self, key: Any) -> None:
@@ -248,4 +256,4 @@ class WorkQueue:
 
     def __len__(self) -> int:
         with self._cond:
-            return len(self._queue) + len(self._delayed)
+            return len(self._queue) + len(self._delayed) + len(self._delayed_real)
