@@ -181,7 +181,8 @@ def plan(v: DestinationView) -> Plan:
         return Plan(before=[StopServing(ctx.key)])
     if ctx.spec.movers == ("external",):
         return Plan()
-    problem = iterations.mover_error(ctx.spec) or iterations.schedule_error(ctx.spec)
+    problem = (iterations.mover_error(ctx.spec) or iterations.schedule_error(ctx.spec)
+               or iterations.copy_method_error(ctx.spec, ("Direct", "None", "Snapshot")))
     if problem:
         return iterations.error_plan(ctx, problem)
     rsync = ctx.spec.rsync
@@ -205,7 +206,8 @@ def plan(v: DestinationView) -> Plan:
     if v.pvc is None:
         if rsync.destination_pvc:
             return iterations.error_plan(ctx, f"destinationPVC {name!r} not found")
-        actions.append(Ensure(PVCS, _pvc(ctx)))
+        if ctx.iteration is not None or not rsync.cleanup_temp_pvc:  # idle cleanup would delete a temp one
+            actions.append(Ensure(PVCS, _pvc(ctx)))
     waiting = None
     if secret is None:
         waiting = "ssh keys"
@@ -215,6 +217,9 @@ def plan(v: DestinationView) -> Plan:
         waiting = f"PVC {name} to bind"
 
     if ctx.iteration is None:
+        if v.pvc is not None and objects.annotations_of(v.pvc).get(ANNOTATION_SNAPNAME):
+            # a pin the completing plan failed to remove: the next image must get a new name
+            actions.append(Patch(PVCS, ctx.namespace, name, {"metadata": {"annotations": {ANNOTATION_SNAPNAME: None}}}))
         idle_plan = iterations.idle(ctx, v.leftovers)
         if idle_plan is None:
             idle_plan = iterations.start(ctx)
@@ -267,8 +272,8 @@ def plan(v: DestinationView) -> Plan:
         return waiting_plan
     status["latestImage"] = image
     done, observed = iterations.complete(ctx, status, "")
-    after: list[Any] = [EndIteration(ctx.key, ctx.iteration)]
+    after: list[Any] = [observed, EndIteration(ctx.key, ctx.iteration)]  # observed once the status landed
     if image.get("kind") == "VolumeSnapshot":
         after.append(Patch(PVCS, ctx.namespace, name, {"metadata": {"annotations": {ANNOTATION_SNAPNAME: None}}}))
     after += iterations.cleanup_actions(v.leftovers)
-    return Plan(before=[*actions, *_retire_previous(ctx, v, image), observed], status=done, after=after).wait(1)
+    return Plan(before=[*actions, *_retire_previous(ctx, v, image)], status=done, after=after).wait(1)

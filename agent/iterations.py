@@ -123,6 +123,17 @@ def mover_error(spec: ReplicationSpec, enabled: tuple[str, ...] = ("rsync",)) ->
     return None
 
 
+def copy_method_error(spec: ReplicationSpec, allowed: tuple[str, ...]) -> str | None:
+    """VolSync refuses a missing or unusable copyMethod; so do we, before anything moves."""
+    method = spec.rsync.volume.copy_method if spec.rsync is not None else None
+    if method in allowed:
+        return None
+    choices = ", ".join(allowed)
+    if method is None:
+        return f"spec.rsync.copyMethod must be set: one of {choices}"
+    return f"unsupported copyMethod {method!r} here: use one of {choices}"
+
+
 def schedule_error(spec: ReplicationSpec) -> str | None:
     if spec.trigger.schedule is None:
         return None
@@ -184,18 +195,19 @@ def complete(ctx: Context, extra: Obj, logs: str) -> tuple[Obj, Observe]:
             "lastSyncTime": rfc3339(ctx.now),
             "lastSyncDuration": go_duration(duration),
             "lastSyncStartTime": None,
-            "latestMoverStatus": {"result": "Successful", "logs": logs[-1024:]} if logs else {"result": "Successful"},
+            # a merge patch: "logs": None drops the logs of an earlier failure
+            "latestMoverStatus": {"result": "Successful", "logs": logs[-1024:] or None},
         }
     )
     missed = False
-    schedule = ctx.spec.trigger.schedule
+    # A manual trigger takes precedence over a schedule: no nextSyncTime, never a missed deadline.
+    schedule = ctx.spec.trigger.schedule if ctx.spec.trigger.manual is None else None
     if schedule is not None:
         status["nextSyncTime"] = rfc3339(triggers.next_slot(schedule, ctx.now))
         missed = triggers.missed_deadline(schedule, parse_rfc3339(ctx.status.last_sync_time), ctx.now)
     else:
         status["nextSyncTime"] = None
-    if ctx.spec.trigger.manual is not None:
-        status["lastManualSync"] = ctx.spec.trigger.manual
+    status["lastManualSync"] = ctx.spec.trigger.manual  # None (unset) drops a stale value
     status.update(extra)
     return status, Observe(duration=duration, missed=missed, succeeded=True)
 

@@ -169,7 +169,7 @@ class ReplicationController:
             else:
                 log.warning("reconcile %s failed: %s %s", "/".join(key), exc.status, exc.reason)
                 self.queue.add_rate_limited(key)
-        except Exception:  # noqa: BLE001 - one bad object must not stop the worker
+        except Exception:  # one bad object must not stop the worker
             log.exception("reconcile %s failed", "/".join(key))
             self.queue.add_rate_limited(key)
         finally:
@@ -284,7 +284,8 @@ class ReplicationController:
     def _gauge(self, role: str, obj: Obj) -> None:
         status = ReplicationStatus.parse(obj)
         last = parse_rfc3339(status.last_sync_time)
-        schedule = ReplicationSpec.parse(obj).trigger.schedule
+        trigger = ReplicationSpec.parse(obj).trigger
+        schedule = trigger.schedule if trigger.manual is None else None
         late = last is None
         if last is not None and schedule is not None:
             try:

@@ -140,7 +140,8 @@ def plan(v: SourceView) -> Plan:
         return Plan(before=[CancelTransfer(ctx.key)])
     if ctx.spec.movers == ("external",):
         return Plan()  # handed to an external replicator
-    problem = iterations.mover_error(ctx.spec) or iterations.schedule_error(ctx.spec)
+    problem = (iterations.mover_error(ctx.spec) or iterations.schedule_error(ctx.spec)
+               or iterations.copy_method_error(ctx.spec, ("Direct", "None", "Clone", "Snapshot")))
     if problem:
         return iterations.error_plan(ctx, problem)
     rsync = ctx.spec.rsync
@@ -217,8 +218,9 @@ def plan(v: SourceView) -> Plan:
         )
         return Plan(before=[*actions, emit], status=status, after=[ForgetTransfer(ctx.key, failed=True)]).wait(delay)
     status, observed = iterations.complete(ctx, extra_status, t.logs)
-    after: list[Any] = [ForgetTransfer(ctx.key), *iterations.cleanup_actions(v.leftovers)]
-    return Plan(before=[*actions, observed], status=status, after=after).wait(1)
+    # Observed once the status patch landed: a refused (409) patch is retried and must not count twice.
+    after: list[Any] = [observed, ForgetTransfer(ctx.key), *iterations.cleanup_actions(v.leftovers)]
+    return Plan(before=actions, status=status, after=after).wait(1)
 
 
 def retry_time(now: datetime, failures: int) -> datetime:

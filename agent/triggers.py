@@ -12,7 +12,7 @@ Pure functions of the spec, the status and the time. VolSync semantics:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 
 from croniter import croniter
 
@@ -41,6 +41,10 @@ def normalise(schedule: str) -> str:
             f"invalid cron schedule {schedule!r}: want 5 fields (minute hour day-of-month "
             "month day-of-week) or @hourly/@daily/@weekly/@monthly/@yearly"
         )
+    try:
+        croniter(expr, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
+    except ValueError as exc:  # valid fields that no date ever matches, e.g. "0 0 31 2 *"
+        raise ScheduleError(f"invalid cron schedule {schedule!r}: it never fires") from exc
     return expr
 
 

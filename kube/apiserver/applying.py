@@ -146,8 +146,17 @@ def apply(
             if found and current != _lookup(applied, path)[1]:
                 conflicts.append((other, path))
     if conflicts and not force:
-        lines = "\n".join(f'- conflict with "{m}": .{".".join(p)}' for m, p in conflicts)
         n = len(conflicts)
+        if n == 1:  # worded like kube-apiserver's fieldmanager (getConflictMessage)
+            lines = f'conflict with "{conflicts[0][0]}": .{".".join(conflicts[0][1])}'
+        else:
+            by_manager: dict[str, list[Path]] = {}
+            for m, p in conflicts:
+                by_manager.setdefault(m, []).append(p)
+            lines = "\n".join(
+                f'conflicts with "{m}":\n' + "\n".join(f"- .{'.'.join(p)}" for p in paths)
+                for m, paths in sorted(by_manager.items())
+            )
         raise errors.ApiError(
             409,
             "Conflict",

@@ -26,6 +26,12 @@ from kube.apiserver.writing import APPLY, Options
 JSON = "application/json"
 
 _COMMON_FIELDS = {"metadata.name", "metadata.namespace"}
+# Kinds whose registry sets `ReturnDeletedObject: true`: DELETE answers with the object, not a Status
+# (the Python client deserialises e.g. `delete_namespaced_persistent_volume_claim` as V1PersistentVolumeClaim).
+_RETURNS_DELETED = frozenset(
+    {"/persistentvolumeclaims", "/persistentvolumes", "/pods", "/services", "/serviceaccounts", "/resourcequotas",
+     "storage.k8s.io/storageclasses"}
+)  # fmt: skip
 _EXTRA_FIELDS: dict[str, set[str]] = {
     "/events": {
         "involvedObject.kind",
@@ -70,7 +76,11 @@ def _warning_headers(warnings: list[str]) -> dict[str, str]:
     if not warnings:
         return {}
     # Starlette joins nothing for us; several warnings become one comma-separated header value.
-    return {"Warning": ", ".join(f'299 - "{w}"' for w in warnings)}
+    # The text is an RFC 7230 quoted-string: client-go drops a warning whose inner quotes are bare.
+    def quoted(text: str) -> str:
+        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+
+    return {"Warning": ", ".join(f"299 - {quoted(w)}" for w in warnings)}
 
 
 def in_version(rt: ResourceType, obj: Obj, version: str) -> Obj:
@@ -193,12 +203,10 @@ class ClusterApp:
         token = q.get("continue")
         if token:
             list_rv, start = _decode_continue(token, store.compacted)
-        items = store.items(rt.key, target.namespace if rt.namespaced and target.namespace else None)
+        items = store.items_after(rt.key, target.namespace if rt.namespaced and target.namespace else None, start)
         selected: list[tuple[tuple[str, str], Obj]] = []
         more = False
         for key, obj in items:
-            if start is not None and key <= start:
-                continue
             if not labels.empty and not labels.matches((obj.get("metadata") or {}).get("labels")):
                 continue
             if not fields.empty and not fields.matches(obj):
@@ -329,7 +337,12 @@ class ClusterApp:
         dry = routing.dry_run(request.query_params.getlist("dryRun") + options.get("dryRun", []))
         obj, finished = self.cluster.writer.delete(rt, target.namespace, target.name, options, dry)
         if not finished:
-            return json_response(in_version(rt, obj, target.version), 202 if rt.key != "/namespaces" else 200)
+            # kube-apiserver answers 202 only when orphanDependents=false was asked for, else 200
+            # (the Python client drops a 202 body: its delete response map only knows 200).
+            code = 202 if options.get("orphanDependents") is False else 200
+            return json_response(in_version(rt, obj, target.version), code)
+        if rt.key in _RETURNS_DELETED:
+            return json_response(in_version(rt, obj, target.version))
         meta = obj["metadata"]
         details = {"name": meta["name"], "kind": rt.plural, "uid": meta.get("uid")}
         if rt.group:

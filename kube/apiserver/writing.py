@@ -48,7 +48,8 @@ def _strip(obj: Obj) -> Obj:
     out = dict(obj)
     meta = dict(out.get("metadata") or {})
     meta.pop("resourceVersion", None)
-    meta.pop("managedFields", None)
+    # a change of field ownership is a change (a second applier of the same values becomes a co-owner)
+    meta["managedFields"] = [{k: v for k, v in e.items() if k != "time"} for e in meta.get("managedFields") or []]
     out["metadata"] = meta
     return out
 
@@ -103,6 +104,9 @@ class Writer:
         """Defaulting, pruning and validation in place; returns warnings, raises 400/422."""
         warnings: list[str] = []
         meta = obj.setdefault("metadata", {})
+        for k in ("labels", "annotations", "finalizers", "ownerReferences"):
+            if k in meta and not meta[k]:  # ObjectMeta omits empty collections (a removed last label)
+                del meta[k]
         if rt.builtin:
             builtins.apply_defaults(rt, obj, self.ips)
         else:
@@ -139,7 +143,9 @@ class Writer:
         meta["generation"] = gen
 
     # -- create -----------------------------------------------------------------------------------
-    def create(self, rt: ResourceType, namespace: str, body: Obj, version: str, opts: Options) -> Outcome:
+    def create(
+        self, rt: ResourceType, namespace: str, body: Obj, version: str, opts: Options, *, applied: bool = False
+    ) -> Outcome:
         obj = copy.deepcopy(body)
         meta = obj.setdefault("metadata", {})
         if not isinstance(meta, dict):
@@ -157,18 +163,19 @@ class Writer:
         if not meta.get("name") and meta.get("generateName"):
             meta["name"] = metadata.generate_name(meta["generateName"])
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields", "resourceVersion"):
-            meta.pop(k, None)
+            if k != "managedFields" or not applied:  # a create by apply keeps the Apply entry it recorded
+                meta.pop(k, None)
         meta["uid"] = str(uuid.uuid4())
         meta["creationTimestamp"] = metadata.now()
-        if rt.has_status and not rt.builtin:
-            obj.pop("status", None)
+        if rt.has_status:
+            obj.pop("status", None)  # status is the controllers' to write, through /status
         warnings = self.admit(rt, obj, version, opts)
         self._check_namespace(rt, meta.get("namespace", ""), meta["name"])
         if self.store.get(rt.key, meta.get("namespace", ""), meta["name"]) is not None:
             raise errors.already_exists(rt.plural, rt.group, meta["name"])
         if rt.key == builtins.CRD_KEY:
             _crd_status(obj, None)
-        if not rt.builtin or rt.key in ("apps/deployments", "batch/jobs"):
+        if not rt.builtin or rt.key in ("apps/deployments", "batch/jobs", builtins.CRD_KEY):
             self._generation(rt, None, obj)
         if opts.dry_run:
             return Outcome(obj, True, warnings)
@@ -309,7 +316,7 @@ class Writer:
                 body = copy.deepcopy(patch)
                 body.setdefault("metadata", {})["name"] = name
                 applying.record(body, None, patch, opts.field_manager, rt.api_version(version))
-                return self.create(rt, namespace, body, version, opts)
+                return self.create(rt, namespace, body, version, opts, applied=True)
             merged = applying.apply(
                 existing, patch, opts.field_manager, opts.force, rt.api_version(version), rt.plural, rt.group, name
             )
@@ -336,7 +343,7 @@ class Writer:
 
     # -- delete -----------------------------------------------------------------------------------
     def delete(self, rt: ResourceType, namespace: str, name: str, options: Obj, dry_run: bool) -> tuple[Obj, bool]:
-        """Returns (object, finished): finished=False means it is waiting for finalizers (202)."""
+        """Returns (object, finished): finished=False means it is waiting for finalizers."""
         obj = self._existing(rt, namespace, name)
         meta = obj["metadata"]
         pre = options.get("preconditions") or {}

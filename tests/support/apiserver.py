@@ -63,7 +63,8 @@ class ApiServer:
         sel.close()
         if not line.startswith(b"volsync-apiserver ready "):
             self.stop()
-            raise RuntimeError(f"apiserver did not start: {line!r}; log: {(self.data_dir / 'apiserver.log').read_text()}")
+            log = (self.data_dir / "apiserver.log").read_text()
+            raise RuntimeError(f"apiserver did not start: {line!r}; log: {log}")
         ready = json.loads(line.split(b" ", 2)[2])
         self.url = ready["url"]
         self.port = int(self.url.rsplit(":", 1)[1])
@@ -92,13 +93,19 @@ class ApiServer:
         return f"{self.url}/clusters/{cluster}"
 
     # -- clients ------------------------------------------------------------------------------------
+    def kubectl_argv(self, *args: str, context: str = "hub", binary: str | None = None) -> list[str]:
+        """The command line `kubectl` runs (for callers that need a Popen, e.g. `get -w`)."""
+        return [binary or kubectl_binary(), "--kubeconfig", str(self.kubeconfig), "--context", context,
+                "--cache-dir", str(self.cache_dir / Path(binary or "default").name), *args]
+
+    def kubectl_env(self) -> dict[str, str]:
+        return {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.data_dir)}
+
     def kubectl(self, *args: str, context: str = "hub", input: str | bytes | None = None, check: bool = True,
                 binary: str | None = None, timeout: float = 60.0) -> subprocess.CompletedProcess[str]:
-        cmd = [binary or kubectl_binary(), "--kubeconfig", str(self.kubeconfig), "--context", context,
-               "--cache-dir", str(self.cache_dir / Path(binary or "default").name), *args]
+        cmd = self.kubectl_argv(*args, context=context, binary=binary)
         data = input.decode() if isinstance(input, bytes) else input
-        env = {**os.environ, "KUBECONFIG": str(self.kubeconfig), "HOME": str(self.data_dir)}
-        res = subprocess.run(cmd, input=data, capture_output=True, text=True, timeout=timeout, env=env)
+        res = subprocess.run(cmd, input=data, capture_output=True, text=True, timeout=timeout, env=self.kubectl_env())
         if check and res.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)} failed ({res.returncode}):\n{res.stdout}\n{res.stderr}")
         return res

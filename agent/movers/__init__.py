@@ -1,0 +1,1 @@
+"""Data movers: rsync over a locked-down OpenSSH connection, independent of Kubernetes."""

@@ -1,0 +1,248 @@
+"""The receiving end of the rsync-over-ssh mover: one real sshd per ReplicationDestination.
+
+The sshd accepts exactly one key (the source's) and forces every session through a script that lets
+rsync write into `data_dir` and records the source's completion signal only while an iteration is
+open (see `serverfiles` for what is allowed). The agent drives iterations with `open_iteration()`,
+`completion()` and `close_iteration()`.
+
+Everything lives in `workdir`: host key, authorized_keys, sshd_config, pidfile, script, markers, log.
+"""
+
+from __future__ import annotations
+
+import os
+import pwd
+import subprocess
+import threading
+from pathlib import Path
+
+from agent.movers import processes, serverfiles, sshconfig
+from agent.movers.errors import MoverError
+from agent.movers.keys import public_key_line
+
+
+class DestinationServer:
+    """A foreground sshd listening on `address:port`, writing what the source sends into `data_dir`."""
+
+    def __init__(self, *, workdir: Path, data_dir: Path, address: str, port: int, destination_key: bytes,
+                 source_pub: bytes, sshd: str = "/usr/sbin/sshd", rrsync: str = "/usr/bin/rrsync",
+                 start_timeout: float = 10.0) -> None:
+        self.workdir = Path(sshconfig.check_path("workdir", str(Path(workdir).absolute())))
+        self.data_dir = Path(sshconfig.check_path("data_dir", str(Path(data_dir).absolute())))
+        self.address = sshconfig.check_address(address)
+        self.port = sshconfig.check_port(port)
+        self.sshd = sshd
+        self.rrsync = rrsync
+        self.start_timeout = start_timeout
+        self.login_user = "root" if sshconfig.is_root() else sshconfig.current_user()
+        self._destination_key = destination_key
+        self._source_pub_line = public_key_line(source_pub)
+        self._proc: subprocess.Popen[bytes] | None = None
+        self._lock = threading.Lock()
+        self.host_key_file = self.workdir / "ssh_host_key"
+        self.authorized_keys_file = self.workdir / "authorized_keys"
+        self.config_file = self.workdir / "sshd_config"
+        self.pid_file = self.workdir / "sshd.pid"
+        self.forced_command_file = self.workdir / "forced-command"
+        self.log_file = self.workdir / serverfiles.LOG
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Start sshd (idempotent); replaces a stale sshd left running on this workdir."""
+        with self._lock:
+            if self._proc is not None and self._proc.poll() is None:
+                return
+            self._proc = None
+            self.workdir.mkdir(parents=True, exist_ok=True)
+            os.chmod(self.workdir, 0o700)
+            self.data_dir.mkdir(parents=True, exist_ok=True)
+            self._check_login_shell()
+            self._stop_stale()
+            self._write_files()
+            self._check_config()
+            self._spawn()
+
+    def stop(self, timeout: float = 5.0) -> None:
+        """Stop sshd and any session it is serving (idempotent)."""
+        with self._lock:
+            proc, self._proc = self._proc, None
+            if proc is None:
+                return
+            if proc.poll() is None:
+                processes.terminate([*processes.descendants(proc.pid), proc.pid], timeout, reap=proc.poll)
+            proc.wait()
+
+    def alive(self) -> bool:
+        proc = self._proc
+        return proc is not None and proc.poll() is None
+
+    @property
+    def pid(self) -> int | None:
+        proc = self._proc
+        return proc.pid if proc is not None else None
+
+    def __enter__(self) -> DestinationServer:
+        self.start()
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.stop()
+
+    # -- iterations --------------------------------------------------------------------------------
+
+    def open_iteration(self) -> None:
+        """Accept data (and a completion signal) from the source from now on."""
+        (self.workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
+        (self.workdir / serverfiles.RECEIVING).touch()
+
+    def close_iteration(self) -> None:
+        """Refuse new rsync sessions and completion signals; forget the completion code.
+
+        A session already running when this is called is not interrupted.
+        """
+        (self.workdir / serverfiles.RECEIVING).unlink(missing_ok=True)
+        (self.workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
+
+    def iteration_open(self) -> bool:
+        return (self.workdir / serverfiles.RECEIVING).exists()
+
+    def completion(self) -> int | None:
+        """The code the source sent with `shutdown N` in this iteration, or None before it did."""
+        try:
+            text = (self.workdir / serverfiles.COMPLETE).read_text()
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        return int(text) if text.strip().isdigit() else None
+
+    def log_tail(self, max_bytes: int = 1024) -> str:
+        """The end of sshd's log (authentication results, forced-command decisions, errors)."""
+        try:
+            with self.log_file.open("rb") as f:
+                size = f.seek(0, os.SEEK_END)
+                f.seek(max(0, size - max_bytes))
+                return f.read().decode(errors="replace")
+        except FileNotFoundError:
+            return ""
+
+    # -- internals ---------------------------------------------------------------------------------
+
+    def _write_files(self) -> None:
+        config = serverfiles.sshd_config(
+            address=self.address, port=self.port, host_key=self.host_key_file, pid_file=self.pid_file,
+            authorized_keys=self.authorized_keys_file, login_user=self.login_user, root=sshconfig.is_root())
+        authorized = serverfiles.authorized_keys(script=self.forced_command_file, workdir=self.workdir,
+                                                 source_pub_line=self._source_pub_line)
+        _write_private(self.host_key_file, self._destination_key)
+        _write_private(self.authorized_keys_file, authorized.encode())
+        _write_private(self.forced_command_file,
+                       serverfiles.forced_command(data_dir=self.data_dir, rrsync=self.rrsync).encode(), mode=0o700)
+        _write_private(self.config_file, config.encode())
+
+    def _check_login_shell(self) -> None:
+        if sshconfig.is_root():
+            return
+        try:
+            shell = pwd.getpwuid(os.geteuid()).pw_shell
+        except KeyError as exc:
+            raise MoverError(f"uid {os.geteuid()} has no passwd entry: sshd cannot log it in") from exc
+        if Path(shell or "/bin/sh").name in ("nologin", "false"):
+            raise MoverError(f"user {self.login_user} has login shell {shell}: sshd runs the forced command "
+                             "through it, so give the user a POSIX shell (e.g. /bin/sh) or run as root")
+
+    def _check_config(self) -> None:
+        cmd = [self.sshd, "-t", "-f", str(self.config_file)]
+        for _ in range(2):
+            try:
+                done = subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, timeout=30, check=False)
+            except FileNotFoundError as exc:
+                raise MoverError(f"{self.sshd} not found: install openssh-server") from exc
+            message = (done.stdout + done.stderr).decode(errors="replace").strip()
+            if done.returncode == 0:
+                return
+            privsep = "Missing privilege separation directory: "
+            if message.startswith(privsep) and sshconfig.is_root():
+                # sshd running as root needs its (empty, root-owned) chroot directory; a
+                # systemd-less machine may not have it.
+                os.makedirs(message[len(privsep):].splitlines()[0].strip(), mode=0o755, exist_ok=True)
+                continue
+            break
+        raise MoverError(f"sshd rejected its configuration {self.config_file}: {message}")
+
+    def _spawn(self) -> None:
+        cmd = [self.sshd, "-D", "-f", str(self.config_file), "-E", str(self.log_file)]
+        self.pid_file.unlink(missing_ok=True)
+        with self.log_file.open("ab") as log:
+            log_start = log.tell()
+            proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
+                                    start_new_session=True, close_fds=True)
+        # sshd writes its pidfile once its listening sockets are bound.
+        ready = processes.wait_until(lambda: proc.poll() is not None or self._pid_from_file() == proc.pid,
+                                     self.start_timeout)
+        if proc.poll() is not None:
+            proc.wait()
+            raise MoverError(self._startup_failure(proc.returncode, log_start))
+        if not ready:
+            processes.kill_group(proc)
+            raise MoverError(f"sshd did not start listening on {self._endpoint()} within {self.start_timeout}s; "
+                             f"log: {self.log_tail(512)}")
+        self._proc = proc
+
+    def _startup_failure(self, code: int | None, log_start: int) -> str:
+        with self.log_file.open("rb") as f:
+            f.seek(log_start)
+            log = f.read(8192).decode(errors="replace")
+        endpoint = self._endpoint()
+        if "Address already in use" in log:
+            return (f"sshd cannot listen on {endpoint}: the address is already in use by another process; "
+                    "stop it or choose another port/address")
+        if "Permission denied" in log and "Bind to port" in log:
+            return (f"sshd cannot listen on {endpoint}: permission denied (ports below "
+                    f"{_unprivileged_port_start()} need root or CAP_NET_BIND_SERVICE); run as root or choose a "
+                    "higher port")
+        if "Cannot assign requested address" in log:
+            return f"sshd cannot listen on {endpoint}: no local interface has that address; choose one that exists"
+        return f"sshd exited with status {code} while starting on {endpoint}: {log.strip()}"
+
+    def _endpoint(self) -> str:
+        return f"{sshconfig.bracketed(self.address)}:{self.port}"
+
+    def _pid_from_file(self) -> int | None:
+        try:
+            text = self.pid_file.read_text().strip()
+        except FileNotFoundError:
+            return None
+        return int(text) if text.isdigit() else None
+
+    def _stop_stale(self) -> None:
+        """Kill an sshd recorded in a leftover pidfile, but only if it is an sshd serving our config."""
+        pid = self._pid_from_file()
+        if pid is None:
+            return
+        if processes.running(pid) and self._is_our_sshd(processes.cmdline(pid)):
+            processes.terminate([*processes.descendants(pid), pid])
+        self.pid_file.unlink(missing_ok=True)
+
+    def _is_our_sshd(self, argv: list[str]) -> bool:
+        # The listener rewrites its title to "sshd: <path> <args...> [listener] ...", so /proc shows
+        # either the original argv or that one string.
+        if not argv or not (argv[0].startswith("sshd: ") or Path(argv[0]).name == "sshd"):
+            return False
+        return f" -f {self.config_file} " in " ".join(argv) + " "
+
+
+def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
+    """Replace `path` atomically with `data`, readable only by us."""
+    tmp = path.with_name(f".{path.name}.tmp")
+    tmp.unlink(missing_ok=True)
+    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f:
+        os.fchmod(f.fileno(), mode)
+        f.write(data)
+    os.replace(tmp, path)
+
+
+def _unprivileged_port_start() -> int:
+    try:
+        return int(Path("/proc/sys/net/ipv4/ip_unprivileged_port_start").read_text())
+    except (OSError, ValueError):
+        return 1024

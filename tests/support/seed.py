@@ -1,0 +1,130 @@
+"""The seed procedure's steps as test helpers: kubectl against a `Fleet` (API server + agents)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from support.agents import Fleet
+from support.waiting import eventually
+
+RD_YAML = """\
+apiVersion: volsync.backube/v1alpha1
+kind: ReplicationDestination
+metadata:
+  name: {name}
+  namespace: dest
+spec:
+  rsync:
+    serviceType: {service_type}
+    copyMethod: Snapshot
+    capacity: 2Gi
+    accessModes: [ReadWriteOnce]
+"""
+
+RS_YAML = """\
+apiVersion: volsync.backube/v1alpha1
+kind: ReplicationSource
+metadata:
+  name: {name}
+  namespace: src
+spec:
+  sourcePVC: {pvc}
+  trigger:
+    {trigger}
+  rsync:
+    sshKeys: <mysshkeys>
+    address: <my.host.com>
+    copyMethod: Snapshot
+"""
+
+PVC_YAML = """\
+apiVersion: v1
+kind: PersistentVolumeClaim
+metadata:
+  name: {name}
+  namespace: {namespace}
+spec:
+  accessModes: [ReadWriteOnce]
+  resources:
+    requests:
+      storage: 2Gi
+{data_source}"""
+
+
+def template(fleet: Fleet, kind: str, name: str, ns: str, tpl: str, context: str) -> str:
+    out: str = fleet.kubectl("get", kind, name, "-n", ns, f"--template={tpl}", context=context).stdout
+    return "" if out == "<no value>" else out
+
+
+def volume_dir(fleet: Fleet, pvc: str, ns: str, context: str) -> Path:
+    def bound() -> str:
+        return template(fleet, "pvc", pvc, ns, "{{.spec.volumeName}}", context)
+    volume = eventually(bound, 20, what=f"PVC {pvc} bound")
+    path = fleet.kubectl("get", "pv", volume, "-o", "jsonpath={.spec.hostPath.path}", context=context).stdout
+    return Path(path)
+
+
+def create_destination(fleet: Fleet, name: str, service_type: str = "LoadBalancer",
+                       copy_method: str = "Snapshot") -> tuple[str, str]:
+    rd = RD_YAML.format(name=name, service_type=service_type).replace("copyMethod: Snapshot",
+                                                                       f"copyMethod: {copy_method}")
+    fleet.kubectl("create", "-n", "dest", "-f", "-", context="cluster2", input=rd)
+    address = eventually(lambda: template(fleet, "replicationdestination", name, "dest",
+                                          "{{.status.rsync.address}}", "cluster2"), 30, what="RD address")
+    keys = eventually(lambda: template(fleet, "replicationdestination", name, "dest",
+                                       "{{.status.rsync.sshKeys}}", "cluster2"), 30, what="RD sshKeys")
+    return address, keys
+
+
+def copy_secret(fleet: Fleet, name: str) -> None:
+    """Seed step 5: get -o yaml on the destination, change the namespace, drop ownerReferences, create."""
+    text = fleet.kubectl("get", "secret", "-n", "dest", name, "-o", "yaml", context="cluster2").stdout
+    secret = yaml.safe_load(text)
+    secret["metadata"]["namespace"] = "src"
+    del secret["metadata"]["ownerReferences"]
+    for field in ("uid", "resourceVersion", "creationTimestamp"):
+        secret["metadata"].pop(field, None)
+    fleet.kubectl("create", "-f", "-", context="cluster1", input=yaml.safe_dump(secret))
+
+
+def create_source(fleet: Fleet, name: str, pvc: str, address: str, keys: str, trigger: str,
+                  copy_method: str = "Snapshot") -> None:
+    rs = RS_YAML.format(name=name, pvc=pvc, trigger=trigger).replace("copyMethod: Snapshot",
+                                                                      f"copyMethod: {copy_method}")
+    rs = rs.replace("<my.host.com>", address).replace("<mysshkeys>", keys)  # seed step 6's sed
+    fleet.kubectl("create", "-n", "src", "-f", "-", context="cluster1", input=rs)
+
+
+def status(fleet: Fleet, kind: str, name: str, ns: str, context: str) -> dict[str, Any]:
+    obj = fleet.get(kind, name, "-n", ns, context=context)
+    st: dict[str, Any] = obj.get("status") or {}
+    return st
+
+
+def restore(fleet: Fleet, snapshot: str, pvc: str) -> Path:
+    """Seed section 3: a PVC whose dataSource is the latest image."""
+    data_source = ("  dataSource:\n    kind: VolumeSnapshot\n    apiGroup: snapshot.storage.k8s.io\n"
+                   f"    name: {snapshot}\n")
+    fleet.kubectl("create", "-f", "-", context="cluster2",
+                  input=PVC_YAML.format(name=pvc, namespace="dest", data_source=data_source))
+    out = eventually(lambda: "Bound" in fleet.kubectl("get", "pvc", "-n", "dest", pvc, context="cluster2").stdout,
+                     30, what=f"restored PVC {pvc} Bound")
+    assert out
+    return volume_dir(fleet, pvc, "dest", "cluster2")
+
+
+def create_pvc(fleet: Fleet, name: str, namespace: str, context: str) -> Path:
+    fleet.kubectl("create", "-f", "-", context=context, input=PVC_YAML.format(name=name, namespace=namespace,
+                                                                             data_source=""))
+    return volume_dir(fleet, name, namespace, context)
+
+
+def latest_image(fleet: Fleet, rd: str, other_than: str = "") -> str:
+    def new() -> str:
+        name = template(fleet, "replicationdestination", rd, "dest", "{{.status.latestImage.name}}", "cluster2")
+        return name if name and name != other_than else ""
+    found: str = eventually(new, 60, what=f"a latestImage of {rd} other than {other_than!r}")
+    return found
