@@ -1,0 +1,1 @@
+"""The local platform's storage: host directories behind PersistentVolumeClaims and VolumeSnapshots."""
