@@ -132,13 +132,10 @@ class ReplicationController:
             storage_kind = _STORAGE_KIND.get(res.plural)
             if storage_kind in self._storage:
                 self.queue.add((storage_kind, ns, name))
-            if (
-                res is PVCS
-                and kind == "DELETED"
-                and (obj.get("spec") or {}).get("volumeName")
-                and "pv" in self._storage
-            ):
-                self.queue.add(("pv", "", obj["spec"]["volumeName"]))
+            if res is PVCS and kind == "DELETED" and "pv" in self._storage:
+                # the claim's volume, or the one a provisioner had started for it, may now be reclaimed
+                volume = (obj.get("spec") or {}).get("volumeName") or f"pvc-{objects.uid_of(obj)}"
+                self.queue.add(("pv", "", volume))
             if ns:
                 # Everything a replication depends on lives in its namespace.
                 for role, r in ROLES.items():
