@@ -237,16 +237,15 @@ def plan(v: DestinationView) -> Plan:
         st = iterations.condition_status(ctx, "SyncInProgress", "Synchronization paused")
         return Plan(before=[*actions, StopReceiving(ctx.key, ctx.iteration)], status={**st, **status})
     serve = Serve(ctx.key, ctx.iteration, name, ctx.namespace, address, port, secret)
+    if server is not None and server.error:
+        # e.g. the address cannot be bound: say so, and try again on every backoff retry
+        return Plan(before=[*actions, serve],
+                    status={**iterations.condition_status(ctx, "Error", server.error), **status},
+                    error=server.error)
     if server is None or server.iteration != ctx.iteration:
         st = iterations.condition_status(ctx, "SyncInProgress")
         emit = Emit("Normal", "TransferStarted", f"listening on {address}:{port} to receive data into PVC {name}")
         return Plan(before=[*actions, serve, emit], status={**st, **status})
-    if server.error:
-        return Plan(
-            before=actions,
-            status={**iterations.condition_status(ctx, "Error", server.error), **status},
-            error=server.error,
-        )
     if server.completion is None:
         return Plan(before=[*actions, serve], status={**iterations.condition_status(ctx, "SyncInProgress"), **status})
     if server.completion != 0:

@@ -232,12 +232,12 @@ class LocalPlatform:
 
     def server(self, key: str) -> ServerView | None:
         iteration_file, completed_file = self._files(key)
-        if not iteration_file.exists():
-            return None
-        iteration = iteration_file.read_text()
         with self._lock:
             srv = self._servers.get(key)
             error = self._server_errors.get(key)
+        if not iteration_file.exists():
+            return ServerView(iteration=None, error=error) if error else None
+        iteration = iteration_file.read_text()
         completion: int | None = None
         if completed_file.exists():
             completion = int(completed_file.read_text())

@@ -191,11 +191,13 @@ class WorkQueue:
             self._cond.notify_all()
 
     def add_rate_limited(self, key: Any) -> float:
+        """Retry a failed key after an exponential backoff in real time (a retry waits for the world
+        to change, which an injected clock cannot speed up)."""
         with self._cond:
             n = self._failures.get(key, 0)
             self._failures[key] = n + 1
         delay = min(self.base_delay * float(2**n), self.max_delay)
-        self.add_after(key, delay)
+        self.add_after(key, delay, real_time=True)
         return delay
 
     def forget(self, key: Any) -> None:

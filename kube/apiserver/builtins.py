@@ -12,6 +12,7 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
+from kube.apiserver import errors
 from kube.apiserver.resources import Column, Obj, ResourceType
 from kube.apiserver.tables import age
 
@@ -424,8 +425,42 @@ def _default_pod(obj: Obj) -> None:
     obj.setdefault("status", {}).setdefault("phase", "Pending")
 
 
+_B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
+
+
+def _check_string_map(kind: str, field: str, value: Any, b64: bool) -> None:
+    """kube-apiserver decodes into typed structs: a non-string value, or bad base64 for a []byte
+    map, is a 400 before anything else runs (`Secret in version "v1" cannot be handled as a Secret`)."""
+    prefix = f'{kind} in version "v1" cannot be handled as a {kind}: '
+    if value is None:
+        return
+    if not isinstance(value, dict):
+        raise errors.bad_request(prefix + f"json: cannot unmarshal into Go struct field {kind}.{field}")
+    for v in value.values():
+        if not isinstance(v, str):
+            raise errors.bad_request(
+                prefix + f"json: cannot unmarshal {type(v).__name__} into Go struct field {kind}.{field} of type string"
+            )
+        if b64:
+            text = v.replace("\r", "").replace("\n", "")
+            bad = next((i for i, c in enumerate(text) if c not in _B64), None)
+            if bad is None:
+                try:
+                    base64.b64decode(text, validate=True)
+                except ValueError:  # misplaced padding or an incomplete last quantum
+                    bad = len(text) // 4 * 4
+            if bad is not None:
+                raise errors.bad_request(prefix + f"illegal base64 data at input byte {bad}")
+
+
 def apply_defaults(rt: ResourceType, obj: Obj, ips: ServiceIPs) -> None:
     """Built-in defaulting, in place. Custom resources are defaulted from their schema instead."""
+    if rt.key == "/secrets":
+        _check_string_map("Secret", "data", obj.get("data"), b64=True)
+        _check_string_map("Secret", "stringData", obj.get("stringData"), b64=False)
+    elif rt.key == "/configmaps":
+        _check_string_map("ConfigMap", "data", obj.get("data"), b64=False)
+        _check_string_map("ConfigMap", "binaryData", obj.get("binaryData"), b64=True)
     if rt.key == NAMESPACE_KEY:
         _default_namespace(obj)
     elif rt.key == "/secrets":

@@ -46,6 +46,7 @@ class Cluster:
         for crd in crds or []:
             self.install_crd(crd)
         self._ensure_default_namespaces()
+        self.collector.resume()
 
     # -- CRDs ---------------------------------------------------------------------------------------
     def install_crd(self, crd: Obj) -> None:

@@ -11,7 +11,8 @@
   their finalizers), and the namespace goes when it is empty.
 
 Work is queued by committed events and drained right after the request that caused it, so the
-collection happens in the background of that request, never inside it.
+collection happens in the background of that request, never inside it. At start-up the stored
+state is scanned once, so work a crash cut short is finished.
 """
 
 from __future__ import annotations
@@ -37,6 +38,17 @@ class Collector:
         self._scheduled = False
 
     # -- intake -----------------------------------------------------------------------------------
+    def resume(self) -> None:
+        """Queue, from the stored state, the work a crash may have cut short (dependents of owners
+        gone, Terminating namespaces, orphan/foreground finalizers), as kube's controllers do on start."""
+        pending = []
+        for rt in self.registry:
+            for _, obj in self.store.items(rt.key):
+                meta = obj.get("metadata") or {}
+                if meta.get("ownerReferences") or meta.get("deletionTimestamp"):
+                    pending.append(Event(int(meta.get("resourceVersion") or 0), "MODIFIED", rt.key, obj))
+        self.observe(pending)
+
     def observe(self, events: list[Event]) -> None:
         for ev in events:
             meta = ev.obj.get("metadata") or {}
@@ -94,6 +106,13 @@ class Collector:
         owner_ns = (owner.get("metadata") or {}).get("namespace") or ""
         return owner_ns in ("", namespace) and owner["metadata"].get("name") == ref.get("name")
 
+    def _owner_solid(self, ref: Obj, namespace: str) -> bool:
+        """Alive and not itself waiting for its dependents (foreground deletion)."""
+        if not self._owner_alive(ref, namespace):
+            return False
+        found = self.store.by_uid(ref.get("uid", ""))
+        return found is not None and "foregroundDeletion" not in (found[1]["metadata"].get("finalizers") or [])
+
     def _delete(self, resource: str, obj: Obj, policy: str = "Background") -> None:
         rt = self.registry.by_key(resource)
         meta = obj["metadata"]
@@ -147,11 +166,18 @@ class Collector:
                 self._drop_refs(dep_resource, dep, {uid})
             finalizers.remove("orphan")
         elif "foregroundDeletion" in finalizers:
-            pending = [d for d in dependents if not d[1]["metadata"].get("deletionTimestamp")]
-            for dep_resource, dep in pending:
-                self._delete(dep_resource, dep)
-            if self.store.dependents(uid):
-                return  # re-checked when the dependents' DELETED events arrive
+            # kube's GC: a dependent another (solid) owner still holds only loses this reference; the
+            # rest are deleted, in the foreground themselves when they have dependents of their own;
+            # the owner waits only for dependents whose reference says blockOwnerDeletion.
+            for dep_resource, dep in dependents:
+                dep_meta = dep["metadata"]
+                others = [r for r in dep_meta.get("ownerReferences") or [] if r.get("uid") != uid]
+                if any(self._owner_solid(r, dep_meta.get("namespace") or "") for r in others):
+                    self._drop_refs(dep_resource, dep, {uid})
+                elif not dep_meta.get("deletionTimestamp"):
+                    self._delete(dep_resource, dep, "Foreground")
+            if any(_blocks(dep, uid) for _, dep in self.store.dependents(uid)):
+                return  # re-checked when the blocking dependents' DELETED events arrive
             finalizers.remove("foregroundDeletion")
         self._set_finalizers(resource, owner, finalizers)
 
@@ -186,6 +212,11 @@ class Collector:
             "DELETED" if not new["metadata"].get("finalizers") and not new["spec"].get("finalizers") else "MODIFIED"
         )
         self.writer.commit([Change(kind, builtins.NAMESPACE_KEY, new)])
+
+
+def _blocks(dependent: Obj, owner_uid: str) -> bool:
+    refs = (dependent.get("metadata") or {}).get("ownerReferences") or []
+    return any(r.get("uid") == owner_uid and r.get("blockOwnerDeletion") is True for r in refs)
 
 
 def spec_finalizers(resource: str, obj: Obj) -> list[str]:

@@ -14,6 +14,7 @@ store at a time (an exclusive lock file next to the database).
 from __future__ import annotations
 
 import asyncio
+import bisect
 import fcntl
 import json
 import os
@@ -93,7 +94,8 @@ class Store:
         self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         self.history = history
-        self._compact_every = compact_every
+        # A small history must also be enforced soon: a watch from before the window gets 410.
+        self._compact_every = max(1, min(compact_every, history))
         self._since_compact = 0
         self._objects: dict[str, dict[Key, Obj]] = {}
         self._raw: dict[str, dict[Key, str]] = {}
@@ -137,6 +139,14 @@ class Store:
         objs = self._objects.get(resource, {})
         keys = sorted(k for k in objs if namespace is None or k[0] == namespace)
         return [(k, objs[k]) for k in keys]
+
+    def items_after(self, resource: str, namespace: str | None, after: Key | None) -> Iterator[tuple[Key, Obj]]:
+        """`items` after the key `after` (all if None), lazily: a page of a paged list costs one sort
+        of the keys, not a (key, object) pair per object and a scan past every earlier page."""
+        objs = self._objects.get(resource, {})
+        keys = sorted(k for k in objs if namespace is None or k[0] == namespace)
+        for k in keys[bisect.bisect_right(keys, after) :] if after is not None else keys:
+            yield k, objs[k]
 
     def raw_of(self, resource: str, key: Key) -> str:
         return self._raw[resource][key]
@@ -261,10 +271,24 @@ class Store:
         if self._recent and rv >= self._recent[0].rv - 1:
             return [e for e in self._recent if e.rv > rv and e.resource == resource]
         out = []
-        for erv, event, body in self._db.execute(
-            "SELECT rv, event, body FROM log WHERE rv > ? AND resource = ? ORDER BY rv", (rv, resource)
+        # Each event carries the key's previous state (as `_recent` does), so a selector watch
+        # resumed from the log (after a restart) still sees objects start and stop matching.
+        prev: dict[Key, Obj | None] = {}
+        for erv, event, ns, name, body in self._db.execute(
+            "SELECT rv, event, namespace, name, body FROM log WHERE rv > ? AND resource = ? ORDER BY rv",
+            (rv, resource),
         ):
-            out.append(Event(int(erv), event, resource, json.loads(body)))
+            key = (ns, name)
+            if key not in prev:
+                row = self._db.execute(
+                    "SELECT event, body FROM log WHERE resource = ? AND namespace = ? AND name = ? AND rv <= ? "
+                    "ORDER BY rv DESC LIMIT 1",
+                    (resource, ns, name, rv),
+                ).fetchone()
+                prev[key] = json.loads(row[1]) if row and row[0] != "DELETED" else None
+            obj = json.loads(body)
+            out.append(Event(int(erv), event, resource, obj, prev[key]))
+            prev[key] = None if event == "DELETED" else obj
         return out
 
     # -- watch fan-out ----------------------------------------------------------------------------

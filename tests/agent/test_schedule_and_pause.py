@@ -1,105 +1,16 @@
-"""Schedules and `paused`, with the real controller, real movers and an injected clock.
-
-The controller runs in the test process with a `FakeClock` and no worker threads: the test steps
-it (`drain`), so "nothing happened" is asserted after a deterministic reconcile, not after a
-sleep, and hours of schedule pass in microseconds. Source and destination share one cluster
-(two namespaces), which is enough for the trigger logic.
-"""
+"""Schedules and `paused`, with the real controller, real movers and an injected clock (conftest)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
-from pathlib import Path
-from typing import Any
 
 import pytest
-from support.apiserver import ApiServer
-from support.waiting import eventually
+from support.harness import T0, Harness, setup_pair
 
-from agent.localplatform import LocalPlatform
-from agent.reconciling import ReplicationController
-from kube import clients
-from kube.clock import FakeClock, parse_rfc3339
-from kube.rest import PVCS, REPLICATION_DESTINATIONS, REPLICATION_SOURCES, SECRETS, Kube
+from kube.clock import parse_rfc3339
+from kube.rest import REPLICATION_SOURCES
 
 pytestmark = pytest.mark.timeout(180)
-
-T0 = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)
-
-
-@dataclass
-class Harness:
-    server: ApiServer
-    kube: Kube
-    clock: FakeClock
-    controller: ReplicationController
-    platform: LocalPlatform
-
-    def drain(self) -> None:
-        """Reconcile every key that is due now (no waiting for delayed ones)."""
-        while True:
-            key = self.controller.queue.get(timeout=0.01)
-            if key is None:
-                return
-            self.controller.run_one(key)
-
-    def status(self, kind: str, ns: str, name: str) -> dict[str, Any]:
-        res = REPLICATION_SOURCES if kind == "rs" else REPLICATION_DESTINATIONS
-        obj = self.kube.get(res, name, ns) or {}
-        st: dict[str, Any] = obj.get("status") or {}
-        return st
-
-    def until(self, fn: Any, what: str, timeout: float = 30.0) -> Any:
-        def step() -> Any:
-            self.drain()
-            return fn()
-        return eventually(step, timeout, what=what)
-
-    def fresh_cache(self, kind: str, ns: str, name: str) -> None:
-        """Wait until the controller's informer has caught up with the server's copy."""
-        res = REPLICATION_SOURCES if kind == "rs" else REPLICATION_DESTINATIONS
-        want = (self.kube.get(res, name, ns) or {})["metadata"]["resourceVersion"]
-        inf = self.controller.informers[res.plural]
-        eventually(lambda: (inf.get(ns, name) or {}).get("metadata", {}).get("resourceVersion") == want, 10,
-                   what="informer caught up")
-
-
-@pytest.fixture
-def harness(tmp_path: Path) -> Iterator[Harness]:
-    server = ApiServer(tmp_path / "api", clusters=("cluster1",)).start()
-    api = clients.load(str(server.kubeconfig), "cluster1")
-    kube = Kube(api)
-    clock = FakeClock(T0)
-    platform = LocalPlatform(kube, tmp_path / "data", address_pool="127.93.7.0/24", clock=clock,
-                             retries=2, backoff=(0.05, 0.1), poll_interval=0.02)
-    controller = ReplicationController(kube, platform, clock=clock, workers=0)
-    controller.start()
-    try:
-        yield Harness(server, kube, clock, controller, platform)
-    finally:
-        controller.stop()
-        platform.close()
-        clients.close(api)
-        server.stop()
-
-
-def setup_pair(h: Harness, trigger: dict[str, Any], *, paused: bool = False) -> None:
-    for ns in ("src", "dest"):
-        h.server.kubectl("create", "ns", ns, context="cluster1")
-    h.kube.create(REPLICATION_DESTINATIONS, {"metadata": {"name": "rd", "namespace": "dest"}, "spec": {"rsync": {
-        "copyMethod": "Snapshot", "capacity": "1Gi", "accessModes": ["ReadWriteOnce"]}}})
-    rd = h.until(lambda: (lambda s: s if s.get("address") and s.get("sshKeys") else None)(
-        h.status("rd", "dest", "rd").get("rsync") or {}), "RD address and keys")
-    secret = h.kube.get(SECRETS, rd["sshKeys"], "dest")
-    assert secret is not None
-    h.kube.create(SECRETS, {"metadata": {"name": rd["sshKeys"], "namespace": "src"}, "data": secret["data"]})
-    h.kube.create(PVCS, {"metadata": {"name": "data", "namespace": "src"}, "spec": {
-        "accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "1Gi"}}}})
-    h.kube.create(REPLICATION_SOURCES, {"metadata": {"name": "rs", "namespace": "src"}, "spec": {
-        "sourcePVC": "data", "trigger": trigger, "paused": paused,
-        "rsync": {"address": rd["address"], "sshKeys": rd["sshKeys"], "copyMethod": "Snapshot"}}})
 
 
 def test_schedule_slots_and_next_sync_time(harness: Harness) -> None:
@@ -170,9 +81,10 @@ def test_schedule_without_initial_sync_waits_for_the_first_slot(harness: Harness
     setup_pair(h, {"schedule": "0 * * * *"})
     h.until(lambda: h.status("rs", "src", "rs").get("lastSyncTime"), "initial sync")
     # The opt-out is an annotation: a new RS carrying it waits for its first slot.
-    h.kube.create(REPLICATION_SOURCES, {"metadata": {"name": "rs2", "namespace": "src", "annotations": {
-        "volsync-addon.io/skip-initial-sync": "true"}}, "spec": {"sourcePVC": "data", "trigger": {"schedule": "0 * * * *"},
-        "rsync": h.kube.get(REPLICATION_SOURCES, "rs", "src")["spec"]["rsync"]}})  # type: ignore[index]
+    rsync = (h.kube.get(REPLICATION_SOURCES, "rs", "src") or {})["spec"]["rsync"]
+    h.kube.create(REPLICATION_SOURCES, {
+        "metadata": {"name": "rs2", "namespace": "src", "annotations": {"volsync-addon.io/skip-initial-sync": "true"}},
+        "spec": {"sourcePVC": "data", "trigger": {"schedule": "0 * * * *"}, "rsync": rsync}})
     h.fresh_cache("rs", "src", "rs2")
     h.controller.queue.add(("source", "src", "rs2"))
     h.drain()

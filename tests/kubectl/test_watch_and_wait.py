@@ -123,7 +123,8 @@ def test_wait_for_delete_of_an_object_held_by_a_finalizer(apiserver: ApiServer, 
     assert still.returncode == 1
 
     with kubectl_stream(apiserver, "wait", "--for=delete", "configmap/held", "-n", namespace,
-                        "--timeout=20s") as waiting:
+                        "--timeout=20s", "-v=6") as waiting:
+        waiting.wait_for_stderr("watch=true")  # kubectl is watching: the deletion cannot slip past it
         apiserver.kubectl("patch", "configmap", "held", "-n", namespace, "--type=json",
                           "-p", '[{"op":"remove","path":"/metadata/finalizers"}]')
         assert waiting.wait_exit(25) == 0, waiting.errors

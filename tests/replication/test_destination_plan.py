@@ -394,6 +394,13 @@ def test_server_error_is_an_error_condition() -> None:
     assert p.error == "address already in use"
     cond = condition(p.status)
     assert (cond["status"], cond["reason"], cond["message"]) == ("False", "Error", "address already in use")
+    assert len(of_type(p.before, Serve)) == 1  # each backoff retry tries to start the server again
+
+
+def test_a_server_that_never_started_reports_its_error() -> None:
+    p = plan(dview(rd(status=STARTED), at(30), server=ServerView(None, error="cannot bind 127.0.0.9:22")))
+    assert p.error == "cannot bind 127.0.0.9:22"
+    assert condition(p.status)["reason"] == "Error"
 
 
 def test_paused_stops_receiving() -> None:

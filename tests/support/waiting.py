@@ -93,6 +93,11 @@ class KubectlStream:
                 )
             self._pump(remaining)
 
+    def wait_for_stderr(self, needle: str, timeout: float = 15.0) -> str:
+        """The first stderr line containing `needle` (e.g. a `-v=6` request log line)."""
+        return eventually(lambda: next((e for e in list(self.errors) if needle in e), ""), timeout,
+                          what=f"stderr line with {needle!r}")
+
     def wait_exit(self, timeout: float = 30.0) -> int:
         """Wait for the process to end on its own; returns its exit code (stdout is then in `lines`)."""
         try:
