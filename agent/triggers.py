@@ -12,54 +12,12 @@ Pure functions of the spec, the status and the time. VolSync semantics:
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 
-from croniter import croniter
-
+from api.schedules import ScheduleError, missed_deadline, next_slot, normalise
 from api.volsync import REASON_WAITING_FOR_MANUAL, REASON_WAITING_FOR_SCHEDULE, Trigger
 
-_DESCRIPTORS = {
-    "@yearly": "0 0 1 1 *",
-    "@annually": "0 0 1 1 *",
-    "@monthly": "0 0 1 * *",
-    "@weekly": "0 0 * * 0",
-    "@daily": "0 0 * * *",
-    "@midnight": "0 0 * * *",
-    "@hourly": "0 * * * *",
-}
-
-
-class ScheduleError(ValueError):
-    pass
-
-
-def normalise(schedule: str) -> str:
-    """The 5-field form of a schedule; raises ScheduleError for anything else."""
-    expr = _DESCRIPTORS.get(schedule.strip(), schedule.strip())
-    if len(expr.split()) != 5 or not croniter.is_valid(expr):
-        raise ScheduleError(
-            f"invalid cron schedule {schedule!r}: want 5 fields (minute hour day-of-month "
-            "month day-of-week) or @hourly/@daily/@weekly/@monthly/@yearly"
-        )
-    try:
-        croniter(expr, datetime(2000, 1, 1, tzinfo=UTC)).get_next(datetime)
-    except ValueError as exc:  # valid fields that no date ever matches, e.g. "0 0 31 2 *"
-        raise ScheduleError(f"invalid cron schedule {schedule!r}: it never fires") from exc
-    return expr
-
-
-def next_slot(schedule: str, after: datetime) -> datetime:
-    """The first slot strictly after `after`."""
-    nxt: datetime = croniter(normalise(schedule), after).get_next(datetime)
-    return nxt
-
-
-def missed_deadline(schedule: str, last_sync: datetime | None, now: datetime) -> bool:
-    """True when the sync due at next(last) has not completed by the following slot."""
-    if last_sync is None:
-        return False
-    return next_slot(schedule, next_slot(schedule, last_sync)) < now
-
+__all__ = ["Decision", "ScheduleError", "decide", "missed_deadline", "next_slot", "normalise"]
 
 @dataclass(frozen=True)
 class Decision:
