@@ -113,11 +113,6 @@ def _pvc(ctx: Context) -> Obj:
     return ctx.owned(PVCS, pvc_name(ctx), cleanup=rsync.cleanup_temp_pvc, extra={"spec": spec})
 
 
-def _ready(vs: Obj | None) -> bool:
-    st = (vs or {}).get("status") or {}
-    return bool(st.get("readyToUse")) and bool(st.get("boundVolumeSnapshotContentName"))
-
-
 def _keys(ctx: Context, v: DestinationView) -> tuple[list[Any], str | None, str | None]:
     assert ctx.spec.rsync is not None
     needed = ("destination", "source.pub")
@@ -153,7 +148,7 @@ def _preserve(ctx: Context, v: DestinationView, pvc: str) -> tuple[Plan | None, 
         snap = ctx.owned(VOLUME_SNAPSHOTS, snapname, extra={"spec": spec})
         emit = Emit("Normal", "VolumeSnapshotCreated", f"created VolumeSnapshot {snapname} of PVC {pvc}")
         return Plan(before=[Ensure(VOLUME_SNAPSHOTS, snap), emit]).wait(1), {}
-    if not _ready(vs):
+    if not iterations.snapshot_ready(vs):
         error = ((vs.get("status") or {}).get("error") or {}).get("message")
         message = f"Synchronization in-progress: waiting for VolumeSnapshot {snapname} to be ready"
         status = iterations.condition_status(ctx, "SyncInProgress", message + (f" ({error})" if error else ""))
@@ -181,8 +176,11 @@ def plan(v: DestinationView) -> Plan:
         return Plan(before=[StopServing(ctx.key)])
     if ctx.spec.movers == ("external",):
         return Plan()
-    problem = (iterations.mover_error(ctx.spec) or iterations.schedule_error(ctx.spec)
-               or iterations.copy_method_error(ctx.spec, ("Direct", "None", "Snapshot")))
+    problem = (
+        iterations.mover_error(ctx.spec)
+        or iterations.schedule_error(ctx.spec)
+        or iterations.copy_method_error(ctx.spec, ("Direct", "None", "Snapshot"))
+    )
     if problem:
         return iterations.error_plan(ctx, problem)
     rsync = ctx.spec.rsync
@@ -239,9 +237,11 @@ def plan(v: DestinationView) -> Plan:
     serve = Serve(ctx.key, ctx.iteration, name, ctx.namespace, address, port, secret)
     if server is not None and server.error:
         # e.g. the address cannot be bound: say so, and try again on every backoff retry
-        return Plan(before=[*actions, serve],
-                    status={**iterations.condition_status(ctx, "Error", server.error), **status},
-                    error=server.error)
+        return Plan(
+            before=[*actions, serve],
+            status={**iterations.condition_status(ctx, "Error", server.error), **status},
+            error=server.error,
+        )
     if server is None or server.iteration != ctx.iteration:
         st = iterations.condition_status(ctx, "SyncInProgress")
         emit = Emit("Normal", "TransferStarted", f"listening on {address}:{port} to receive data into PVC {name}")

@@ -144,6 +144,13 @@ def schedule_error(spec: ReplicationSpec) -> str | None:
     return None
 
 
+def snapshot_ready(vs: Obj | None) -> bool:
+    """A VolumeSnapshot is usable once it is bound to content *and* ready (VolSync waits only for
+    the binding; we wait for both, so an image is never published before it can be restored)."""
+    st = (vs or {}).get("status") or {}
+    return bool(st.get("readyToUse")) and bool(st.get("boundVolumeSnapshotContentName"))
+
+
 def cleanup_actions(leftovers: tuple[tuple[Resource, Obj], ...]) -> list[Delete]:
     return [
         Delete(res, objects.namespace_of(o), objects.name_of(o), objects.meta(o).get("resourceVersion", ""))

@@ -59,11 +59,6 @@ def _bound(pvc: Obj | None) -> bool:
     return pvc is not None and (pvc.get("status") or {}).get("phase") == "Bound" and not objects.is_deleting(pvc)
 
 
-def _ready(vs: Obj | None) -> bool:
-    st = (vs or {}).get("status") or {}
-    return bool(st.get("readyToUse")) and bool(st.get("boundVolumeSnapshotContentName"))
-
-
 def _capacity(pvc: Obj) -> str | None:
     cap = ((pvc.get("status") or {}).get("capacity") or {}).get("storage")
     req = ((pvc.get("spec") or {}).get("resources") or {}).get("requests", {}).get("storage")
@@ -109,7 +104,7 @@ def _pit(ctx: Context, v: SourceView) -> tuple[list[Any], str | None, str | None
             None,
             "snapshot",
         )
-    if not _ready(v.pit_snapshot):
+    if not iterations.snapshot_ready(v.pit_snapshot):
         error = ((v.pit_snapshot.get("status") or {}).get("error") or {}).get("message")
         return [], None, f"VolumeSnapshot {name} to be ready" + (f" ({error})" if error else "")
     if v.pit_pvc is None:
@@ -140,8 +135,11 @@ def plan(v: SourceView) -> Plan:
         return Plan(before=[CancelTransfer(ctx.key)])
     if ctx.spec.movers == ("external",):
         return Plan()  # handed to an external replicator
-    problem = (iterations.mover_error(ctx.spec) or iterations.schedule_error(ctx.spec)
-               or iterations.copy_method_error(ctx.spec, ("Direct", "None", "Clone", "Snapshot")))
+    problem = (
+        iterations.mover_error(ctx.spec)
+        or iterations.schedule_error(ctx.spec)
+        or iterations.copy_method_error(ctx.spec, ("Direct", "None", "Clone", "Snapshot"))
+    )
     if problem:
         return iterations.error_plan(ctx, problem)
     rsync = ctx.spec.rsync

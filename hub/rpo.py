@@ -16,22 +16,14 @@ from datetime import datetime
 from typing import Any, Literal
 
 from api.schedules import ScheduleError, missed_deadline
+from kube.clock import parse_rfc3339
 
 State = Literal["ok", "late", "never", "error"]
 STATES: tuple[State, ...] = ("ok", "late", "never", "error")
 DEFAULT_RPO_SECONDS = 3600.0
 
-def parse_time(value: Any) -> datetime | None:
-    if not isinstance(value, str) or not value:
-        return None
-    try:
-        return datetime.fromisoformat(value.replace("Z", "+00:00"))
-    except ValueError:
-        return None
-
-
 def lag_seconds(status: dict[str, Any], now: datetime) -> float | None:
-    last = parse_time(status.get("lastSyncTime"))
+    last = parse_rfc3339(status.get("lastSyncTime"))
     return None if last is None else max((now - last).total_seconds(), 0.0)
 
 
@@ -42,7 +34,7 @@ def state(role: str, spec: dict[str, Any], status: dict[str, Any], now: datetime
             return "error"
     if ((status.get("latestMoverStatus") or {}).get("result")) == "Failed":
         return "error"
-    last = parse_time(status.get("lastSyncTime"))
+    last = parse_rfc3339(status.get("lastSyncTime"))
     if last is None:
         return "never"
     trigger = spec.get("trigger") or {}

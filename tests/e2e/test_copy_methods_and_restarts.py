@@ -10,7 +10,6 @@
 from __future__ import annotations
 
 import signal
-from collections.abc import Iterator
 
 import httpx
 import pytest
@@ -31,13 +30,6 @@ from support.waiting import eventually
 pytestmark = pytest.mark.timeout(300)
 
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    f = Fleet(tmp_path_factory.mktemp("fleet")).start()
-    f.kubectl("create", "ns", "dest", context="cluster2")
-    f.kubectl("create", "ns", "src", context="cluster1")
-    yield f
-    f.stop()
 
 
 def synced(fleet: Fleet, rs: str, value: str) -> bool:

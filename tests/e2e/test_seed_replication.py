@@ -9,8 +9,6 @@ empty directories, names with spaces and non-ASCII characters).
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-
 import pytest
 from support.agents import Fleet
 from support.seed import (
@@ -28,13 +26,6 @@ from support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(300)
 
-@pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Fleet]:
-    f = Fleet(tmp_path_factory.mktemp("fleet")).start()
-    f.kubectl("create", "ns", "dest", context="cluster2")
-    f.kubectl("create", "ns", "src", context="cluster1")
-    yield f
-    f.stop()
 
 
 @pytest.mark.parametrize("service_type", ["LoadBalancer", "ClusterIP"])

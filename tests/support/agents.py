@@ -2,16 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import os
-import selectors
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 from typing import Any
 
+from support import processes
 from support.apiserver import ROOT, ApiServer
 
 
@@ -30,40 +27,13 @@ class Agent:
         cmd = [sys.executable, "-m", "agent.main", "--kubeconfig", str(self.server.kubeconfig),
                "--context", self.cluster, "--cluster-name", self.cluster, "--data-root", str(self.data_root),
                "--log-level", "info", *self.extra_args]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        line = b""
-        while time.monotonic() < deadline and not line.endswith(b"\n"):
-            if not sel.select(timeout=max(deadline - time.monotonic(), 0)):
-                break
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
-        sel.close()
-        if not line.startswith(b"volsync-agent ready "):
-            self.stop()
-            raise RuntimeError(f"agent {self.cluster} did not start: {line!r}\n{self.log.read_text()[-4000:]}")
-        self.ready = json.loads(line.split(b" ", 2)[2])
+        self.proc, self.ready = processes.start_ready(cmd, "volsync-agent ready", self.log, ROOT, timeout)
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 20.0) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc = self.proc.returncode
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        rc = processes.stop(self.proc, sig, timeout)
         self.proc = None
         return rc
 

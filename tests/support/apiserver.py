@@ -4,18 +4,18 @@ from __future__ import annotations
 
 import json
 import os
-import selectors
 import shutil
 import signal
 import subprocess
 import sys
-import time
 from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import kubernetes
 import yaml
+
+from support import processes
 
 ROOT = Path(__file__).resolve().parents[2]
 KUBECTL_120 = ROOT / ".cache" / "kubectl-1.20" / "usr" / "bin" / "kubectl"
@@ -46,26 +46,8 @@ class ApiServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(self.data_dir),
                "--clusters", ",".join(self.clusters), "--port", str(self.port), *self.extra_args]
-        with (self.data_dir / "apiserver.log").open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        line = b""
-        while time.monotonic() < deadline and not line.endswith(b"\n"):
-            if not sel.select(timeout=deadline - time.monotonic()):
-                break
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
-        sel.close()
-        if not line.startswith(b"volsync-apiserver ready "):
-            self.stop()
-            log = (self.data_dir / "apiserver.log").read_text()
-            raise RuntimeError(f"apiserver did not start: {line!r}; log: {log}")
-        ready = json.loads(line.split(b" ", 2)[2])
+        self.proc, ready = processes.start_ready(cmd, "volsync-apiserver ready", self.data_dir / "apiserver.log",
+                                                 ROOT, timeout)
         self.url = ready["url"]
         self.port = int(self.url.rsplit(":", 1)[1])
         return self
@@ -73,16 +55,7 @@ class ApiServer:
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
         if self.proc is None:
             return None
-        if self.proc.poll() is None:
-            self.proc.send_signal(sig)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        rc = self.proc.returncode
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
+        rc = processes.stop(self.proc, sig, timeout)
         self.proc = None
         return rc
 
