@@ -8,6 +8,7 @@ kube-apiserver's printers ("5m", "3h12m", "<invalid>" for the future).
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Iterable
 from datetime import UTC, datetime
@@ -28,21 +29,36 @@ _TOKEN = re.compile(
 )
 
 
-def jsonpath(obj: Any, path: str) -> list[Any]:
-    """Evaluate the JSONPath subset printer columns use: `.a.b`, `[0]`, `[*]`, `['k']`,
-    `[?(@.type=="X")]`. Returns every match (possibly none)."""
+Token = tuple[str | None, str | None, str | None, str | None, str | None]
+
+
+@functools.lru_cache(maxsize=1024)
+def _tokens(path: str) -> tuple[Token, ...] | None:
+    """A path parsed once (printer columns evaluate the same few paths for every row)."""
     path = path.strip()
     if path.startswith("{") and path.endswith("}"):
         path = path[1:-1]
     path = path.removeprefix("$")
-    current = [obj]
+    tokens: list[Token] = []
     pos = 0
     while pos < len(path):
         m = _TOKEN.match(path, pos)
         if m is None:
-            return []
+            return None
         pos = m.end()
         key, index, fkey, fval, quoted = m.groups()
+        tokens.append((key, index, fkey, fval, quoted))
+    return tuple(tokens)
+
+
+def jsonpath(obj: Any, path: str) -> list[Any]:
+    """Evaluate the JSONPath subset printer columns use: `.a.b`, `[0]`, `[*]`, `['k']`,
+    `[?(@.type=="X")]`. Returns every match (possibly none)."""
+    tokens = _tokens(path)
+    if tokens is None:
+        return []
+    current = [obj]
+    for key, index, fkey, fval, quoted in tokens:
         nxt: list[Any] = []
         for value in current:
             if key is not None or quoted is not None:
