@@ -21,6 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
+from kube.apiserver import certs
 from kube.apiserver.server import DEFAULT_CRD_DIR, Server, ensure_tokens, kubeconfig, write_kubeconfig
 
 
@@ -31,7 +32,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="listen address (loopback by default)")
     p.add_argument("--port", type=int, default=0, help="listen port (0: pick a free one)")
     p.add_argument("--crd-dir", type=Path, default=DEFAULT_CRD_DIR, help="CRD YAML installed in every cluster")
-    p.add_argument("--auth", action="store_true", help="require bearer tokens (written to DIR/tokens.csv)")
+    p.add_argument("--auth", action="store_true", help="serve HTTPS (a private CA in DIR/pki) and require "
+                   "bearer tokens (DIR/tokens.csv); kubectl sends credentials only over TLS")
     p.add_argument("--history", type=int, default=50_000, help="revisions kept for watch resume")
     p.add_argument("--bookmark-interval", type=float, default=30.0, help="seconds between watch bookmarks")
     p.add_argument("--log-level", default="warning")
@@ -78,11 +80,14 @@ async def serve(args: argparse.Namespace) -> int:
     gc.set_threshold(10_000, 50, 50)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    base = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    tls = certs.ensure(data_dir / "pki", [host]) if args.auth else None
+    scheme = "https" if tls else "http"
+    base = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
     kubeconfig_path = data_dir / "kubeconfig"
-    write_kubeconfig(kubeconfig_path, kubeconfig(base, names, tokens))
+    write_kubeconfig(kubeconfig_path, kubeconfig(base, names, tokens, ca=tls.ca.read_bytes() if tls else None))
     config = uvicorn.Config(
-        server, log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2
+        server, log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2,
+        ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None,
     )
     uv = uvicorn.Server(config)
     # uvicorn captures SIGTERM/SIGINT while serving and re-raises them once it has shut down;
@@ -94,6 +99,8 @@ async def serve(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.01)
     if uv.started:
         ready = {"url": base, "kubeconfig": str(kubeconfig_path), "contexts": names}
+        if tls:
+            ready["ca"] = str(tls.ca)
         print(f"volsync-apiserver ready {json.dumps(ready)}", flush=True)
     await task
     server.close()

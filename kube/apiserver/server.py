@@ -8,6 +8,7 @@ stores has one cluster, user and context per served cluster.
 
 from __future__ import annotations
 
+import base64
 import csv
 import hmac
 import logging
@@ -155,7 +156,8 @@ def ensure_tokens(token_file: Path, users: Iterable[str]) -> dict[str, str]:
     return by_user
 
 
-def kubeconfig(base_url: str, names: Iterable[str], tokens: dict[str, str] | None = None) -> dict[str, Any]:
+def kubeconfig(base_url: str, names: Iterable[str], tokens: dict[str, str] | None = None,
+               ca: bytes | None = None) -> dict[str, Any]:
     names = list(names)
     users = []
     for n in names:
@@ -167,11 +169,18 @@ def kubeconfig(base_url: str, names: Iterable[str], tokens: dict[str, str] | Non
         "apiVersion": "v1",
         "kind": "Config",
         "preferences": {},
-        "clusters": [{"name": n, "cluster": {"server": f"{base_url}/clusters/{n}"}} for n in names],
+        "clusters": [{"name": n, "cluster": _cluster(f"{base_url}/clusters/{n}", ca)} for n in names],
         "users": users,
         "contexts": [{"name": n, "context": {"cluster": n, "user": f"{n}-admin"}} for n in names],
         "current-context": names[0] if names else "",
     }
+
+
+def _cluster(server: str, ca: bytes | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"server": server}
+    if ca is not None:
+        entry["certificate-authority-data"] = base64.b64encode(ca).decode()
+    return entry
 
 
 def write_kubeconfig(path: Path, config: dict[str, Any]) -> None:
