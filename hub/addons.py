@@ -1,0 +1,275 @@
+"""The addon controller's I/O layer: informers in, one reconcile per cluster, MCA status out.
+
+Watches ManagedClusters, ManagedClusterAddOns, the addon's ManifestWorks, AddOnDeploymentConfigs,
+the ClusterManagementAddOn, the agents' Leases, the replication-report ConfigMaps and the agent
+token Secrets on the hub, and queues the cluster each change concerns. Reconciling a cluster:
+
+1. the cluster controller's plan (`hub/clusters.py`): the install label creates the MCA (or, opted
+   in, its removal deletes a hub-made one); a write ends the pass, the MCA's watch event brings
+   the cluster back;
+2. no MCA (or a deleting one): `deployer.remove(cluster)` and the feature label goes; the
+   ManifestWork and the token Secret are garbage-collected through their ownerReferences;
+3. the token Secret `volsync-agent-token` is ensured (random if absent, never rotated), the
+   AddOnDeploymentConfig resolved (an MCA reference to a missing one holds the deployment back
+   rather than deploying defaults first), the manifests rendered (`hub/rendering.py`) and handed to
+   the deployer;
+4. the MCA's conditions (`hub/health.py`) are written with one status patch carrying the observed
+   resourceVersion (a decision taken on a stale cache is refused with 409 and retried), and the
+   ManagedCluster's feature label follows Available;
+5. the cluster is looked at again when its Lease would go stale (so Available turns False on time
+   with no event at all), and every `resync_seconds` while it has replications (lateness is time too).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import logging
+import secrets
+import threading
+from collections.abc import Callable
+from datetime import datetime
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from hub import clusters, health, ocm, rendering, rpo
+from hub.deployers import Deployer, DeployState
+from kube import objects
+from kube.clock import Clock, SystemClock
+from kube.informing import Informer, WorkQueue
+from kube.patches import changes
+from kube.rest import CONFIGMAPS, LEASES, SECRETS, Kube, Resource
+
+log = logging.getLogger("volsync.hub.addons")
+
+Obj = dict[str, Any]
+
+
+class AddonManager:
+    def __init__(
+        self,
+        kube: Kube,
+        deployer: Deployer,
+        *,
+        clock: Clock | None = None,
+        hub_url: str,
+        ca_bundle: str = "",
+        image: str,
+        stale_seconds: float = health.DEFAULT_STALE_SECONDS,
+        workers: int = 2,
+        uninstall_on_unlabel: bool = False,
+        rpo_seconds: float = rpo.DEFAULT_RPO_SECONDS,
+        resync_seconds: float = 60.0,
+    ) -> None:
+        self.kube = kube
+        self.deployer = deployer
+        self.clock = clock or SystemClock()
+        self.hub_url = hub_url
+        self.ca_bundle = ca_bundle
+        self.image = image
+        self.stale_seconds = stale_seconds
+        self.workers = workers
+        self.uninstall_on_unlabel = uninstall_on_unlabel
+        self.rpo_seconds = rpo_seconds
+        self.resync_seconds = resync_seconds
+        self.queue = WorkQueue(self.clock)
+        self._removed: set[str] = set()  # clusters whose agent was removed since the MCA went
+        self._threads: list[threading.Thread] = []
+        by_ns = self._namespace_of
+        self.informers: dict[str, Informer] = {
+            "clusters": self._informer(ocm.MANAGED_CLUSTERS, objects.name_of),
+            "addons": self._informer(ocm.MANAGED_CLUSTER_ADDONS, by_ns(ocm.ADDON)),
+            "works": self._informer(ocm.MANIFEST_WORKS, by_ns(ocm.WORK_NAME), f"{ocm.ADDON_NAME_LABEL}={ocm.ADDON}"),
+            "configs": Informer(kube, ocm.ADDON_DEPLOYMENT_CONFIGS, self._config_changed),
+            "cmas": Informer(kube, ocm.CLUSTER_MANAGEMENT_ADDONS, self._cma_changed),
+            "leases": self._informer(LEASES, by_ns(ocm.LEASE)),
+            "reports": self._informer(CONFIGMAPS, by_ns(None), f"{ocm.REPORT_LABEL}=true"),
+            "tokens": self._informer(SECRETS, by_ns(ocm.TOKEN_SECRET), f"{ocm.TOKEN_LABEL}=true"),
+        }
+
+    # -- lifecycle ----------------------------------------------------------------------------------
+    def start(self, timeout: float = 30.0) -> None:
+        clusters.ensure_cluster_management_addon(self.kube)
+        for inf in self.informers.values():
+            inf.start()
+        for inf in self.informers.values():
+            if not inf.wait_synced(timeout):
+                raise RuntimeError(f"informer for {inf.res.plural} did not sync within {timeout}s")
+        for i in range(self.workers):
+            t = threading.Thread(target=self._work, name=f"addons-{i}", daemon=True)
+            t.start()
+            self._threads.append(t)
+
+    def stop(self) -> None:
+        self.queue.shutdown()
+        for inf in self.informers.values():
+            inf.stop()
+        for t in self._threads:
+            t.join(timeout=5)
+
+    def synced(self) -> bool:
+        return all(inf.wait_synced(0) for inf in self.informers.values())
+
+    # -- event routing ------------------------------------------------------------------------------
+    def _informer(self, res: Resource, key: Callable[[Obj], str | None], selector: str | None = None) -> Informer:
+        def handle(_kind: str, obj: Obj, _prev: Obj | None) -> None:
+            cluster = key(obj)
+            if cluster:
+                self.queue.add(cluster)
+
+        return Informer(self.kube, res, handle, label_selector=selector)
+
+    @staticmethod
+    def _namespace_of(name: str | None) -> Callable[[Obj], str | None]:
+        """The cluster of a namespaced object: its namespace (when it has the expected name, if any)."""
+        return lambda o: objects.namespace_of(o) if name is None or objects.name_of(o) == name else None
+
+    def _addons(self) -> list[Obj]:
+        return [a for a in self.informers["addons"].items() if objects.name_of(a) == ocm.ADDON]
+
+    def _config_changed(self, _kind: str, obj: Obj, _prev: Obj | None) -> None:
+        key = (objects.namespace_of(obj), objects.name_of(obj))
+        cma = self.informers["cmas"].get("", ocm.ADDON)
+        for addon in self._addons():
+            if rendering.adc_reference(addon, cma) == key:
+                self.queue.add(objects.namespace_of(addon))
+
+    def _cma_changed(self, _kind: str, obj: Obj, _prev: Obj | None) -> None:
+        if objects.name_of(obj) == ocm.ADDON:
+            for addon in self._addons():
+                self.queue.add(objects.namespace_of(addon))
+
+    # -- workers ------------------------------------------------------------------------------------
+    def _work(self) -> None:
+        while True:
+            key = self.queue.get()
+            if key is None:
+                return
+            self.run_one(key)
+
+    def run_one(self, key: str) -> None:
+        """Reconcile a cluster taken from the queue: errors requeue it, and it is marked done."""
+        try:
+            self.process(key)
+        except ApiException as exc:
+            if exc.status == 409:
+                self.queue.add_after(key, 0.05, real_time=True)  # a stale cache: the watch catches up
+            else:
+                log.warning("reconcile %s failed: %s %s", key, exc.status, exc.reason)
+                self.queue.add_rate_limited(key)
+        except Exception:  # one bad cluster must not stop the worker
+            log.exception("reconcile %s failed", key)
+            self.queue.add_rate_limited(key)
+        finally:
+            self.queue.done(key)
+
+    def process(self, cluster: str) -> None:
+        now = self.clock.now()
+        managed = self.informers["clusters"].get("", cluster)
+        addon = self.informers["addons"].get(cluster, ocm.ADDON)
+        actions = clusters.plan(cluster, managed, addon, uninstall_on_unlabel=self.uninstall_on_unlabel)
+        if actions:
+            clusters.apply(self.kube, actions)
+            return
+        if addon is None or objects.is_deleting(addon):
+            self._remove(cluster, managed)
+            return
+        self._removed.discard(cluster)
+        if managed is not None and objects.is_deleting(managed):
+            return  # as addon-framework: no deployment changes while the cluster (and its namespace) goes
+        deploy, apply_error = self._deploy(cluster, addon)
+        states = self._states(cluster, now)
+        lease = self.informers["leases"].get(cluster, ocm.LEASE)
+        cluster_available = objects.condition(((managed or {}).get("status") or {}).get("conditions"),
+                                              ocm.CLUSTER_AVAILABLE)
+        verdict = health.assess(addon, deploy, lease, cluster_available, states, now,
+                                stale_seconds=self.stale_seconds, apply_error=apply_error)
+        if changes(addon.get("status") or {}, verdict.status):
+            patch = {"metadata": {"resourceVersion": objects.meta(addon).get("resourceVersion")},
+                     "status": verdict.status}
+            self.kube.patch(ocm.MANAGED_CLUSTER_ADDONS, ocm.ADDON, patch, cluster, subresource="status")
+        self._label(managed, verdict.label)
+        if apply_error is not None:
+            self.queue.add_rate_limited(cluster)
+            return
+        self.queue.forget(cluster)
+        delays = [d for d in (verdict.recheck_after, self.resync_seconds if states else None) if d is not None]
+        if delays:
+            self.queue.add_after(cluster, min(delays))
+
+    # -- steps --------------------------------------------------------------------------------------
+    def _deploy(self, cluster: str, addon: Obj) -> tuple[DeployState | None, str | None]:
+        """Render and hand over the manifests: (what the deployer knows, or why nothing was handed over)."""
+        ref = rendering.adc_reference(addon, self.informers["cmas"].get("", ocm.ADDON))
+        adc = self.informers["configs"].get(*ref) if ref else None
+        if ref and adc is None:
+            return None, f"AddOnDeploymentConfig {ref[0]}/{ref[1]} not found"
+        try:
+            manifests = rendering.render(cluster, addon, adc, hub_url=self.hub_url, token=self._token(cluster, addon),
+                                         ca_bundle=self.ca_bundle, image=self.image)
+            return self.deployer.apply(cluster, addon, manifests), None
+        except ApiException as exc:
+            if exc.status == 409:
+                raise  # a write raced another: simply retried
+            log.warning("deploying to %s failed: %s %s", cluster, exc.status, exc.reason)
+            return None, f"failed to deploy the agent: {exc.status} {exc.reason}"
+        except Exception as exc:  # a deployer's own failure (files, processes, a broken token Secret)
+            log.warning("deploying to %s failed: %s", cluster, exc, exc_info=not isinstance(exc, (OSError, ValueError)))
+            return None, f"failed to deploy the agent: {exc}"
+
+    def _token(self, cluster: str, addon: Obj) -> str:
+        """The cluster's agent token: created (random, owned by the MCA) if absent, never rotated."""
+        secret = self.informers["tokens"].get(cluster, ocm.TOKEN_SECRET) or self.kube.get(
+            SECRETS, ocm.TOKEN_SECRET, cluster)  # the cache may not have our own create yet
+        if secret is None:
+            token = secrets.token_urlsafe(32)
+            body = {
+                "metadata": {"name": ocm.TOKEN_SECRET, "namespace": cluster, "labels": {ocm.TOKEN_LABEL: "true"},
+                             "ownerReferences": [objects.owner_ref(addon)]},
+                "type": "Opaque",
+                "data": {"token": base64.b64encode(token.encode()).decode()},
+            }
+            try:
+                self.kube.create(SECRETS, body)
+                return token
+            except ApiException as exc:
+                if exc.status != 409:
+                    raise
+                secret = self.kube.get(SECRETS, ocm.TOKEN_SECRET, cluster)
+                if secret is None:
+                    raise
+        try:
+            token = base64.b64decode((secret.get("data") or {}).get("token") or "").decode()
+        except (binascii.Error, UnicodeDecodeError):
+            token = ""
+        if not token:
+            raise ValueError(f"Secret {cluster}/{ocm.TOKEN_SECRET} has no usable token")
+        return token
+
+    def _states(self, cluster: str, now: datetime) -> list[rpo.State]:
+        """The RPO state of every replication the cluster's agent reported."""
+        out: list[rpo.State] = []
+        for cm in self.informers["reports"].items(cluster):
+            try:
+                report = json.loads((cm.get("data") or {}).get("report") or "{}")
+            except ValueError:
+                log.warning("report %s/%s is not JSON", cluster, objects.name_of(cm))
+                continue
+            if not isinstance(report, dict) or report.get("deleted"):
+                continue
+            out.append(rpo.state(str(report.get("role") or ""), report.get("spec") or {}, report.get("status") or {},
+                                 now, self.rpo_seconds))
+        return out
+
+    def _label(self, managed: Obj | None, value: str | None) -> None:
+        if managed is not None and objects.labels_of(managed).get(ocm.FEATURE_LABEL) != value:
+            patch = {"metadata": {"labels": {ocm.FEATURE_LABEL: value}}}
+            self.kube.patch(ocm.MANAGED_CLUSTERS, objects.name_of(managed), patch)
+
+    def _remove(self, cluster: str, managed: Obj | None) -> None:
+        if cluster not in self._removed:
+            self.deployer.remove(cluster)
+            self._removed.add(cluster)
+        self._label(managed, None)

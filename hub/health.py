@@ -1,0 +1,127 @@
+"""The ManagedClusterAddOn's conditions and the cluster's feature label (pure).
+
+From what the deployer knows, the agent's Lease on the hub, the ManagedCluster's own availability
+and the replication states of the cluster, `assess` computes OCM's conditions with OCM's types and
+reasons (`shared/reference/ocm-addon.md` §1.2, §3.4):
+
+- `RegistrationApplied`: True, NilRegistration (the agent needs no hub registration from OCM).
+- `ManifestApplied`: True AddonManifestApplied when the manifests are applied; False
+  AddonManifestAppliedFailed when the cluster reports they are not; False ManifestWorkApplyFailed when
+  they could not be handed over at all. While nothing is known yet a stale False is dropped, as
+  addon-framework does.
+- `Available` (Lease mode): True ManagedClusterAddOnLeaseUpdated when the Lease was renewed less
+  than `stale_seconds` ago, False ManagedClusterAddOnLeaseUpdateStopped after that, Unknown
+  ManagedClusterAddOnLeaseNotFound when there is none; when the cluster's own
+  ManagedClusterConditionAvailable is Unknown, that status, reason and message are copied over.
+- `Degraded`: True ReplicationsFailing when a replication is in error, True ReplicationsLate when
+  one is late, False ReplicationsHealthy otherwise.
+- `Progressing`: True Progressing until the manifests are applied and the agent Deployment is not
+  reported unready; False Completed after.
+
+`lastTransitionTime` moves only when a condition's status does. The feature label
+`feature.open-cluster-management.io/addon-volsync` follows Available: available / unhealthy /
+unreachable. `recheck_after` is when Available would change by time alone (the Lease going stale).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from hub import ocm
+from hub.deployers import DeployState
+from hub.rpo import State
+from kube.clock import parse_rfc3339, rfc3339
+from kube.objects import condition, set_condition
+
+Obj = dict[str, Any]
+
+DEFAULT_STALE_SECONDS = 300.0
+LABELS = {"True": "available", "False": "unhealthy"}  # anything else: unreachable
+
+
+@dataclass(frozen=True)
+class Health:
+    status: Obj  # merge patch for the MCA's .status (conditions is the whole list)
+    label: str  # the ManagedCluster's feature label value
+    recheck_after: float | None  # seconds until Available changes without any event; None: never
+
+
+def _cond(type_: str, status: str, reason: str, message: str) -> Obj:
+    return {"type": type_, "status": status, "reason": reason, "message": message}
+
+
+def manifest_applied(deploy: DeployState | None, apply_error: str | None) -> Obj | None:
+    if apply_error is not None:
+        return _cond("ManifestApplied", "False", "ManifestWorkApplyFailed", apply_error)
+    if deploy is None or deploy.applied is None:
+        return None
+    if deploy.applied:
+        return _cond("ManifestApplied", "True", "AddonManifestApplied", "manifests of addon are applied successfully")
+    return _cond("ManifestApplied", "False", "AddonManifestAppliedFailed",
+                 deploy.message or "failed to apply the manifests of addon")
+
+
+def available(lease: Obj | None, cluster_available: Obj | None, now: datetime,
+              stale_seconds: float) -> tuple[Obj, float | None]:
+    if (cluster_available or {}).get("status") == "Unknown":
+        assert cluster_available is not None
+        reason = str(cluster_available.get("reason") or "ManagedClusterUnknown")
+        return _cond("Available", "Unknown", reason, str(cluster_available.get("message") or "")), None
+    renewed = parse_rfc3339(((lease or {}).get("spec") or {}).get("renewTime"))
+    if renewed is None:
+        return _cond("Available", "Unknown", "ManagedClusterAddOnLeaseNotFound",
+                     f"The status of {ocm.ADDON} add-on is unknown."), None
+    age = (now - renewed).total_seconds()
+    if age < stale_seconds:
+        return (_cond("Available", "True", "ManagedClusterAddOnLeaseUpdated", f"{ocm.ADDON} add-on is available."),
+                stale_seconds - age)
+    return _cond("Available", "False", "ManagedClusterAddOnLeaseUpdateStopped",
+                 f"{ocm.ADDON} add-on is not available."), None
+
+
+def degraded(states: Sequence[State]) -> Obj:
+    failing, late = states.count("error"), states.count("late")
+    if failing:
+        return _cond("Degraded", "True", "ReplicationsFailing", f"{failing} of {len(states)} replications failing")
+    if late:
+        return _cond("Degraded", "True", "ReplicationsLate", f"{late} of {len(states)} replications late")
+    return _cond("Degraded", "False", "ReplicationsHealthy", f"{len(states)} replications, none failing or late")
+
+
+def progressing(deploy: DeployState | None, apply_error: str | None) -> Obj:
+    if apply_error is None and deploy is not None and deploy.applied and deploy.available is not False:
+        return _cond("Progressing", "False", "Completed", "the agent is deployed")
+    message = apply_error or (deploy.message if deploy is not None else "") or "deploying the agent"
+    return _cond("Progressing", "True", "Progressing", message)
+
+
+def assess(mca: Obj, deploy: DeployState | None, lease: Obj | None, cluster_available: Obj | None,
+           states: Sequence[State], now: datetime, *, stale_seconds: float = DEFAULT_STALE_SECONDS,
+           apply_error: str | None = None) -> Health:
+    """The MCA status patch, the feature label and when to look again. `deploy` is None when the
+    manifests were not handed over (then `apply_error` says why, if it was a failure)."""
+    stamp = rfc3339(now)
+    current: list[Obj] = list((mca.get("status") or {}).get("conditions") or [])
+    conditions = set_condition(current, _cond("RegistrationApplied", "True", "NilRegistration",
+                                              "the addon agent needs no registration"), stamp)
+    applied = manifest_applied(deploy, apply_error)
+    if applied is not None:
+        conditions = set_condition(conditions, applied, stamp)
+    else:  # nothing known yet: drop a stale False, keep a True
+        old = condition(conditions, "ManifestApplied")
+        conditions = [c for c in conditions if c.get("type") != "ManifestApplied"]
+        if old is not None and old.get("status") == "True":
+            conditions.append(old)
+    avail, recheck = available(lease, cluster_available, now, stale_seconds)
+    conditions = set_condition(conditions, avail, stamp)
+    conditions = set_condition(conditions, degraded(states), stamp)
+    conditions = set_condition(conditions, progressing(deploy, apply_error), stamp)
+    status: Obj = {
+        "conditions": conditions,
+        "supportedConfigs": [{"group": ocm.ADDON_GROUP, "resource": ocm.ADC_RESOURCE}],
+        "healthCheck": {"mode": "Lease"},
+    }
+    return Health(status, LABELS.get(avail["status"], "unreachable"), recheck)

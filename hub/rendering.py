@@ -1,0 +1,213 @@
+"""The agent's manifests for one managed cluster (pure).
+
+`render` returns the objects a deployer puts on the managed cluster: the install Namespace, the
+agent's ServiceAccount and cluster-wide RBAC, VolSync's two CRDs (annotated deletion-orphan, so
+replications survive an uninstall), the Secret the agent reaches the hub with, and the
+`volsync-agent` Deployment. The AddOnDeploymentConfig (`adc`) shapes the Deployment as
+addon-framework does: nodePlacement, customizedVariables (`OPERAND_IMAGE_VOLSYNC`), registries
+(mirror rewrite, the last matching rule wins), resourceRequirements (containerID
+`deployments:volsync-agent:agent`, `*` wildcards, the last match wins), agentInstallNamespace and
+proxyConfig. `adc_reference` says which ADC applies: the MCA's `spec.configs` entry wins over the
+ClusterManagementAddOn default.
+
+The MCA's deprecated `spec.installNamespace` is ignored, as VolSync's addon ignores it.
+"""
+
+from __future__ import annotations
+
+import base64
+import copy
+import functools
+import re
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from hub import ocm
+
+Obj = dict[str, Any]
+
+CRD_DIR = Path(__file__).resolve().parents[1] / "manifests" / "crds"
+IMAGE_VARIABLE = "OPERAND_IMAGE_VOLSYNC"
+CONTAINER_ID = f"deployments:{ocm.AGENT}:{ocm.AGENT_CONTAINER}"
+
+RULES: list[Obj] = [
+    {"apiGroups": ["volsync.backube"], "resources": ["replicationsources", "replicationdestinations"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    {"apiGroups": ["volsync.backube"],
+     "resources": ["replicationsources/status", "replicationdestinations/status",
+                   "replicationsources/finalizers", "replicationdestinations/finalizers"],
+     "verbs": ["get", "update", "patch"]},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims", "persistentvolumes", "services", "secrets"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["services/status"], "verbs": ["get", "update", "patch"]},
+    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
+     "verbs": ["get", "list", "create", "update", "patch"]},
+    {"apiGroups": ["snapshot.storage.k8s.io"],
+     "resources": ["volumesnapshots", "volumesnapshotcontents", "volumesnapshotclasses"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+    {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
+    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
+     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+]
+
+
+# -- the AddOnDeploymentConfig ------------------------------------------------------------------------
+def adc_reference(mca: Obj, cma: Obj | None) -> tuple[str, str] | None:
+    """(namespace, name) of the ADC for this MCA: its own `spec.configs` entry, else the CMA default
+    (v1alpha1 `supportedConfigs[].defaultConfig`, or v1beta1-style `defaultConfigs[]`)."""
+    for ref in (mca.get("spec") or {}).get("configs") or []:
+        if _is_adc(ref) and ref.get("name"):
+            namespace = ref.get("namespace") or (mca.get("metadata") or {}).get("namespace") or ""
+            return namespace, str(ref["name"])
+    spec = (cma or {}).get("spec") or {}
+    for supported in spec.get("supportedConfigs") or []:
+        default = supported.get("defaultConfig") or {}
+        if _is_adc(supported) and default.get("name"):
+            return str(default.get("namespace") or ""), str(default["name"])
+    for ref in spec.get("defaultConfigs") or []:
+        if _is_adc(ref) and ref.get("name"):
+            return str(ref.get("namespace") or ""), str(ref["name"])
+    return None
+
+
+def _is_adc(ref: Obj) -> bool:
+    return ref.get("group") == ocm.ADDON_GROUP and ref.get("resource") == ocm.ADC_RESOURCE
+
+
+def install_namespace(adc: Obj | None) -> str:
+    """The ADC's agentInstallNamespace; unset, empty or the CRD's own default means ours."""
+    value = ((adc or {}).get("spec") or {}).get("agentInstallNamespace") or ""
+    return value if value and value != ocm.FRAMEWORK_INSTALL_NAMESPACE else ocm.DEFAULT_INSTALL_NAMESPACE
+
+
+def mirror_image(image: str, registries: list[Obj]) -> str:
+    """addon-framework's rewrite: every rule is tried on the original image and the last match wins;
+    an empty source moves every image (its last path segment) under the mirror."""
+    result = image
+    for rule in registries:
+        source = str(rule.get("source") or "").rstrip("/")
+        mirror = str(rule.get("mirror") or "").rstrip("/")
+        if not source:
+            last = image.rsplit("/", 1)[-1]
+            result = f"{mirror}/{last}" if mirror else last
+        elif image.startswith(source):
+            result = mirror + image[len(source):]
+    return result
+
+
+def _matches(pattern: str, container_id: str) -> bool:
+    parts, wanted = pattern.split(":"), container_id.split(":")
+    if len(parts) != len(wanted):
+        return False
+    return all(re.fullmatch(".*".join(re.escape(p) for p in part.split("*")), w)
+               for part, w in zip(parts, wanted, strict=True))
+
+
+def resources_for(adc: Obj | None, container_id: str = CONTAINER_ID) -> Obj | None:
+    found = None
+    for entry in ((adc or {}).get("spec") or {}).get("resourceRequirements") or []:
+        if _matches(str(entry.get("containerID") or ""), container_id):
+            found = entry.get("resources")
+    return copy.deepcopy(found) if found is not None else None
+
+
+def agent_image(image: str, adc: Obj | None) -> str:
+    spec = (adc or {}).get("spec") or {}
+    for variable in spec.get("customizedVariables") or []:
+        if variable.get("name") == IMAGE_VARIABLE and variable.get("value"):
+            image = str(variable["value"])
+    return mirror_image(image, spec.get("registries") or [])
+
+
+# -- the manifests ------------------------------------------------------------------------------------
+@functools.cache
+def _crds() -> tuple[Obj, ...]:
+    docs: list[Obj] = []
+    for path in sorted(CRD_DIR.glob("volsync.backube_*.yaml")):
+        docs.extend(d for d in yaml.safe_load_all(path.read_text()) if isinstance(d, dict))
+    return tuple(docs)
+
+
+def crds() -> list[Obj]:
+    out = []
+    for crd in copy.deepcopy(list(_crds())):
+        crd.setdefault("metadata", {}).setdefault("annotations", {})[ocm.DELETION_ORPHAN] = ""
+        out.append(crd)
+    return out
+
+
+def _b64(text: str) -> str:
+    return base64.b64encode(text.encode()).decode()
+
+
+def render(cluster: str, mca: Obj, adc: Obj | None, *, hub_url: str, token: str, ca_bundle: str,
+           image: str) -> list[Obj]:
+    """The agent's manifests, in apply order. `ca_bundle` is PEM text ("" when the hub URL needs none)."""
+    namespace = install_namespace(adc)
+    labels = {"app.kubernetes.io/name": ocm.AGENT, "app.kubernetes.io/part-of": ocm.ADDON}
+    secret_data = {"token": _b64(token), "url": _b64(hub_url)}
+    if ca_bundle:
+        secret_data["ca.crt"] = _b64(ca_bundle)
+    return [
+        {"apiVersion": "v1", "kind": "Namespace",
+         "metadata": {"name": namespace, "labels": {ocm.NAMESPACE_LABEL: "true"}}},
+        *crds(),
+        {"apiVersion": "v1", "kind": "ServiceAccount",
+         "metadata": {"name": ocm.AGENT, "namespace": namespace, "labels": labels}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole",
+         "metadata": {"name": ocm.AGENT, "labels": labels}, "rules": copy.deepcopy(RULES)},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding",
+         "metadata": {"name": ocm.AGENT, "labels": labels},
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": ocm.AGENT},
+         "subjects": [{"kind": "ServiceAccount", "name": ocm.AGENT, "namespace": namespace}]},
+        {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
+         "metadata": {"name": ocm.AGENT_HUB_SECRET, "namespace": namespace, "labels": labels},
+         "data": secret_data},
+        deployment(cluster, namespace, adc, hub_url=hub_url, image=image, labels=labels),
+    ]
+
+
+def deployment(cluster: str, namespace: str, adc: Obj | None, *, hub_url: str, image: str,
+               labels: dict[str, str]) -> Obj:
+    spec = (adc or {}).get("spec") or {}
+    container: Obj = {
+        "name": ocm.AGENT_CONTAINER,
+        "image": agent_image(image, adc),
+        "imagePullPolicy": "IfNotPresent",
+        "command": [ocm.AGENT],
+        "args": ["--cluster-name", cluster, "--hub-url", hub_url,
+                 "--hub-token-file", f"{ocm.HUB_SECRET_MOUNT}/token"],
+        "volumeMounts": [{"name": "hub", "mountPath": ocm.HUB_SECRET_MOUNT, "readOnly": True}],
+    }
+    proxy = spec.get("proxyConfig") or {}
+    env = [{"name": name, "value": str(proxy[key])}
+           for name, key in (("HTTP_PROXY", "httpProxy"), ("HTTPS_PROXY", "httpsProxy"), ("NO_PROXY", "noProxy"))
+           if proxy.get(key)]
+    if env:
+        container["env"] = env
+    resources = resources_for(adc)
+    if resources is not None:
+        container["resources"] = resources
+    pod: Obj = {
+        "serviceAccountName": ocm.AGENT,
+        "containers": [container],
+        "volumes": [{"name": "hub", "secret": {"secretName": ocm.AGENT_HUB_SECRET}}],
+    }
+    placement = spec.get("nodePlacement") or {}
+    if placement.get("nodeSelector"):
+        pod["nodeSelector"] = dict(placement["nodeSelector"])
+    if placement.get("tolerations"):
+        pod["tolerations"] = copy.deepcopy(placement["tolerations"])
+    selector = {"app.kubernetes.io/name": ocm.AGENT}
+    return {
+        "apiVersion": "apps/v1", "kind": "Deployment",
+        "metadata": {"name": ocm.AGENT, "namespace": namespace, "labels": dict(labels)},
+        "spec": {
+            "replicas": 1,
+            "selector": {"matchLabels": selector},
+            "strategy": {"type": "Recreate"},  # never two agents for one cluster
+            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+        },
+    }

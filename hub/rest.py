@@ -1,0 +1,192 @@
+"""The hub's REST API (docs/hub.md "REST API"): FastAPI over the fleet store and the token store.
+
+Agent side, `POST /api/v1/agents/{cluster}/heartbeat|reports`: Bearer = that cluster's agent token
+(401 without a valid token; 403 for another cluster's token or the admin token). User side,
+`GET /api/v1/clusters[/{name}]`, `/api/v1/replications`, `/api/v1/summary`: Bearer = the admin token
+(401 without a valid token; 403 for an agent token). `/metrics`, `/healthz` and `/readyz` (503 until
+the informers have synced) are open. Errors are FastAPI's `{"detail": ...}`; a failing hub API call
+is a 503. Authorization headers and tokens are never logged.
+"""
+
+# No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time,
+# some of which name types local to create_app.
+import logging
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from kubernetes.client.exceptions import ApiException
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
+from starlette.responses import Response
+
+from api.hub import (
+    ClusterInfo,
+    ErrorDetail,
+    Heartbeat,
+    HeartbeatReply,
+    ReplicationRow,
+    ReportBatch,
+    ReportReply,
+    Role,
+    State,
+    Summary,
+)
+from hub.apimetrics import ApiMetrics
+from hub.fleet import FleetStore
+from hub.tokens import Caller, TokenStore
+from hub.views import RowFilter
+from kube.clock import Clock
+
+log = logging.getLogger("volsync.hub.rest")
+
+MAX_BODY_BYTES = 32 * 1024 * 1024
+_ERRORS: dict[int | str, dict[str, Any]] = {
+    401: {"model": ErrorDetail, "description": "No bearer token, or one the hub does not know"},
+    403: {"model": ErrorDetail, "description": "A valid token that may not do this"},
+    503: {"model": ErrorDetail, "description": "The hub API did not answer"},
+}
+
+
+def _unauthorized(request: Request, reason: str) -> HTTPException:
+    log.info("401 %s %s: %s", request.method, request.url.path, reason)
+    return HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
+
+
+def _forbidden(request: Request, detail: str) -> HTTPException:
+    log.info("403 %s %s: %s", request.method, request.url.path, detail)
+    return HTTPException(403, detail)
+
+
+def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
+    out = []
+    for error in exc.errors():
+        item = {"type": error.get("type", ""), "loc": list(error.get("loc", ())), "msg": error.get("msg", "")}
+        if ctx := error.get("ctx"):
+            item["ctx"] = {str(k): v if isinstance(v, int | float | str | bool) else str(v) for k, v in ctx.items()}
+        out.append(item)
+    return out
+
+
+def create_app(
+    fleet: FleetStore,
+    tokens: TokenStore,
+    *,
+    clock: Clock,
+    metrics_registry: CollectorRegistry,
+    max_body_bytes: int = MAX_BODY_BYTES,
+) -> FastAPI:
+    app = FastAPI(
+        title="volsync-hub",
+        version="v1",
+        description="Fleet-wide VolSync replication status: agents report, users query.",
+    )
+    metrics = ApiMetrics(metrics_registry)
+    metrics.watch_fleet(fleet.summary, clock.now)
+    bearer = HTTPBearer(auto_error=False, description="An agent token (agent side) or the admin token (user side)")
+    Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
+
+    def caller(creds: Credentials) -> Caller | None:
+        return tokens.identify(creds.credentials if creds is not None else None)
+
+    def agent(request: Request, cluster: str, who: Annotated[Caller | None, Depends(caller)]) -> str:
+        if who is None:
+            raise _unauthorized(request, "no valid token")
+        if who.kind != "agent":
+            raise _forbidden(request, "the agent endpoints take an agent token")
+        if who.cluster != cluster:
+            raise _forbidden(request, f"this token does not belong to cluster {cluster!r}")
+        return cluster
+
+    def admin(request: Request, who: Annotated[Caller | None, Depends(caller)]) -> Caller:
+        if who is None:
+            raise _unauthorized(request, "no valid token")
+        if who.kind != "admin":
+            raise _forbidden(request, "the user endpoints take the admin token")
+        return who
+
+    AgentCluster = Annotated[str, Depends(agent)]
+    Admin = Annotated[Caller, Depends(admin)]
+
+    @app.exception_handler(ApiException)
+    async def hub_api_failed(request: Request, exc: ApiException) -> JSONResponse:
+        log.warning("%s %s: hub API error %s %s", request.method, request.url.path, exc.status, exc.reason)
+        return JSONResponse({"detail": f"the hub API failed ({exc.status} {exc.reason}); retry"}, status_code=503)
+
+    @app.exception_handler(RequestValidationError)
+    async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+        """FastAPI's 422, without echoing the input back (a batch can be large)."""
+        return JSONResponse({"detail": validation_errors(exc)}, status_code=422)
+
+    @app.middleware("http")
+    async def bounded_body(request: Request, call_next: Any) -> Response:
+        length = request.headers.get("content-length", "")
+        if length.isdigit() and int(length) > max_body_bytes:
+            return JSONResponse({"detail": f"request body over {max_body_bytes} bytes"}, status_code=413)
+        response: Response = await call_next(request)
+        return response
+
+    app.middleware("http")(metrics.middleware)
+
+    # -- agent side ---------------------------------------------------------------------------------
+    @app.post("/api/v1/agents/{cluster}/heartbeat", tags=["agent"], responses=_ERRORS)
+    def heartbeat(cluster: AgentCluster, beat: Heartbeat) -> HeartbeatReply:
+        """Renew the cluster's Lease `volsync`; the reply says how often to come back."""
+        reply = fleet.heartbeat(cluster, beat)
+        metrics.heartbeats.inc()
+        return reply
+
+    @app.post("/api/v1/agents/{cluster}/reports", tags=["agent"], responses=_ERRORS)
+    def reports(cluster: AgentCluster, batch: ReportBatch) -> ReportReply:
+        """Store the latest state of replications; a sequence not above the stored one is stale."""
+        reply = fleet.submit(cluster, batch)
+        metrics.reported(reply.accepted, reply.stale)
+        return reply
+
+    # -- user side ----------------------------------------------------------------------------------
+    @app.get("/api/v1/clusters", tags=["user"], responses=_ERRORS)
+    def clusters(_: Admin) -> list[ClusterInfo]:
+        """Every cluster the hub knows: addon conditions, availability, replication counts."""
+        return fleet.clusters(clock.now())
+
+    @app.get("/api/v1/clusters/{name}", tags=["user"], responses={**_ERRORS, 404: {"model": ErrorDetail}})
+    def cluster(_: Admin, name: str) -> ClusterInfo:
+        info = fleet.cluster(name, clock.now())
+        if info is None:
+            raise HTTPException(404, f"cluster {name!r} not found")
+        return info
+
+    @app.get("/api/v1/replications", tags=["user"], responses=_ERRORS)
+    def replications(
+        _: Admin,
+        cluster: Annotated[str | None, Query(max_length=253)] = None,
+        namespace: Annotated[str | None, Query(max_length=63)] = None,
+        role: Role | None = None,
+        state: State | None = None,
+    ) -> list[ReplicationRow]:
+        """One row per replication with lag and RPO state as of now."""
+        flt = RowFilter(cluster=cluster, namespace=namespace, role=role, state=state)
+        return fleet.replications(flt, clock.now())
+
+    @app.get("/api/v1/summary", tags=["user"], responses=_ERRORS)
+    def summary(_: Admin) -> Summary:
+        """Replications by state; clusters available and total."""
+        return fleet.summary(clock.now())
+
+    # -- operations ---------------------------------------------------------------------------------
+    @app.get("/metrics", tags=["operations"], response_class=Response)
+    def prometheus() -> Response:
+        return Response(generate_latest(metrics_registry), media_type=CONTENT_TYPE_LATEST)
+
+    @app.get("/healthz", tags=["operations"])
+    def healthz() -> dict[str, str]:
+        return {"status": "ok"}
+
+    @app.get("/readyz", tags=["operations"], responses={503: {"model": ErrorDetail}})
+    def readyz() -> dict[str, str]:
+        if not (fleet.synced() and tokens.synced()):
+            raise HTTPException(503, "informers not synced yet")
+        return {"status": "ok"}
+
+    return app
