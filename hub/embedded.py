@@ -1,0 +1,152 @@
+"""The embedded default's platform: an API server process for the hub and the local clusters.
+
+`volsync-hub` with no hub kubeconfig starts `volsync-apiserver` (hub + managed clusters, one
+SQLite store each) as a child in its own session, so a hub killed with SIGKILL leaves it running;
+the next hub adopts it (pidfile, `/proc/<pid>/cmdline`) instead of failing on the store's lock.
+Each managed cluster is then registered on the hub the way OCM's registration would leave it:
+a `ManagedCluster` (accepted, joined, available, its API URL in `managedClusterClientConfigs`) and
+its namespace.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import selectors
+import signal
+import subprocess
+import sys
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from hub import ocm
+from kube import objects
+from kube.clock import Clock, rfc3339
+from kube.rest import NAMESPACES, Kube
+
+READY = b"volsync-apiserver ready "
+
+
+@dataclass
+class EmbeddedApi:
+    url: str
+    kubeconfig: Path
+    contexts: list[str]
+    pid: int
+    proc: subprocess.Popen[bytes] | None  # None when adopted from a previous hub
+
+    def stop(self, timeout: float = 15.0) -> None:
+        try:
+            os.kill(self.pid, signal.SIGTERM)
+        except ProcessLookupError:
+            return
+        if self.proc is not None:
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+            if self.proc.stdout is not None:
+                self.proc.stdout.close()
+            return
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline and _alive(self.pid):
+            time.sleep(0.05)
+        if _alive(self.pid):
+            os.kill(self.pid, signal.SIGKILL)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().split()[2] != "Z"
+    except (FileNotFoundError, IndexError):
+        return False
+
+
+def _cmdline(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def start_api(data_dir: Path, names: list[str], *, port: int = 0, timeout: float = 30.0) -> EmbeddedApi:
+    """Start (or adopt) the API server serving `names` from `data_dir`."""
+    data_dir.mkdir(parents=True, exist_ok=True)
+    pidfile, readyfile = data_dir / "apiserver.pid", data_dir / "apiserver.ready"
+    if pidfile.exists() and readyfile.exists():
+        pid = int(pidfile.read_text() or 0)
+        cmd = _cmdline(pid)
+        if pid and _alive(pid) and "kube.apiserver.main" in cmd and str(data_dir) in cmd:
+            previous = json.loads(readyfile.read_text())
+            if previous.get("contexts") == names:
+                return EmbeddedApi(previous["url"], Path(previous["kubeconfig"]), names, pid, None)
+            os.kill(pid, signal.SIGTERM)  # serving other clusters: replace it
+            deadline = time.monotonic() + 15
+            while time.monotonic() < deadline and _alive(pid):
+                time.sleep(0.05)
+    cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(data_dir), "--clusters", ",".join(names),
+           "--port", str(port)]
+    with (data_dir / "apiserver.log").open("ab") as log:
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+    assert proc.stdout is not None
+    line = _read_line(proc.stdout, timeout)
+    if not line.startswith(READY):
+        proc.kill()
+        proc.wait()
+        raise RuntimeError(f"the embedded API server did not start: {line!r} (see {data_dir / 'apiserver.log'})")
+    ready: dict[str, Any] = json.loads(line[len(READY):])
+    pidfile.write_text(str(proc.pid))
+    readyfile.write_text(json.dumps(ready))
+    return EmbeddedApi(ready["url"], Path(ready["kubeconfig"]), names, proc.pid, proc)
+
+
+def _read_line(stream: Any, timeout: float) -> bytes:
+    sel = selectors.DefaultSelector()
+    sel.register(stream, selectors.EVENT_READ)
+    deadline = time.monotonic() + timeout
+    line = b""
+    try:
+        while time.monotonic() < deadline and not line.endswith(b"\n"):
+            if not sel.select(max(deadline - time.monotonic(), 0)):
+                break
+            chunk = os.read(stream.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+    finally:
+        sel.close()
+    return line
+
+
+def register_cluster(kube: Kube, name: str, url: str, clock: Clock) -> None:
+    """A ManagedCluster as OCM's registration leaves an accepted, joined, available cluster, plus its namespace."""
+    if kube.get(NAMESPACES, name) is None:
+        try:
+            kube.create(NAMESPACES, {"metadata": {"name": name}})
+        except ApiException as exc:
+            if exc.status != 409:  # 409: created concurrently, fine
+                raise
+    mc = kube.get(ocm.MANAGED_CLUSTERS, name)
+    if mc is None:
+        mc = kube.create(ocm.MANAGED_CLUSTERS, {
+            "metadata": {"name": name, "labels": {"name": name}},
+            "spec": {"hubAcceptsClient": True, "managedClusterClientConfigs": [{"url": url}]},
+        })
+    now = rfc3339(clock.now())
+    conditions = (mc.get("status") or {}).get("conditions") or []
+    for type_, reason, message in (
+        ("HubAcceptedManagedCluster", "HubClusterAdminAccepted", "Accepted by hub cluster admin"),
+        ("ManagedClusterJoined", "ManagedClusterJoined", "Managed cluster joined"),
+        ("ManagedClusterConditionAvailable", "ManagedClusterAvailable", "Managed cluster is available"),
+    ):
+        conditions = objects.set_condition(conditions, {"type": type_, "status": "True", "reason": reason,
+                                                        "message": message}, now)
+    if conditions != (mc.get("status") or {}).get("conditions"):
+        kube.patch_status(ocm.MANAGED_CLUSTERS, name, {"conditions": conditions,
+                                                       "version": {"kubernetes": "v1.32.0"}})

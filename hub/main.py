@@ -1,0 +1,164 @@
+"""`volsync-hub`: the addon manager, its REST API, and (by default) the whole embedded platform.
+
+    volsync-hub [--data-dir run] [--clusters cluster1,cluster2]          # the embedded default
+    volsync-hub --kubeconfig FILE [--context C] --hub-url URL            # a real OCM hub
+
+Embedded default: starts (or adopts) the API server for `hub` and the managed clusters, registers
+each managed cluster on the hub, and runs the controllers with the LOCAL deployer, which applies
+the agent's manifests to the cluster and supervises an agent process for it. Agents appear only
+when a cluster is enabled (the volsync label or a ManagedClusterAddOn). With `--kubeconfig` it
+runs against a real hub and delivers agents as ManifestWork. Either way it serves the REST API and
+prints one ready line: kubeconfig, contexts, REST URL, where the admin token is.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import signal
+import socket
+import sys
+from pathlib import Path
+
+import uvicorn
+from prometheus_client import CollectorRegistry
+
+from hub import clusters, embedded
+from hub.addons import AddonManager
+from hub.deployers import Deployer
+from hub.deployers.local import LocalDeployer
+from hub.deployers.manifestwork import ManifestWorkDeployer
+from hub.fleet import FleetSettings, FleetStore
+from hub.rest import create_app
+from hub.tokens import TokenStore, ensure_admin_token
+from kube import clients
+from kube.clock import SystemClock
+from kube.rest import Kube
+
+log = logging.getLogger("volsync.hub")
+
+DEFAULT_IMAGE = "quay.io/backube/volsync-addon-agent:latest"
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="volsync-hub", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--kubeconfig", help="a real hub's kubeconfig (absent: the embedded default)")
+    p.add_argument("--context", help="kubeconfig context of the hub")
+    p.add_argument("--data-dir", type=Path, default=Path("run"), help="embedded stores, agents, tokens (embedded)")
+    p.add_argument("--hub-name", default="hub", help="the hub cluster's name (embedded)")
+    p.add_argument("--clusters", default="cluster1,cluster2", help="managed clusters (embedded)")
+    p.add_argument("--api-port", type=int, default=0, help="the embedded API server's port (0: any)")
+    p.add_argument("--rest-host", default="127.0.0.1", help="where the REST API listens")
+    p.add_argument("--rest-port", type=int, default=0, help="the REST API's port (0: any)")
+    p.add_argument("--hub-url", help="the REST URL agents use (default: the listening address)")
+    p.add_argument("--namespace", default="volsync-system", help="the hub's own namespace (admin token Secret)")
+    p.add_argument("--image", default=DEFAULT_IMAGE, help="agent image written into the Deployment")
+    p.add_argument("--stale-seconds", type=float, default=300.0, help="heartbeat age after which Available=False")
+    p.add_argument("--renew-seconds", type=float, default=60.0, help="heartbeat interval asked of agents")
+    p.add_argument("--rpo-seconds", type=float, default=3600.0, help="lag after which an unscheduled source is late")
+    p.add_argument("--uninstall-on-unlabel", action="store_true",
+                   help="removing the volsync label deletes the ManagedClusterAddOn the hub created (ACM: keeps it)")
+    p.add_argument("--log-level", default="info")
+    return p.parse_args(argv)
+
+
+def _listen(host: str, port: int) -> socket.socket:
+    sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    sock.bind((host, port))
+    sock.listen(512)
+    return sock
+
+
+def _write_secret_file(path: Path, value: str) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(value)
+
+
+async def run(args: argparse.Namespace) -> int:
+    clock = SystemClock()
+    data_dir: Path = args.data_dir.resolve()
+    api: embedded.EmbeddedApi | None = None
+    names = [n.strip() for n in args.clusters.split(",") if n.strip()]
+    if args.kubeconfig:
+        kubeconfig, context = Path(args.kubeconfig), args.context
+    else:
+        api = embedded.start_api(data_dir / "api", [args.hub_name, *names], port=args.api_port)
+        kubeconfig, context = api.kubeconfig, args.hub_name
+    hub_api = clients.load(str(kubeconfig), context)
+    kube = Kube(hub_api, field_manager="volsync-hub")
+    sock = _listen(args.rest_host, args.rest_port)
+    host, port = sock.getsockname()[:2]
+    rest_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    hub_url = args.hub_url or rest_url
+    if api is not None:
+        for name in names:
+            embedded.register_cluster(kube, name, f"{api.url}/clusters/{name}", clock)
+    clusters.ensure_cluster_management_addon(kube)
+    admin_token = ensure_admin_token(kube, args.namespace)
+    token_path = data_dir / "admin-token"
+    _write_secret_file(token_path, admin_token)
+
+    managers: list[AddonManager] = []  # the agent supervisor pokes the manager built below
+
+    def agent_changed(cluster: str) -> None:
+        for m in managers:
+            m.queue.add(cluster)
+
+    deployer: Deployer
+    if api is not None:
+        deployer = LocalDeployer(kubeconfig, data_dir / "hub", on_change=agent_changed)
+    else:
+        deployer = ManifestWorkDeployer(kube)
+    settings = FleetSettings(stale_seconds=args.stale_seconds, renew_interval_seconds=args.renew_seconds,
+                             rpo_seconds=args.rpo_seconds)
+    fleet = FleetStore(kube, clock=clock, settings=settings).start()
+    tokens = TokenStore(kube, admin_token).start()
+    manager = AddonManager(kube, deployer, clock=clock, hub_url=hub_url, image=args.image,
+                           stale_seconds=args.stale_seconds, rpo_seconds=args.rpo_seconds,
+                           uninstall_on_unlabel=args.uninstall_on_unlabel)
+    managers.append(manager)
+    manager.start()
+    app = create_app(fleet, tokens, clock=clock, metrics_registry=CollectorRegistry())
+    server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
+                                           timeout_graceful_shutdown=2))
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
+    task = asyncio.create_task(server.serve(sockets=[sock]))
+    while not server.started and not task.done():
+        await asyncio.sleep(0.01)
+    if server.started:
+        ready = {"kubeconfig": str(kubeconfig), "contexts": [args.hub_name, *names] if api else [context],
+                 "rest": rest_url, "adminTokenFile": str(token_path), "embedded": api is not None}
+        print(f"volsync-hub ready {json.dumps(ready)}", flush=True)
+    try:
+        await task
+    finally:
+        manager.stop()
+        fleet.stop()
+        tokens.stop()
+        if isinstance(deployer, LocalDeployer):
+            deployer.close()
+        clients.close(hub_api)
+        if api is not None:
+            api.stop()
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    try:
+        return asyncio.run(run(args))
+    except RuntimeError as exc:
+        print(f"volsync-hub: {exc}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
