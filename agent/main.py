@@ -2,10 +2,12 @@
 
     volsync-agent --kubeconfig FILE --context NAME --cluster-name NAME --data-root DIR
                   [--mover-host 127.64.1.0/24] [--metrics-address 127.0.0.1:0]
+                  [--hub-url URL --hub-token-file FILE]
 
 Runs the ReplicationSource/ReplicationDestination controller and the local platform (directories
 for volumes, rsync and sshd for movers) against the cluster's API, serves Prometheus metrics,
-prints one ready line, and stops cleanly (movers included) on SIGTERM or SIGINT.
+prints one ready line, and stops cleanly (movers included) on SIGTERM or SIGINT. With `--hub-url`,
+it heartbeats to the hub and reports each replication's status there (`agent/reporting.py`).
 """
 
 from __future__ import annotations
@@ -13,18 +15,24 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import signal
+import socket
 import sys
 import threading
 import zlib
+from importlib import metadata
 from pathlib import Path
 
+import httpx
 from prometheus_client import start_http_server
 
 from agent.localplatform import LocalPlatform
 from agent.metrics import Metrics
 from agent.reconciling import ReplicationController
+from agent.reporting import Reporter
 from kube import clients
+from kube.clock import SystemClock
 from kube.events import Recorder
 from kube.rest import Kube
 
@@ -35,6 +43,20 @@ def default_pool(cluster: str) -> str:
     """A loopback /24 of the cluster's own, stable across restarts: 127.<64..127>.<0..255>.0/24."""
     crc = zlib.crc32(cluster.encode())
     return f"127.{64 + crc % 64}.{(crc >> 8) % 256}.0/24"
+
+
+def _version() -> str:
+    try:
+        return metadata.version("volsync-addon")
+    except metadata.PackageNotFoundError:
+        return ""
+
+
+def _close_hub(reporter: Reporter | None, hub: httpx.Client | None) -> None:
+    if reporter is not None:
+        reporter.close()
+    if hub is not None:
+        hub.close()
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +71,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=4)
     p.add_argument("--rsync-retries", type=int, default=5)
     p.add_argument("--compress", action="store_true", help="rsync -z (helps on slow links, costs CPU on fast ones)")
+    p.add_argument("--hub-url", help="the hub's REST API: heartbeats and status reports go there (none: no hub)")
+    p.add_argument("--hub-token-file", type=Path, help="the agent's bearer token for the hub (re-read on 401)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -56,6 +80,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per heartbeat
     pool = args.mover_host or default_pool(args.cluster_name)
     if "/" not in pool:
         pool += "/32" if ":" not in pool else "/128"
@@ -68,8 +93,17 @@ def main(argv: list[str] | None = None) -> int:
     metrics_url = f"http://{host or '127.0.0.1'}:{server.server_port}/metrics"
     platform = LocalPlatform(kube, args.data_root.resolve(), address_pool=pool, retries=args.rsync_retries,
                              compress=args.compress)
+    hub: httpx.Client | None = None
+    reporter: Reporter | None = None
+    if args.hub_url:
+        hub = httpx.Client(base_url=args.hub_url, timeout=10.0)
+        reporter = Reporter(hub, args.cluster_name, agent_id=f"{socket.gethostname()}-{os.getpid()}",
+                            clock=SystemClock(), token_file=args.hub_token_file, version=_version(),
+                            sequence_file=args.data_root / "hub-report-sequence")
+        reporter.start()
     controller = ReplicationController(kube, platform, metrics=metrics, workers=args.workers,
-                                       recorder=Recorder(kube, "volsync-agent", host=args.cluster_name))
+                                       recorder=Recorder(kube, "volsync-agent", host=args.cluster_name),
+                                       reporter=reporter)
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: stop.set())
@@ -78,11 +112,13 @@ def main(argv: list[str] | None = None) -> int:
     except RuntimeError as exc:
         print(f"volsync-agent: {exc}", file=sys.stderr)
         platform.close()
+        _close_hub(reporter, hub)
         return 1
     ready = {"cluster": args.cluster_name, "metrics": metrics_url, "addresses": pool}
     print(f"volsync-agent ready {json.dumps(ready)}", flush=True)
     stop.wait()
     controller.stop()
+    _close_hub(reporter, hub)
     platform.close()
     server.shutdown()
     clients.close(api)

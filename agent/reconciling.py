@@ -38,6 +38,7 @@ from agent.plans import (
     StopServing,
 )
 from agent.platform import Platform
+from agent.reporting import Reporter
 from api.volsync import LABEL_CLEANUP, ReplicationSpec, ReplicationStatus
 from kube import objects
 from kube.clock import Clock, SystemClock, parse_rfc3339
@@ -87,12 +88,14 @@ class ReplicationController:
         metrics: Metrics | None = None,
         recorder: Recorder | None = None,
         workers: int = 4,
+        reporter: Reporter | None = None,
     ) -> None:
         self.kube = kube
         self.platform = platform
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.recorder = recorder or Recorder(kube, "volsync-agent", clock=self.clock)
+        self.reporter = reporter  # the hub's view of each replication (None: no hub)
         self.queue = WorkQueue(self.clock)
         self.workers = workers
         self.informers: dict[str, Informer] = {res.plural: Informer(kube, res, self._handler(res)) for res in WATCHED}
@@ -211,6 +214,8 @@ class ReplicationController:
             else:
                 self.platform.stop_serving(key)
             self.metrics.forget((name, ns, role, "rsync"))
+            if self.reporter is not None:
+                self.reporter.forget(role, ns, name)
             return Plan(), None
         spec = ReplicationSpec.parse(obj)
         uid = objects.uid_of(obj)
@@ -265,6 +270,8 @@ class ReplicationController:
                     ROLES[role], objects.name_of(obj), patch, objects.namespace_of(obj), subresource="status"
                 )
                 obj = updated
+        if self.reporter is not None:
+            self.reporter.observe(role, obj)  # queued only when changed; never waits for the hub
         for action in plan.after:
             self._act(role, obj, action)
         self._gauge(role, obj)

@@ -169,6 +169,20 @@ def render(cluster: str, mca: Obj, adc: Obj | None, *, hub_url: str, token: str,
     ]
 
 
+# AddOnDeploymentConfig customizedVariables that tune the agent, and the flag each one sets.
+AGENT_VARIABLES = {"RSYNC_RETRIES": "--rsync-retries", "LOG_LEVEL": "--log-level"}
+
+
+def agent_flags(adc: Obj | None) -> list[str]:
+    """Agent flags from the ADC's customizedVariables (e.g. RSYNC_RETRIES=2 → `--rsync-retries 2`)."""
+    out: list[str] = []
+    for var in ((adc or {}).get("spec") or {}).get("customizedVariables") or []:
+        flag_name = AGENT_VARIABLES.get(str(var.get("name")))
+        if flag_name and var.get("value") not in (None, ""):
+            out += [flag_name, str(var["value"])]
+    return out
+
+
 def deployment(cluster: str, namespace: str, adc: Obj | None, *, hub_url: str, image: str,
                labels: dict[str, str]) -> Obj:
     spec = (adc or {}).get("spec") or {}
@@ -178,7 +192,7 @@ def deployment(cluster: str, namespace: str, adc: Obj | None, *, hub_url: str, i
         "imagePullPolicy": "IfNotPresent",
         "command": [ocm.AGENT],
         "args": ["--cluster-name", cluster, "--hub-url", hub_url,
-                 "--hub-token-file", f"{ocm.HUB_SECRET_MOUNT}/token"],
+                 "--hub-token-file", f"{ocm.HUB_SECRET_MOUNT}/token", *agent_flags(adc)],
         "volumeMounts": [{"name": "hub", "mountPath": ocm.HUB_SECRET_MOUNT, "readOnly": True}],
     }
     proxy = spec.get("proxyConfig") or {}

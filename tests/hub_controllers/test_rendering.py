@@ -176,3 +176,14 @@ def test_adc_reference_mca_wins_over_cma_default() -> None:
         == ("cluster1", "local")
     other = {"group": "example.io", "resource": "things", "namespace": "x", "name": "y"}
     assert rendering.adc_reference(MCA | {"spec": {"configs": [other]}}, cma) == ("defaults", "fleet")
+
+
+def test_customized_variables_tune_the_agent() -> None:
+    from hub.rendering import agent_flags
+
+    adc = {"spec": {"customizedVariables": [{"name": "RSYNC_RETRIES", "value": "2"}, {"name": "LOG_LEVEL",
+                                                                                      "value": "debug"},
+                                            {"name": "OPERAND_IMAGE_VOLSYNC", "value": "x/y:z"},
+                                            {"name": "RSYNC_RETRIES_TYPO", "value": "9"}]}}
+    assert agent_flags(adc) == ["--rsync-retries", "2", "--log-level", "debug"]
+    assert agent_flags(None) == []

@@ -1,0 +1,287 @@
+"""The agent's reporter: replication status to the hub, never in replication's way (docs/hub.md).
+
+The controller calls `observe(role, obj)` after it writes an RS/RD status and `forget(role, ns,
+name)` when one is gone. Both only touch memory under a lock: a report (`{role, namespace, name,
+sequence, observedAt, deleted, spec, status}`) is queued when the object's spec or status differs
+from what was last observed, and only the latest state per object is kept, so while the hub is away
+the queue is bounded by the number of replications. A background thread (`start`) runs `tick`,
+which tests call directly with a fake clock:
+
+- heartbeat `POST /api/v1/agents/{cluster}/heartbeat` every `renew_interval` (the hub's answer
+  `renewIntervalSeconds` wins);
+- `POST /api/v1/agents/{cluster}/reports` in batches of at most `batch_size`;
+- every `resend_interval`, every known object again (the hub may have lost or missed one).
+
+Sequences increase per object and across restarts: the first is the current time in milliseconds
+(or, with `sequence_file`, one past the highest this agent ever sent, if that is larger), and each
+report sent takes the next. A sequence is given when a report is first sent, so a retry resends it
+unchanged (the hub answers `stale` for what it already has).
+
+Failures: connection errors and 5xx retry with `backoff` (1 s doubling to 60 s), keeping only the
+latest state per object; 401 re-reads the token file (rotation) and retries at once if the token
+changed, else slowly (the last backoff step), as does 403; any other 4xx drops the batch (logged
+once per batch). Problems are logged once per change, never with the token.
+"""
+
+from __future__ import annotations
+
+import copy
+import logging
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from kube.clock import Clock, rfc3339
+
+log = logging.getLogger("volsync.agent.reporting")
+
+Obj = dict[str, Any]
+Key = tuple[str, str, str]  # (role, namespace, name)
+DEFAULT_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
+SPEC_FIELDS = ("sourcePVC", "trigger", "paused", "rsync")
+MAX_TOMBSTONES = 10_000
+
+
+def report_spec(obj: Obj) -> Obj:
+    """What the hub needs of a spec (the trigger for RPO; the rest to show what replicates where)."""
+    spec = obj.get("spec") or {}
+    return {k: copy.deepcopy(spec[k]) for k in SPEC_FIELDS if k in spec}
+
+
+@dataclass
+class _Entry:
+    report: Obj
+    sequence: int | None = None
+
+
+class Reporter:
+    def __init__(
+        self,
+        client: httpx.Client,
+        cluster: str,
+        *,
+        agent_id: str,
+        clock: Clock,
+        token_file: Path | None = None,
+        sequence_file: Path | None = None,
+        version: str = "",
+        renew_interval: float = 60.0,
+        resend_interval: float = 300.0,
+        backoff: tuple[float, ...] = DEFAULT_BACKOFF,
+        batch_size: int = 500,
+    ) -> None:
+        self.client, self.cluster, self.agent_id, self.clock = client, cluster, agent_id, clock
+        self.token_file, self.sequence_file, self.version = token_file, sequence_file, version
+        self.renew_interval, self.resend_interval = renew_interval, resend_interval
+        self.backoff, self.batch_size = backoff, batch_size
+        self._lock = threading.Lock()  # the queue, shared with the controller's threads
+        self._io = threading.Lock()  # one tick at a time
+        self._known: dict[Key, Obj] = {}  # latest {spec, status} per live object
+        self._pending: dict[Key, _Entry] = {}  # latest report per object not yet accepted
+        self._tombstones: dict[Key, None] = {}  # objects reported deleted (oldest first)
+        now = clock.monotonic()
+        self._next_heartbeat, self._next_resend, self._retry_at = now, now + resend_interval, now
+        self._failures = 0
+        self._problem = ""
+        self._token = self._read_token()
+        self._next_sequence = max(int(clock.now().timestamp() * 1000), self._persisted_sequence())
+        self._wake = threading.Event()
+        self._stopping = False
+        self._thread: threading.Thread | None = None
+        clock.on_advance(self._wake.set)
+
+    # -- the controller's side (never blocks on the hub) ----------------------------------------------
+    def observe(self, role: str, obj: Obj) -> None:
+        """The object's current spec and status; queued for the hub when they changed."""
+        meta = obj.get("metadata") or {}
+        key = (role, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
+        content = {"spec": report_spec(obj), "status": copy.deepcopy(obj.get("status") or {})}
+        with self._lock:
+            self._tombstones.pop(key, None)
+            if self._known.get(key) == content:
+                return
+            self._known[key] = content
+            self._queue(key, content, deleted=False)
+        self._wake.set()
+
+    def forget(self, role: str, namespace: str, name: str) -> None:
+        """The object is gone: the hub gets a `deleted` report (once)."""
+        key = (role, namespace, name)
+        with self._lock:
+            if key in self._tombstones:
+                return
+            self._tombstones[key] = None
+            if len(self._tombstones) > MAX_TOMBSTONES:
+                del self._tombstones[next(iter(self._tombstones))]
+            self._known.pop(key, None)
+            self._queue(key, {"spec": {}, "status": {}}, deleted=True)
+        self._wake.set()
+
+    def pending(self) -> int:
+        with self._lock:
+            return len(self._pending)
+
+    def _queue(self, key: Key, content: Obj, *, deleted: bool) -> None:
+        role, namespace, name = key
+        report = {"role": role, "namespace": namespace, "name": name, "observedAt": rfc3339(self.clock.now()),
+                  "deleted": deleted, **content}
+        self._pending[key] = _Entry(report)
+
+    # -- the loop -------------------------------------------------------------------------------------
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="hub-reporter", daemon=True)
+        self._thread.start()
+
+    def close(self, timeout: float = 15.0) -> None:
+        """Stop the thread (what is still queued is not sent: the next agent reports it again)."""
+        self._stopping = True
+        self._wake.set()
+        if self._thread is not None:
+            self._thread.join(timeout)
+
+    def _run(self) -> None:
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                delay = self.tick()
+            except Exception:  # the reporter must outlive any surprise
+                log.exception("hub reporter failed")
+                delay = self.backoff[0]
+            self._wake.wait(delay)
+
+    def tick(self) -> float:
+        """Do what is due now (resend, heartbeat, batches); seconds until something is due again."""
+        with self._io:
+            now = self.clock.monotonic()
+            if now >= self._retry_at:
+                if now >= self._next_resend:
+                    self._next_resend = now + self.resend_interval
+                    with self._lock:
+                        for key, content in self._known.items():
+                            if key not in self._pending:
+                                self._queue(key, content, deleted=False)
+                if now >= self._next_heartbeat:
+                    self._heartbeat(now)
+                while now >= self._retry_at and self._send_batch():
+                    pass
+            with self._lock:
+                queued = bool(self._pending)
+            if now < self._retry_at:
+                return self._retry_at - now
+            return 0.0 if queued else max(0.0, min(self._next_heartbeat, self._next_resend) - now)
+
+    def _heartbeat(self, now: float) -> None:
+        body = {"agentId": self.agent_id, "version": self.version, "sentAt": rfc3339(self.clock.now())}
+        resp = self._post("heartbeat", body, now)
+        if resp is None:
+            return
+        self._next_heartbeat = now + self.renew_interval
+        if resp.is_success:
+            try:
+                renew = float(resp.json().get("renewIntervalSeconds") or 0)
+            except (ValueError, AttributeError):
+                renew = 0.0
+            if renew >= 1:
+                self.renew_interval = renew
+                self._next_heartbeat = now + renew
+        else:
+            log.warning("the hub refused the heartbeat: %d %s", resp.status_code, resp.text[:200])
+
+    def _send_batch(self) -> bool:
+        """Send up to `batch_size` queued reports; True when some were settled (sent or dropped)."""
+        with self._lock:
+            batch = list(self._pending.items())[: self.batch_size]
+            for _, entry in batch:
+                if entry.sequence is None:
+                    entry.sequence = self._next_sequence
+                    self._next_sequence += 1
+            high = self._next_sequence
+        if not batch:
+            return False
+        self._persist_sequence(high)
+        reports = [{**entry.report, "sequence": entry.sequence} for _, entry in batch]
+        resp = self._post("reports", {"agentId": self.agent_id, "reports": reports}, self.clock.monotonic())
+        if resp is None:
+            return False
+        if not resp.is_success:
+            first = reports[0]
+            log.warning("the hub refused %d reports (%d %s), dropped; the first: %s %s/%s", len(reports),
+                        resp.status_code, resp.text[:300], first["role"], first["namespace"], first["name"])
+        with self._lock:
+            for key, entry in batch:
+                if self._pending.get(key) is entry:  # not replaced by a newer state meanwhile
+                    del self._pending[key]
+        return True
+
+    # -- HTTP -----------------------------------------------------------------------------------------
+    def _post(self, what: str, body: Obj, now: float) -> httpx.Response | None:
+        """POST to the hub; None when it has to be retried later (the retry time is set)."""
+        url = f"/api/v1/agents/{self.cluster}/{what}"
+        for attempt in range(2):
+            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
+            try:
+                resp = self.client.post(url, json=body, headers=headers)
+            except httpx.HTTPError as exc:
+                self._away(now, f"the hub is unreachable ({type(exc).__name__}: {exc})")
+                return None
+            if resp.status_code == 401 and attempt == 0:
+                token = self._read_token()
+                if token != self._token:
+                    log.info("the agent token in %s changed; retrying with it", self.token_file)
+                    self._token = token
+                    continue
+            break
+        if resp.status_code in (401, 403):
+            why = "is not valid" if resp.status_code == 401 else f"is not for cluster {self.cluster}"
+            self._away(now, f"the hub says the agent token (from {self.token_file}) {why} "
+                            f"({resp.status_code}); retrying every {self.backoff[-1]:g}s", slow=True)
+            return None
+        if resp.status_code >= 500:
+            self._away(now, f"the hub failed ({resp.status_code} {resp.text[:200]})")
+            return None
+        self._failures = 0
+        self._retry_at = now
+        if self._problem:
+            log.info("the hub is reachable again")
+            self._problem = ""
+        return resp
+
+    def _away(self, now: float, problem: str, *, slow: bool = False) -> None:
+        delay = self.backoff[-1] if slow else self.backoff[min(self._failures, len(self.backoff) - 1)]
+        self._failures += 1
+        self._retry_at = now + delay
+        if problem != self._problem:
+            log.warning("%s; keeping the latest state of each replication until it is back", problem)
+            self._problem = problem
+
+    def _read_token(self) -> str:
+        if self.token_file is None:
+            return ""
+        try:
+            return self.token_file.read_text().strip()
+        except OSError as exc:
+            log.warning("cannot read the agent token file %s: %s", self.token_file, exc.strerror)
+            return ""
+
+    # -- sequences --------------------------------------------------------------------------------------
+    def _persisted_sequence(self) -> int:
+        if self.sequence_file is None:
+            return 0
+        try:
+            return int(self.sequence_file.read_text().strip() or 0)
+        except (OSError, ValueError):
+            return 0
+
+    def _persist_sequence(self, high: int) -> None:
+        """Record the next unused sequence before any report carrying a lower one leaves."""
+        if self.sequence_file is None:
+            return
+        tmp = self.sequence_file.with_name(self.sequence_file.name + ".tmp")
+        try:
+            tmp.write_text(f"{high}\n")
+            tmp.replace(self.sequence_file)
+        except OSError as exc:
+            log.warning("cannot record the report sequence in %s: %s", self.sequence_file, exc.strerror)
