@@ -94,8 +94,8 @@ class Heartbeat(_Request):
 
 
 class HeartbeatReply(_Wire):
-    lease_duration_seconds: int
-    renew_interval_seconds: int
+    lease_duration_seconds: float
+    renew_interval_seconds: float
 
 
 class ReplicationReport(_Request):

@@ -45,7 +45,7 @@ WRITE_ATTEMPTS = 8
 @dataclass(frozen=True)
 class FleetSettings:
     stale_seconds: int = 300  # an agent whose Lease is older is unavailable (OCM's 5 x 60 s)
-    renew_interval_seconds: int = 60  # how often agents are told to heartbeat
+    renew_interval_seconds: float = 60.0  # how often agents are told to heartbeat
     rpo_seconds: float = 3600.0  # lag beyond which an unscheduled source is late
     addon_name: str = ocm.ADDON
 

@@ -6,18 +6,11 @@ Timings are shortened (`--stale-seconds 4 --renew-seconds 0.5`) so lease expiry 
 
 from __future__ import annotations
 
-import json
 import signal
-import subprocess
-import sys
 from collections.abc import Iterator
-from pathlib import Path
-from typing import Any
 
-import httpx
 import pytest
-from support import processes
-from support.apiserver import ROOT
+from support.hubprocess import Hub, alive
 from support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(300)
@@ -30,61 +23,6 @@ metadata:
   namespace: {cluster}
 spec: {{}}
 """
-
-
-class Hub:
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.proc: Any = None
-        self.ready: dict[str, Any] = {}
-
-    def start(self) -> Hub:
-        cmd = [sys.executable, "-m", "hub.main", "--data-dir", str(self.data_dir),
-               "--stale-seconds", "4", "--renew-seconds", "0.5", "--log-level", "info"]
-        self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.proc, self.ready = processes.start_ready(cmd, "volsync-hub ready", self.data_dir / "hub.log", ROOT, 60)
-        return self
-
-    def stop(self, sig: int = signal.SIGTERM) -> None:
-        if self.proc is not None:
-            processes.stop(self.proc, sig, 30)
-            self.proc = None
-
-    @property
-    def token(self) -> str:
-        return Path(self.ready["adminTokenFile"]).read_text().strip()
-
-    def rest(self, path: str) -> Any:
-        with httpx.Client(trust_env=False, timeout=10) as http:
-            resp = http.get(self.ready["rest"] + path, headers={"Authorization": f"Bearer {self.token}"})
-            resp.raise_for_status()
-            return resp.json()
-
-    def kubectl(self, *args: str, context: str = "hub", input: str | None = None, check: bool = True) -> Any:
-        cmd = ["kubectl", "--kubeconfig", self.ready["kubeconfig"], "--context", context,
-               "--cache-dir", str(self.data_dir / "kcache"), *args]
-        res = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
-        if check and res.returncode != 0:
-            raise AssertionError(f"kubectl {' '.join(args)}: {res.stderr}")
-        return res
-
-    def get(self, *args: str, context: str = "hub") -> Any:
-        return json.loads(self.kubectl("get", *args, "-o", "json", context=context).stdout)
-
-
-def addon_condition(hub: Hub, cluster: str, type_: str) -> dict[str, Any]:
-    mca = hub.get("managedclusteraddon", "volsync", "-n", cluster)
-    return next((c for c in (mca.get("status") or {}).get("conditions") or [] if c["type"] == type_), {})
-
-
-def agent_pids(hub: Hub) -> dict[str, int]:
-    out = {}
-    for pidfile in (hub.data_dir / "hub").glob("**/*.pid"):
-        try:
-            out[pidfile.stem] = int(pidfile.read_text())
-        except ValueError:
-            continue
-    return out
 
 
 @pytest.fixture(scope="module")
@@ -100,9 +38,9 @@ def test_label_and_mcao_yaml_deploy_agents_that_become_available(hub: Hub) -> No
     hub.kubectl("label", "managedcluster", "cluster1", "addons.open-cluster-management.io/volsync=true")
     hub.kubectl("apply", "-f", "-", input=MCAO.format(cluster="cluster2"))
     for cluster in ("cluster1", "cluster2"):
-        eventually(lambda c=cluster: addon_condition(hub, c, "Available").get("status") == "True", 60,
+        eventually(lambda c=cluster: hub.addon_condition(c, "Available").get("status") == "True", 60,
                    what=f"{cluster} addon Available")
-        assert addon_condition(hub, cluster, "ManifestApplied")["reason"] == "AddonManifestApplied"
+        assert hub.addon_condition(cluster, "ManifestApplied")["reason"] == "AddonManifestApplied"
     table = hub.kubectl("get", "managedclusteraddon", "-A").stdout
     assert "cluster1" in table and "cluster2" in table and "True" in table
     labels = hub.get("managedcluster", "cluster1")["metadata"]["labels"]
@@ -142,16 +80,16 @@ spec: {installNamespace: custom-ns}
 
 
 def test_stopped_agent_turns_unavailable_and_hub_restart_loses_nothing(hub: Hub) -> None:
-    eventually(lambda: addon_condition(hub, "cluster2", "Available").get("status") == "True", 60,
+    eventually(lambda: hub.addon_condition("cluster2", "Available").get("status") == "True", 60,
                what="cluster2 available")
-    pids = agent_pids(hub)
+    pids = hub.agent_pids()
     assert "cluster2" in pids, pids
     before = hub.rest("/api/v1/clusters")
 
     # hub killed with SIGKILL and restarted: agents are adopted (same pids), state is all there
     hub.stop(signal.SIGKILL)
     hub.start()
-    assert agent_pids(hub) == pids
+    assert hub.agent_pids() == pids
     after = {c["name"]: c for c in hub.rest("/api/v1/clusters")}
     assert {c["name"] for c in before} <= set(after)
     eventually(lambda: {c["name"]: c["available"] for c in hub.rest("/api/v1/clusters")}.get("cluster1"), 30,
@@ -159,13 +97,6 @@ def test_stopped_agent_turns_unavailable_and_hub_restart_loses_nothing(hub: Hub)
 
     # delete the addon: the agent is stopped; its lease goes stale and the REST view says unavailable
     hub.kubectl("delete", "managedclusteraddon", "volsync", "-n", "cluster2")
-    eventually(lambda: not _alive(pids["cluster2"]), 30, what="cluster2 agent stopped")
+    eventually(lambda: not alive(pids["cluster2"]), 30, what="cluster2 agent stopped")
     eventually(lambda: not {c["name"]: c["available"] for c in hub.rest("/api/v1/clusters")}.get("cluster2", False),
                30, what="cluster2 unavailable after the stale period")
-
-
-def _alive(pid: int) -> bool:
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
