@@ -41,6 +41,16 @@ from kube.rest import Kube
 log = logging.getLogger("volsync.hub")
 
 DEFAULT_IMAGE = "quay.io/backube/volsync-addon-agent:latest"
+GUIDE = """
+The embedded default is running: a hub and managed clusters {clusters}.
+
+  export KUBECONFIG={kubeconfig}
+  kubectl --context hub get managedclusters
+  kubectl --context hub label managedcluster {first} "addons.open-cluster-management.io/volsync"="true"
+  kubectl --context hub get managedclusteraddon -A
+  curl -H "Authorization: Bearer $(cat {token})" {rest}/api/v1/replications
+
+Agents start on a cluster once its addon is enabled. Ctrl-C stops everything."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -136,6 +146,9 @@ async def run(args: argparse.Namespace) -> int:
         ready = {"kubeconfig": str(kubeconfig), "contexts": [args.hub_name, *names] if api else [context],
                  "rest": rest_url, "adminTokenFile": str(token_path), "embedded": api is not None}
         print(f"volsync-hub ready {json.dumps(ready)}", flush=True)
+        if api is not None:
+            print(GUIDE.format(kubeconfig=kubeconfig, rest=rest_url, token=token_path,
+                               clusters=", ".join(names), first=names[0] if names else "cluster1"), flush=True)
     try:
         await task
     finally:
