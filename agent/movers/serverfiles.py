@@ -37,6 +37,12 @@ case $SSH_ORIGINAL_COMMAND in
 "rsync --server "*)
     if [ -e "$workdir/receiving" ]; then
         note "rsync accepted"
+        # rsync sends --modify-window=-1 (nanosecond mtime comparison) as "-@-1", a negative number
+        # rrsync's short-option check refuses; its long form passes the same validation.
+        case " $SSH_ORIGINAL_COMMAND " in
+        *" -@-1 "*) SSH_ORIGINAL_COMMAND=$(printf '%s' "$SSH_ORIGINAL_COMMAND" | sed 's/ -@-1 / --modify-window=-1 /')
+                    export SSH_ORIGINAL_COMMAND ;;
+        esac
         exec "$rrsync" -wo "$data_dir"
     fi
     note "rsync refused: no iteration open"

@@ -1,6 +1,6 @@
 """The sending end of the rsync-over-ssh mover: one iteration, in a background thread.
 
-An iteration runs ``rsync -aAHSx --numeric-ids --delete`` from `data_dir` to the destination's sshd
+An iteration runs ``rsync -aAHSx --numeric-ids --delete --modify-window=-1`` from `data_dir` to the destination's sshd
 (which confines it to its data directory), then sends the completion signal ``shutdown 0`` over a
 second ssh session that reuses the first connection (ControlMaster). A failure of either step is a
 failed attempt; attempts are retried with a backoff that `cancel()` interrupts. The destination only
@@ -127,7 +127,9 @@ class SourceTransfer:
 
     def rsync_command(self) -> list[str]:
         remote = f"{self.user}@{sshconfig.bracketed(self.address)}:."
-        flags = ["-aAHSx", "--numeric-ids", "--delete", "--info=stats2,misc2"]
+        # --modify-window=-1: compare mtimes to the nanosecond. rsync's default quick check compares whole
+        # seconds, so a same-size file rewritten within the second of the last sync would be skipped.
+        flags = ["-aAHSx", "--numeric-ids", "--delete", "--modify-window=-1", "--info=stats2,misc2"]
         flags += ["--itemize-changes"] if self.itemize_changes else []
         flags += ["-z"] if self.compress else []
         return [self.rsync, *flags, *self.extra_rsync_args, "-e", self._rsh(), f"{self.data_dir}/", remote]

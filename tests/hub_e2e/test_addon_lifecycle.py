@@ -6,6 +6,7 @@ Timings are shortened (`--stale-seconds 4 --renew-seconds 0.5`) so lease expiry 
 
 from __future__ import annotations
 
+import os
 import signal
 from collections.abc import Iterator
 
@@ -77,6 +78,24 @@ spec: {installNamespace: custom-ns}
     assert after["spec"] == before["spec"]
     assert after["metadata"]["annotations"] == before["metadata"]["annotations"]
     assert "volsync-addon.io/created-by-hub" not in after["metadata"]["annotations"]
+
+
+def test_a_silent_agent_turns_available_false_and_back(hub: Hub) -> None:
+    eventually(lambda: hub.addon_condition("cluster1", "Available").get("status") == "True", 60,
+               what="cluster1 available")
+    pid = hub.agent_pids()["cluster1"]
+    os.kill(pid, signal.SIGSTOP)  # alive but silent: no heartbeats, and no restart by the supervisor
+    try:
+        cond = eventually(lambda: (lambda c: c if c.get("status") == "False" else None)(
+            hub.addon_condition("cluster1", "Available")), 30, what="Available=False after the stale period")
+        assert cond["reason"] == "ManagedClusterAddOnLeaseUpdateStopped"
+        labels = hub.get("managedcluster", "cluster1")["metadata"]["labels"]
+        assert labels["feature.open-cluster-management.io/addon-volsync"] == "unhealthy"
+    finally:
+        os.kill(pid, signal.SIGCONT)
+    eventually(lambda: hub.addon_condition("cluster1", "Available").get("status") == "True", 30,
+               what="Available again once heartbeats resume")
+    assert hub.agent_pids()["cluster1"] == pid
 
 
 def test_stopped_agent_turns_unavailable_and_hub_restart_loses_nothing(hub: Hub) -> None:

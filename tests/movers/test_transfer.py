@@ -87,6 +87,25 @@ def test_second_iteration_propagates_changes_and_deletions(destination: Destinat
     assert sent_bytes(second) < sent_bytes(first) / 10, "the delta algorithm should send far less"
 
 
+def test_a_same_size_rewrite_within_the_same_second_is_still_sent(destination: DestinationServer,
+                                                                  run_iteration: IterationRunner,
+                                                                  tmp_path: Path) -> None:
+    # rsync's default quick check compares whole seconds: a file rewritten with the same size in the
+    # second of the last sync would be skipped, silently leaving the old content on the destination.
+    source = tmp_path / "src"
+    source.mkdir()
+    target = source / "same-size.txt"
+    target.write_bytes(b"version-one\n")
+    os.utime(target, ns=(1_700_000_000_100_000_000, 1_700_000_000_100_000_000))
+    run_iteration(destination, source)
+    assert (destination.data_dir / "same-size.txt").read_bytes() == b"version-one\n"
+
+    target.write_bytes(b"version-two\n")  # same size, same second, later nanoseconds
+    os.utime(target, ns=(1_700_000_000_900_000_000, 1_700_000_000_900_000_000))
+    run_iteration(destination, source, workdir=tmp_path / "second")
+    assert (destination.data_dir / "same-size.txt").read_bytes() == b"version-two\n"
+
+
 def test_no_change_iteration_transfers_almost_nothing(destination: DestinationServer,
                                                       run_iteration: IterationRunner, sample: Path,
                                                       tmp_path: Path) -> None:
@@ -270,7 +289,8 @@ def test_rsync_command_brackets_ipv6_and_pins_the_host_key(tmp_path: Path, ssh_k
     transfer.prepare()
 
     command = transfer.rsync_command()
-    assert command[0] == "rsync" and command[1:5] == ["-aAHSx", "--numeric-ids", "--delete", "--info=stats2,misc2"]
+    assert command[0] == "rsync" and command[1:6] == ["-aAHSx", "--numeric-ids", "--delete", "--modify-window=-1",
+                                                      "--info=stats2,misc2"]
     assert "-z" not in command
     assert command[-2:] == [f"{tmp_path}/", "u@[fd00::1]:."]
     assert command[command.index("-e") + 1] == f"ssh -F {transfer.config_file} -p 2222"

@@ -23,7 +23,7 @@ def start_ready(cmd: Sequence[str], prefix: str, log: Path, cwd: Path, timeout: 
     sel.register(proc.stdout, selectors.EVENT_READ)
     deadline = time.monotonic() + timeout
     line = b""
-    while time.monotonic() < deadline and not line.endswith(b"\n"):
+    while time.monotonic() < deadline and b"\n" not in line:
         if not sel.select(timeout=max(deadline - time.monotonic(), 0)):
             break
         chunk = os.read(proc.stdout.fileno(), 4096)
@@ -31,10 +31,11 @@ def start_ready(cmd: Sequence[str], prefix: str, log: Path, cwd: Path, timeout: 
             break
         line += chunk
     sel.close()
-    if not line.startswith(prefix.encode() + b" "):
+    first = line.split(b"\n", 1)[0]  # whatever follows the ready line (a guide, logs) is not ours
+    if not first.startswith(prefix.encode() + b" "):
         stop(proc)
         raise RuntimeError(f"{cmd[0]} did not start: {line!r}\n{log.read_text(errors='replace')[-4000:]}")
-    return proc, json.loads(line[len(prefix) + 1:])
+    return proc, json.loads(first[len(prefix) + 1:])
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
