@@ -39,9 +39,10 @@ from kube.rest import Kube
 log = logging.getLogger("volsync.agent")
 
 
-def default_pool(cluster: str) -> str:
-    """A loopback /24 of the cluster's own, stable across restarts: 127.<64..127>.<0..255>.0/24."""
-    crc = zlib.crc32(cluster.encode())
+def default_pool(cluster: str, data_root: Path) -> str:
+    """A loopback /24 of this agent's own, stable across restarts (the cluster name and the data root
+    pick it, so two installations on one machine do not collide): 127.<64..127>.<0..255>.0/24."""
+    crc = zlib.crc32(f"{cluster}\0{data_root.resolve()}".encode())
     return f"127.{64 + crc % 64}.{(crc >> 8) % 256}.0/24"
 
 
@@ -81,7 +82,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     logging.getLogger("httpx").setLevel(logging.WARNING)  # not a line per heartbeat
-    pool = args.mover_host or default_pool(args.cluster_name)
+    pool = args.mover_host or default_pool(args.cluster_name, args.data_root)
     if "/" not in pool:
         pool += "/32" if ":" not in pool else "/128"
     args.data_root.mkdir(parents=True, exist_ok=True)

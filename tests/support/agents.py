@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import itertools
+import os
 import signal
 import subprocess
 import sys
@@ -41,6 +43,15 @@ class Agent:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
 
 
+_pools = itertools.count()
+
+
+def unique_pool() -> str:
+    """A loopback /24 no other fleet of this test run (or of a parallel run) uses."""
+    n = next(_pools)
+    return f"127.{128 + os.getpid() % 64}.{(os.getpid() // 64 * 16 + n) % 256}.0/24"
+
+
 class Fleet:
     """An API server serving hub, cluster1 and cluster2, with an agent on each managed cluster."""
 
@@ -53,7 +64,8 @@ class Fleet:
     def start(self) -> Fleet:
         self.server.start()
         for cluster in ("cluster1", "cluster2"):
-            self.agents[cluster] = Agent(self.server, cluster, self.base / "agents" / cluster, self.agent_args).start()
+            args = ("--mover-host", unique_pool(), *self.agent_args)
+            self.agents[cluster] = Agent(self.server, cluster, self.base / "agents" / cluster, args).start()
         return self
 
     def stop(self) -> None:

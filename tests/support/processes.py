@@ -35,7 +35,11 @@ def start_ready(cmd: Sequence[str], prefix: str, log: Path, cwd: Path, timeout: 
     if not first.startswith(prefix.encode() + b" "):
         stop(proc)
         raise RuntimeError(f"{cmd[0]} did not start: {line!r}\n{log.read_text(errors='replace')[-4000:]}")
-    return proc, json.loads(first[len(prefix) + 1:])
+    try:
+        return proc, json.loads(first[len(prefix) + 1:])
+    except ValueError:
+        stop(proc)
+        raise
 
 
 def stop(proc: subprocess.Popen[bytes], sig: int = signal.SIGTERM, timeout: float = 15.0) -> int:
