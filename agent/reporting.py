@@ -57,6 +57,9 @@ class _Entry:
     sequence: int | None = None
 
 
+MIN_RENEW_INTERVAL = 0.1  # seconds
+
+
 class Reporter:
     def __init__(
         self,
@@ -184,9 +187,9 @@ class Reporter:
                 renew = float(resp.json().get("renewIntervalSeconds") or 0)
             except (ValueError, AttributeError):
                 renew = 0.0
-            if renew >= 1:
-                self.renew_interval = renew
-                self._next_heartbeat = now + renew
+            if renew > 0:  # the hub decides the cadence; a floor keeps a bad value from flooding it
+                self.renew_interval = max(renew, MIN_RENEW_INTERVAL)
+                self._next_heartbeat = now + self.renew_interval
         else:
             log.warning("the hub refused the heartbeat: %d %s", resp.status_code, resp.text[:200])
 

@@ -277,6 +277,15 @@ def test_heartbeat_cadence_follows_the_hub(reporter: Reporter, hub: Hub, clock: 
     assert (sent[1] - sent[0]).total_seconds() == 20
 
 
+def test_a_sub_second_cadence_is_honoured(reporter: Reporter, hub: Hub, clock: FakeClock) -> None:
+    # a hub with short lease timings (tests, or a tight RPO) asks for sub-second heartbeats
+    hub.renew = 0.5
+    assert reporter.tick() == 0.5
+    clock.advance(0.5)
+    reporter.tick()
+    assert hub.calls == ["heartbeat", "heartbeat"]
+
+
 def test_everything_is_sent_again_every_five_minutes(reporter: Reporter, hub: Hub, clock: FakeClock) -> None:
     reporter.observe("source", rs("a"))
     reporter.observe("source", rs("b"))
