@@ -43,7 +43,7 @@ from api.volsync import LABEL_CLEANUP, ReplicationSpec, ReplicationStatus
 from kube import objects
 from kube.clock import Clock, SystemClock, parse_rfc3339
 from kube.events import Recorder
-from kube.informing import Informer, WorkQueue
+from kube.informing import Informer, WorkQueue, start_controller, stop_controller
 from kube.rest import (
     PVCS,
     PVS,
@@ -105,22 +105,10 @@ class ReplicationController:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
-        for inf in self.informers.values():
-            inf.start()
-        for inf in self.informers.values():
-            if not inf.wait_synced(timeout):
-                raise RuntimeError(f"informer for {inf.res.plural} did not sync within {timeout}s")
-        for i in range(self.workers):
-            t = threading.Thread(target=self._work, name=f"worker-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._threads = start_controller(self.informers.values(), self._work, self.workers, "worker", timeout)
 
     def stop(self) -> None:
-        self.queue.shutdown()
-        for inf in self.informers.values():
-            inf.stop()
-        for t in self._threads:
-            t.join(timeout=5)
+        stop_controller(self.queue, self.informers.values(), self._threads)
 
     # -- event routing ------------------------------------------------------------------------------
     def _handler(self, res: Resource) -> Any:

@@ -38,7 +38,7 @@ from hub import clusters, health, ocm, rendering, rpo
 from hub.deployers import Deployer, DeployState
 from kube import objects
 from kube.clock import Clock, SystemClock
-from kube.informing import Informer, WorkQueue
+from kube.informing import Informer, WorkQueue, start_controller, stop_controller
 from kube.patches import changes
 from kube.rest import CONFIGMAPS, LEASES, SECRETS, Kube, Resource
 
@@ -76,6 +76,11 @@ class AddonManager:
         self.resync_seconds = resync_seconds
         self.queue = WorkQueue(self.clock)
         self._removed: set[str] = set()  # clusters whose agent was removed since the MCA went
+        # the report ConfigMaps by cluster (namespace) and name, kept by the informer's handler: a reconcile
+        # reads its own cluster's, not a sorted copy of the whole fleet's (O(fleet) per reconcile)
+        self._reports: dict[str, dict[str, Obj]] = {}
+        self._reports_lock = threading.Lock()
+        self._due: dict[str, float] = {}  # cluster -> when (queue clock) its pending look-again timer fires
         self._threads: list[threading.Thread] = []
         by_ns = self._namespace_of
         self.informers: dict[str, Informer] = {
@@ -85,29 +90,17 @@ class AddonManager:
             "configs": Informer(kube, ocm.ADDON_DEPLOYMENT_CONFIGS, self._config_changed),
             "cmas": Informer(kube, ocm.CLUSTER_MANAGEMENT_ADDONS, self._cma_changed),
             "leases": self._informer(LEASES, by_ns(ocm.LEASE)),
-            "reports": self._informer(CONFIGMAPS, by_ns(None), f"{ocm.REPORT_LABEL}=true"),
+            "reports": Informer(kube, CONFIGMAPS, self._report_changed, label_selector=f"{ocm.REPORT_LABEL}=true"),
             "tokens": self._informer(SECRETS, by_ns(ocm.TOKEN_SECRET), f"{ocm.TOKEN_LABEL}=true"),
         }
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
         clusters.ensure_cluster_management_addon(self.kube)
-        for inf in self.informers.values():
-            inf.start()
-        for inf in self.informers.values():
-            if not inf.wait_synced(timeout):
-                raise RuntimeError(f"informer for {inf.res.plural} did not sync within {timeout}s")
-        for i in range(self.workers):
-            t = threading.Thread(target=self._work, name=f"addons-{i}", daemon=True)
-            t.start()
-            self._threads.append(t)
+        self._threads = start_controller(self.informers.values(), self._work, self.workers, "addons", timeout)
 
     def stop(self) -> None:
-        self.queue.shutdown()
-        for inf in self.informers.values():
-            inf.stop()
-        for t in self._threads:
-            t.join(timeout=5)
+        stop_controller(self.queue, self.informers.values(), self._threads)
 
     def synced(self) -> bool:
         return all(inf.wait_synced(0) for inf in self.informers.values())
@@ -128,6 +121,20 @@ class AddonManager:
 
     def _addons(self) -> list[Obj]:
         return [a for a in self.informers["addons"].items() if objects.name_of(a) == ocm.ADDON]
+
+    def _report_changed(self, kind: str, obj: Obj, _prev: Obj | None) -> None:
+        cluster, name = objects.namespace_of(obj), objects.name_of(obj)
+        if not cluster:
+            return
+        with self._reports_lock:
+            if kind == "DELETED":
+                bucket = self._reports.get(cluster, {})
+                bucket.pop(name, None)
+                if not bucket:
+                    self._reports.pop(cluster, None)
+            else:
+                self._reports.setdefault(cluster, {})[name] = obj
+        self.queue.add(cluster)
 
     def _config_changed(self, _kind: str, obj: Obj, _prev: Obj | None) -> None:
         key = (objects.namespace_of(obj), objects.name_of(obj))
@@ -197,7 +204,19 @@ class AddonManager:
         self.queue.forget(cluster)
         delays = [d for d in (verdict.recheck_after, self.resync_seconds if states else None) if d is not None]
         if delays:
-            self.queue.add_after(cluster, min(delays))
+            self._look_again(cluster, min(delays))
+
+    def _look_again(self, cluster: str, delay: float) -> None:
+        """Queue the cluster after `delay` unless a look is already due no later. The queue keeps every
+        timer it is given and each one that fires reconciles (which sets another), so one timer per
+        reconcile would pile up: every heartbeat and report burst would add a reconcile that repeats for
+        good. A key is never reconciled by two workers at once, so `_due` needs no lock."""
+        now = self.queue.clock.monotonic()
+        pending = self._due.get(cluster)
+        if pending is not None and now < pending <= now + delay:
+            return
+        self._due[cluster] = now + delay
+        self.queue.add_after(cluster, delay)
 
     # -- steps --------------------------------------------------------------------------------------
     def _deploy(self, cluster: str, addon: Obj) -> tuple[DeployState | None, str | None]:
@@ -251,7 +270,9 @@ class AddonManager:
     def _states(self, cluster: str, now: datetime) -> list[rpo.State]:
         """The RPO state of every replication the cluster's agent reported."""
         out: list[rpo.State] = []
-        for cm in self.informers["reports"].items(cluster):
+        with self._reports_lock:
+            configmaps = list(self._reports.get(cluster, {}).values())
+        for cm in configmaps:
             try:
                 report = json.loads((cm.get("data") or {}).get("report") or "{}")
             except ValueError:

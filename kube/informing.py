@@ -14,7 +14,7 @@ import heapq
 import logging
 import random
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -259,3 +259,27 @@ class WorkQueue:
     def __len__(self) -> int:
         with self._cond:
             return len(self._queue) + len(self._delayed) + len(self._delayed_real)
+
+
+def start_controller(informers: Iterable[Informer], work: Callable[[], None], workers: int, name: str,
+                     timeout: float = 30.0) -> list[threading.Thread]:
+    """Start the informers, wait until every cache is synced, then start `workers` threads running `work`."""
+    informers = list(informers)
+    for inf in informers:
+        inf.start()
+    for inf in informers:
+        if not inf.wait_synced(timeout):
+            raise RuntimeError(f"informer for {inf.res.plural} did not sync within {timeout}s")
+    threads = [threading.Thread(target=work, name=f"{name}-{i}", daemon=True) for i in range(workers)]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def stop_controller(queue: WorkQueue, informers: Iterable[Informer], threads: Iterable[threading.Thread]) -> None:
+    """Shut the queue (workers drain out), stop the informers, join the workers."""
+    queue.shutdown()
+    for inf in informers:
+        inf.stop()
+    for t in threads:
+        t.join(timeout=5)
