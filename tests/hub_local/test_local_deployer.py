@@ -94,7 +94,8 @@ def test_a_killed_agent_is_restarted_with_backoff(apiserver: ApiServer, stub_hub
                 deployer.supervisor.status(CLUSTER).pid), 30, what="a new agent")
             assert time.monotonic() - killed >= wait
             pids.append(new)
-            assert agent_pids(data_dir) == [new]
+            # /proc shows the new command line a moment after the spawn: poll, never sample once
+            eventually(lambda n=new: agent_pids(data_dir) == [n], 10, what="exactly one agent")
         status = deployer.supervisor.status(CLUSTER)
         assert status.restarts == 2
         available(deployer)
@@ -131,7 +132,7 @@ def test_a_later_hub_adopts_the_running_agent(apiserver: ApiServer, stub_hub: St
         assert cmdline(pid) is None
         argv = cmdline(new)
         assert argv is not None and flag(argv, "--hub-url") == stub_hub.url + "/"
-        assert agent_pids(data_dir) == [new]
+        eventually(lambda: agent_pids(data_dir) == [new], 10, what="exactly one agent")
         available(second)
     finally:
         second.close()
