@@ -226,8 +226,13 @@ class FleetStore:
 
     def clusters(self, now: datetime | None = None) -> list[ClusterInfo]:
         when = self._now(now)
-        rows = self.replications(now=when)
-        return [self._info(name, rows, when) for name in sorted(self.cluster_names())]
+        return self._infos(self.replications(now=when), when)
+
+    def _infos(self, rows: list[ReplicationRow], now: datetime) -> list[ClusterInfo]:
+        by_cluster: dict[str, list[ReplicationRow]] = {}  # one pass, not one per cluster
+        for r in rows:
+            by_cluster.setdefault(r.cluster, []).append(r)
+        return [self._info(name, by_cluster.get(name, []), now) for name in sorted(self.cluster_names())]
 
     def cluster(self, name: str, now: datetime | None = None) -> ClusterInfo | None:
         if name not in self.cluster_names():
@@ -249,4 +254,5 @@ class FleetStore:
 
     def summary(self, now: datetime | None = None) -> Summary:
         when = self._now(now)
-        return views.summary(self.clusters(when), self.replications(now=when))
+        rows = self.replications(now=when)
+        return views.summary(self._infos(rows, when), rows)

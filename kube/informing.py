@@ -154,6 +154,8 @@ class WorkQueue:
         self._dirty: set[Any] = set()
         self._delayed: list[tuple[float, int, Any]] = []
         self._delayed_real: list[tuple[float, int, Any]] = []
+        self._due: dict[Any, float] = {}  # key -> its one pending wake-up (queue clock)
+        self._due_real: dict[Any, float] = {}  # the same in real time
         self._real = SystemClock()
         self._seq = 0
         self._failures: dict[Any, int] = {}
@@ -183,11 +185,13 @@ class WorkQueue:
             self.add(key)
             return
         with self._cond:
+            heap, due = (self._delayed_real, self._due_real) if real_time else (self._delayed, self._due)
+            at = (self._real.monotonic() if real_time else self.clock.monotonic()) + delay
+            if key in due and due[key] <= at:
+                return  # an earlier wake-up is pending: one timer per key, as client-go keeps it
+            due[key] = at
             self._seq += 1
-            if real_time:
-                heapq.heappush(self._delayed_real, (self._real.monotonic() + delay, self._seq, key))
-            else:
-                heapq.heappush(self._delayed, (self.clock.monotonic() + delay, self._seq, key))
+            heapq.heappush(heap, (at, self._seq, key))
             self._cond.notify_all()
 
     def add_rate_limited(self, key: Any) -> float:
@@ -207,9 +211,13 @@ class WorkQueue:
     def _promote_due(self) -> float | None:
         """Move due delayed keys into the queue; returns real seconds to wait for the next one (or None)."""
         waits = []
-        for heap, now in ((self._delayed, self.clock.monotonic()), (self._delayed_real, self._real.monotonic())):
+        for heap, due, now in ((self._delayed, self._due, self.clock.monotonic()),
+                               (self._delayed_real, self._due_real, self._real.monotonic())):
             while heap and heap[0][0] <= now:
-                _, _, key = heapq.heappop(heap)
+                at, _, key = heapq.heappop(heap)
+                if due.get(key) != at:
+                    continue  # superseded by an earlier timer for the same key
+                del due[key]
                 if key in self._processing:
                     self._dirty.add(key)
                 elif key not in self._queued:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from conftest import IMAGE, Hub
+from support.hub_controllers import IMAGE, Hub
 from support.waiting import eventually
 
 from hub import ocm

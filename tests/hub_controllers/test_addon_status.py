@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 from datetime import timedelta
 
-from conftest import Hub
+from support.hub_controllers import Hub
 
 from kube.rest import CONFIGMAPS
 

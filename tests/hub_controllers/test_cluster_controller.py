@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from conftest import Hub
+from support.hub_controllers import Hub
 from support.manifests import managed_cluster_addon
 
 from hub import ocm
