@@ -82,6 +82,34 @@ def test_stale_lease_turns_unavailable_on_time(hub: Hub) -> None:
     hub.until(lambda: hub.feature_label("cluster1") == "available", "label available again")
 
 
+def test_renewals_of_a_fresh_lease_cost_no_reconcile_and_the_boundary_still_moves(hub: Hub) -> None:
+    deployed(hub, stale_seconds=60)
+    hub.work_status("cluster1", feedback=READY)
+    hub.renew_lease("cluster1")
+    hub.until(lambda: reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated"), "Available")
+    hub.settle("cluster1")
+    manager = hub.manager
+    assert manager is not None
+    queued: list[object] = []
+    original_add = manager.queue.add
+    manager.queue.add = lambda key: (queued.append(key), original_add(key))[1]  # type: ignore[method-assign]
+
+    hub.clock.advance(30)
+    hub.renew_lease("cluster1")  # fresh -> fresh: Available cannot change
+    hub.settle("cluster1")
+    assert "cluster1" not in queued
+
+    hub.clock.advance(31)  # past the first lease's boundary: the re-check finds the renewed lease fresh
+    hub.drain()
+    assert reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated")
+    hub.clock.advance(30)  # past the renewed lease's boundary
+    hub.drain()
+    assert reason(hub, "Available") == ("False", "ManagedClusterAddOnLeaseUpdateStopped")
+    hub.renew_lease("cluster1")  # stale -> fresh: reconciled at once
+    hub.until(lambda: reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated"), "available again")
+    assert "cluster1" in queued
+
+
 def test_lease_renewed_before_start_but_stale_by_now(hub: Hub) -> None:
     hub.cluster("cluster1")
     hub.renew_lease("cluster1", hub.clock.now() - timedelta(seconds=400))
