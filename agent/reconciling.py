@@ -43,7 +43,7 @@ from api.volsync import LABEL_CLEANUP, ReplicationSpec, ReplicationStatus
 from kube import objects
 from kube.clock import Clock, SystemClock, parse_rfc3339
 from kube.events import Recorder
-from kube.informing import Informer, WorkQueue, start_controller, stop_controller
+from kube.informing import Informer, WorkQueue, drain_forever, reconcile_one, start_controller, stop_controller
 from kube.rest import (
     PVCS,
     PVS,
@@ -141,27 +141,11 @@ class ReplicationController:
 
     # -- workers ------------------------------------------------------------------------------------
     def _work(self) -> None:
-        while True:
-            key = self.queue.get()
-            if key is None:
-                return
-            self.run_one(key)
+        drain_forever(self.queue, self.run_one)
 
     def run_one(self, key: Key) -> None:
         """Reconcile a key taken from the queue: errors requeue it, and it is marked done."""
-        try:
-            self.process(key)
-        except ApiException as exc:
-            if exc.status == 409:
-                self.queue.add_after(key, 0.05, real_time=True)  # a stale cache: the watch catches up
-            else:
-                log.warning("reconcile %s failed: %s %s", "/".join(key), exc.status, exc.reason)
-                self.queue.add_rate_limited(key)
-        except Exception:  # one bad object must not stop the worker
-            log.exception("reconcile %s failed", "/".join(key))
-            self.queue.add_rate_limited(key)
-        finally:
-            self.queue.done(key)
+        reconcile_one(self.queue, key, self.process, "/".join(key))
 
     def process(self, key: Key) -> None:
         kind, ns, name = key

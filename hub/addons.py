@@ -38,7 +38,7 @@ from hub import clusters, health, ocm, rendering, reports, rpo
 from hub.deployers import Deployer, DeployState
 from kube import objects
 from kube.clock import Clock, SystemClock
-from kube.informing import Informer, WorkQueue, start_controller, stop_controller
+from kube.informing import Informer, WorkQueue, drain_forever, reconcile_one, start_controller, stop_controller
 from kube.patches import changes
 from kube.rest import CONFIGMAPS, LEASES, SECRETS, Kube, Resource
 
@@ -166,27 +166,11 @@ class AddonManager:
 
     # -- workers ------------------------------------------------------------------------------------
     def _work(self) -> None:
-        while True:
-            key = self.queue.get()
-            if key is None:
-                return
-            self.run_one(key)
+        drain_forever(self.queue, self.run_one)
 
     def run_one(self, key: str) -> None:
         """Reconcile a cluster taken from the queue: errors requeue it, and it is marked done."""
-        try:
-            self.process(key)
-        except ApiException as exc:
-            if exc.status == 409:
-                self.queue.add_after(key, 0.05, real_time=True)  # a stale cache: the watch catches up
-            else:
-                log.warning("reconcile %s failed: %s %s", key, exc.status, exc.reason)
-                self.queue.add_rate_limited(key)
-        except Exception:  # one bad cluster must not stop the worker
-            log.exception("reconcile %s failed", key)
-            self.queue.add_rate_limited(key)
-        finally:
-            self.queue.done(key)
+        reconcile_one(self.queue, key, self.process, key)
 
     def process(self, cluster: str) -> None:
         now = self.clock.now()

@@ -291,3 +291,27 @@ def stop_controller(queue: WorkQueue, informers: Iterable[Informer], threads: It
         inf.stop()
     for t in threads:
         t.join(timeout=5)
+
+
+def reconcile_one(queue: WorkQueue, key: Any, process: Callable[[Any], None], name: str) -> None:
+    """Process a key taken from `queue` and mark it done. A 409 means a decision was taken on a stale cache:
+    retry soon (the watch catches up); any other error is retried with backoff, never stopping the worker."""
+    try:
+        process(key)
+    except ApiException as exc:
+        if exc.status == 409:
+            queue.add_after(key, 0.05, real_time=True)
+        else:
+            log.warning("reconcile %s failed: %s %s", name, exc.status, exc.reason)
+            queue.add_rate_limited(key)
+    except Exception:  # one bad object must not stop the worker
+        log.exception("reconcile %s failed", name)
+        queue.add_rate_limited(key)
+    finally:
+        queue.done(key)
+
+
+def drain_forever(queue: WorkQueue, handle: Callable[[Any], None]) -> None:
+    """A worker thread's loop: hand every key to `handle` until the queue shuts down."""
+    while (key := queue.get()) is not None:
+        handle(key)
