@@ -11,7 +11,6 @@ The platform's own controllers (local storage) run on the same queue and workers
 from __future__ import annotations
 
 import base64
-import logging
 import threading
 from typing import Any
 
@@ -55,8 +54,6 @@ from kube.rest import (
     Kube,
     Resource,
 )
-
-log = logging.getLogger("volsync.agent")
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
