@@ -113,17 +113,6 @@ def _pvc(ctx: Context) -> Obj:
     return ctx.owned(PVCS, pvc_name(ctx), cleanup=rsync.cleanup_temp_pvc, extra={"spec": spec})
 
 
-def _keys(ctx: Context, v: DestinationView) -> tuple[list[Any], str | None, str | None]:
-    assert ctx.spec.rsync is not None
-    needed = ("destination", "source.pub")
-    if ctx.spec.rsync.ssh_keys:
-        name = ctx.spec.rsync.ssh_keys
-        return [], name, iterations.secret_problem(v.secrets.get(name), name, needed)
-    actions, ready = iterations.generated_keys(ctx, v.secrets)
-    _, _, dest_name = iterations.key_secret_names(ctx.role, ctx.name)
-    return actions, (dest_name if ready else None), None
-
-
 def _preserve(ctx: Context, v: DestinationView, pvc: str) -> tuple[Plan | None, Obj]:
     """After a successful transfer: (a plan while the image is not ready yet, latestImage)."""
     rsync = ctx.spec.rsync
@@ -189,7 +178,7 @@ def plan(v: DestinationView) -> Plan:
         return iterations.error_plan(
             ctx, "spec.rsync.capacity and spec.rsync.accessModes must be provided when spec.rsync.destinationPVC is not"
         )
-    actions, secret, problem = _keys(ctx, v)
+    actions, secret, problem = iterations.key_secret(ctx, v.secrets, ("destination", "source.pub"), 2)
     if problem:
         return iterations.error_plan(ctx, problem)
     status: Obj = {}

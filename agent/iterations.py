@@ -247,6 +247,19 @@ def generated_keys(ctx: Context, secrets: dict[str, Obj | None]) -> tuple[list[A
     return actions, not actions
 
 
+def key_secret(ctx: Context, secrets: dict[str, Obj | None], needed: tuple[str, ...],
+               generated: int) -> tuple[list[Any], str | None, str | None]:
+    """(actions, the Secret this side's mover uses, error). A Secret named in `spec.rsync.sshKeys` must
+    hold `needed`; without one, keys are generated and this side uses the generated Secret at index
+    `generated` of `key_secret_names` (1: the src Secret, 2: the dest Secret) once all three exist."""
+    assert ctx.spec.rsync is not None
+    if ctx.spec.rsync.ssh_keys:
+        name = ctx.spec.rsync.ssh_keys
+        return [], name, secret_problem(secrets.get(name), name, needed)
+    actions, ready = generated_keys(ctx, secrets)
+    return actions, (key_secret_names(ctx.role, ctx.name)[generated] if ready else None), None
+
+
 def secret_problem(secret: Obj | None, name: str, needed: tuple[str, ...]) -> str | None:
     if secret is None:
         return f"ssh keys Secret {name!r} not found"

@@ -117,18 +117,6 @@ def _pit(ctx: Context, v: SourceView) -> tuple[list[Any], str | None, str | None
     return ([], name, None) if _bound(v.pit_pvc) else ([], None, f"PVC {name} to bind")
 
 
-def _keys(ctx: Context, v: SourceView) -> tuple[list[Any], str | None, str | None]:
-    """(actions, Secret the transfer uses, error)."""
-    assert ctx.spec.rsync is not None
-    needed = ("source", "destination.pub")
-    if ctx.spec.rsync.ssh_keys:
-        name = ctx.spec.rsync.ssh_keys
-        return [], name, iterations.secret_problem(v.secrets.get(name), name, needed)
-    actions, ready = iterations.generated_keys(ctx, v.secrets)
-    _, src_name, _ = iterations.key_secret_names(ctx.role, ctx.name)
-    return actions, (src_name if ready else None), None
-
-
 def plan(v: SourceView) -> Plan:
     ctx = Context.of(v.rs, v.now, ROLE)
     if objects.is_deleting(v.rs):
@@ -150,7 +138,7 @@ def plan(v: SourceView) -> Plan:
             "spec.rsync.address is required: the source pushes to the destination's "
             "address (status.rsync.address of the ReplicationDestination)",
         )
-    key_actions, secret, problem = _keys(ctx, v)
+    key_actions, secret, problem = iterations.key_secret(ctx, v.secrets, ("source", "destination.pub"), 1)
     if problem:
         return iterations.error_plan(ctx, problem)
     if not ctx.spec.source_pvc:
