@@ -21,7 +21,7 @@ from pathlib import Path
 
 import uvicorn
 
-from kube.apiserver import certs
+from kube import certs
 from kube.apiserver.server import DEFAULT_CRD_DIR, Server, ensure_tokens, kubeconfig, write_kubeconfig
 
 

@@ -1,4 +1,4 @@
-"""A private CA and a serving certificate for the embedded API server, made with the `openssl` CLI.
+"""A private CA and a serving certificate (the embedded API server, the hub REST API), made with the `openssl` CLI.
 
 kubectl (client-go) reads a kubeconfig user's credentials only when the server is reached over
 TLS, so token authentication needs HTTPS. The CA and certificate are created once in the data
