@@ -35,6 +35,7 @@ from api.hub import (
 )
 from hub.apimetrics import ApiMetrics
 from hub.fleet import FleetStore
+from hub.restdoor import UNAUTHORIZED, Refusal, RequestDoor, authorize
 from hub.tokens import Caller, TokenStore
 from hub.views import RowFilter
 from kube.clock import Clock
@@ -49,14 +50,10 @@ _ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
-def _unauthorized(request: Request, reason: str) -> HTTPException:
-    log.info("401 %s %s: %s", request.method, request.url.path, reason)
-    return HTTPException(401, "missing or invalid bearer token", headers={"WWW-Authenticate": "Bearer"})
-
-
-def _forbidden(request: Request, detail: str) -> HTTPException:
-    log.info("403 %s %s: %s", request.method, request.url.path, detail)
-    return HTTPException(403, detail)
+def _refused(request: Request, refusal: Refusal) -> HTTPException:
+    log.info("%d %s %s: %s", refusal.status, request.method, request.url.path, refusal.detail)
+    headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
+    return HTTPException(refusal.status, refusal.detail, headers=headers)
 
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -87,23 +84,22 @@ def create_app(
     bearer = HTTPBearer(auto_error=False, description="An agent token (agent side) or the admin token (user side)")
     Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
-    def caller(creds: Credentials) -> Caller | None:
+    def caller(request: Request, creds: Credentials) -> Caller | None:
+        """Who is calling: found by the door (`hub/restdoor.py`) before the body was read."""
+        state = request.scope.get("state") or {}
+        if "caller" in state:
+            who: Caller | None = state["caller"]
+            return who
         return tokens.identify(creds.credentials if creds is not None else None)
 
     def agent(request: Request, cluster: str, who: Annotated[Caller | None, Depends(caller)]) -> str:
-        if who is None:
-            raise _unauthorized(request, "no valid token")
-        if who.kind != "agent":
-            raise _forbidden(request, "the agent endpoints take an agent token")
-        if who.cluster != cluster:
-            raise _forbidden(request, f"this token does not belong to cluster {cluster!r}")
+        if (refusal := authorize(who, request.url.path)) is not None:
+            raise _refused(request, refusal)
         return cluster
 
     def admin(request: Request, who: Annotated[Caller | None, Depends(caller)]) -> Caller:
-        if who is None:
-            raise _unauthorized(request, "no valid token")
-        if who.kind != "admin":
-            raise _forbidden(request, "the user endpoints take the admin token")
+        if (refusal := authorize(who, request.url.path)) is not None or who is None:
+            raise _refused(request, refusal or UNAUTHORIZED)
         return who
 
     AgentCluster = Annotated[str, Depends(agent)]
@@ -119,14 +115,7 @@ def create_app(
         """FastAPI's 422, without echoing the input back (a batch can be large)."""
         return JSONResponse({"detail": validation_errors(exc)}, status_code=422)
 
-    @app.middleware("http")
-    async def bounded_body(request: Request, call_next: Any) -> Response:
-        length = request.headers.get("content-length", "")
-        if length.isdigit() and int(length) > max_body_bytes:
-            return JSONResponse({"detail": f"request body over {max_body_bytes} bytes"}, status_code=413)
-        response: Response = await call_next(request)
-        return response
-
+    app.add_middleware(RequestDoor, identify=tokens.identify, max_body_bytes=max_body_bytes)
     app.middleware("http")(metrics.middleware)
 
     # -- agent side ---------------------------------------------------------------------------------

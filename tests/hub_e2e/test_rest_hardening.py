@@ -1,0 +1,131 @@
+"""The hub REST API against a real `volsync-hub` process over loopback: a chunked flood cannot fill its memory.
+
+An unauthenticated 256 MiB chunked POST to an agent endpoint is refused (401) before 32 MiB are
+read and the hub's peak memory (VmHWM) grows by less than 64 MiB; an authenticated chunked body
+over the cap is a 413 as soon as the cap is passed. The agent token is a Secret made as the addon
+controller makes it (no agent process is needed for this).
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import select
+import socket
+import ssl
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import pytest
+from support.hubprocess import Hub
+from support.waiting import eventually
+
+from hub.rest import MAX_BODY_BYTES
+from hub.tokens import AGENT_TOKEN_SECRET, LABEL_AGENT_TOKEN, new_token
+
+pytestmark = pytest.mark.timeout(300)
+
+MIB = 1024 * 1024
+FRAME = 64 * 1024
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    h = Hub(tmp_path_factory.mktemp("hub") / "run").start()
+    yield h
+    h.stop()
+
+
+def peak_memory(pid: int) -> int:
+    """VmHWM of a process, in bytes."""
+    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
+        if line.startswith("VmHWM:"):
+            return int(line.split()[1]) * 1024
+    raise AssertionError(f"no VmHWM for {pid}")
+
+
+def _connect(url: str, ca_file: str | None) -> socket.socket:
+    parts = urlsplit(url)
+    assert parts.hostname is not None and parts.port is not None
+    sock = socket.create_connection((parts.hostname, parts.port), timeout=10)
+    if parts.scheme == "https":
+        ctx = ssl.create_default_context(cafile=ca_file)
+        return ctx.wrap_socket(sock, server_hostname=parts.hostname)
+    return sock
+
+
+def _readable(sock: socket.socket) -> bool:
+    if isinstance(sock, ssl.SSLSocket) and sock.pending():
+        return True
+    return bool(select.select([sock], [], [], 0)[0])
+
+
+def chunked_flood(url: str, path: str, total: int, *, token: str | None, ca_file: str | None) -> tuple[int, int]:
+    """POST `total` bytes as a chunked body until the server answers; (status, bytes of body sent)."""
+    sock = _connect(url, ca_file)
+    auth = f"Authorization: Bearer {token}\r\n" if token else ""
+    host = urlsplit(url).netloc
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}"
+                 "Transfer-Encoding: chunked\r\n\r\n".encode())
+    frame = f"{FRAME:x}\r\n".encode() + b"x" * FRAME + b"\r\n"
+    sent = 0
+    try:
+        while sent < total and not _readable(sock):
+            sock.sendall(frame)
+            sent += FRAME
+    except (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError):
+        pass  # the server closed the connection after answering: its answer is read below
+    head = b""
+    try:
+        while b"\r\n" not in head:
+            data = sock.recv(4096)
+            if not data:
+                break
+            head += data
+    except TimeoutError:
+        pass  # no answer: the assertion below says so
+    finally:
+        sock.close()
+    assert head.startswith(b"HTTP/1.1 "), f"no HTTP answer after {sent} bytes: {head[:200]!r}"
+    return int(head.split()[1]), sent
+
+
+def agent_token(hub: Hub, cluster: str) -> str:
+    token = new_token()
+    secret = {"apiVersion": "v1", "kind": "Secret",
+              "metadata": {"name": AGENT_TOKEN_SECRET, "namespace": cluster, "labels": {LABEL_AGENT_TOKEN: "true"}},
+              "data": {"token": base64.b64encode(token.encode()).decode()}}
+    hub.kubectl("apply", "-f", "-", input=json.dumps(secret))
+    return token
+
+
+def test_unauthenticated_chunked_flood_is_refused_before_it_is_read(hub: Hub) -> None:
+    pid = hub.proc.pid
+    before = peak_memory(pid)
+    status, sent = chunked_flood(hub.ready["rest"], "/api/v1/agents/cluster1/reports", 256 * MIB, token=None,
+                                 ca_file=hub.ready.get("caFile"))
+    assert status == 401, status
+    assert sent < 32 * MIB, f"{sent} bytes sent before the answer"
+    growth = peak_memory(pid) - before
+    assert growth < 64 * MIB, f"the hub's peak memory grew by {growth / MIB:.1f} MiB"
+    assert hub.rest("/api/v1/summary")["clusters"]["total"] == 2  # still serving
+
+
+def test_authenticated_chunked_body_over_the_cap_is_413(hub: Hub) -> None:
+    token = agent_token(hub, "cluster1")
+    ca_file = hub.ready.get("caFile")
+
+    def over_cap() -> tuple[int, int]:
+        return chunked_flood(hub.ready["rest"], "/api/v1/agents/cluster1/reports", 256 * MIB, token=token,
+                             ca_file=ca_file)
+
+    # the token Secret reaches the hub's informer a moment later: 401 until then
+    eventually(lambda: over_cap()[0] != 401, 30, what="the agent token known to the hub")
+    pid = hub.proc.pid
+    before = peak_memory(pid)
+    status, sent = over_cap()
+    assert status == 413, status
+    assert sent < MAX_BODY_BYTES + 16 * MIB, f"{sent} bytes sent before the answer"
+    growth = peak_memory(pid) - before
+    assert growth < MAX_BODY_BYTES + 32 * MIB, f"the hub's peak memory grew by {growth / MIB:.1f} MiB"
