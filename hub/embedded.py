@@ -3,6 +3,9 @@
 `volsync-hub` with no hub kubeconfig starts `volsync-apiserver` (hub + managed clusters, one
 SQLite store each) as a child in its own session, so a hub killed with SIGKILL leaves it running;
 the next hub adopts it (pidfile, `/proc/<pid>/cmdline`) instead of failing on the store's lock.
+The API server runs with authentication (HTTPS, a token per cluster valid on that cluster only);
+`agent_kubeconfig` gives each cluster's agent a kubeconfig of its own holding only that cluster's
+server and an agent token valid only there. Everything written here is 0600 under 0700 directories.
 Each managed cluster is then registered on the hub the way OCM's registration would leave it:
 a `ManagedCluster` (accepted, joined, available, its API URL in `managedClusterClientConfigs`) and
 its namespace.
@@ -21,14 +24,17 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+import yaml
 from kubernetes.client.exceptions import ApiException
 
 from hub import ocm
 from kube import objects
+from kube.apiserver.authn import ensure_tokens, kubeconfig, token_file, write_kubeconfig
 from kube.clock import Clock, rfc3339
 from kube.rest import NAMESPACES, Kube
 
 READY = b"volsync-apiserver ready "
+AGENT_USER = "volsync-agent"
 
 
 @dataclass
@@ -38,6 +44,22 @@ class EmbeddedApi:
     contexts: list[str]
     pid: int
     proc: subprocess.Popen[bytes] | None  # None when adopted from a previous hub
+    data_dir: Path
+
+    def agent_kubeconfig(self, cluster: str, path: Path) -> Path:
+        """Write (when it changed) the kubeconfig of `cluster`'s agent: that cluster's server only, and
+        a token of the agent's own from the cluster's token file, so it is valid on that cluster only."""
+        token = ensure_tokens(token_file(self.data_dir, cluster), [AGENT_USER])[AGENT_USER]
+        config = kubeconfig(self.url, [cluster], {cluster: token}, (self.data_dir / "pki" / "ca.crt").read_bytes(),
+                            user=AGENT_USER)
+        try:
+            current = yaml.safe_load(path.read_text())
+        except (OSError, yaml.YAMLError):
+            current = None
+        if current != config:
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            write_kubeconfig(path, config)
+        return path
 
     def stop(self, timeout: float = 15.0) -> None:
         try:
@@ -75,25 +97,36 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) 0700, and tighten an existing one: it holds stores, logs and secrets."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 def start_api(data_dir: Path, names: list[str], *, port: int = 0, timeout: float = 30.0) -> EmbeddedApi:
-    """Start (or adopt) the API server serving `names` from `data_dir`."""
-    data_dir.mkdir(parents=True, exist_ok=True)
+    """Start (or adopt) the API server serving `names` from `data_dir` (HTTPS, tokens per cluster)."""
+    private_dir(data_dir)
     pidfile, readyfile = data_dir / "apiserver.pid", data_dir / "apiserver.ready"
     if pidfile.exists() and readyfile.exists():
         pid = int(pidfile.read_text() or 0)
         cmd = _cmdline(pid)
         if pid and _alive(pid) and "kube.apiserver.main" in cmd and str(data_dir) in cmd:
             previous = json.loads(readyfile.read_text())
-            if previous.get("contexts") == names:
-                return EmbeddedApi(previous["url"], Path(previous["kubeconfig"]), names, pid, None)
-            os.kill(pid, signal.SIGTERM)  # serving other clusters: replace it
+            if previous.get("contexts") == names and str(previous.get("url")).startswith("https://"):
+                return EmbeddedApi(previous["url"], Path(previous["kubeconfig"]), names, pid, None, data_dir)
+            os.kill(pid, signal.SIGTERM)  # serving other clusters, or without authentication: replace it
             deadline = time.monotonic() + 15
             while time.monotonic() < deadline and _alive(pid):
                 time.sleep(0.05)
     cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(data_dir), "--clusters", ",".join(names),
            "--port", str(port)]
-    with (data_dir / "apiserver.log").open("ab") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True)
+    log = os.open(data_dir / "apiserver.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+    try:
+        os.fchmod(log, 0o600)
+        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, umask=0o077)
+    finally:
+        os.close(log)
     assert proc.stdout is not None
     line = _read_line(proc.stdout, timeout)
     if not line.startswith(READY):
@@ -101,9 +134,16 @@ def start_api(data_dir: Path, names: list[str], *, port: int = 0, timeout: float
         proc.wait()
         raise RuntimeError(f"the embedded API server did not start: {line!r} (see {data_dir / 'apiserver.log'})")
     ready: dict[str, Any] = json.loads(line[len(READY):])
-    pidfile.write_text(str(proc.pid))
-    readyfile.write_text(json.dumps(ready))
-    return EmbeddedApi(ready["url"], Path(ready["kubeconfig"]), names, proc.pid, proc)
+    _write_private(pidfile, str(proc.pid))
+    _write_private(readyfile, json.dumps(ready))
+    return EmbeddedApi(ready["url"], Path(ready["kubeconfig"]), names, proc.pid, proc, data_dir)
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)
 
 
 def _read_line(stream: Any, timeout: float) -> bytes:

@@ -3,12 +3,14 @@
 kubectl (client-go) reads a kubeconfig user's credentials only when the server is reached over
 TLS, so token authentication needs HTTPS. The CA and certificate are created once in the data
 directory and reused across restarts (kubeconfigs handed out earlier stay valid); the certificate
-names every listen address and `localhost`. The CA key never leaves the data directory (0600).
+names every listen address and `localhost`. Everything is private to our user: the directory is
+0700 and every file in it 0600 (the CA key never leaves it).
 """
 
 from __future__ import annotations
 
 import ipaddress
+import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,7 +24,7 @@ class ServingCerts:
 
 
 def _openssl(*args: str) -> None:
-    res = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    res = subprocess.run(["openssl", *args], capture_output=True, text=True, umask=0o077)
     if res.returncode != 0:
         raise RuntimeError(f"openssl {args[0]} failed: {res.stderr.strip()}")
 
@@ -40,7 +42,8 @@ def _san(hosts: list[str]) -> str:
 
 def ensure(directory: Path, hosts: list[str]) -> ServingCerts:
     """The CA and a serving certificate for `hosts` under `directory`, created if missing."""
-    directory.mkdir(parents=True, exist_ok=True)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    directory.chmod(0o700)
     certs = ServingCerts(directory / "ca.crt", directory / "serving.crt", directory / "serving.key")
     ca_key = directory / "ca.key"
     if not ca_key.exists() or not certs.ca.exists():
@@ -56,12 +59,19 @@ def ensure(directory: Path, hosts: list[str]) -> ServingCerts:
         ext = directory / "serving.ext"
         _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                  "-keyout", str(certs.key), "-out", str(csr), "-subj", "/CN=volsync-embedded-apiserver")
-        ext.write_text(f"subjectAltName={san}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
+        _write_private(ext, f"subjectAltName={san}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
         _openssl("x509", "-req", "-in", str(csr), "-CA", str(certs.ca), "-CAkey", str(ca_key), "-CAcreateserial",
                  "-out", str(certs.cert), "-days", "3650", "-extfile", str(ext))
         csr.unlink(missing_ok=True)
         ext.unlink(missing_ok=True)
-        stamp.write_text(san)
-    for private in (ca_key, certs.key):
-        private.chmod(0o600)
+        _write_private(stamp, san)
+    for entry in directory.iterdir():  # the keys, and the rest too (older directories included)
+        if entry.is_file():
+            entry.chmod(0o600)
     return certs
+
+
+def _write_private(path: Path, text: str) -> None:
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        fh.write(text)

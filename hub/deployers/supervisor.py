@@ -13,6 +13,9 @@ them along), with their output in files, so a later hub finds all it needs on di
     DIR/<cluster>.out   its stdout, truncated at each start (the ready line)
     DIR/<cluster>.log   its stderr, appended
 
+The directory is 0700 and every file in it 0600 (logs may name secrets' paths and hold the agents'
+own messages; the deployer keeps tokens and kubeconfigs beside them).
+
 On start-up the supervisor ADOPTS an agent whose pidfile names a live process whose
 `/proc/<pid>/cmdline` is a volsync-agent for that cluster, and removes any other pidfile (stale).
 An exclusive lock on `DIR/.lock` keeps a second supervisor away from the same directory.
@@ -134,10 +137,11 @@ class Supervisor:
         on_change: Callable[[str], None] | None = None,
     ) -> None:
         self.dir = directory
-        self.dir.mkdir(parents=True, exist_ok=True)
+        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+        self.dir.chmod(0o700)
         self.poll, self.backoff, self.healthy_after, self.grace = poll, backoff, healthy_after, grace
         self.on_change = on_change
-        self._lockfile = (self.dir / ".lock").open("a")
+        self._lockfile = os.fdopen(_open_private(self.dir / ".lock", os.O_WRONLY | os.O_APPEND), "a")
         try:
             fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -305,8 +309,10 @@ class Supervisor:
 
     def _spawn(self, agent: _Agent, argv: list[str], now: float) -> None:
         out, err = self.path(agent.cluster, "out"), self.path(agent.cluster, "log")
-        with err.open("a") as f:
+        with os.fdopen(_open_private(err, os.O_WRONLY | os.O_APPEND), "a") as f:
             f.write(f"--- volsync-hub: starting {' '.join(argv)}\n")
+        if out.exists():
+            out.chmod(0o600)  # posix_spawn's mode applies only to a file it creates
         actions = [
             (os.POSIX_SPAWN_OPEN, 0, os.devnull, os.O_RDONLY, 0),
             (os.POSIX_SPAWN_OPEN, 1, str(out), os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600),
@@ -321,7 +327,8 @@ class Supervisor:
         agent.pid, agent.argv, agent.ready = pid, list(argv), None
         agent.message = f"agent pid {pid} starting"
         tmp = self.path(agent.cluster, "pid.tmp")
-        tmp.write_text(f"{pid}\n")
+        with os.fdopen(_open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w") as f:
+            f.write(f"{pid}\n")
         tmp.replace(self.path(agent.cluster, "pid"))
         log.info("started the agent of %s (pid %d)", agent.cluster, pid)
 
@@ -338,3 +345,10 @@ class Supervisor:
                     return None
                 return ready if isinstance(ready, dict) else None
         return None
+
+
+def _open_private(path: Path, flags: int) -> int:
+    """Open (creating) a file 0600, and make an existing one 0600 too."""
+    fd = os.open(path, flags | os.O_CREAT, 0o600)
+    os.fchmod(fd, 0o600)
+    return fd

@@ -2,9 +2,12 @@
 
     volsync-apiserver --data-dir DIR --clusters hub,cluster1,cluster2 [--host 127.0.0.1] [--port N]
 
-Writes `DIR/kubeconfig` (one context per cluster), prints one ready line, and stops cleanly on
-SIGTERM or SIGINT. `--auth` turns on bearer-token authentication with a token per context kept
-in `DIR/tokens.csv` (kube-apiserver's static token file format).
+Serves HTTPS with a private CA (`DIR/pki/`) and requires bearer tokens: one static token file per
+cluster (`DIR/tokens/<cluster>.csv`, kube-apiserver's format), so each credential is valid on its
+own cluster only. Writes `DIR/kubeconfig` (one cluster, user and context per served cluster),
+prints one ready line, and stops cleanly on SIGTERM or SIGINT. `--insecure-no-auth` serves plain
+HTTP to anyone (loopback only; for tests of the raw protocol). Everything it writes is private
+to its user (0600 files, 0700 directories).
 """
 
 from __future__ import annotations
@@ -12,8 +15,10 @@ from __future__ import annotations
 import argparse
 import asyncio
 import gc
+import ipaddress
 import json
 import logging
+import os
 import signal
 import socket
 import sys
@@ -22,7 +27,9 @@ from pathlib import Path
 import uvicorn
 
 from kube import certs
-from kube.apiserver.server import DEFAULT_CRD_DIR, Server, ensure_tokens, kubeconfig, write_kubeconfig
+from kube.apiserver.authn import ensure_tokens, kubeconfig, token_file, write_kubeconfig
+from kube.apiserver.clientcaps import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_WATCHES, ClientCaps
+from kube.apiserver.server import DEFAULT_CRD_DIR, Server
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -32,8 +39,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="listen address (loopback by default)")
     p.add_argument("--port", type=int, default=0, help="listen port (0: pick a free one)")
     p.add_argument("--crd-dir", type=Path, default=DEFAULT_CRD_DIR, help="CRD YAML installed in every cluster")
-    p.add_argument("--auth", action="store_true", help="serve HTTPS (a private CA in DIR/pki) and require "
-                   "bearer tokens (DIR/tokens.csv); kubectl sends credentials only over TLS")
+    p.add_argument("--auth", action="store_true", help="the default, kept for old scripts: serve HTTPS (a "
+                   "private CA in DIR/pki) and require bearer tokens (DIR/tokens/<cluster>.csv)")
+    p.add_argument("--insecure-no-auth", action="store_true", help="plain HTTP, no authentication: anyone "
+                   "reaching the port may do anything (refused unless --host is a loopback address)")
+    p.add_argument("--max-watches-per-client", type=int, default=DEFAULT_MAX_WATCHES,
+                   help="concurrent watches of one user on one cluster; more get 429 (default %(default)s)")
+    p.add_argument("--max-inflight-per-client", type=int, default=DEFAULT_MAX_INFLIGHT,
+                   help="concurrent non-watch requests of one user on one cluster; more get 429 "
+                   "(default %(default)s)")
     p.add_argument("--history", type=int, default=50_000, help="revisions kept for watch resume")
     p.add_argument("--bookmark-interval", type=float, default=30.0, help="seconds between watch bookmarks")
     p.add_argument("--log-level", default="warning")
@@ -51,27 +65,55 @@ def _bind(host: str, port: int) -> socket.socket:
     return sock
 
 
+def _usage_error(args: argparse.Namespace, names: list[str]) -> str | None:
+    if not names:
+        return "--clusters names no cluster"
+    if args.insecure_no_auth and args.auth:
+        return "--auth and --insecure-no-auth exclude each other"
+    if args.insecure_no_auth and not _loopback(args.host):
+        return f"--insecure-no-auth serves anyone: only on a loopback address, not {args.host}"
+    if args.max_watches_per_client < 1 or args.max_inflight_per_client < 1:
+        return "--max-watches-per-client and --max-inflight-per-client must be at least 1"
+    return None
+
+
+def _loopback(host: str) -> bool:
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return host == "localhost"
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and parents) 0700, and make an existing one 0700 too: it holds stores and secrets."""
+    path.mkdir(mode=0o700, parents=True, exist_ok=True)
+    path.chmod(0o700)
+    return path
+
+
 async def serve(args: argparse.Namespace) -> int:
     names = [n.strip() for n in args.clusters.split(",") if n.strip()]
-    if not names:
-        print("volsync-apiserver: --clusters names no cluster", file=sys.stderr)
+    problem = _usage_error(args, names)
+    if problem is not None:
+        print(f"volsync-apiserver: {problem}", file=sys.stderr)
         return 2
-    data_dir: Path = args.data_dir.resolve()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    token_file = data_dir / "tokens.csv" if args.auth else None
-    tokens = ensure_tokens(token_file, [f"{n}-admin" for n in names]) if token_file else None
+    data_dir = private_dir(args.data_dir.resolve())
+    token_files = None if args.insecure_no_auth else {n: token_file(data_dir, n) for n in names}
     try:
         server = Server.open(
             data_dir,
             names,
             crd_dir=args.crd_dir,
-            token_file=token_file,
+            token_files=token_files,
+            caps=ClientCaps(args.max_watches_per_client, args.max_inflight_per_client),
             history=args.history,
             bookmark_interval=args.bookmark_interval,
         )
     except RuntimeError as exc:
         print(f"volsync-apiserver: {exc}", file=sys.stderr)
         return 1
+    tokens = ({n: ensure_tokens(f, [f"{n}-admin"])[f"{n}-admin"] for n, f in token_files.items()}
+              if token_files is not None else None)
     # The stores keep every current object (and recent watch history) in memory for good; move them
     # out of the collector's sight and collect less often, or full collections walking tens of
     # thousands of objects add 50-100 ms pauses to requests (measured by bench/apiserver.py).
@@ -80,7 +122,7 @@ async def serve(args: argparse.Namespace) -> int:
     gc.set_threshold(10_000, 50, 50)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    tls = certs.ensure(data_dir / "pki", [host]) if args.auth else None
+    tls = certs.ensure(data_dir / "pki", [host]) if token_files is not None else None
     scheme = "https" if tls else "http"
     base = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
     kubeconfig_path = data_dir / "kubeconfig"
@@ -109,6 +151,7 @@ async def serve(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.umask(0o077)  # stores, logs, keys and kubeconfigs: private to our user, whoever creates them
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     return asyncio.run(serve(args))
 

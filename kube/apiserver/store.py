@@ -75,6 +75,20 @@ def _key(obj: Obj) -> Key:
     return (meta.get("namespace") or "", meta.get("name") or "")
 
 
+def _private(path: Path) -> None:
+    """Create the database file 0600 (tighten an older one): SQLite gives its -wal and -shm files the
+    database file's mode, so the whole store stays private to our user whatever the umask."""
+    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+    finally:
+        os.close(fd)
+    for suffix in ("-wal", "-shm", ".lock"):
+        extra = Path(str(path) + suffix)
+        if extra.exists():
+            extra.chmod(0o600)
+
+
 def dumps(obj: Any) -> str:
     return json.dumps(obj, separators=(",", ":"), ensure_ascii=False)
 
@@ -82,13 +96,14 @@ def dumps(obj: Any) -> str:
 class Store:
     def __init__(self, path: Path, *, history: int = 50_000, compact_every: int = 2_000) -> None:
         self.path = path
-        path.parent.mkdir(parents=True, exist_ok=True)
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
         self._lock_fd = os.open(str(path) + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
         try:
             fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
             os.close(self._lock_fd)
             raise RuntimeError(f"store {path} is in use by another process") from None
+        _private(path)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA synchronous=NORMAL")

@@ -29,10 +29,16 @@ def kubectl_binary() -> str:
 
 
 class ApiServer:
-    """One `volsync-apiserver` process serving several clusters from `data_dir`."""
+    """One `volsync-apiserver` process serving several clusters from `data_dir`.
+
+    `auth=False` (the default here, for the suites that speak the raw protocol over plain HTTP) runs
+    it with `--insecure-no-auth`; `auth=True` (or `--auth` in `extra_args`) runs the server's own
+    default: HTTPS with the private CA and a token per cluster, which kubectl and the Python client
+    take from the kubeconfig."""
 
     def __init__(self, data_dir: Path, clusters: Sequence[str] = ("hub", "cluster1", "cluster2"),
-                 extra_args: Sequence[str] = (), port: int = 0) -> None:
+                 extra_args: Sequence[str] = (), port: int = 0, auth: bool = False) -> None:
+        self.auth = auth
         self.data_dir = data_dir
         self.clusters = list(clusters)
         self.extra_args = list(extra_args)
@@ -46,6 +52,8 @@ class ApiServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
         cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(self.data_dir),
                "--clusters", ",".join(self.clusters), "--port", str(self.port), *self.extra_args]
+        if not self.auth and "--auth" not in self.extra_args:
+            cmd.append("--insecure-no-auth")
         self.proc, ready = processes.start_ready(cmd, "volsync-apiserver ready", self.data_dir / "apiserver.log",
                                                  ROOT, timeout)
         self.url = ready["url"]
@@ -64,6 +72,17 @@ class ApiServer:
 
     def cluster_url(self, cluster: str) -> str:
         return f"{self.url}/clusters/{cluster}"
+
+    @property
+    def ca_file(self) -> Path:
+        """The private CA's certificate (servers with authentication)."""
+        return self.data_dir / "pki" / "ca.crt"
+
+    def tokens(self) -> dict[str, str]:
+        """context -> the token its kubeconfig user carries."""
+        config = yaml.safe_load(self.kubeconfig.read_text())
+        users = {u["name"]: (u.get("user") or {}).get("token", "") for u in config["users"]}
+        return {c["name"]: users[c["context"]["user"]] for c in config["contexts"]}
 
     # -- clients ------------------------------------------------------------------------------------
     def kubectl_argv(self, *args: str, context: str = "hub", binary: str | None = None) -> list[str]:

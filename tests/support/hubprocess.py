@@ -46,7 +46,7 @@ class Hub:
 
     def kubectl(self, *args: str, context: str = "hub", input: str | None = None, check: bool = True) -> Any:
         cmd = ["kubectl", "--kubeconfig", self.ready["kubeconfig"], "--context", context,
-               "--cache-dir", str(self.data_dir / "kcache"), *args]
+               "--cache-dir", str(self.data_dir.with_name(self.data_dir.name + "-kcache")), *args]
         res = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=60)
         if check and res.returncode != 0:
             raise AssertionError(f"kubectl {' '.join(args)}: {res.stderr}")

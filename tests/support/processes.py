@@ -16,8 +16,11 @@ from typing import Any
 def start_ready(cmd: Sequence[str], prefix: str, log: Path, cwd: Path, timeout: float = 30.0,
                 ) -> tuple[subprocess.Popen[bytes], dict[str, Any]]:
     """Run `cmd` (stderr appended to `log`) until it prints `<prefix> {json}`; return it and the JSON."""
-    with log.open("ab") as err:
+    err = os.open(log, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)  # logs are private, as the hub's own
+    try:
         proc = subprocess.Popen(list(cmd), stdout=subprocess.PIPE, stderr=err, cwd=cwd)
+    finally:
+        os.close(err)
     assert proc.stdout is not None
     sel = selectors.DefaultSelector()
     sel.register(proc.stdout, selectors.EVENT_READ)

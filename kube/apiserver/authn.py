@@ -1,0 +1,159 @@
+"""Who is calling: bearer tokens bound to one cluster each, and the kubeconfigs that carry them.
+
+Every served cluster has its own static token file, `<data-dir>/tokens/<cluster>.csv`, in
+kube-apiserver's `--token-auth-file` format (`token,user,uid[,"group1,group2"]`), as if each
+cluster had its own kube-apiserver: a token is valid on the cluster whose file holds it and on no
+other, so a cluster1 credential is 401 on the hub and on cluster2. A file is re-read when it
+changes (a token appended by the hub for an agent works without a restart).
+
+Tokens are compared as SHA-256 digests of their bytes: no token text is compared character by
+character (constant time), and a header with bytes outside ASCII is just an unknown token (401),
+never an error. Files and their directory are created 0600/0700: they hold credentials.
+"""
+
+from __future__ import annotations
+
+import base64
+import csv
+import hashlib
+import os
+import secrets
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+TOKEN_DIR = "tokens"
+
+
+@dataclass(frozen=True)
+class Identity:
+    """An authenticated caller: the token file's user, uid and groups, and the cluster it is valid on."""
+
+    user: str
+    uid: str = ""
+    groups: tuple[str, ...] = field(default_factory=tuple)
+    cluster: str = ""
+
+
+ANONYMOUS = Identity("system:anonymous")
+
+
+def token_file(data_dir: Path, cluster: str) -> Path:
+    """The static token file of one cluster."""
+    return data_dir / TOKEN_DIR / f"{cluster}.csv"
+
+
+def read_token_file(path: Path, cluster: str = "") -> dict[str, Identity]:
+    """kube-apiserver's `--token-auth-file` format: token,user,uid[,"group1,group2"]; token -> identity."""
+    tokens: dict[str, Identity] = {}
+    with path.open(newline="", encoding="utf-8", errors="replace") as fh:
+        for row in csv.reader(fh):
+            if not row or row[0].startswith("#") or len(row) < 2 or not row[0].strip():
+                continue
+            groups = tuple(row[3].split(",")) if len(row) > 3 and row[3] else ()
+            uid = row[2].strip() if len(row) > 2 else ""
+            tokens[row[0].strip()] = Identity(row[1].strip(), uid, groups, cluster)
+    return tokens
+
+
+def _digest(token: bytes) -> bytes:
+    return hashlib.sha256(token).digest()
+
+
+class TokenFile:
+    """One cluster's token file, re-read when its mtime or size changes."""
+
+    def __init__(self, path: Path, cluster: str) -> None:
+        self.path, self.cluster = path, cluster
+        self._stamp: tuple[int, int] | None = None
+        self._by_digest: dict[bytes, Identity] = {}
+
+    def _refresh(self) -> None:
+        try:
+            st = self.path.stat()
+            stamp = (st.st_mtime_ns, st.st_size)
+        except FileNotFoundError:
+            stamp = (0, 0)
+        if stamp == self._stamp:
+            return
+        tokens = read_token_file(self.path, self.cluster) if stamp != (0, 0) else {}
+        self._by_digest = {_digest(tok.encode()): ident for tok, ident in tokens.items()}
+        self._stamp = stamp
+
+    def lookup(self, presented: bytes) -> Identity | None:
+        self._refresh()
+        return self._by_digest.get(_digest(presented))
+
+
+class Authenticator:
+    """Bearer-token authentication per cluster; `files` None means no authentication (anonymous)."""
+
+    def __init__(self, files: dict[str, Path] | None) -> None:
+        self.enabled = files is not None
+        self._files = {c: TokenFile(p, c) for c, p in (files or {}).items()}
+
+    def identify(self, cluster: str, authorization: str) -> Identity | None:
+        """The identity a request's `Authorization` header proves on `cluster`, or None (401)."""
+        if not self.enabled:
+            return Identity(ANONYMOUS.user, cluster=cluster)
+        scheme, _, credential = authorization.partition(" ")
+        token_file_of_cluster = self._files.get(cluster)
+        if scheme.lower() != "bearer" or token_file_of_cluster is None:
+            return None
+        # Starlette decodes header bytes as latin-1: encoding back gives the bytes that were sent.
+        presented = credential.strip().encode("latin-1", errors="replace")
+        return token_file_of_cluster.lookup(presented) if presented else None
+
+
+def ensure_tokens(path: Path, users: Iterable[str]) -> dict[str, str]:
+    """Make sure every user has a token in the file (created 0600 in a 0700 directory); user -> token."""
+    existing = read_token_file(path) if path.exists() else {}
+    by_user = {ident.user: tok for tok, ident in existing.items()}
+    lines = []
+    for user in users:
+        if user not in by_user:
+            by_user[user] = secrets.token_urlsafe(32)
+            lines.append(f'{by_user[user]},{user},{user},"system:masters"\n')
+    if lines:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
+        with os.fdopen(fd, "a") as fh:
+            fh.writelines(lines)
+    return by_user
+
+
+def kubeconfig(base_url: str, names: Iterable[str], tokens: dict[str, str] | None = None,
+               ca: bytes | None = None, user: str = "admin") -> dict[str, Any]:
+    """A kubeconfig with one cluster, one user (`<cluster>-<user>`, with `tokens[cluster]`) and one
+    context (named like the cluster) per cluster: each context's credential works on its cluster only."""
+    names = list(names)
+    users = [{"name": f"{n}-{user}", "user": {"token": tokens[n]} if tokens else {}} for n in names]
+    return {
+        "apiVersion": "v1",
+        "kind": "Config",
+        "preferences": {},
+        "clusters": [{"name": n, "cluster": _cluster(f"{base_url}/clusters/{n}", ca)} for n in names],
+        "users": users,
+        "contexts": [{"name": n, "context": {"cluster": n, "user": f"{n}-{user}"}} for n in names],
+        "current-context": names[0] if names else "",
+    }
+
+
+def _cluster(server: str, ca: bytes | None) -> dict[str, Any]:
+    entry: dict[str, Any] = {"server": server}
+    if ca is not None:
+        entry["certificate-authority-data"] = base64.b64encode(ca).decode()
+    return entry
+
+
+def write_kubeconfig(path: Path, config: dict[str, Any]) -> None:
+    """Replace the file atomically, 0600 (it holds tokens)."""
+    tmp = path.with_name(path.name + ".tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        yaml.safe_dump(config, fh, sort_keys=False)
+    os.replace(tmp, path)
