@@ -88,6 +88,7 @@ def _listen(host: str, port: int) -> socket.socket:
 def _write_secret_file(path: Path, value: str) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)  # an older file may have been readable by others
     with os.fdopen(fd, "w") as fh:
         fh.write(value)
 
@@ -100,6 +101,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         kubeconfig, context = Path(args.kubeconfig), args.context
     else:
+        embedded.private_dir(data_dir)
         api = embedded.start_api(data_dir / "api", [args.hub_name, *names], port=args.api_port)
         kubeconfig, context = api.kubeconfig, args.hub_name
     hub_api = clients.load(str(kubeconfig), context)
@@ -124,7 +126,8 @@ async def run(args: argparse.Namespace) -> int:
 
     deployer: Deployer
     if api is not None:
-        deployer = LocalDeployer(kubeconfig, data_dir / "hub", on_change=agent_changed)
+        deployer = LocalDeployer(kubeconfig, data_dir / "hub", on_change=agent_changed,
+                                 agent_kubeconfig=api.agent_kubeconfig)
     else:
         deployer = ManifestWorkDeployer(kube)
     settings = FleetSettings(stale_seconds=args.stale_seconds, renew_interval_seconds=args.renew_seconds,
@@ -167,6 +170,7 @@ async def run(args: argparse.Namespace) -> int:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    os.umask(0o077)  # stores, logs, tokens, kubeconfigs, agents' files: private to our user (embedded.py)
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
         return asyncio.run(run(args))
