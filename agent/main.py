@@ -85,7 +85,9 @@ def main(argv: list[str] | None = None) -> int:
     pool = args.mover_host or default_pool(args.cluster_name, args.data_root)
     if "/" not in pool:
         pool += "/32" if ":" not in pool else "/128"
-    args.data_root.mkdir(parents=True, exist_ok=True)
+    os.umask(0o077)  # the agent's state, logs and keys: private to its user
+    args.data_root.mkdir(mode=0o700, parents=True, exist_ok=True)
+    args.data_root.chmod(0o700)
     api = clients.load(args.kubeconfig, args.context)
     kube = Kube(api, field_manager="volsync-agent")
     metrics = Metrics()

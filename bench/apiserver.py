@@ -179,7 +179,8 @@ class Server:
 
     def start(self, timeout: float = 60.0) -> Server:
         cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(self.data_dir),
-               "--clusters", "hub", "--host", HOST, "--port", "0"]
+               "--clusters", "hub", "--host", HOST, "--port", "0",
+               "--insecure-no-auth"]
         with self.log.open("ab") as log:
             self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
         assert self.proc.stdout is not None

@@ -7,7 +7,9 @@ local platform does not run (Deployment, Pod, Job, ...) are not applied: the age
 recorded, and the supervisor (`supervisor.py`) runs it as a `volsync-agent` process with the
 arguments the Deployment gives (`--cluster-name`, `--hub-url`, `--hub-token-file`; the token is
 taken from the Secret the Deployment mounts and written to a 0600 file) plus the local ones
-(`--kubeconfig`, `--context`, `--data-root DIR/agents/<cluster>`).
+(`--kubeconfig`, `--context`, `--data-root DIR/agents/<cluster>`). Given `agent_kubeconfig`, the
+agent's kubeconfig is `DIR/agents/<cluster>.kubeconfig` (0600) holding only its own cluster and a
+credential valid there only, never the hub's kubeconfig.
 
 `apply` is cheap when nothing changed: the same manifests are re-applied only every `resync`
 seconds (drift repair). It raises when the manifests could not be applied (the controller retries).
@@ -108,11 +110,13 @@ class LocalDeployer:
         grace: float = 10.0,
         poll: float = 0.1,
         on_change: Callable[[str], None] | None = None,
+        agent_kubeconfig: Callable[[str, Path], Path] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig.resolve()
         self.data_dir = data_dir.resolve()
         self.python = python
         self.resync = resync
+        self.agent_kubeconfig = agent_kubeconfig  # (cluster, path) -> a kubeconfig for that cluster only
         self.supervisor = Supervisor(self.data_dir / "agents", poll=poll, backoff=backoff,
                                      healthy_after=healthy_after, grace=grace, on_change=on_change)
         self._lock = threading.Lock()
@@ -145,6 +149,7 @@ class LocalDeployer:
     def remove(self, cluster: str) -> None:
         self.supervisor.stop(cluster)
         self._path(cluster, "token").unlink(missing_ok=True)
+        self._path(cluster, "kubeconfig").unlink(missing_ok=True)
         record = self._path(cluster, "applied.json")
         try:
             applied = json.loads(record.read_text())
@@ -269,7 +274,9 @@ class LocalDeployer:
             self._write(token_file, token)
             argv += ["--hub-token-file", str(token_file)]
         data_root = self.supervisor.dir / cluster
-        return argv + ["--kubeconfig", str(self.kubeconfig), "--context", cluster, "--data-root", str(data_root)]
+        kubeconfig = (self.agent_kubeconfig(cluster, self._path(cluster, "kubeconfig"))
+                      if self.agent_kubeconfig is not None else self.kubeconfig)
+        return argv + ["--kubeconfig", str(kubeconfig), "--context", cluster, "--data-root", str(data_root)]
 
     @staticmethod
     def _write(path: Path, text: str) -> None:

@@ -41,7 +41,7 @@ def test_tokens_are_required_and_the_kubeconfig_carries_them(fresh_apiserver: Ap
         assert http.get(url, headers={"Authorization": f"Bearer {tokens['hub-admin']}"}).status_code == 200
 
         # a token appended to the file is honoured without a restart (the file is re-read on change)
-        token_file: Path = server.data_dir / "tokens.csv"
+        token_file: Path = server.data_dir / "tokens" / "hub.csv"  # the hub cluster's own token file
         assert token_file.stat().st_mode & 0o777 == 0o600
         with token_file.open("a", newline="") as fh:
             csv.writer(fh).writerow(["late-token-0123456789", "late-user", "late-uid", "system:masters"])

@@ -24,7 +24,8 @@ def apiserver(tmp_path: Path) -> Iterator[ApiServer]:
     crds.mkdir()
     for path in (ROOT / "manifests" / "crds").glob("snapshot.storage.k8s.io_*.yaml"):
         shutil.copy(path, crds)
-    server = ApiServer(tmp_path / "apiserver", clusters=("hub", CLUSTER), extra_args=("--crd-dir", str(crds)))
+    server = ApiServer(tmp_path / "apiserver", clusters=("hub", CLUSTER), extra_args=("--crd-dir", str(crds)),
+                       auth=True)  # as in the embedded default: HTTPS and a token per cluster
     server.start()
     yield server
     server.stop()
