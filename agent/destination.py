@@ -20,7 +20,7 @@ from typing import Any
 from agent import iterations
 from agent.iterations import Context
 from agent.plans import Emit, EndIteration, Ensure, Patch, Plan, Serve, StopReceiving, StopServing
-from api.volsync import ANNOTATION_SNAPNAME, LABEL_CLEANUP, LABEL_DO_NOT_DELETE
+from api.volsync import ANNOTATION_ITERATION, ANNOTATION_SNAPNAME, LABEL_CLEANUP, LABEL_DO_NOT_DELETE
 from kube import objects
 from kube.rest import PVCS, SERVICES, VOLUME_SNAPSHOTS, Resource
 
@@ -125,17 +125,25 @@ def _preserve(ctx: Context, v: DestinationView, pvc: str) -> tuple[Plan | None, 
             ctx, f"unsupported copyMethod {method!r} for a destination: use Direct or Snapshot"
         ), {}
     snapname = objects.annotations_of(v.pvc).get(ANNOTATION_SNAPNAME)
-    if not snapname:
-        name = objects.short_name(f"{pvc}-{ctx.now:%Y%m%d%H%M%S}")
+    vs = v.snapshots.get(snapname) if snapname else None
+    if not snapname or (vs is not None and not _taken_for(ctx, vs)):
+        # A pin names a snapshot of this iteration only: a name taken by another snapshot (one the user
+        # kept, or one made before our status was reset) is never published as this iteration's image.
+        actions: list[Any] = []
+        name = snapshot_name(ctx, pvc, clash=bool(snapname))
+        if snapname:
+            actions.append(Emit("Warning", "SnapshotNameTaken", f"VolumeSnapshot {snapname} exists and was not "
+                                f"taken for iteration {ctx.iteration}: using {name} instead"))
         patch = {"metadata": {"annotations": {ANNOTATION_SNAPNAME: name}}}
-        return Plan(before=[Patch(PVCS, ctx.namespace, pvc, patch)]).wait(1), {}
-    vs = v.snapshots.get(snapname)
+        return Plan(before=[*actions, Patch(PVCS, ctx.namespace, pvc, patch)]).wait(1), {}
     if vs is None:
         spec: Obj = {"source": {"persistentVolumeClaimName": pvc}}
         if rsync.volume.volume_snapshot_class_name:
             spec["volumeSnapshotClassName"] = rsync.volume.volume_snapshot_class_name
         snap = ctx.owned(VOLUME_SNAPSHOTS, snapname, extra={"spec": spec})
-        emit = Emit("Normal", "VolumeSnapshotCreated", f"created VolumeSnapshot {snapname} of PVC {pvc}")
+        snap["metadata"]["annotations"] = {ANNOTATION_ITERATION: ctx.iteration}
+        emit = Emit("Normal", "VolumeSnapshotCreated",
+                    f"created VolumeSnapshot {snapname} of PVC {pvc} for iteration {ctx.iteration}")
         return Plan(before=[Ensure(VOLUME_SNAPSHOTS, snap), emit]).wait(1), {}
     if not iterations.snapshot_ready(vs):
         error = ((vs.get("status") or {}).get("error") or {}).get("message")
@@ -143,6 +151,20 @@ def _preserve(ctx: Context, v: DestinationView, pvc: str) -> tuple[Plan | None, 
         status = iterations.condition_status(ctx, "SyncInProgress", message + (f" ({error})" if error else ""))
         return Plan(status=status).wait(2), {}
     return None, {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": snapname}
+
+
+def snapshot_name(ctx: Context, pvc: str, *, clash: bool = False) -> str:
+    """`<pvc>-<UTC stamp>-<iteration number>` (≤ 63 characters), unique per iteration; after a clash,
+    the time's microseconds are added."""
+    stamp = f"{ctx.now:%Y%m%d%H%M%S}" + (f"-{ctx.now:%f}" if clash else "")
+    number = f"-{ctx.iteration_number}" if ctx.iteration_number else ""  # 0: an iteration of an older agent
+    return objects.short_name(f"{pvc}-{stamp}{number}")
+
+
+def _taken_for(ctx: Context, vs: Obj) -> bool:
+    """Was this VolumeSnapshot taken for the running iteration? (An older agent did not say which.)"""
+    taken = objects.annotations_of(vs).get(ANNOTATION_ITERATION)
+    return taken == ctx.iteration or (taken is None and not ctx.iteration_number)
 
 
 def _retire_previous(ctx: Context, v: DestinationView, new_image: Obj) -> list[Any]:
@@ -222,7 +244,8 @@ def plan(v: DestinationView) -> Plan:
     server = v.server
     if ctx.spec.paused:
         st = iterations.condition_status(ctx, "SyncInProgress", "Synchronization paused")
-        return Plan(before=[*actions, StopReceiving(ctx.key, ctx.iteration)], status={**st, **status})
+        return Plan(before=[*actions, StopReceiving(ctx.key, ctx.iteration)],
+                    status={**st, **status, "nextSyncTime": None})
     serve = Serve(ctx.key, ctx.iteration, name, ctx.namespace, address, port, secret)
     if server is not None and server.error:
         # e.g. the address cannot be bound: say so, and try again on every backoff retry
@@ -248,6 +271,7 @@ def plan(v: DestinationView) -> Plan:
         return Plan(
             before=[*actions, emit, EndIteration(ctx.key, ctx.iteration), serve],
             status={**iterations.condition_status(ctx, "SyncInProgress"), **status, **failed},
+            after=[iterations.failed_attempt(ctx, "")],
         )
     actions.append(StopReceiving(ctx.key, ctx.iteration))
     waiting_plan, image = _preserve(ctx, v, name)
@@ -259,8 +283,8 @@ def plan(v: DestinationView) -> Plan:
             waiting_plan.status.update(status)
         return waiting_plan
     status["latestImage"] = image
-    done, observed = iterations.complete(ctx, status, "")
-    after: list[Any] = [observed, EndIteration(ctx.key, ctx.iteration)]  # observed once the status landed
+    done, completed = iterations.complete(ctx, status, "")
+    after: list[Any] = [*completed, EndIteration(ctx.key, ctx.iteration)]  # observed once the status landed
     if image.get("kind") == "VolumeSnapshot":
         after.append(Patch(PVCS, ctx.namespace, name, {"metadata": {"annotations": {ANNOTATION_SNAPNAME: None}}}))
     after += iterations.cleanup_actions(v.leftovers)

@@ -6,8 +6,10 @@ VolSync keeps the whole state in `.status`, and so do we, so a restarted agent r
              lastSyncStartTime set           lastSyncTime set,                temporaries gone
                                              lastSyncStartTime cleared
 
-- Synchronizing ⇔ `status.lastSyncStartTime` is set; it is also the iteration's identity that
-  movers are keyed by.
+- Synchronizing ⇔ `status.lastSyncStartTime` is set. The iteration's identity, which movers are
+  keyed by, is `status.iteration.id` (`<number>-<uid prefix>`, unique per iteration; see
+  `api.volsync.IterationRecord`), not the one-second `lastSyncStartTime` (used only for an
+  iteration started before `status.iteration` existed).
 - CleaningUp ⇔ not synchronizing and objects labelled `volsync.backube/cleanup=<uid>` remain.
 - A reconcile error (bad spec, missing Secret) sets `Synchronizing=False/Error` and is retried with
   backoff; the condition clears on the next clean pass.
@@ -17,11 +19,11 @@ from __future__ import annotations
 
 import base64
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Any
 
 from agent import triggers
-from agent.plans import Delete, Ensure, GenerateKeys, Observe, Plan
+from agent.plans import Action, Began, Delete, Emit, Ensure, GenerateKeys, Observe, Plan
 from api.volsync import (
     ANNOTATION_SKIP_INITIAL_SYNC,
     CONDITION_SYNCHRONIZING,
@@ -30,6 +32,7 @@ from api.volsync import (
     REASON_CLEANING_UP,
     REASON_ERROR,
     REASON_SYNC_IN_PROGRESS,
+    REASON_TRIGGER_QUEUED,
     ReplicationSpec,
     ReplicationStatus,
     go_duration,
@@ -82,7 +85,17 @@ class Context:
 
     @property
     def iteration(self) -> str | None:
-        return self.status.last_sync_start_time
+        """The running iteration's identity (None when idle)."""
+        if self.status.last_sync_start_time is None:
+            return None
+        record = self.status.iteration
+        if record.id and record.end_time is None:
+            return record.id
+        return self.status.last_sync_start_time  # started by an agent that predates status.iteration
+
+    @property
+    def iteration_number(self) -> int:
+        return self.status.iteration.number if self.iteration == self.status.iteration.id else 0
 
     def owned(self, resource: Resource, name: str, *, cleanup: bool = False, extra: Obj | None = None) -> Obj:
         """The skeleton of an object this CR owns (labels, owner reference, namespace)."""
@@ -179,24 +192,73 @@ def idle(ctx: Context, leftovers: tuple[tuple[Resource, Obj], ...]) -> Plan | No
         return None
     reason = decision.waiting_reason or REASON_SYNC_IN_PROGRESS
     status = condition_status(ctx, reason, "Synchronization paused" if ctx.spec.paused else None)
-    status["nextSyncTime"] = rfc3339(decision.next_sync) if decision.next_sync else None
+    # paused: no nextSyncTime at all, rather than one that slips into the past while nothing runs
+    status["nextSyncTime"] = rfc3339(decision.next_sync) if decision.next_sync and not ctx.spec.paused else None
     plan = Plan(status=status)
     if decision.next_sync is not None and not ctx.spec.paused:
         plan.wait(max((decision.next_sync - ctx.now).total_seconds(), 0.0))
     return plan
 
 
+def precise(when: datetime) -> str:
+    """A time with microseconds (metav1.MicroTime's format), for durations not rounded to seconds."""
+    return when.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+def _trigger(ctx: Context) -> str:
+    if ctx.spec.trigger.manual is not None:
+        return f"manual {ctx.spec.trigger.manual!r}"
+    if ctx.status.last_sync_time is None:
+        return "initial"
+    return "schedule" if ctx.spec.trigger.schedule is not None else "continuous"
+
+
 def start(ctx: Context) -> Plan:
+    """Start an iteration with a new identity; the start is logged once the status patch landed."""
+    number = ctx.status.iteration.number + 1
+    ident = f"{number}-{(ctx.uid or 'nouid')[:8]}"
     status = condition_status(ctx, REASON_SYNC_IN_PROGRESS)
     status["lastSyncStartTime"] = rfc3339(ctx.now)
-    return Plan(status=status)
+    status["iteration"] = {
+        "number": number,
+        "id": ident,
+        "startTime": precise(ctx.now),
+        "endTime": None,
+        "manual": ctx.spec.trigger.manual,
+    }
+    return Plan(status=status, after=[Began(ident, _trigger(ctx))])
 
 
-def complete(ctx: Context, extra: Obj, logs: str) -> tuple[Obj, Observe]:
-    """The status patch (and metrics) for an iteration that just completed successfully."""
-    started = parse_rfc3339(ctx.status.last_sync_start_time) or ctx.now
-    duration = max((ctx.now - started).total_seconds(), 0.0)
+def failed_attempt(ctx: Context, logs: str) -> Observe:
+    """The log record of a failed attempt (the iteration goes on and retries)."""
+    return Observe(duration=_elapsed(ctx), missed=False, succeeded=False, iteration=ctx.iteration or "",
+                   bytes=sent_bytes(logs), outcome="Failed")
+
+
+def _elapsed(ctx: Context) -> float:
+    started = parse_rfc3339(ctx.status.iteration.start_time if ctx.iteration_number else None)
+    started = started or parse_rfc3339(ctx.status.last_sync_start_time) or ctx.now
+    return max((ctx.now - started).total_seconds(), 0.0)
+
+
+def sent_bytes(logs: str) -> int | None:
+    """The bytes rsync sent, from its summary line ("sent 1,234 bytes  received ...")."""
+    for line in reversed(logs.splitlines()):
+        words = line.split()
+        if len(words) >= 3 and words[0] == "sent" and words[2] == "bytes":
+            digits = words[1].replace(",", "").replace(".", "")
+            return int(digits) if digits.isdigit() else None
+    return None
+
+
+def complete(ctx: Context, extra: Obj, logs: str) -> tuple[Obj, list[Action]]:
+    """The status patch, and the `after` actions (metrics, log line, Events), of an iteration that just
+    completed successfully. `lastManualSync` becomes the trigger the iteration *started* for: a
+    trigger changed while it ran is not done yet, so it runs next (and an Event says so)."""
+    duration = _elapsed(ctx)
     status = condition_status(ctx, REASON_CLEANING_UP)
+    record = ctx.status.iteration
+    served = record.manual if ctx.iteration_number else ctx.spec.trigger.manual
     status.update(
         {
             "lastSyncTime": rfc3339(ctx.now),
@@ -204,19 +266,26 @@ def complete(ctx: Context, extra: Obj, logs: str) -> tuple[Obj, Observe]:
             "lastSyncStartTime": None,
             # a merge patch: "logs": None drops the logs of an earlier failure
             "latestMoverStatus": {"result": "Successful", "logs": logs[-1024:] or None},
+            "iteration": {"endTime": precise(ctx.now), "completed": record.completed + 1},
         }
     )
     missed = False
     # A manual trigger takes precedence over a schedule: no nextSyncTime, never a missed deadline.
     schedule = ctx.spec.trigger.schedule if ctx.spec.trigger.manual is None else None
     if schedule is not None:
-        status["nextSyncTime"] = rfc3339(triggers.next_slot(schedule, ctx.now))
+        status["nextSyncTime"] = None if ctx.spec.paused else rfc3339(triggers.next_slot(schedule, ctx.now))
         missed = triggers.missed_deadline(schedule, parse_rfc3339(ctx.status.last_sync_time), ctx.now)
     else:
         status["nextSyncTime"] = None
-    status["lastManualSync"] = ctx.spec.trigger.manual  # None (unset) drops a stale value
+    wanted = ctx.spec.trigger.manual
+    status["lastManualSync"] = served if wanted is not None else None  # None (unset) drops a stale value
     status.update(extra)
-    return status, Observe(duration=duration, missed=missed, succeeded=True)
+    after: list[Action] = [Observe(duration=duration, missed=missed, succeeded=True, iteration=ctx.iteration or "",
+                                   bytes=sent_bytes(logs))]
+    if wanted is not None and served != wanted:
+        after.append(Emit("Normal", REASON_TRIGGER_QUEUED, f"manual trigger {wanted!r} arrived while iteration "
+                          f"{ctx.iteration} (for {served!r}) was running: it runs next"))
+    return status, after
 
 
 # -- ssh keys -------------------------------------------------------------------------------------------

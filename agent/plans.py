@@ -118,12 +118,23 @@ class StopServing:
 
 
 @dataclass(frozen=True)
+class Began:
+    """An iteration started (its status patch landed): logged at INFO."""
+
+    iteration: str
+    trigger: str  # what started it, e.g. "manual 'x'", "schedule", "continuous", "initial"
+
+
+@dataclass(frozen=True)
 class Observe:
-    """Metrics for a completed iteration."""
+    """How an iteration (or one attempt of it) ended: metrics when it succeeded, a log line always."""
 
     duration: float
     missed: bool
     succeeded: bool
+    iteration: str = ""
+    bytes: int | None = None  # bytes sent, when the mover reports it
+    outcome: str = "Successful"  # Successful | Failed (an attempt; the iteration retries)
 
 
 Action = (
@@ -139,6 +150,7 @@ Action = (
     | StopReceiving
     | EndIteration
     | StopServing
+    | Began
     | Observe
 )
 

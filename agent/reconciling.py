@@ -11,6 +11,7 @@ The platform's own controllers (local storage) run on the same queue and workers
 from __future__ import annotations
 
 import base64
+import logging
 import threading
 from typing import Any
 
@@ -21,6 +22,7 @@ from agent.iterations import key_secret_names
 from agent.metrics import Metrics
 from agent.movers import keys as sshkeys
 from agent.plans import (
+    Began,
     CancelTransfer,
     Delete,
     Emit,
@@ -54,6 +56,8 @@ from kube.rest import (
     Kube,
     Resource,
 )
+
+log = logging.getLogger("volsync.iterations")
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
@@ -98,6 +102,8 @@ class ReplicationController:
         self.informers: dict[str, Informer] = {res.plural: Informer(kube, res, self._handler(res)) for res in WATCHED}
         self._storage = {kind: c for c in platform.controllers() for kind in c.kinds}
         self._threads: list[threading.Thread] = []
+        # read your writes: key -> (resourceVersion we patched, the object our status patch returned)
+        self._written: dict[Key, tuple[str, Obj]] = {}
         platform.on_change(self._mover_changed)
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -175,7 +181,7 @@ class ReplicationController:
     def _plan(self, role: str, ns: str, name: str) -> tuple[Plan, Obj | None]:
         now = self.clock.now()
         key = f"{role}/{ns}/{name}"
-        obj = self._cache(ROLES[role], ns, name)
+        obj = self._newest((role, ns, name), self._cache(ROLES[role], ns, name))
         if obj is None:
             if role == "source":
                 self.platform.cancel_transfer(key)
@@ -220,6 +226,20 @@ class ReplicationController:
         )
         return destination.plan(dview), obj
 
+    def _newest(self, key: Key, cached: Obj | None) -> Obj | None:
+        """The cached object, or the one our last status patch returned while the informer has not
+        delivered it yet: planning on the older copy would redo a step of an iteration that is already
+        over (restart a completed transfer, re-open a closed destination iteration)."""
+        written = self._written.get(key)
+        if cached is None or written is None:
+            self._written.pop(key, None)
+            return cached
+        before, after = written
+        if objects.meta(cached).get("resourceVersion") == before:
+            return after
+        self._written.pop(key, None)
+        return cached
+
     def _owned(self, res: Resource, ns: str, name: str, uid: str) -> Obj | None:
         obj = self._cache(res, ns, name)
         return obj if obj is not None and objects.owned_by(obj, uid) else None
@@ -238,6 +258,7 @@ class ReplicationController:
                 updated = self.kube.patch(
                     ROLES[role], objects.name_of(obj), patch, objects.namespace_of(obj), subresource="status"
                 )
+                self._written[key] = (str(objects.meta(obj).get("resourceVersion")), updated)
                 obj = updated
         if self.reporter is not None:
             self.reporter.observe(role, obj)  # queued only when changed; never waits for the hub
@@ -325,10 +346,22 @@ class ReplicationController:
             self.platform.end_iteration(action.key, action.iteration)
         elif isinstance(action, StopServing):
             self.platform.stop_serving(action.key)
+        elif isinstance(action, Began):
+            log.info("iteration %s of %s %s/%s started (%s)", action.iteration, role,
+                     ns, objects.name_of(obj), action.trigger)
         elif isinstance(action, Observe):
-            self.metrics.completed(self._labels(role, obj), action.duration, action.missed)
+            self._observe(role, obj, action)
         else:
             raise TypeError(f"unknown action {action!r}")
+
+    def _observe(self, role: str, obj: Obj, done: Observe) -> None:
+        """Metrics for a completed iteration, and one INFO line for every end (of an attempt, too)."""
+        if done.succeeded:
+            self.metrics.completed(self._labels(role, obj), done.duration, done.missed)
+        sent = "unknown" if done.bytes is None else str(done.bytes)
+        what = "ended" if done.succeeded else "attempt ended"
+        log.info("iteration %s of %s %s/%s %s: outcome=%s duration=%.3fs bytes=%s", done.iteration, role,
+                 objects.namespace_of(obj), objects.name_of(obj), what, done.outcome, done.duration, sent)
 
     def _require(self, res: Resource, ns: str, name: str) -> Obj:
         obj = self._cache(res, ns, name) or self.kube.get(res, name, ns)

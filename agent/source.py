@@ -18,7 +18,7 @@ from typing import Any
 
 from agent import iterations
 from agent.iterations import Context
-from agent.plans import CancelTransfer, Emit, Ensure, ForgetTransfer, Plan, StartTransfer
+from agent.plans import Action, CancelTransfer, Emit, Ensure, ForgetTransfer, Plan, StartTransfer
 from kube import objects
 from kube.rest import PVCS, VOLUME_SNAPSHOTS, Resource
 
@@ -175,11 +175,12 @@ def plan(v: SourceView) -> Plan:
             ctx, "SyncInProgress", f"Synchronization in-progress: waiting for {waiting}"
         )
         return Plan(before=actions, status=status).wait(2)
-    if ctx.spec.paused:
-        status = iterations.condition_status(ctx, "SyncInProgress", "Synchronization paused")
-        return Plan(before=[*actions, CancelTransfer(ctx.key)], status=status)
-
     t = v.transfer
+    finished = t is not None and t.iteration == ctx.iteration and not t.running and t.succeeded
+    if ctx.spec.paused and not finished:  # a transfer that already succeeded completes its iteration
+        status = iterations.condition_status(ctx, "SyncInProgress", "Synchronization paused")
+        status["nextSyncTime"] = None
+        return Plan(before=[*actions, CancelTransfer(ctx.key)], status=status)
     port = rsync.port or DEFAULT_PORT
     if t is None or t.iteration != ctx.iteration:
         if t is not None:
@@ -202,10 +203,11 @@ def plan(v: SourceView) -> Plan:
             "TransferFailed",
             f"transfer to {rsync.address}:{port} failed (exit {t.exit_code}); retrying in {delay:.0f}s",
         )
-        return Plan(before=[*actions, emit], status=status, after=[ForgetTransfer(ctx.key, failed=True)]).wait(delay)
-    status, observed = iterations.complete(ctx, extra_status, t.logs)
+        retry: list[Action] = [iterations.failed_attempt(ctx, t.logs), ForgetTransfer(ctx.key, failed=True)]
+        return Plan(before=[*actions, emit], status=status, after=retry).wait(delay)
+    status, done = iterations.complete(ctx, extra_status, t.logs)
     # Observed once the status patch landed: a refused (409) patch is retried and must not count twice.
-    after: list[Any] = [observed, ForgetTransfer(ctx.key), *iterations.cleanup_actions(v.leftovers)]
+    after: list[Any] = [*done, ForgetTransfer(ctx.key), *iterations.cleanup_actions(v.leftovers)]
     return Plan(before=actions, status=status, after=after).wait(1)
 
 

@@ -31,6 +31,9 @@ LABEL_CREATED_BY = "app.kubernetes.io/created-by"
 ANNOTATION_SNAPNAME = "volsync.backube/snapname"
 # Our opt-out of VolSync's "first sync at creation" (see docs/agent.md).
 ANNOTATION_SKIP_INITIAL_SYNC = "volsync-addon.io/skip-initial-sync"
+# On a destination's VolumeSnapshot: the iteration it was taken for (a name clash is detected, never published).
+ANNOTATION_ITERATION = "volsync-addon.io/iteration"
+REASON_TRIGGER_QUEUED = "ManualTriggerQueued"
 
 
 def _str(value: Any) -> str | None:
@@ -179,6 +182,37 @@ class ImageRef:
 
 
 @dataclass(frozen=True)
+class IterationRecord:
+    """`status.iteration`, our addition to VolSync's status (both kinds): the running or last iteration.
+
+    `id` is unique per iteration (`<number>-<uid prefix>`), unlike `lastSyncStartTime`, whose one-second
+    resolution let two iterations share an identity; `startTime`/`endTime` have microseconds, so
+    `lastSyncDuration` is the real duration; `manual` is the `spec.trigger.manual` value the
+    iteration serves (so a trigger changed while it runs is not counted as done); `completed`
+    counts completed iterations (a destination completes one per image it publishes).
+    """
+
+    number: int = 0
+    id: str | None = None
+    start_time: str | None = None
+    end_time: str | None = None
+    manual: str | None = None
+    completed: int = 0
+
+    @classmethod
+    def parse(cls, raw: Any) -> IterationRecord:
+        raw = raw if isinstance(raw, dict) else {}
+        return cls(
+            number=_int(raw.get("number")) or 0,
+            id=_str(raw.get("id")),
+            start_time=_str(raw.get("startTime")),
+            end_time=_str(raw.get("endTime")),
+            manual=_str(raw.get("manual")),
+            completed=_int(raw.get("completed")) or 0,
+        )
+
+
+@dataclass(frozen=True)
 class ReplicationStatus:
     """The status fields the state machine reads (everything else it writes through patches)."""
 
@@ -189,6 +223,7 @@ class ReplicationStatus:
     last_manual_sync: str | None = None
     latest_image: ImageRef | None = None
     conditions: tuple[dict[str, Any], ...] = field(default_factory=tuple)
+    iteration: IterationRecord = field(default_factory=IterationRecord)
 
     @classmethod
     def parse(cls, obj: dict[str, Any]) -> ReplicationStatus:
@@ -203,6 +238,7 @@ class ReplicationStatus:
             last_manual_sync=_str(st.get("lastManualSync")),
             latest_image=ImageRef.parse(st.get("latestImage")),
             conditions=tuple(c for c in conditions if isinstance(c, dict)) if isinstance(conditions, list) else (),
+            iteration=IterationRecord.parse(st.get("iteration")),
         )
 
     def condition(self, type_: str) -> dict[str, Any] | None:

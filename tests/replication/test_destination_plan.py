@@ -47,7 +47,7 @@ from agent.plans import (
     StopReceiving,
     StopServing,
 )
-from api.volsync import ANNOTATION_SNAPNAME, LABEL_CLEANUP, LABEL_CREATED_BY, LABEL_DO_NOT_DELETE
+from api.volsync import ANNOTATION_ITERATION, ANNOTATION_SNAPNAME, LABEL_CLEANUP, LABEL_CREATED_BY, LABEL_DO_NOT_DELETE
 from kube.rest import PVCS, SECRETS, SERVICES, VOLUME_SNAPSHOTS
 
 Obj = dict[str, Any]
@@ -81,8 +81,15 @@ def dview(obj: Obj, now: datetime = T0, **kw: Any) -> DestinationView:
 
 def serving(obj: Obj, now: datetime, completion: int | None = None, **kw: Any) -> Plan:
     """A plan for an iteration whose server runs (for this iteration) and got `completion`."""
-    iteration = (obj.get("status") or {})["lastSyncStartTime"]
+    st = obj.get("status") or {}
+    iteration = (st.get("iteration") or {}).get("id") or st["lastSyncStartTime"]
     return plan(dview(obj, now, server=ServerView(iteration, completion=completion), **kw))
+
+
+def taken_for(vs: Obj, iteration: str) -> Obj:
+    """`vs` as the agent creates it: annotated with the iteration it was taken for."""
+    vs["metadata"].setdefault("annotations", {})[ANNOTATION_ITERATION] = iteration
+    return vs
 
 
 def owned_by_rd(obj: Obj) -> bool:
@@ -426,7 +433,8 @@ def test_direct_success_publishes_the_pvc_as_latest_image() -> None:
     assert st["latestMoverStatus"] == {"result": "Successful", "logs": None}
     assert st["rsync"] == {"sshKeys": SRC, "address": CLUSTER_IP}
     assert condition(st)["reason"] == "CleaningUp"
-    assert p.after[:2] == [Observe(duration=90.0, missed=False, succeeded=True), EndIteration(KEY, ts(T0))]
+    assert p.after[:2] == [Observe(duration=90.0, missed=False, succeeded=True, iteration=ts(T0)),
+                           EndIteration(KEY, ts(T0))]
     assert of_type(p.after, Patch) == []  # no snapname annotation with Direct
 
 
@@ -596,8 +604,9 @@ def test_no_partial_image_is_ever_exposed() -> None:
     assert [vs["metadata"]["name"] for vs in ensured(p, VOLUME_SNAPSHOTS)] == [name]
     patches.append(p.status)
     obj = with_status(obj, p.status)
+    ident = obj["status"]["iteration"]["id"]
     for vs in (snapshot(name, ready=False), snapshot(name, ready=True, bound=False)):
-        p = serving(obj, at(22), 0, pvc=pinned, snapshots={"old": old, name: vs})
+        p = serving(obj, at(22), 0, pvc=pinned, snapshots={"old": old, name: taken_for(vs, ident)})
         patches.append(p.status)
         obj = with_status(obj, p.status)
     for status in patches:
@@ -605,7 +614,8 @@ def test_no_partial_image_is_ever_exposed() -> None:
     assert obj["status"]["latestImage"]["name"] == "old"
     assert "lastSyncStartTime" in obj["status"]
 
-    p = serving(obj, at(23), 0, pvc=pinned, snapshots={"old": old, name: snapshot(name, owner=owner())})
+    ready = taken_for(snapshot(name, owner=owner()), ident)
+    p = serving(obj, at(23), 0, pvc=pinned, snapshots={"old": old, name: ready})
     obj = with_status(obj, p.status)
     assert obj["status"]["latestImage"]["name"] == name
     assert "lastSyncStartTime" not in obj["status"]

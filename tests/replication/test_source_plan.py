@@ -405,10 +405,12 @@ def test_failed_transfer_records_failure_and_backs_off(failures: int, delay: flo
     [warning] = of_type(p.before, Emit)
     assert (warning.type, warning.reason) == ("Warning", "TransferFailed")
     assert "exit 255" in warning.message
-    assert p.after == [ForgetTransfer(KEY, failed=True)]
+    [attempt] = of_type(p.after, Observe)  # logged as a failed attempt, never counted as a sync
+    assert (attempt.succeeded, attempt.outcome, attempt.iteration, attempt.duration) == (False, "Failed", ts(T0), 40.0)
+    assert p.after == [attempt, ForgetTransfer(KEY, failed=True)]
     assert p.requeue_after == delay
     assert starts(p) == []
-    assert of_type(p.before, Observe) == [] and of_type(p.after, Observe) == []
+    assert of_type(p.before, Observe) == []
 
 
 def test_failed_transfer_logs_keep_the_last_1024_characters() -> None:
@@ -498,7 +500,8 @@ def test_success_without_manual_clears_last_manual_sync() -> None:
 
 def test_success_observes_duration_and_missed_deadline() -> None:
     on_time = success(rs(schedule="@hourly", status={**STARTED, "lastSyncTime": ts(at(hours=-1))}), at(90))
-    assert of_type([*on_time.before, *on_time.after], Observe) == [Observe(duration=90.0, missed=False, succeeded=True)]
+    [observed] = of_type([*on_time.before, *on_time.after], Observe)
+    assert (observed.duration, observed.missed, observed.succeeded, observed.iteration) == (90.0, False, True, ts(T0))
     # Last success 09:00 -> due 10:00 -> deadline 11:00; completing at 11:00:01 is late.
     late_obj = rs(schedule="@hourly", status={**STARTED, "lastSyncTime": ts(at(hours=-1))})
     late = success(late_obj, at(hours=1, seconds=1))
@@ -748,7 +751,7 @@ def test_a_snapshot_iteration_from_creation_to_idle() -> None:
     restored = pvc(PIT, labels=labels, owner=owner)
     p = plan(view(obj, at(4), pit_snapshot=vs, pit_pvc=restored))  # push it
     [start] = starts(p)
-    assert start.pvc == PIT and start.iteration == ts(at(1))
+    assert start.pvc == PIT and start.iteration == obj["status"]["iteration"]["id"] == f"1-{RS_UID[:8]}"
     obj = with_status(obj, p.status)
 
     t = TransferView(start.iteration, running=False, succeeded=True, logs="Rsync completed in 3s")
