@@ -217,6 +217,11 @@ class FleetStore:
         )
         return sorted((r for r in rows if flt.matches(r)), key=views.sort_key)
 
+    def stored_names(self, cluster: str) -> set[str]:
+        """The report ConfigMap names stored for `cluster` (the REST API's per-cluster cap counts them)."""
+        with self._lock:
+            return {name for owner, name in self._reports if owner == cluster}
+
     def cluster_names(self) -> set[str]:
         with self._lock:
             names = {s.cluster for s in self._reports.values()} | set(self._leases)

@@ -11,15 +11,16 @@ is a 503. Authorization headers and tokens are never logged.
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time,
 # some of which name types local to create_app.
 import logging
-from typing import Annotated, Any
+from collections.abc import Callable
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
 
-from fastapi import Depends, FastAPI, HTTPException, Query, Request, Security
+from fastapi import Depends, FastAPI, HTTPException, Query, Request, Response, Security
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from kubernetes.client.exceptions import ApiException
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, generate_latest
-from starlette.responses import Response
 
 from api.hub import (
     ClusterInfo,
@@ -33,27 +34,56 @@ from api.hub import (
     State,
     Summary,
 )
+from hub import limits as caps
+from hub import paging
 from hub.apimetrics import ApiMetrics
 from hub.fleet import FleetStore
+from hub.limits import MAX_BODY_BYTES, RestLimits
 from hub.restdoor import UNAUTHORIZED, Refusal, RequestDoor, authorize
 from hub.tokens import Caller, TokenStore
-from hub.views import RowFilter
+from hub.views import RowFilter, sort_key
 from kube.clock import Clock
 
 log = logging.getLogger("volsync.hub.rest")
+T = TypeVar("T")
 
-MAX_BODY_BYTES = 32 * 1024 * 1024
+__all__ = ["MAX_BODY_BYTES", "create_app"]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorDetail, "description": "No bearer token, or one the hub does not know"},
     403: {"model": ErrorDetail, "description": "A valid token that may not do this"},
     503: {"model": ErrorDetail, "description": "The hub API did not answer"},
 }
+_BATCH_REFUSED: dict[int | str, dict[str, Any]] = {
+    413: {"model": ErrorDetail, "description": "The body, or a report in it, is larger than the hub accepts"},
+    429: {"model": ErrorDetail, "description": "The batch would store more replications than the cluster may have"},
+}
+_PAGED: dict[int | str, dict[str, Any]] = {
+    200: {"headers": {paging.CONTINUE_HEADER: {
+        "description": "Present when more items remain: pass it back as `continue` for the next page",
+        "schema": {"type": "string"}}}},
+    400: {"model": ErrorDetail, "description": "A `continue` token this hub did not hand out for this list"},
+}
+Limit = Annotated[int | None, Query(ge=1, le=paging.MAX_LIMIT, description="At most this many items")]
+Continue = Annotated[str | None, Query(alias="continue", max_length=paging.MAX_TOKEN_CHARS,
+                                       description="The X-Continue header of the previous page")]
 
 
 def _refused(request: Request, refusal: Refusal) -> HTTPException:
     log.info("%d %s %s: %s", refusal.status, request.method, request.url.path, refusal.detail)
     headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
     return HTTPException(refusal.status, refusal.detail, headers=headers)
+
+
+def paged(response: Response, items: list[T], key: Callable[[T], paging.Key], listing: str, limit: int | None,
+          token: str | None) -> list[T]:
+    """One page of a sorted list; the next page's token goes in the X-Continue header (400 on a bad token)."""
+    try:
+        chosen, following = paging.page(items, key, listing, limit, token)
+    except paging.BadContinue as exc:
+        raise HTTPException(400, str(exc)) from None
+    if following is not None:
+        response.headers[paging.CONTINUE_HEADER] = following
+    return chosen
 
 
 def validation_errors(exc: RequestValidationError) -> list[dict[str, Any]]:
@@ -72,8 +102,10 @@ def create_app(
     *,
     clock: Clock,
     metrics_registry: CollectorRegistry,
-    max_body_bytes: int = MAX_BODY_BYTES,
+    limits: RestLimits | None = None,
 ) -> FastAPI:
+    """The REST app over `fleet` and `tokens`, behind the door (`hub/restdoor.py`), within `limits`."""
+    limits = limits or RestLimits()
     app = FastAPI(
         title="volsync-hub",
         version="v1",
@@ -102,6 +134,14 @@ def create_app(
             raise _refused(request, refusal or UNAUTHORIZED)
         return who
 
+    def check_fresh(cluster: str, sent_at: datetime) -> None:
+        skew = (sent_at - clock.now()).total_seconds()
+        if abs(skew) > limits.heartbeat_skew_seconds:
+            msg = (f"sentAt is {abs(skew):.0f}s {'behind' if skew < 0 else 'ahead of'} the hub's clock; at most "
+                   f"{limits.heartbeat_skew_seconds:g}s are accepted (a replayed heartbeat, or a clock to fix)")
+            log.info("422 heartbeat of cluster %s: %s", cluster, msg)
+            raise HTTPException(422, [{"type": "stale_heartbeat", "loc": ["body", "sentAt"], "msg": msg}])
+
     AgentCluster = Annotated[str, Depends(agent)]
     Admin = Annotated[Caller, Depends(admin)]
 
@@ -115,29 +155,40 @@ def create_app(
         """FastAPI's 422, without echoing the input back (a batch can be large)."""
         return JSONResponse({"detail": validation_errors(exc)}, status_code=422)
 
-    app.add_middleware(RequestDoor, identify=tokens.identify, max_body_bytes=max_body_bytes)
+    app.add_middleware(RequestDoor, identify=tokens.identify, max_body_bytes=limits.max_body_bytes)
     app.middleware("http")(metrics.middleware)
 
     # -- agent side ---------------------------------------------------------------------------------
     @app.post("/api/v1/agents/{cluster}/heartbeat", tags=["agent"], responses=_ERRORS)
     def heartbeat(cluster: AgentCluster, beat: Heartbeat) -> HeartbeatReply:
-        """Renew the cluster's Lease `volsync`; the reply says how often to come back."""
+        """Renew the cluster's Lease `volsync`; the reply says how often to come back.
+
+        `sentAt` must be within the hub's skew bound of the hub's clock (422 otherwise), so a
+        replayed heartbeat cannot keep a dead agent available."""
+        check_fresh(cluster, beat.sent_at)
         reply = fleet.heartbeat(cluster, beat)
         metrics.heartbeats.inc()
         return reply
 
-    @app.post("/api/v1/agents/{cluster}/reports", tags=["agent"], responses=_ERRORS)
+    @app.post("/api/v1/agents/{cluster}/reports", tags=["agent"], responses={**_ERRORS, **_BATCH_REFUSED})
     def reports(cluster: AgentCluster, batch: ReportBatch) -> ReportReply:
-        """Store the latest state of replications; a sequence not above the stored one is stale."""
+        """Store the latest state of replications; a sequence not above the stored one is stale.
+
+        The whole batch is refused, nothing stored, when a report is over the size cap (413) or the
+        cluster would have more replications than its cap (429); `detail` lists the reports at fault."""
+        refusal = caps.check_batch(cluster, batch, fleet.stored_names(cluster), limits)
+        if refusal is not None:
+            log.warning("%d reports of cluster %s: %s", refusal.status, cluster, refusal.errors[0]["msg"])
+            raise HTTPException(refusal.status, refusal.errors)
         reply = fleet.submit(cluster, batch)
         metrics.reported(reply.accepted, reply.stale)
         return reply
 
     # -- user side ----------------------------------------------------------------------------------
-    @app.get("/api/v1/clusters", tags=["user"], responses=_ERRORS)
-    def clusters(_: Admin) -> list[ClusterInfo]:
-        """Every cluster the hub knows: addon conditions, availability, replication counts."""
-        return fleet.clusters(clock.now())
+    @app.get("/api/v1/clusters", tags=["user"], responses={**_ERRORS, **_PAGED})
+    def clusters(_: Admin, response: Response, limit: Limit = None, token: Continue = None) -> list[ClusterInfo]:
+        """Every cluster the hub knows, by name: addon conditions, availability, replication counts."""
+        return paged(response, fleet.clusters(clock.now()), lambda c: (c.name,), "clusters", limit, token)
 
     @app.get("/api/v1/clusters/{name}", tags=["user"], responses={**_ERRORS, 404: {"model": ErrorDetail}})
     def cluster(_: Admin, name: str) -> ClusterInfo:
@@ -146,17 +197,20 @@ def create_app(
             raise HTTPException(404, f"cluster {name!r} not found")
         return info
 
-    @app.get("/api/v1/replications", tags=["user"], responses=_ERRORS)
+    @app.get("/api/v1/replications", tags=["user"], responses={**_ERRORS, **_PAGED})
     def replications(
         _: Admin,
+        response: Response,
         cluster: Annotated[str | None, Query(max_length=253)] = None,
         namespace: Annotated[str | None, Query(max_length=63)] = None,
         role: Role | None = None,
         state: State | None = None,
+        limit: Limit = None,
+        token: Continue = None,
     ) -> list[ReplicationRow]:
-        """One row per replication with lag and RPO state as of now."""
+        """One row per replication with lag and RPO state as of now (by cluster, namespace, name, role)."""
         flt = RowFilter(cluster=cluster, namespace=namespace, role=role, state=state)
-        return fleet.replications(flt, clock.now())
+        return paged(response, fleet.replications(flt, clock.now()), sort_key, "replications", limit, token)
 
     @app.get("/api/v1/summary", tags=["user"], responses=_ERRORS)
     def summary(_: Admin) -> Summary:
