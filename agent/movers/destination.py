@@ -2,21 +2,25 @@
 
 The sshd accepts exactly one key (the source's) and forces every session through a script that lets
 rsync write into `data_dir` and records the source's completion signal only while an iteration is
-open (see `serverfiles` for what is allowed). The agent drives iterations with `open_iteration()`,
-`completion()` and `close_iteration()`.
+open (see `forced` for what is allowed). The agent drives iterations with `open_iteration()`,
+`completion()` and `close_iteration()`; closing an iteration ends the sessions still running.
 
 Everything lives in `workdir`: host key, authorized_keys, sshd_config, pidfile, script, markers, log.
 """
 
 from __future__ import annotations
 
+import fcntl
 import os
 import pwd
+import shutil
 import subprocess
+import sys
 import threading
+import time
 from pathlib import Path
 
-from agent.movers import processes, serverfiles, sshconfig
+from agent.movers import processes, serverfiles, sshconfig, symlinks
 from agent.movers.errors import MoverError
 from agent.movers.keys import public_key_line
 
@@ -25,14 +29,15 @@ class DestinationServer:
     """A foreground sshd listening on `address:port`, writing what the source sends into `data_dir`."""
 
     def __init__(self, *, workdir: Path, data_dir: Path, address: str, port: int, destination_key: bytes,
-                 source_pub: bytes, sshd: str = "/usr/sbin/sshd", rrsync: str = "/usr/bin/rrsync",
-                 start_timeout: float = 10.0) -> None:
+                 source_pub: bytes, sshd: str = "/usr/sbin/sshd", rsync: str = "rsync",
+                 python: str = sys.executable, start_timeout: float = 10.0) -> None:
         self.workdir = Path(sshconfig.check_path("workdir", str(Path(workdir).absolute())))
         self.data_dir = Path(sshconfig.check_path("data_dir", str(Path(data_dir).absolute())))
         self.address = sshconfig.check_address(address)
         self.port = sshconfig.check_port(port)
         self.sshd = sshd
-        self.rrsync = rrsync
+        self.rsync = rsync
+        self.python = python
         self.start_timeout = start_timeout
         self.login_user = "root" if sshconfig.is_root() else sshconfig.current_user()
         self._destination_key = destination_key
@@ -57,6 +62,10 @@ class DestinationServer:
             self.workdir.mkdir(parents=True, exist_ok=True)
             os.chmod(self.workdir, 0o700)
             self.data_dir.mkdir(parents=True, exist_ok=True)
+            rsync = shutil.which(self.rsync)
+            if rsync is None:
+                raise MoverError(f"{self.rsync} not found: install rsync")
+            self.rsync = os.path.abspath(rsync)
             self._check_login_shell()
             self._stop_stale()
             self._write_files()
@@ -92,17 +101,47 @@ class DestinationServer:
     # -- iterations --------------------------------------------------------------------------------
 
     def open_iteration(self) -> None:
-        """Accept data (and a completion signal) from the source from now on."""
+        """Accept data (and a completion signal) from the source from now on; the volume's symlinks are
+        munged until the iteration is closed (see `symlinks`)."""
         (self.workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
-        (self.workdir / serverfiles.RECEIVING).touch()
+        symlinks.munge_links(self.data_dir)
+        _write_private(self.workdir / serverfiles.RECEIVING, b"")
 
     def close_iteration(self) -> None:
-        """Refuse new rsync sessions and completion signals; forget the completion code.
-
-        A session already running when this is called is not interrupted.
-        """
+        """Refuse new rsync sessions and completion signals, end the sessions still running (a transfer
+        of this iteration writes nothing more once this returns) and forget the completion code."""
         (self.workdir / serverfiles.RECEIVING).unlink(missing_ok=True)
+        self.end_sessions()
+        symlinks.unmunge_links(self.data_dir)
         (self.workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
+
+    def end_sessions(self, timeout: float = 10.0) -> None:
+        """Stop every rsync receiver of this sshd and wait until no session can still write.
+
+        Each session holds a shared lock on ``sessions.lock`` from before it checks the ``receiving``
+        marker until its rsync exits; once the exclusive lock is ours, no session that saw the marker
+        is left. Receivers are killed until then (a session may exec rsync after a first round).
+        """
+        fd = os.open(self.workdir / "sessions.lock", os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            for receivers_only in (True, False):  # then, as a last resort, every session, stuck or not
+                deadline = time.monotonic() + timeout
+                while time.monotonic() < deadline:
+                    self._kill_sessions(receivers_only=receivers_only)
+                    if processes.wait_until(lambda: _try_lock(fd), 0.5):
+                        return
+            raise MoverError(f"sessions of {self.workdir} did not end within {2 * timeout}s")
+        finally:
+            os.close(fd)
+
+    def _kill_sessions(self, *, receivers_only: bool) -> None:
+        proc = self._proc
+        if proc is None or proc.poll() is not None:
+            return
+        pids = processes.descendants(proc.pid)
+        if receivers_only:
+            pids = [pid for pid in pids if _is_receiver(processes.cmdline(pid), self.rsync)]
+        processes.terminate(pids, 2.0)
 
     def iteration_open(self) -> bool:
         return (self.workdir / serverfiles.RECEIVING).exists()
@@ -131,12 +170,13 @@ class DestinationServer:
         config = serverfiles.sshd_config(
             address=self.address, port=self.port, host_key=self.host_key_file, pid_file=self.pid_file,
             authorized_keys=self.authorized_keys_file, login_user=self.login_user, root=sshconfig.is_root())
-        authorized = serverfiles.authorized_keys(script=self.forced_command_file, workdir=self.workdir,
-                                                 source_pub_line=self._source_pub_line)
+        authorized = serverfiles.authorized_keys(
+            python=self.python, script=self.forced_command_file, workdir=self.workdir, data_dir=self.data_dir,
+            rsync=self.rsync, source_pub_line=self._source_pub_line)
         _write_private(self.host_key_file, self._destination_key)
         _write_private(self.authorized_keys_file, authorized.encode())
         _write_private(self.forced_command_file,
-                       serverfiles.forced_command(data_dir=self.data_dir, rrsync=self.rrsync).encode(), mode=0o700)
+                       serverfiles.forced_command().encode(), mode=0o700)
         _write_private(self.config_file, config.encode())
 
     def _check_login_shell(self) -> None:
@@ -172,7 +212,7 @@ class DestinationServer:
     def _spawn(self) -> None:
         cmd = [self.sshd, "-D", "-f", str(self.config_file), "-E", str(self.log_file)]
         self.pid_file.unlink(missing_ok=True)
-        with self.log_file.open("ab") as log:
+        with open(os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
             log_start = log.tell()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, close_fds=True)
@@ -229,6 +269,19 @@ class DestinationServer:
         if not argv or not (argv[0].startswith("sshd: ") or Path(argv[0]).name == "sshd"):
             return False
         return f" -f {self.config_file} " in " ".join(argv) + " "
+
+
+def _try_lock(fd: int) -> bool:
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except BlockingIOError:
+        return False
+    fcntl.flock(fd, fcntl.LOCK_UN)
+    return True
+
+
+def _is_receiver(argv: list[str], rsync: str) -> bool:
+    return len(argv) >= 2 and argv[0] == rsync and argv[1] == "--server"
 
 
 def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:

@@ -35,7 +35,8 @@ def test_serves_the_destination_key_as_host_key(destination: DestinationServer, 
     assert (destination.workdir / "ssh_host_key").stat().st_mode & 0o777 == 0o600
     authorized = (destination.workdir / "authorized_keys").read_text()
     work = destination.workdir
-    assert authorized.startswith(f'restrict,command="/bin/sh {work}/forced-command {work}" ')
+    assert authorized.startswith(f'restrict,command="{destination.python} -I -S {work}/forced-command {work} '
+                                 f'{destination.data_dir} {destination.rsync}" ')
     assert authorized.rstrip().endswith(ssh_keys.source_pub.decode().split()[1])
 
 
@@ -260,6 +261,6 @@ def test_the_source_key_can_neither_read_nor_escape_the_data_dir(destination: De
 
     assert pull.returncode != 0 and "reading from write-only server is not allowed" in pull.stderr
     assert not (tmp_path / "stolen/private.txt").exists()
-    assert escape.returncode != 0 and "do not use .. in arg" in escape.stderr
+    assert escape.returncode != 0 and "only 'rsync --server OPTIONS . .' is allowed" in escape.stderr
     assert not (destination.data_dir.parent / "escaped").exists()
     assert sorted(p.name for p in destination.data_dir.iterdir()) == ["private.txt"]

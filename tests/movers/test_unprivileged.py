@@ -49,8 +49,10 @@ with DestinationServer(workdir=base / "w", data_dir=base / "d", address=address,
                               destination_pub=pair.destination_pub, workdir=base / "sw", retries=2, backoff=(0.1,))
     transfer.start()
     result = transfer.wait(60)
+    completion = server.completion()
+    server.close_iteration()
     out.update(login_user=server.login_user, user=transfer.user, succeeded=bool(result and result.succeeded),
-               logs=result.logs if result else "", completion=server.completion(),
+               logs=result.logs if result else "", completion=completion,
                config=(base / "w/sshd_config").read_text())
 print(json.dumps(out))
 """

@@ -1,0 +1,177 @@
+"""The destination's forced command: the only program the source key can run on the destination's sshd.
+
+A standalone script (standard library only): `serverfiles` copies it into the mover's work directory
+and authorized_keys runs it as ``python -I -S forced-command WORKDIR DATA_DIR RSYNC``; the request is
+in ``$SSH_ORIGINAL_COMMAND``. It allows only:
+
+* ``rsync --server OPTIONS . .`` while an iteration is open (marker ``receiving``) and not yet complete
+  (marker ``complete``): the options are checked against a list of what our sender sends (anything
+  that reads, follows links, names paths or hands arguments over the protocol is refused, whatever
+  the installed rsync would accept), then rsync runs in DATA_DIR with a clean environment and
+  receiver-side ``--munge-links`` (a received symlink can never be followed by a later write) and,
+  when DATA_DIR is not on a ``nosuid,nodev`` mount, ``--chmod=Fug-s`` (no setuid/setgid file);
+* ``shutdown N`` (0..255) while an iteration is open: waits until no rsync session is running, flushes
+  the data's filesystem, records N atomically in ``complete`` and exits 0 (the "iteration done" signal);
+* anything else: "Invalid command", exit 1.
+
+Every rsync session holds a shared lock on ``sessions.lock`` for its whole life (the descriptor is
+inherited across exec); ``shutdown`` takes the lock exclusively, so it waits for running transfers
+and no transfer can start between its check and the recorded completion.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import fcntl
+import os
+import re
+import signal
+import sys
+
+BUSY = "destination busy: not accepting data now"
+INVALID = "Invalid command"
+WRITE_ONLY = "reading from write-only server is not allowed"
+STILL_WRITING = "destination busy: a transfer of this iteration is still running"
+SHUTDOWN_WAIT = 60.0
+# Short options a receiving server may get: what `rsync -aAHSxz` (and -v, -c, -I, -u, -W, -n...) sends.
+# Refused among others: s (arguments over the protocol), L k K (follow links), R (relative paths).
+_SHORT = set("lHogDtpAXrxSzvcIuWnEUNOJiqm")
+_CAPABILITIES = re.compile(r"e\.[A-Za-z]*")
+_LONG = re.compile(
+    r"--(delete|delete-(before|during|after|delay)|numeric-ids|sparse|hard-links|acls|xattrs|one-file-system"
+    r"|log-format=%[A-Za-z%]*|info=[A-Za-z0-9,]*|modify-window=-?\d{1,9}|bwlimit=\d{1,12}[KMGkmg]?"
+    r"|timeout=\d{1,9}|compress-level=\d|compress-choice=[a-z0-9]{1,16}|checksum-choice=[a-z0-9,]{1,32}"
+    r"|ignore-times|size-only)"
+)
+_WINDOW = re.compile(r"-@-?\d{1,9}")
+_SAFE_WORD = re.compile(r"[A-Za-z0-9.,=%@_-]+")
+
+
+def check_rsync_args(words: list[str]) -> list[str] | str:
+    """The options of ``rsync --server OPTIONS . .`` if all are allowed, else the refusal message."""
+    if words[:2] != ["rsync", "--server"]:
+        return INVALID
+    if "--sender" in words:
+        return WRITE_ONLY
+    options, paths = words[2:-2], words[-2:]
+    if len(words) < 5 or paths != [".", "."]:
+        return "only 'rsync --server OPTIONS . .' is allowed: the destination is the volume itself"
+    for word in options:
+        if not _SAFE_WORD.fullmatch(word):
+            return f"option {word!r} holds a character that is not allowed"
+        problem = _check_option(word)
+        if problem:
+            return problem
+    return options
+
+
+def _check_option(word: str) -> str | None:
+    if word.startswith("--"):
+        return None if _LONG.fullmatch(word) else f"option {word.split('=')[0]} is not allowed"
+    if not word.startswith("-"):
+        return f"argument {word!r} is not allowed"
+    if _WINDOW.fullmatch(word):
+        return None
+    letters, _, capabilities = word[1:].partition("e")
+    if capabilities and not _CAPABILITIES.fullmatch("e" + capabilities):
+        return f"option {word!r} is not allowed"
+    refused = "".join(sorted(set(letters) - _SHORT))
+    if refused or not letters:
+        return f"option -{refused or word} is not allowed"
+    return None
+
+
+def _receiver_options(data_dir: str) -> list[str]:
+    flags = os.statvfs(data_dir).f_flag
+    inert = flags & os.ST_NOSUID and flags & os.ST_NODEV
+    return ["--munge-links"] + ([] if inert else ["--chmod=Fug-s"])
+
+
+def _note(workdir: str, text: str) -> None:
+    try:
+        with open(os.path.join(workdir, "sshd.log"), "a") as log:
+            log.write(f"forced-command[{os.getpid()}]: {text}\n")
+    except OSError:
+        pass
+
+
+def _fail(workdir: str, note: str, message: str) -> int:
+    _note(workdir, note)
+    sys.stderr.write(message + "\n")
+    return 1
+
+
+def _lock(workdir: str) -> int:
+    fd = os.open(os.path.join(workdir, "sessions.lock"), os.O_RDWR | os.O_CREAT, 0o600)
+    os.set_inheritable(fd, True)
+    return fd
+
+
+def receive(workdir: str, data_dir: str, rsync: str, words: list[str]) -> int:
+    checked = check_rsync_args(words)
+    if isinstance(checked, str):
+        return _fail(workdir, f"rsync refused: {checked}", checked)
+    fd = _lock(workdir)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # held by rsync until it exits
+    if not os.path.exists(os.path.join(workdir, "receiving")):
+        return _fail(workdir, "rsync refused: no iteration open", BUSY)
+    if os.path.exists(os.path.join(workdir, "complete")):
+        return _fail(workdir, "rsync refused: the iteration is complete", BUSY)
+    _note(workdir, "rsync accepted")
+    os.chdir(data_dir)
+    argv = [rsync, "--server", *checked, *_receiver_options(data_dir), ".", "."]
+    os.execve(rsync, argv, {"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
+    return 1  # not reached
+
+
+def _timeout(*_: object) -> None:
+    raise TimeoutError
+
+
+def complete(workdir: str, data_dir: str, code: str) -> int:
+    fd = _lock(workdir)
+    signal.signal(signal.SIGALRM, _timeout)
+    signal.setitimer(signal.ITIMER_REAL, SHUTDOWN_WAIT)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+    except TimeoutError:
+        return _fail(workdir, f"shutdown {code} refused: a transfer is still running", STILL_WRITING)
+    signal.setitimer(signal.ITIMER_REAL, 0)
+    if not os.path.exists(os.path.join(workdir, "receiving")):
+        return _fail(workdir, f"shutdown {code} refused: no iteration open", BUSY)
+    _syncfs(data_dir)
+    tmp = os.path.join(workdir, f".complete.{os.getpid()}")
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+            f.write(f"{code}\n")
+        os.replace(tmp, os.path.join(workdir, "complete"))
+    except OSError:
+        return _fail(workdir, "completion could not be recorded", "destination could not record completion")
+    _note(workdir, f"completion {code} recorded")
+    return 0
+
+
+def _syncfs(path: str) -> None:
+    fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
+            os.sync()
+    finally:
+        os.close(fd)
+
+
+def main(argv: list[str]) -> int:
+    """Serve one request: ``argv`` is [script, WORKDIR, DATA_DIR, RSYNC]."""
+    workdir, data_dir, rsync = argv[1:4]
+    request = os.environ.get("SSH_ORIGINAL_COMMAND", "")
+    words = request.split(" ")
+    if words[:2] == ["rsync", "--server"]:
+        return receive(workdir, data_dir, rsync, words)
+    code = words[1] if len(words) == 2 and words[0] == "shutdown" else ""
+    if re.fullmatch(r"0|[1-9]\d{0,2}", code) and int(code) <= 255:
+        return complete(workdir, data_dir, code)
+    return _fail(workdir, "invalid command refused", INVALID)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv))
