@@ -156,12 +156,16 @@ def gone(message: str) -> ApiError:
     return ApiError(410, "Expired", message)
 
 
-def unsupported_media_type(content_type: str) -> ApiError:
-    accepted = "application/json-patch+json, application/merge-patch+json, application/apply-patch+yaml"
+def unsupported_media_type(
+    accepted: tuple[str, ...] = (
+        "application/json-patch+json", "application/merge-patch+json", "application/apply-patch+yaml"
+    ),
+) -> ApiError:
+    """415, worded as kube-apiserver does, naming the media types the verb takes (a patch's by default)."""
     return ApiError(
         415,
         "UnsupportedMediaType",
-        f"the body of the request was in an unknown format - accepted media types include: {accepted}",
+        "the body of the request was in an unknown format - accepted media types include: " + ", ".join(accepted),
     )
 
 

@@ -13,10 +13,11 @@ from typing import Any
 
 from kube.apiserver.errors import INVALID, REQUIRED, TOO_LONG, FieldCause, cause
 
-_DNS1123_LABEL = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?$")
-_DNS1123_SUBDOMAIN = re.compile(r"^[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*$")
-_QUALIFIED_NAME = re.compile(r"^([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]$")
-_LABEL_VALUE = re.compile(r"^(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?$")
+# Used with fullmatch only: `$` would also match before a trailing newline ("foo\n" is no name).
+_DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")
+_DNS1123_SUBDOMAIN = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?(\.[a-z0-9]([-a-z0-9]*[a-z0-9])?)*")
+_QUALIFIED_NAME = re.compile(r"([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9]")
+_LABEL_VALUE = re.compile(r"(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?")
 _GENERATE_ALPHABET = "bcdfghjklmnpqrstvwxz2456789"
 
 SUBDOMAIN_MSG = (
@@ -45,12 +46,12 @@ def name_causes(name: str, *, label: bool, path: str = "metadata.name") -> list[
     if label:
         if len(name) > 63:
             return [cause(INVALID, path, "must be no more than 63 characters", name)]
-        if not _DNS1123_LABEL.match(name):
+        if not _DNS1123_LABEL.fullmatch(name):
             return [cause(INVALID, path, LABEL_MSG, name)]
         return []
     if len(name) > 253:
         return [cause(INVALID, path, "must be no more than 253 characters", name)]
-    if not _DNS1123_SUBDOMAIN.match(name):
+    if not _DNS1123_SUBDOMAIN.fullmatch(name):
         return [cause(INVALID, path, SUBDOMAIN_MSG, name)]
     return []
 
@@ -58,9 +59,9 @@ def name_causes(name: str, *, label: bool, path: str = "metadata.name") -> list[
 def _qualified_key_causes(key: str, path: str) -> list[FieldCause]:
     prefix, _, name = key.rpartition("/")
     problems = []
-    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.match(prefix)):
+    if prefix and (len(prefix) > 253 or not _DNS1123_SUBDOMAIN.fullmatch(prefix)):
         problems.append(cause(INVALID, path, "prefix part " + SUBDOMAIN_MSG, key))
-    if not name or len(name) > 63 or not _QUALIFIED_NAME.match(name):
+    if not name or len(name) > 63 or not _QUALIFIED_NAME.fullmatch(name):
         problems.append(
             cause(
                 INVALID,
@@ -84,15 +85,27 @@ def validate(meta: dict[str, Any], *, namespace_kind: bool, namespaced: bool) ->
         problems.append(cause(INVALID, "metadata.name", "must be a string", name))
     else:
         problems += name_causes(name, label=namespace_kind)
-    if namespaced and not meta.get("namespace"):
+    namespace = meta.get("namespace")
+    if namespaced and not namespace:
         problems.append(cause(REQUIRED, "metadata.namespace"))
+    elif namespaced and not isinstance(namespace, str):
+        problems.append(cause(INVALID, "metadata.namespace", "must be a string", namespace))
+    elif namespaced:
+        problems += name_causes(str(namespace), label=True, path="metadata.namespace")
+    finalizers = meta.get("finalizers") or []
+    if not isinstance(finalizers, list) or not all(isinstance(f, str) for f in finalizers):
+        problems.append(cause(INVALID, "metadata.finalizers", "must be a list of strings", finalizers))
+    refs = meta.get("ownerReferences") or []
+    if not isinstance(refs, list):
+        problems.append(cause(INVALID, "metadata.ownerReferences", "must be a list", refs))
+        refs = []
     labels = meta.get("labels") or {}
     if not isinstance(labels, dict):
         problems.append(cause(INVALID, "metadata.labels", "must be a map of strings", labels))
         labels = {}
     for k, v in labels.items():
         problems += _qualified_key_causes(k, "metadata.labels")
-        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.match(v):
+        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.fullmatch(v):
             problems.append(
                 cause(
                     INVALID,
@@ -117,11 +130,11 @@ def validate(meta: dict[str, Any], *, namespace_kind: bool, namespaced: bool) ->
         total += len(k) + len(v)
     if total > 256 * 1024:
         problems.append(cause(TOO_LONG, "metadata.annotations", "may not be more than 262144 bytes", show_value=False))
-    for i, ref in enumerate(meta.get("ownerReferences") or []):
+    for i, ref in enumerate(refs):
         for field in ("apiVersion", "kind", "name", "uid"):
             if not isinstance(ref, dict) or not ref.get(field):
                 problems.append(cause(REQUIRED, f"metadata.ownerReferences[{i}].{field}"))
-    if sum(1 for r in meta.get("ownerReferences") or [] if isinstance(r, dict) and r.get("controller")) > 1:
+    if sum(1 for r in refs if isinstance(r, dict) and r.get("controller")) > 1:
         problems.append(
             cause(
                 INVALID,

@@ -1,23 +1,32 @@
-"""Request decoding for the Kubernetes REST API: paths, media types, bodies and query options.
+"""Request decoding for the Kubernetes REST API: paths, accepted representations and query options.
 
 Maps `/api/v1/namespaces/ns/secrets/x/status` and `/apis/g/v/...` onto a `Target` (resource type,
 version, namespace, name, subresource), decides what the client accepts (plain JSON, Table,
-PartialObjectMetadata) and decodes request bodies (JSON, YAML, and the Kubernetes protobuf
-envelope kubectl >= 1.32 sends for `kubectl create ns|secret|configmap|service`).
+PartialObjectMetadata) and checks the query parameters as kube-apiserver parses them: integers
+(`limit`, `timeoutSeconds`, `gracePeriodSeconds`) must be non-negative int64s, `resourceVersion`
+an unsigned integer, enumerations one of their values; anything else is a 400 `BadRequest`.
+Bodies are decoded in `decoding.py`.
 """
 
 from __future__ import annotations
 
-import json
+import re
+from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-import yaml
-
-from kube.apiserver import errors, protobuf
+from kube.apiserver import errors
 from kube.apiserver.resources import Registry, ResourceType
 
-MAX_BODY = 3 * 1024 * 1024
+_INT64 = re.compile(r"[+-]?[0-9]{1,19}")
+_UINT64 = re.compile(r"[0-9]{1,20}")
+_INT_PARAMS = ("limit", "timeoutSeconds", "gracePeriodSeconds")
+_CHOICES = {
+    "fieldValidation": ("", "Ignore", "Warn", "Strict"),
+    "propagationPolicy": ("", "Orphan", "Background", "Foreground"),
+    "resourceVersionMatch": ("", "NotOlderThan", "Exact"),
+    "includeObject": ("", "None", "Metadata", "Object"),
+}
 
 
 @dataclass(frozen=True)
@@ -81,36 +90,6 @@ def negotiate(accept: str) -> Accept:
     return Accept()
 
 
-def decode_body(content_type: str, body: bytes) -> Any:
-    """Decode a request body by its media type; 400 on malformed input, 415 on unknown types."""
-    if len(body) > MAX_BODY:
-        raise errors.ApiError(413, "RequestEntityTooLarge", "the request body is too large")
-    media = content_type.split(";")[0].strip().lower()
-    if media == protobuf.PROTOBUF:
-        try:
-            return protobuf.decode(body)
-        except protobuf.ProtobufError as exc:
-            raise errors.bad_request(f"unable to decode protobuf body: {exc}") from exc
-    if media in ("application/yaml", "application/apply-patch+yaml", "application/x-yaml", "text/yaml"):
-        try:
-            return yaml.safe_load(body.decode("utf-8"))
-        except (yaml.YAMLError, UnicodeDecodeError) as exc:
-            raise errors.bad_request(f"error converting YAML to JSON: {exc}") from exc
-    if media in (
-        "",
-        "application/json",
-        "application/merge-patch+json",
-        "application/json-patch+json",
-        "application/strategic-merge-patch+json",
-        "text/plain",
-    ):
-        try:
-            return json.loads(body.decode("utf-8"))
-        except (ValueError, UnicodeDecodeError) as exc:
-            raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
-    raise errors.unsupported_media_type(content_type)
-
-
 def dry_run(values: list[str]) -> bool:
     for v in values:
         if v != "All":
@@ -130,3 +109,57 @@ def check_kind(rt: ResourceType, version: str, body: Any) -> None:
             f"the API version in the data ({api_version}) does not match the expected API version "
             f"({rt.api_version(version)})"
         )
+
+
+def check_query(query: Mapping[str, str]) -> None:
+    """400 on a query parameter kube-apiserver would refuse to parse (every value given is checked)."""
+    for name in _INT_PARAMS:
+        if name in query:
+            int_param(query, name)
+    rv = query.get("resourceVersion", "")
+    if rv and (not _UINT64.fullmatch(rv) or int(rv) >= 2**64):
+        raise errors.bad_request(f'resourceVersion: Invalid value: "{rv}": must be an unsigned integer')
+    for name, allowed in _CHOICES.items():
+        value = query.get(name, "")
+        if value not in allowed:
+            shown = ", ".join(f'"{a}"' for a in allowed if a)
+            raise errors.bad_request(f'{name}: Unsupported value: "{value}": supported values: {shown}')
+    if query.get("resourceVersionMatch") and not rv:
+        raise errors.bad_request("resourceVersionMatch is forbidden unless resourceVersion is provided")
+
+
+def int_param(query: Mapping[str, str], name: str) -> int | None:
+    """A non-negative int64 query parameter, None when absent or empty."""
+    raw = query.get(name, "")
+    if not raw:
+        return None
+    if not _INT64.fullmatch(raw) or not 0 <= int(raw) < 2**63:
+        raise errors.bad_request(f'{name}: Invalid value: "{raw}": must be a non-negative integer')
+    return int(raw)
+
+
+def delete_options(decoded: Any) -> dict[str, Any]:
+    """A DeleteOptions body, type-checked as Go's decoder would (400 on a field of the wrong type)."""
+    if not isinstance(decoded, dict):
+        raise errors.bad_request("DeleteOptions must be an object")
+    problems = []
+    grace = decoded.get("gracePeriodSeconds")
+    if grace is not None and (isinstance(grace, bool) or not isinstance(grace, int) or not 0 <= grace < 2**63):
+        problems.append("gracePeriodSeconds must be a non-negative integer")
+    if decoded.get("orphanDependents") is not None and not isinstance(decoded["orphanDependents"], bool):
+        problems.append("orphanDependents must be a boolean")
+    if not isinstance(decoded.get("propagationPolicy") or "", str):
+        problems.append("propagationPolicy must be a string")
+    elif (decoded.get("propagationPolicy") or "") not in _CHOICES["propagationPolicy"]:
+        problems.append(f'Unsupported propagationPolicy: {decoded["propagationPolicy"]}')
+    dry = decoded.get("dryRun")
+    if dry is not None and (not isinstance(dry, list) or not all(isinstance(d, str) for d in dry)):
+        problems.append("dryRun must be a list of strings")
+    pre = decoded.get("preconditions")
+    if pre is not None and (
+        not isinstance(pre, dict) or not all(isinstance(pre.get(k) or "", str) for k in ("uid", "resourceVersion"))
+    ):
+        problems.append("preconditions must be an object of strings (uid, resourceVersion)")
+    if problems:
+        raise errors.bad_request("invalid DeleteOptions: " + "; ".join(problems))
+    return decoded

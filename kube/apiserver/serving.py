@@ -16,12 +16,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from kube.apiserver import discovery, errors, routing, selectors, tables, watching
+from kube.apiserver import decoding, discovery, errors, routing, selectors, tables, watching
 from kube.apiserver.cluster import Cluster
+from kube.apiserver.decoding import APPLY
 from kube.apiserver.resources import Obj, ResourceType
 from kube.apiserver.routing import Accept, Target
 from kube.apiserver.store import dumps
-from kube.apiserver.writing import APPLY, Options
+from kube.apiserver.writing import Options
 
 JSON = "application/json"
 
@@ -112,6 +113,7 @@ class ClusterApp:
         if target is None:
             raise errors.path_not_found()
         accept = routing.negotiate(request.headers.get("accept", ""))
+        routing.check_query(request.query_params)
         handlers: dict[tuple[str, bool], Callable[[Request, Target, Accept], Awaitable[Response]]] = {
             ("GET", True): self._list_or_watch,
             ("GET", False): self._get,
@@ -196,9 +198,7 @@ class ClusterApp:
         rt = target.rt
         store = self.cluster.store
         labels, fields = self._selectors(request, rt)
-        limit = int(q.get("limit") or 0)
-        if limit < 0:
-            raise errors.bad_request("limit must be non-negative")
+        limit = routing.int_param(q, "limit") or 0
         list_rv, start = store.rv, None
         token = q.get("continue")
         if token:
@@ -248,7 +248,7 @@ class ClusterApp:
             labels=labels,
             fields=fields,
             resource_version=q.get("resourceVersion", ""),
-            timeout=float(q.get("timeoutSeconds") or 1800),
+            timeout=float(routing.int_param(q, "timeoutSeconds") or 1800),
             bookmarks=q.get("allowWatchBookmarks") in ("true", "1"),
             send_initial=q.get("sendInitialEvents") in ("true", "1"),
             table=accept.table,
@@ -269,8 +269,9 @@ class ClusterApp:
             force=q.get("force") in ("true", "1"),
         )
 
-    async def _body(self, request: Request) -> Any:
-        return routing.decode_body(request.headers.get("content-type", ""), await request.body())
+    async def _body(self, request: Request, accepted: tuple[str, ...] = decoding.OBJECT_TYPES) -> Any:
+        raw = await decoding.read_body(request)
+        return await decoding.decode_async(request.headers.get("content-type", ""), raw, accepted)
 
     def _written(self, target: Target, obj: Obj, status: int, warnings: list[str]) -> Response:
         return json_response(in_version(target.rt, obj, target.version), status, _warning_headers(warnings))
@@ -298,8 +299,8 @@ class ClusterApp:
         return self._written(target, out.obj, 200, out.warnings)
 
     async def _patch(self, request: Request, target: Target, accept: Accept) -> Response:
-        content_type = request.headers.get("content-type", "").split(";")[0].strip().lower()
-        body = await self._body(request)
+        content_type = decoding.media_type(request.headers.get("content-type", ""))
+        body = await self._body(request, decoding.PATCH_TYPES)
         if content_type == APPLY:
             routing.check_kind(target.rt, target.version, body)
         out = self.cluster.writer.patch(
@@ -315,26 +316,24 @@ class ClusterApp:
         return self._written(target, out.obj, 201 if out.created else 200, out.warnings)
 
     async def _delete_options(self, request: Request) -> Obj:
-        raw = await request.body()
+        raw = await decoding.read_body(request)
         options: Obj = {}
         if raw.strip():
-            decoded = routing.decode_body(request.headers.get("content-type", JSON), raw)
-            if not isinstance(decoded, dict):
-                raise errors.bad_request("DeleteOptions must be an object")
-            options = decoded
+            content_type = request.headers.get("content-type") or JSON  # kube-apiserver's default here
+            options = routing.delete_options(await decoding.decode_async(content_type, raw, decoding.OBJECT_TYPES))
         q = request.query_params
         if q.get("propagationPolicy"):
             options["propagationPolicy"] = q["propagationPolicy"]
         if q.get("orphanDependents"):
             options["orphanDependents"] = q["orphanDependents"] == "true"
-        if options.get("propagationPolicy") not in (None, "", "Orphan", "Background", "Foreground"):
-            raise errors.bad_request(f"Unsupported propagationPolicy: {options['propagationPolicy']}")
+        if (grace := routing.int_param(q, "gracePeriodSeconds")) is not None:
+            options["gracePeriodSeconds"] = grace
         return options
 
     async def _delete(self, request: Request, target: Target, accept: Accept) -> Response:
         rt = target.rt
         options = await self._delete_options(request)
-        dry = routing.dry_run(request.query_params.getlist("dryRun") + options.get("dryRun", []))
+        dry = routing.dry_run(request.query_params.getlist("dryRun") + (options.get("dryRun") or []))
         obj, finished = self.cluster.writer.delete(rt, target.namespace, target.name, options, dry)
         if not finished:
             # kube-apiserver answers 202 only when orphanDependents=false was asked for, else 200

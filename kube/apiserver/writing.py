@@ -15,15 +15,10 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from kube.apiserver import applying, builtins, errors, metadata, patching, schema
+from kube.apiserver.decoding import APPLY, JSON_PATCH, MERGE, STRATEGIC
 from kube.apiserver.errors import FORBIDDEN, INVALID, cause
-from kube.apiserver.resources import Obj, ResourceType
+from kube.apiserver.resources import Obj, ResourceType, from_crd
 from kube.apiserver.store import Change, Event, Store
-
-MERGE = "application/merge-patch+json"
-JSON_PATCH = "application/json-patch+json"
-STRATEGIC = "application/strategic-merge-patch+json"
-APPLY = "application/apply-patch+yaml"
-APPLY_CBOR = "application/apply-patch+cbor"
 
 _CR_GENERATION = frozenset({"metadata", "status"})
 
@@ -161,6 +156,9 @@ class Writer:
         else:
             meta.pop("namespace", None)
         if not meta.get("name") and meta.get("generateName"):
+            if not isinstance(meta["generateName"], str):
+                problem = cause(INVALID, "metadata.generateName", "must be a string", meta["generateName"])
+                raise errors.invalid(rt.kind, rt.group, "", [problem])
             meta["name"] = metadata.generate_name(meta["generateName"])
         for k in ("deletionTimestamp", "deletionGracePeriodSeconds", "selfLink", "managedFields", "resourceVersion"):
             if k != "managedFields" or not applied:  # a create by apply keeps the Apply entry it recorded
@@ -330,10 +328,10 @@ class Writer:
             merged = patching.json_patch(base, patch)
         elif content_type == STRATEGIC:
             if rt.key not in builtins.STRATEGIC_KINDS:
-                raise errors.unsupported_media_type(content_type)
+                raise errors.unsupported_media_type()
             merged = patching.strategic_merge_patch(base, patch, patching.DEFAULT_MERGE_KEYS)
         else:
-            raise errors.unsupported_media_type(content_type)
+            raise errors.unsupported_media_type()
         if not isinstance(merged, dict):
             raise errors.bad_request("the patch did not produce an object")
         patched_rv = (merged.get("metadata") or {}).get("resourceVersion")
@@ -409,6 +407,8 @@ def _removed_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
 
 def _crd_causes(crd: Obj) -> list[Any]:
     spec = crd.get("spec") or {}
+    if not isinstance(spec, dict) or not isinstance(spec.get("names") or {}, dict):
+        return [errors.cause(INVALID, "spec", "must be an object with an object spec.names", "object")]
     names = spec.get("names") or {}
     problems = []
     for f in ("group", "names", "scope", "versions"):
@@ -432,10 +432,21 @@ def _crd_causes(crd: Obj) -> list[Any]:
             )
         )
     versions = spec.get("versions") or []
+    if not isinstance(versions, list) or not all(isinstance(v, dict) for v in versions):
+        return [*problems, errors.cause(INVALID, "spec.versions", "must be a list of objects", "array")]
     if versions and sum(1 for v in versions if v.get("storage")) != 1:
         problems.append(
             errors.cause(INVALID, "spec.versions", "must have exactly one version marked as storage version", "array")
         )
+    for i, v in enumerate(versions):
+        holder = v.get("schema")
+        root = holder.get("openAPIV3Schema") if isinstance(holder, dict) else None
+        problems += schema.pattern_causes(root, f"spec.versions[{i}].schema.openAPIV3Schema")
+    if not problems:
+        try:
+            from_crd(crd)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            problems.append(errors.cause(INVALID, "spec", f"cannot be served: {type(exc).__name__}: {exc}", "object"))
     return problems
 
 
