@@ -19,8 +19,12 @@ unchanged (the hub answers `stale` for what it already has).
 
 Failures: connection errors and 5xx retry with `backoff` (1 s doubling to 60 s), keeping only the
 latest state per object; 401 re-reads the token file (rotation) and retries at once if the token
-changed, else slowly (the last backoff step), as does 403; any other 4xx drops the batch (logged
-once per batch). Problems are logged once per change, never with the token.
+changed, else slowly (the last backoff step), as does 403. The hub's caps (413: a report too large,
+429: more replications than the cluster may keep) list the reports at fault: those wait one
+`resend_interval` (a newer state of theirs too) and the rest of the batch goes again at once; a 413
+for the body as a whole halves the batch size. Any other 4xx drops the batch (logged once per
+batch). Problems are logged once per change, never with the token; a refused heartbeat (e.g. a
+clock too far from the hub's) is logged and tried again at the next heartbeat.
 """
 
 from __future__ import annotations
@@ -55,6 +59,21 @@ def report_spec(obj: Obj) -> Obj:
 class _Entry:
     report: Obj
     sequence: int | None = None
+    parked_until: float = 0.0  # monotonic; the hub's caps refused it: not sent again before then
+
+
+def refused_reports(resp: httpx.Response) -> dict[int, str]:
+    """The reports a 413/429 names, by index in the batch: `detail[].loc == ["body", "reports", i]`."""
+    try:
+        detail = resp.json().get("detail")
+    except (ValueError, AttributeError):
+        return {}
+    found: dict[int, str] = {}
+    for error in detail if isinstance(detail, list) else []:
+        loc = error.get("loc") if isinstance(error, dict) else None
+        if isinstance(loc, list) and len(loc) == 3 and loc[:2] == ["body", "reports"] and isinstance(loc[2], int):
+            found[loc[2]] = str(error.get("msg") or "")
+    return found
 
 
 MIN_RENEW_INTERVAL = 0.1  # seconds
@@ -131,7 +150,12 @@ class Reporter:
         role, namespace, name = key
         report = {"role": role, "namespace": namespace, "name": name, "observedAt": rfc3339(self.clock.now()),
                   "deleted": deleted, **content}
-        self._pending[key] = _Entry(report)
+        previous = self._pending.get(key)
+        self._pending[key] = _Entry(report, parked_until=previous.parked_until if previous else 0.0)
+
+    def _sendable(self, now: float) -> list[tuple[Key, _Entry]]:
+        """Queued reports not set aside by the hub's caps (call with the lock held)."""
+        return [(key, entry) for key, entry in self._pending.items() if entry.parked_until <= now]
 
     # -- the loop -------------------------------------------------------------------------------------
     def start(self) -> None:
@@ -171,10 +195,11 @@ class Reporter:
                 while now >= self._retry_at and self._send_batch():
                     pass
             with self._lock:
-                queued = bool(self._pending)
+                queued = bool(self._sendable(now))
+                parked = min((e.parked_until for e in self._pending.values()), default=float("inf"))
             if now < self._retry_at:
                 return self._retry_at - now
-            return 0.0 if queued else max(0.0, min(self._next_heartbeat, self._next_resend) - now)
+            return 0.0 if queued else max(0.0, min(self._next_heartbeat, self._next_resend, parked) - now)
 
     def _heartbeat(self, now: float) -> None:
         body = {"agentId": self.agent_id, "version": self.version, "sentAt": rfc3339(self.clock.now())}
@@ -196,7 +221,7 @@ class Reporter:
     def _send_batch(self) -> bool:
         """Send up to `batch_size` queued reports; True when some were settled (sent or dropped)."""
         with self._lock:
-            batch = list(self._pending.items())[: self.batch_size]
+            batch = self._sendable(self.clock.monotonic())[: self.batch_size]
             for _, entry in batch:
                 if entry.sequence is None:
                     entry.sequence = self._next_sequence
@@ -209,15 +234,36 @@ class Reporter:
         resp = self._post("reports", {"agentId": self.agent_id, "reports": reports}, self.clock.monotonic())
         if resp is None:
             return False
-        if not resp.is_success:
-            first = reports[0]
-            log.warning("the hub refused %d reports (%d %s), dropped; the first: %s %s/%s", len(reports),
-                        resp.status_code, resp.text[:300], first["role"], first["namespace"], first["name"])
+        settled = batch if resp.is_success else self._refused(batch, resp)
         with self._lock:
-            for key, entry in batch:
+            for key, entry in settled:
                 if self._pending.get(key) is entry:  # not replaced by a newer state meanwhile
                     del self._pending[key]
         return True
+
+    def _refused(self, batch: list[tuple[Key, _Entry]], resp: httpx.Response) -> list[tuple[Key, _Entry]]:
+        """What a refused batch settles: nothing when the hub's caps named reports (those are set aside, the
+        rest goes again) or when a too-large body can be split; else the whole batch (dropped)."""
+        named = refused_reports(resp) if resp.status_code in (413, 429) else {}
+        named = {i: msg for i, msg in named.items() if 0 <= i < len(batch)}
+        if named:
+            until = self.clock.monotonic() + self.resend_interval
+            with self._lock:
+                for i in named:
+                    batch[i][1].parked_until = until
+            log.warning("the hub refused %d of %d reports (%d: %s); they wait %gs, the others are sent again",
+                        len(named), len(batch), resp.status_code, next(iter(named.values()))[:300],
+                        self.resend_interval)
+            return []
+        if resp.status_code == 413 and len(batch) > 1:
+            self.batch_size = max(1, len(batch) // 2)
+            log.warning("the hub refused a batch of %d reports as too large; batches of %d from now on",
+                        len(batch), self.batch_size)
+            return []
+        key = batch[0][0]
+        log.warning("the hub refused %d reports (%d %s), dropped; the first: %s %s/%s", len(batch),
+                    resp.status_code, resp.text[:300], *key)
+        return batch
 
     # -- HTTP -----------------------------------------------------------------------------------------
     def _post(self, what: str, body: Obj, now: float) -> httpx.Response | None:
