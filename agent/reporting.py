@@ -46,6 +46,7 @@ Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (role, namespace, name)
 DEFAULT_BACKOFF = (1.0, 2.0, 4.0, 8.0, 16.0, 32.0, 60.0)
 SPEC_FIELDS = ("sourcePVC", "trigger", "paused", "rsync")
+ANNOTATION_DOMAIN = "volsync-addon.io/"
 MAX_TOMBSTONES = 10_000
 
 
@@ -53,6 +54,12 @@ def report_spec(obj: Obj) -> Obj:
     """What the hub needs of a spec (the trigger for RPO; the rest to show what replicates where)."""
     spec = obj.get("spec") or {}
     return {k: copy.deepcopy(spec[k]) for k in SPEC_FIELDS if k in spec}
+
+
+def report_annotations(obj: Obj) -> dict[str, str]:
+    """The object's annotations in our domain (per-replication RPO, the peer): the hub reads those."""
+    annotations = (obj.get("metadata") or {}).get("annotations") or {}
+    return {k: str(v) for k, v in annotations.items() if k.startswith(ANNOTATION_DOMAIN)}
 
 
 @dataclass
@@ -121,6 +128,8 @@ class Reporter:
         meta = obj.get("metadata") or {}
         key = (role, str(meta.get("namespace") or ""), str(meta.get("name") or ""))
         content = {"spec": report_spec(obj), "status": copy.deepcopy(obj.get("status") or {})}
+        if annotations := report_annotations(obj):
+            content["annotations"] = annotations
         with self._lock:
             self._tombstones.pop(key, None)
             if self._known.get(key) == content:

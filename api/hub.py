@@ -17,7 +17,7 @@ from pydantic import AfterValidator, AwareDatetime, BaseModel, ConfigDict, Field
 from pydantic.alias_generators import to_camel
 
 Role = Literal["source", "destination"]
-State = Literal["ok", "late", "never", "error"]
+State = Literal["ok", "late", "never", "error", "paused"]
 
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 # A namespace: a DNS-1123 label. A ReplicationSource/-Destination name: a DNS-1123 subdomain.
@@ -29,7 +29,7 @@ AgentId = Annotated[str, StringConstraints(min_length=1, max_length=253, pattern
 
 MAX_REPORTS_PER_BATCH = 1000
 MAX_SEQUENCE = 2**53 - 1  # exact in every JSON implementation
-MAX_REPORT_BYTES = 256 * 1024  # spec + status as JSON; a ConfigMap holds at most 1 MiB
+MAX_REPORT_BYTES = 256 * 1024  # spec + status + annotations as JSON; a ConfigMap holds at most 1 MiB
 _TIME_FIELDS = ("lastSyncTime", "lastSyncStartTime", "nextSyncTime")
 
 
@@ -115,12 +115,17 @@ class ReplicationReport(_Request):
         description="The object's status as VolSync defines it (the hub reads lastSyncTime, lastSyncDuration, "
         "nextSyncTime, latestImage, latestMoverStatus, conditions)",
     )
+    annotations: dict[str, str] = Field(
+        default_factory=dict,
+        description="The object's annotations in the volsync-addon.io domain (e.g. rpo-seconds, peer)",
+    )
 
     @model_validator(mode="after")
     def _bounded(self) -> ReplicationReport:
-        size = len(json.dumps([self.spec, self.status], separators=(",", ":"), default=str))
+        size = len(json.dumps([self.spec, self.status, self.annotations], separators=(",", ":"), default=str))
         if size > MAX_REPORT_BYTES:
-            raise ValueError(f"spec and status take {size} bytes as JSON; at most {MAX_REPORT_BYTES} are accepted")
+            raise ValueError(
+                f"spec, status and annotations take {size} bytes as JSON; at most {MAX_REPORT_BYTES} are accepted")
         return self
 
 
@@ -140,6 +145,16 @@ class StateCounts(_Wire):
     late: int = 0
     never: int = 0
     error: int = 0
+    paused: int = 0
+
+
+class PeerRef(_Wire):
+    """The other side of a replication: the ReplicationDestination a source sends to, or its source."""
+
+    cluster: str
+    namespace: str
+    name: str
+    role: Role
 
 
 class ClusterInfo(_Wire):
@@ -161,6 +176,9 @@ class ReplicationRow(_Wire):
     next_sync_time: datetime | None = None
     lag_seconds: float | None = None
     state: State
+    state_message: str | None = Field(None, description="Why the state is not plainly ok (or what was ignored)")
+    rpo_seconds: float | None = Field(None, description="The lag beyond which it is late, when that applies")
+    peer: PeerRef | None = Field(None, description="The other side, when the hub recognises the pair")
     latest_image: dict[str, Any] | None = None
     mover_result: str | None = None
     mover_message: str | None = None
@@ -174,7 +192,12 @@ class ClusterCounts(_Wire):
 
 
 class Summary(_Wire):
-    replications: StateCounts
+    replications: StateCounts = Field(
+        description="Replications: a recognised source/destination pair counts once (the worse state of its "
+        "two sides), an unpaired source or destination counts alone")
+    pairs: int = Field(0, description="Source/destination pairs the hub recognises")
+    sources: StateCounts = Field(default_factory=StateCounts, description="ReplicationSources by state")
+    destinations: StateCounts = Field(default_factory=StateCounts, description="ReplicationDestinations by state")
     clusters: ClusterCounts
 
 

@@ -17,7 +17,11 @@ token Secrets on the hub, and queues the cluster each change concerns. Reconcili
    resourceVersion (a decision taken on a stale cache is refused with 409 and retried), and the
    ManagedCluster's feature label follows Available;
 5. the cluster is looked at again when its Lease would go stale (so Available turns False on time
-   with no event at all), and every `resync_seconds` while it has replications (lateness is time too).
+   with no event at all), when a replication of it would turn late by time alone (`hub/rpo.py`), and
+   every `resync_seconds` while it has replications.
+
+Replications are judged with their peers (`hub/pairing.py`): a destination against its source's last
+sync, so a report from one cluster also queues the cluster of its peer (before and after the change).
 """
 
 from __future__ import annotations
@@ -34,7 +38,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from hub import clusters, health, ocm, rendering, reports, rpo
+from hub import clusters, health, ocm, pairing, rendering, reports, rpo, views
 from hub.deployers import Deployer, DeployState
 from kube import objects
 from kube.clock import Clock, SystemClock
@@ -61,6 +65,7 @@ class AddonManager:
         workers: int = 2,
         uninstall_on_unlabel: bool = False,
         rpo_seconds: float = rpo.DEFAULT_RPO_SECONDS,
+        grace_seconds: float = rpo.DEFAULT_GRACE_SECONDS,
         resync_seconds: float = 60.0,
     ) -> None:
         self.kube = kube
@@ -73,12 +78,15 @@ class AddonManager:
         self.workers = workers
         self.uninstall_on_unlabel = uninstall_on_unlabel
         self.rpo_seconds = rpo_seconds
+        self.grace_seconds = grace_seconds
         self.resync_seconds = resync_seconds
         self.queue = WorkQueue(self.clock)
         self._removed: set[str] = set()  # clusters whose agent was removed since the MCA went
-        # the report ConfigMaps by cluster (namespace) and name, kept by the informer's handler: a reconcile
-        # reads its own cluster's, not a sorted copy of the whole fleet's (O(fleet) per reconcile)
-        self._reports: dict[str, dict[str, Obj]] = {}
+        # the reports (decoded once, by the informer's handler) by cluster (namespace) and ConfigMap name: a
+        # reconcile reads its own cluster's, not a copy of the whole fleet's (O(fleet) per reconcile), and
+        # finds their peers in the index
+        self._reports: dict[str, dict[str, pairing.Side]] = {}
+        self._peers = pairing.PeerIndex()
         self._reports_lock = threading.Lock()
         self._due: dict[str, float] = {}  # cluster -> when (queue clock) its pending look-again timer fires
         self._threads: list[threading.Thread] = []
@@ -142,15 +150,25 @@ class AddonManager:
         cluster, name = objects.namespace_of(obj), objects.name_of(obj)
         if not cluster:
             return
+        new = None if kind == "DELETED" else _decode(cluster, obj)
+        touched = {cluster}
         with self._reports_lock:
-            if kind == "DELETED":
-                bucket = self._reports.get(cluster, {})
-                bucket.pop(name, None)
-                if not bucket:
-                    self._reports.pop(cluster, None)
-            else:
-                self._reports.setdefault(cluster, {})[name] = obj
-        self.queue.add(cluster)
+            bucket = self._reports.setdefault(cluster, {})
+            for side in filter(None, (bucket.pop(name, None), new)):
+                touched |= self._peer_clusters(side.ref)  # the peer before the change, then after it
+                self._peers.remove(side.ref)
+                if side is new:
+                    bucket[name] = new
+                    self._peers.put(new)
+                    touched |= self._peer_clusters(new.ref)
+            if not bucket:
+                del self._reports[cluster]
+        for c in sorted(touched):
+            self.queue.add(c)
+
+    def _peer_clusters(self, ref: pairing.Ref) -> set[str]:
+        peer = self._peers.peer(ref).peer
+        return {peer.ref.cluster} if peer is not None else set()
 
     def _config_changed(self, _kind: str, obj: Obj, _prev: Obj | None) -> None:
         key = (objects.namespace_of(obj), objects.name_of(obj))
@@ -187,7 +205,8 @@ class AddonManager:
         if managed is not None and objects.is_deleting(managed):
             return  # as addon-framework: no deployment changes while the cluster (and its namespace) goes
         deploy, apply_error = self._deploy(cluster, addon)
-        states = self._states(cluster, now)
+        verdicts = self._verdicts(cluster, now)
+        states = [v.state for v in verdicts]
         lease = self.informers["leases"].get(cluster, ocm.LEASE)
         cluster_available = objects.condition(((managed or {}).get("status") or {}).get("conditions"),
                                               ocm.CLUSTER_AVAILABLE)
@@ -202,7 +221,8 @@ class AddonManager:
             self.queue.add_rate_limited(cluster)
             return
         self.queue.forget(cluster)
-        delays = [d for d in (verdict.recheck_after, self.resync_seconds if states else None) if d is not None]
+        turns = min((v.changes_in for v in verdicts if v.changes_in is not None), default=None)
+        delays = [d for d in (verdict.recheck_after, self.resync_seconds if verdicts else None, turns) if d is not None]
         if delays:
             self._look_again(cluster, min(delays))
 
@@ -267,22 +287,12 @@ class AddonManager:
             raise ValueError(f"Secret {cluster}/{ocm.TOKEN_SECRET} has no usable token")
         return token
 
-    def _states(self, cluster: str, now: datetime) -> list[rpo.State]:
-        """The RPO state of every replication the cluster's agent reported."""
-        out: list[rpo.State] = []
+    def _verdicts(self, cluster: str, now: datetime) -> list[rpo.Verdict]:
+        """The RPO verdict on every replication the cluster's agent reported, each judged with its peer."""
         with self._reports_lock:
-            configmaps = list(self._reports.get(cluster, {}).values())
-        for cm in configmaps:
-            try:
-                report = json.loads((cm.get("data") or {}).get("report") or "{}")
-            except ValueError:
-                log.warning("report %s/%s is not JSON", cluster, objects.name_of(cm))
-                continue
-            if not isinstance(report, dict) or report.get("deleted"):
-                continue
-            out.append(rpo.state(str(report.get("role") or ""), report.get("spec") or {}, report.get("status") or {},
-                                 now, self.rpo_seconds))
-        return out
+            found = [(side, self._peers.peer(side.ref)) for side in self._reports.get(cluster, {}).values()]
+        judging = views.Judging(self.rpo_seconds, self.grace_seconds)
+        return [views.verdict(side, pair, now, judging) for side, pair in found]
 
     def _label(self, managed: Obj | None, value: str | None) -> None:
         if managed is not None and objects.labels_of(managed).get(ocm.FEATURE_LABEL) != value:
@@ -294,3 +304,13 @@ class AddonManager:
             self.deployer.remove(cluster)
             self._removed.add(cluster)
         self._label(managed, None)
+
+
+def _decode(cluster: str, cm: Obj) -> pairing.Side | None:
+    """The replication a report ConfigMap holds (None, logged, when it is not JSON)."""
+    try:
+        report = json.loads((cm.get("data") or {}).get("report") or "{}")
+    except ValueError:
+        log.warning("report %s/%s is not JSON", cluster, objects.name_of(cm))
+        return None
+    return pairing.side_of(cluster, report) if isinstance(report, dict) else None

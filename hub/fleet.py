@@ -6,7 +6,9 @@ Writes (the agent side of the REST API) go to the hub API, which is the only sta
 written; writes carry the stored resourceVersion as a precondition, so two hub workers (or two
 hubs) racing on one replication cannot go backwards. Queries (the user side) never touch the API:
 Informers on the report ConfigMaps, heartbeat Leases, ManagedClusters and ManagedClusterAddOns
-keep an in-memory index, and lag/state are computed at query time from an injected Clock.
+keep an in-memory index, and lag/state are computed at query time from an injected Clock. The index
+also pairs sources with the destinations they send to (`hub/pairing.py`), so a destination is
+judged against its source's last sync and the summary counts a pair once.
 """
 
 from __future__ import annotations
@@ -29,7 +31,7 @@ from api.hub import (
     ReportReply,
     Summary,
 )
-from hub import ocm, reports, views
+from hub import ocm, pairing, reports, rpo, views
 from hub.reports import StoredReport
 from kube.clock import Clock
 from kube.informing import Informer
@@ -46,7 +48,8 @@ WRITE_ATTEMPTS = 8
 class FleetSettings:
     stale_seconds: int = 300  # an agent whose Lease is older is unavailable (OCM's 5 x 60 s)
     renew_interval_seconds: float = 60.0  # how often agents are told to heartbeat
-    rpo_seconds: float = 3600.0  # lag beyond which an unscheduled source is late
+    rpo_seconds: float = rpo.DEFAULT_RPO_SECONDS  # lag beyond which an unscheduled source is late
+    grace_seconds: float = rpo.DEFAULT_GRACE_SECONDS  # a destination not publishing its source's sync by then is late
     addon_name: str = ocm.ADDON
 
 
@@ -57,6 +60,7 @@ class FleetStore:
         self.settings = settings or FleetSettings()
         self._lock = threading.Lock()
         self._reports: dict[tuple[str, str], StoredReport] = {}  # (cluster, ConfigMap name)
+        self._peers = pairing.PeerIndex()  # the same reports, paired (under _lock too)
         self._leases: dict[str, Obj] = {}  # cluster -> Lease
         # sequences of replications deleted through this process, so a late older report does not revive them
         self._tombstones: OrderedDict[tuple[str, str], int] = OrderedDict()
@@ -97,12 +101,14 @@ class FleetStore:
             current = self._reports.get(key)
             if current is None or current.sequence <= stored.sequence:
                 self._reports[key] = stored
+                self._peers.put(views.side(stored.cluster, stored.report))
 
     def _forget(self, key: tuple[str, str], sequence: int | None) -> None:
         with self._lock:
             current = self._reports.get(key)
             if current is not None and (sequence is None or current.sequence <= sequence):
                 del self._reports[key]
+                self._peers.remove(views.side(current.cluster, current.report).ref)
 
     def _on_lease(self, event: str, obj: Obj, _prev: Obj | None) -> None:
         if name_of(obj) != reports.LEASE_NAME:
@@ -208,13 +214,11 @@ class FleetStore:
 
     def replications(self, flt: views.RowFilter | None = None, now: datetime | None = None) -> list[ReplicationRow]:
         flt, when = flt or views.RowFilter(), self._now(now)
-        with self._lock:
-            stored = list(self._reports.values())
-        rows = (
-            views.row(s.cluster, s.report, when, self.settings.rpo_seconds)
-            for s in stored
-            if flt.cluster is None or s.cluster == flt.cluster
-        )
+        judging = views.Judging(self.settings.rpo_seconds, self.settings.grace_seconds)
+        with self._lock:  # pairing reads the index: look the peers up under the lock, judge outside it
+            found = [(s, self._peers.peer(views.side(s.cluster, s.report).ref)) for s in self._reports.values()
+                     if flt.cluster is None or s.cluster == flt.cluster]
+        rows = (views.row(s.cluster, s.report, when, peer, judging) for s, peer in found)
         return sorted((r for r in rows if flt.matches(r)), key=views.sort_key)
 
     def stored_names(self, cluster: str) -> set[str]:

@@ -26,7 +26,7 @@ from pathlib import Path
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from hub import clusters, embedded
+from hub import clusters, embedded, rpo
 from hub.addons import AddonManager
 from hub.deployers import Deployer
 from hub.deployers.local import LocalDeployer
@@ -68,7 +68,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--image", default=DEFAULT_IMAGE, help="agent image written into the Deployment")
     p.add_argument("--stale-seconds", type=float, default=300.0, help="heartbeat age after which Available=False")
     p.add_argument("--renew-seconds", type=float, default=60.0, help="heartbeat interval asked of agents")
-    p.add_argument("--rpo-seconds", type=float, default=3600.0, help="lag after which an unscheduled source is late")
+    p.add_argument("--rpo-seconds", type=float, default=rpo.DEFAULT_RPO_SECONDS,
+                   help="lag after which a continuous source (no schedule, no manual trigger) is late; per "
+                   f"replication: annotation {rpo.ANNOTATION_RPO} on the RS/RD (default: %(default)ss)")
+    p.add_argument("--grace-seconds", type=float, default=rpo.DEFAULT_GRACE_SECONDS,
+                   help="time a destination has to publish the image of its source's last sync before it is "
+                   "late (default: %(default)ss)")
     p.add_argument("--uninstall-on-unlabel", action="store_true",
                    help="removing the volsync label deletes the ManagedClusterAddOn the hub created (ACM: keeps it)")
     p.add_argument("--log-level", default="info")
@@ -131,11 +136,12 @@ async def run(args: argparse.Namespace) -> int:
     else:
         deployer = ManifestWorkDeployer(kube)
     settings = FleetSettings(stale_seconds=args.stale_seconds, renew_interval_seconds=args.renew_seconds,
-                             rpo_seconds=args.rpo_seconds)
+                             rpo_seconds=args.rpo_seconds, grace_seconds=args.grace_seconds)
     fleet = FleetStore(kube, clock=clock, settings=settings).start()
     tokens = TokenStore(kube, admin_token).start()
     manager = AddonManager(kube, deployer, clock=clock, hub_url=hub_url, image=args.image,
                            stale_seconds=args.stale_seconds, rpo_seconds=args.rpo_seconds,
+                           grace_seconds=args.grace_seconds,
                            uninstall_on_unlabel=args.uninstall_on_unlabel)
     managers.append(manager)
     manager.start()

@@ -1,28 +1,55 @@
 """How a replication is doing against its recovery-point objective (pure).
 
-The state of one replication, from its latest report and the time:
+The state of one replication side, from its latest report, its peer's (`hub/pairing.py`) and the time:
+- `paused`: `spec.paused` is true: nothing is expected of it (its peer still is judged);
 - `error`: the `Synchronizing` condition says Error, or the last mover result is Failed;
+- `late`, the first of:
+  - a destination whose newest image is older than its source's last completed sync (RD
+    `status.lastSyncTime` is set when the image is published; RS `status.lastSyncTime` when a sync
+    completes) once `grace_seconds` have passed since that sync: the destination did not publish it;
+  - a schedule's deadline was missed (the run due at next(last) had not completed by the slot after
+    it, as VolSync's missed-interval metric defines it);
+  - the lag exceeds the RPO: for a source without a schedule or manual trigger (continuous), and for
+    any side annotated `volsync-addon.io/rpo-seconds`;
 - `never`: it has not completed a sync yet;
-- `late`: a schedule's deadline was missed (the run due at next(last) had not completed by the slot
-  after it, as VolSync's missed-interval metric defines it), or, for a source without a schedule,
-  the lag exceeds the RPO (`rpo_seconds`);
 - `ok`: otherwise.
-Lag is `now - lastSyncTime`.
+Lag is `now - lastSyncTime`. The RPO is `volsync-addon.io/rpo-seconds` on the object (a positive
+number of seconds) or the hub's `--rpo-seconds`; a bad annotation is reported in the verdict's
+message and the default applies. Times of the two sides come from two clusters' clocks: an image
+up to `CLOCK_SKEW_SECONDS` older than the source's sync counts as that sync's.
 """
 
 from __future__ import annotations
 
 import functools
-from datetime import datetime
+import math
+import re
+from dataclasses import dataclass, replace
+from datetime import datetime, timedelta
 from typing import Any, Literal
 
 from api.schedules import ScheduleError, next_slot
 from kube.clock import parse_rfc3339
 
-State = Literal["ok", "late", "never", "error"]
-STATES: tuple[State, ...] = ("ok", "late", "never", "error")
+State = Literal["ok", "late", "never", "error", "paused"]
+STATES: tuple[State, ...] = ("ok", "late", "never", "error", "paused")
+SEVERITY: dict[State, int] = {"ok": 0, "paused": 1, "never": 2, "late": 3, "error": 4}  # a pair shows its worse side
 DEFAULT_RPO_SECONDS = 3600.0
+DEFAULT_GRACE_SECONDS = 300.0  # time a destination may take to publish the image of its source's sync
+CLOCK_SKEW_SECONDS = 1.0
+STEP_SECONDS = 0.001
+MAX_RPO_SECONDS = 10 * 365 * 86400.0
+ANNOTATION_RPO = "volsync-addon.io/rpo-seconds"
+_NUMBER = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
 DEADLINE_CACHE = 1 << 17  # (schedule, lastSyncTime) pairs: more than one per replication of a large fleet
+
+
+@dataclass(frozen=True)
+class Verdict:
+    state: State
+    message: str | None = None  # why it is not plainly ok, or what was ignored (a bad annotation)
+    rpo_seconds: float | None = None  # the lag threshold, when one applies
+    changes_in: float | None = None  # seconds until the state changes by time alone (None: not by time)
 
 
 @functools.lru_cache(maxsize=DEADLINE_CACHE)
@@ -41,23 +68,89 @@ def lag_seconds(status: dict[str, Any], now: datetime) -> float | None:
     return None if last is None else max((now - last).total_seconds(), 0.0)
 
 
-def state(role: str, spec: dict[str, Any], status: dict[str, Any], now: datetime,
-          rpo_seconds: float = DEFAULT_RPO_SECONDS) -> State:
+def rpo_of(annotations: dict[str, str], default: float) -> tuple[float, bool, str | None]:
+    """(the RPO, whether the object sets it, a problem with its annotation)."""
+    raw = annotations.get(ANNOTATION_RPO)
+    if raw is None:
+        return default, False, None
+    value = float(raw) if _NUMBER.fullmatch(raw) else math.nan
+    if not 0 < value <= MAX_RPO_SECONDS:
+        return default, False, (f"annotation {ANNOTATION_RPO}={raw[:40]!r} is not a number of seconds in "
+                                f"(0, {MAX_RPO_SECONDS:.0f}]; the hub's {default:g}s applies")
+    return value, True, None
+
+
+def _unpublished(status: dict[str, Any], source_status: dict[str, Any] | None, now: datetime,
+                 grace: float) -> tuple[str | None, float | None]:
+    """A destination that has not published its source's last sync: (why late, or None; seconds until it is)."""
+    synced = parse_rfc3339((source_status or {}).get("lastSyncTime"))
+    if synced is None:
+        return None, None
+    published = parse_rfc3339(status.get("lastSyncTime"))
+    if published is not None and published >= synced - timedelta(seconds=CLOCK_SKEW_SECONDS):
+        return None, None
+    overdue = (now - synced).total_seconds() - grace
+    if overdue <= 0:
+        return None, -overdue
+    newest = f"its newest image is from {published:%Y-%m-%dT%H:%M:%SZ}" if published else "it has published no image"
+    return (f"{newest}, older than its source's last completed sync at {synced:%Y-%m-%dT%H:%M:%SZ}, "
+            f"not published within the {grace:g}s grace"), None
+
+
+def assess(role: str, spec: dict[str, Any], status: dict[str, Any], now: datetime, *,
+           annotations: dict[str, str] | None = None, rpo_seconds: float = DEFAULT_RPO_SECONDS,
+           source_status: dict[str, Any] | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> Verdict:
+    """The verdict on one side; `source_status` is the paired source's status, for a destination."""
+    rpo, explicit, problem = rpo_of(annotations or {}, rpo_seconds)
+    verdict = _judge(role, spec, status, now, rpo, explicit, source_status, grace_seconds)
+    if problem is None:
+        return verdict
+    return replace(verdict, message="; ".join(m for m in (verdict.message, problem) if m))
+
+
+def _judge(role: str, spec: dict[str, Any], status: dict[str, Any], now: datetime, rpo: float, explicit: bool,
+           source_status: dict[str, Any] | None, grace_seconds: float) -> Verdict:
+    if spec.get("paused") is True:
+        return Verdict("paused", "spec.paused is true", None)
     for cond in status.get("conditions") or []:
         if cond.get("type") == "Synchronizing" and cond.get("reason") == "Error":
-            return "error"
+            return Verdict("error", cond.get("message") or "Synchronizing: Error")
     if ((status.get("latestMoverStatus") or {}).get("result")) == "Failed":
-        return "error"
+        return Verdict("error", "the last mover run failed")
+    waits: list[float] = []
+    if role == "destination":
+        late, wait = _unpublished(status, source_status, now, grace_seconds)
+        if late:
+            return Verdict("late", late)
+        waits += [wait] if wait is not None else []
     last = parse_rfc3339(status.get("lastSyncTime"))
-    if last is None:
-        return "never"
     trigger = spec.get("trigger") or {}
     schedule = trigger.get("schedule") if not trigger.get("manual") else None
+    lag_applies = explicit or (role == "source" and not trigger.get("manual") and not schedule)
+    if last is None:
+        return Verdict("never", None, rpo if lag_applies else None, _soonest(waits))
     if isinstance(schedule, str) and schedule:
         try:
-            return "late" if _deadline(schedule, status["lastSyncTime"]) < now else "ok"
-        except ScheduleError:
-            return "error"
-    if role == "source" and not trigger.get("manual") and (now - last).total_seconds() > rpo_seconds:
-        return "late"
-    return "ok"
+            deadline = _deadline(schedule, status["lastSyncTime"])
+        except ScheduleError as exc:
+            return Verdict("error", f"spec.trigger.schedule: {exc}")
+        if deadline < now:
+            return Verdict("late", f"the run due after {last:%Y-%m-%dT%H:%M:%SZ} had not completed by "
+                                   f"{deadline:%Y-%m-%dT%H:%M:%SZ}")
+        waits.append((deadline - now).total_seconds())
+    if lag_applies:
+        lag = (now - last).total_seconds()
+        if lag > rpo:
+            return Verdict("late", f"last sync {lag:.0f}s ago, beyond the RPO of {rpo:g}s", rpo)
+        waits.append(rpo - lag)
+    return Verdict("ok", None, rpo if lag_applies else None, _soonest(waits))
+
+
+def _soonest(waits: list[float]) -> float | None:
+    """When the first of the time limits passes: just after it (a limit is exclusive, and a look-again timer
+    of zero would spin)."""
+    return min(waits) + STEP_SECONDS if waits else None
+
+
+def worse(a: State, b: State) -> State:
+    return a if SEVERITY[a] >= SEVERITY[b] else b

@@ -57,7 +57,8 @@ def test_rows_carry_lag_and_state(fleet: Hub) -> None:
     assert ok == {
         "cluster": "cluster1", "namespace": "apps", "name": "hourly-ok", "role": "source",
         "lastSyncTime": "2025-12-31T23:50:00Z", "lastSyncDuration": "20s", "nextSyncTime": "2026-01-01T01:00:00Z",
-        "lagSeconds": 600.0, "state": "ok", "latestImage": None, "moverResult": "Successful",
+        "lagSeconds": 600.0, "state": "ok", "stateMessage": None, "rpoSeconds": None, "peer": None,
+        "latestImage": None, "moverResult": "Successful",
         "moverMessage": "sent 1 MiB", "conditions": [ok["conditions"][0]], "reportedAt": "2026-01-01T00:00:00Z",
     }
     assert ok["conditions"][0]["reason"] == "WaitingForSchedule"
@@ -108,7 +109,9 @@ def test_rows_are_sorted(fleet: Hub) -> None:
 
 def test_summary(fleet: Hub) -> None:
     assert fleet.get("/api/v1/summary").json() == {
-        "replications": {"ok": 2, "late": 2, "never": 1, "error": 2},
+        "replications": {"ok": 2, "late": 2, "never": 1, "error": 2, "paused": 0}, "pairs": 0,
+        "sources": {"ok": 1, "late": 2, "never": 0, "error": 2, "paused": 0},
+        "destinations": {"ok": 1, "late": 0, "never": 1, "error": 0, "paused": 0},
         "clusters": {"available": 1, "total": 2},
     }
     fleet.clock.advance(301)  # cluster1's Lease is now older than the stale period
@@ -122,11 +125,11 @@ def test_clusters(fleet: Hub) -> None:
     assert one == listed[0]
     assert one == {
         "name": "cluster1", "available": True, "lastHeartbeat": "2026-01-01T00:00:00Z", "agentId": "agent-c1",
-        "addonConditions": ADDON_CONDITIONS, "replications": {"ok": 1, "late": 1, "never": 1, "error": 2},
+        "addonConditions": ADDON_CONDITIONS, "replications": {"ok": 1, "late": 1, "never": 1, "error": 2, "paused": 0},
     }
     two = fleet.get("/api/v1/clusters/cluster2").json()
     assert (two["available"], two["lastHeartbeat"], two["addonConditions"]) == (False, None, [])
-    assert two["replications"] == {"ok": 1, "late": 1, "never": 0, "error": 0}
+    assert two["replications"] == {"ok": 1, "late": 1, "never": 0, "error": 0, "paused": 0}
     fleet.clock.advance(300)
     assert fleet.get("/api/v1/clusters/cluster1").json()["available"] is True
     fleet.clock.advance(1)

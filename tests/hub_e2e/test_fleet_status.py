@@ -83,7 +83,9 @@ def test_replications_report_states_through_the_hub(hub: Hub) -> None:
     assert found[("cluster2", "destination")]["latestImage"]["kind"] == "VolumeSnapshot"
     assert set(rows(hub, cluster="cluster1", role="source")) == {("cluster1", "source")}
     summary = hub.rest("/api/v1/summary")
-    assert summary["replications"]["ok"] >= 2
+    assert (summary["pairs"], summary["replications"]["ok"]) == (1, 1)  # the pair counts once
+    assert (summary["sources"]["ok"], summary["destinations"]["ok"]) == (1, 1)
+    assert src["peer"] == {"cluster": "cluster2", "namespace": "dest", "name": "rd", "role": "destination"}
 
     # The hub is killed: replication goes on (agents and API servers keep running), the reports
     # wait in the agents, and arrive once the hub is back.

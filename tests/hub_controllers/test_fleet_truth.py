@@ -1,0 +1,338 @@
+"""Fleet status that tells the truth (issue 7, item 6), on the hub side.
+
+- a destination whose newest image is older than its source's last completed sync, beyond the grace,
+  is `late` and its cluster's addon `Degraded` (ReplicationsLate), on time with no event at all;
+- the hub pairs a ReplicationSource with the ReplicationDestination it sends to (address + port, or
+  the `volsync-addon.io/peer` annotation when the address cannot tell);
+- `paused` is its own state; a pair counts once in the summary; the RPO is settable per replication
+  (`volsync-addon.io/rpo-seconds`), a bad value reported, not a crash; `--help` shows the defaults.
+
+Pure judgements first, then the fleet store (REST's queries) and the addon controller on a real API
+server with a FakeClock, both fed the report ConfigMaps the REST API writes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from datetime import datetime, timedelta
+from typing import Any
+
+import pytest
+from prometheus_client import CollectorRegistry, generate_latest
+from support.apiserver import ROOT
+from support.hub_controllers import T0, Hub
+
+from api.hub import ReplicationReport, ReportBatch
+from hub import ocm, pairing, rpo, views
+from hub.apimetrics import ApiMetrics
+from hub.fleet import FleetSettings, FleetStore
+from kube.clock import rfc3339
+from kube.rest import CONFIGMAPS
+
+GRACE = 120.0
+SNAP = {"apiGroup": "snapshot.storage.k8s.io", "kind": "VolumeSnapshot", "name": "snap-1"}
+
+
+def at(seconds: float) -> str:
+    return rfc3339(T0 + timedelta(seconds=seconds))
+
+
+def source(name: str = "rs", *, synced: float | None = 0, address: str | None = "10.0.0.5", port: int | None = None,
+           annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    rsync: dict[str, Any] = {"address": address} if address else {}
+    if port:
+        rsync["port"] = port
+    status = {"lastSyncTime": at(synced)} if synced is not None else {}
+    return {"role": "source", "namespace": "src", "name": name, "spec": {"rsync": rsync, "trigger": {"manual": "1"},
+            **spec}, "status": status, "annotations": annotations or {}}
+
+
+def destination(name: str = "rd", *, published: float | None = 5, address: str | None = "10.0.0.5",
+                annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+    status: dict[str, Any] = {"rsync": {"address": address}} if address else {}
+    if published is not None:
+        status |= {"lastSyncTime": at(published), "latestImage": SNAP}
+    return {"role": "destination", "namespace": "dest", "name": name, "spec": spec, "status": status,
+            "annotations": annotations or {}}
+
+
+def index(*sides: tuple[str, dict[str, Any]]) -> pairing.PeerIndex:
+    peers = pairing.PeerIndex()
+    for cluster, report in sides:
+        found = pairing.side_of(cluster, report)
+        assert found is not None
+        peers.put(found)
+    return peers
+
+
+def ref(cluster: str, report: dict[str, Any]) -> pairing.Ref:
+    return pairing.Ref(cluster, report["role"], report["namespace"], report["name"])
+
+
+# -- pure: the RPO verdict --------------------------------------------------------------------------------
+def test_destination_older_than_its_sources_last_sync_is_late_after_the_grace() -> None:
+    src, dst = source(synced=100), destination(published=40)  # the image predates the source's last sync
+
+    def judge(now: float) -> rpo.Verdict:
+        return rpo.assess("destination", dst["spec"], dst["status"], T0 + timedelta(seconds=now),
+                          source_status=src["status"], grace_seconds=GRACE)
+
+    within = judge(100 + GRACE - 1)
+    # it may still be publishing: ok, and look again in 1 s
+    assert within.state == "ok" and within.changes_in == pytest.approx(1.0, abs=0.01)
+    late = judge(100 + GRACE + 1)
+    assert late.state == "late"
+    assert late.message is not None and "older than its source's last completed sync" in late.message
+    # the same destination judged alone (what the hub did before it knew pairs) was ok for ever
+    assert rpo.assess("destination", dst["spec"], dst["status"], T0 + timedelta(days=30)).state == "ok"
+    # an image published after the source's sync (or within the clock-skew tolerance) is that sync's
+    for published in (101, 100, 100 - rpo.CLOCK_SKEW_SECONDS):
+        fresh = destination(published=published)
+        assert rpo.assess("destination", {}, fresh["status"], T0 + timedelta(days=1),
+                          source_status=src["status"], grace_seconds=GRACE).state == "ok"
+    # a destination that never published although its source synced long ago is late, not "never"
+    assert rpo.assess("destination", {}, destination(published=None)["status"], T0 + timedelta(seconds=1000),
+                      source_status=src["status"], grace_seconds=GRACE).state == "late"
+
+
+def test_paused_is_its_own_state() -> None:
+    now = T0 + timedelta(days=3)
+    for role, report in (("source", source(synced=0, paused=True)), ("destination", destination(paused=True))):
+        assert rpo.assess(role, report["spec"], report["status"], now).state == "paused"
+    continuous = source(synced=0)
+    continuous["spec"].pop("trigger")
+    assert rpo.assess("source", continuous["spec"], continuous["status"], now).state == "late"
+    continuous["spec"]["paused"] = True
+    assert rpo.assess("source", continuous["spec"], continuous["status"], now).state == "paused"
+    assert set(rpo.STATES) == {"ok", "late", "never", "error", "paused"}
+    assert rpo.worse("paused", "late") == "late" and rpo.worse("ok", "paused") == "paused"
+
+
+@pytest.mark.parametrize(("value", "state", "problem"), [
+    ("600", "late", None), ("86400", "ok", None), ("600.5", "late", None),
+    ("soon", "ok", "is not a number"), ("-5", "ok", "is not a number"), ("0", "ok", "is not a number"),
+    ("nan", "ok", "is not a number"), ("1e3", "ok", "is not a number"), ("9" * 40, "ok", "is not a number"),
+])
+def test_rpo_per_replication_annotation(value: str, state: str, problem: str | None) -> None:
+    """A continuous source synced 1 h ago against the hub's RPO of 2 h, with an annotated RPO."""
+    report = source(synced=0, annotations={rpo.ANNOTATION_RPO: value})
+    report["spec"].pop("trigger")
+    verdict = rpo.assess("source", report["spec"], report["status"], T0 + timedelta(hours=1),
+                         annotations=report["annotations"], rpo_seconds=7200)
+    assert verdict.state == state
+    if problem is None:
+        assert verdict.rpo_seconds == float(value)
+    else:  # reported, and the hub's default applies
+        assert verdict.rpo_seconds == 7200 and verdict.message is not None and problem in verdict.message
+        assert rpo.ANNOTATION_RPO in verdict.message
+
+
+def test_annotated_rpo_applies_to_a_manual_source_too() -> None:
+    report = source(synced=0, annotations={rpo.ANNOTATION_RPO: "60"})
+    assert rpo.assess("source", report["spec"], report["status"], T0 + timedelta(seconds=30),
+                      annotations=report["annotations"]).state == "ok"
+    assert rpo.assess("source", report["spec"], report["status"], T0 + timedelta(seconds=61),
+                      annotations=report["annotations"]).state == "late"
+    assert rpo.assess("source", report["spec"], report["status"], T0 + timedelta(seconds=61)).state == "ok"
+
+
+# -- pure: pairing --------------------------------------------------------------------------------------
+def test_pairs_by_address_and_port_across_clusters() -> None:
+    src, dst = source(), destination()
+    peers = index(("cluster1", src), ("cluster2", dst), ("cluster3", destination("other", address="10.0.0.6")))
+    found = peers.peer(ref("cluster1", src))
+    assert found.peer is not None and found.peer.ref == ref("cluster2", dst) and found.problem is None
+    back = peers.peer(ref("cluster2", dst)).peer
+    assert back is not None and back.ref == ref("cluster1", src)
+    assert peers.peer(pairing.Ref("cluster3", "destination", "dest", "other")).peer is None
+    # another port is another endpoint; the destination's port is its spec's when its status has none
+    assert index(("c1", source(port=2222)), ("c2", dst)).peer(ref("c1", src)).peer is None
+    assert index(("c1", source(port=2222)), ("c2", destination(rsync={"port": 2222}))).peer(ref("c1", src)).peer
+    # removing a side unpairs
+    peers.remove(ref("cluster2", dst))
+    assert peers.peer(ref("cluster1", src)).peer is None and len(peers) == 2
+
+
+def test_an_ambiguous_address_pairs_nothing_and_says_why_and_the_annotation_decides() -> None:
+    """Two clusters behind NAT publish the same address: the address cannot tell, the annotation can."""
+    src = source()
+    a, b = destination(), destination()
+    peers = index(("cluster1", src), ("cluster2", a), ("cluster3", b))
+    found = peers.peer(ref("cluster1", src))
+    assert found.peer is None and found.problem is not None
+    assert "2 destinations use 10.0.0.5:22" in found.problem and pairing.ANNOTATION_PEER in found.problem
+
+    named = source(annotations={pairing.ANNOTATION_PEER: "cluster3/dest/rd"})
+    peers.put(pairing.side_of("cluster1", named))  # type: ignore[arg-type]
+    found = peers.peer(ref("cluster1", named))
+    assert found.peer is not None and found.peer.ref == ref("cluster3", b)
+    back = peers.peer(ref("cluster3", b)).peer
+    assert back is not None and back.ref == ref("cluster1", named)
+    assert peers.peer(ref("cluster2", a)).peer is None  # its only candidate source is taken by the annotation
+
+
+@pytest.mark.parametrize(("value", "problem"), [
+    ("cluster9/dest/rd", "which the hub has no report of"),
+    ("not a ref", "is not <cluster>/<namespace>/<name>"),
+    ("cluster2/dest/rd\n", "is not <cluster>/<namespace>/<name>"),
+])
+def test_a_bad_peer_annotation_is_reported(value: str, problem: str) -> None:
+    src = source(annotations={pairing.ANNOTATION_PEER: value})
+    found = index(("cluster1", src), ("cluster2", destination())).peer(ref("cluster1", src))
+    assert found.peer is None and found.problem is not None and problem in found.problem
+
+
+# -- the fleet store: rows, summary, metrics ---------------------------------------------------------------
+def submit(fleet: FleetStore, cluster: str, *reports: dict[str, Any], sequence: int = 1) -> None:
+    batch = ReportBatch(agent_id="a", reports=[
+        ReplicationReport.model_validate({**r, "sequence": sequence, "observedAt": at(0)}) for r in reports])
+    assert fleet.submit(cluster, batch).accepted == len(reports)
+
+
+@pytest.fixture
+def fleet(hub: Hub) -> Any:
+    for name in ("cluster1", "cluster2"):
+        hub.cluster(name, labelled=False)
+    store = FleetStore(hub.kube, clock=hub.clock, settings=FleetSettings(grace_seconds=GRACE)).start()
+    assert store.wait_synced(15)
+    yield store
+    store.stop()
+
+
+def states(fleet: FleetStore, now: datetime) -> dict[tuple[str, str], str]:
+    return {(r.cluster, r.name): r.state for r in fleet.replications(now=now)}
+
+
+def test_fleet_rows_name_their_peer_and_the_stale_destination_turns_late(fleet: FleetStore) -> None:
+    submit(fleet, "cluster1", source(synced=0))
+    submit(fleet, "cluster2", destination(published=5))
+    rows = {r.cluster: r for r in fleet.replications(now=T0 + timedelta(seconds=10))}
+    assert rows["cluster1"].peer is not None and rows["cluster1"].peer.model_dump() == {
+        "cluster": "cluster2", "namespace": "dest", "name": "rd", "role": "destination"}
+    assert rows["cluster2"].peer is not None and rows["cluster2"].peer.cluster == "cluster1"
+    assert {r.state for r in rows.values()} == {"ok"}
+
+    # the source completes another sync; the destination never publishes its image
+    submit(fleet, "cluster1", source(synced=100), sequence=2)
+    assert states(fleet, T0 + timedelta(seconds=100 + GRACE)) == {("cluster1", "rs"): "ok", ("cluster2", "rd"): "ok"}
+    late_at = T0 + timedelta(seconds=100 + GRACE + 1)
+    assert states(fleet, late_at) == {("cluster1", "rs"): "ok", ("cluster2", "rd"): "late"}
+    summary = fleet.summary(late_at)
+    assert summary.pairs == 1
+    assert summary.replications.model_dump() == {"ok": 0, "late": 1, "never": 0, "error": 0, "paused": 0}
+    assert (summary.sources.ok, summary.destinations.late) == (1, 1)
+    cluster2 = fleet.cluster("cluster2", late_at)
+    assert cluster2 is not None and cluster2.replications.late == 1
+
+    # it publishes: ok again
+    submit(fleet, "cluster2", destination(published=110), sequence=2)
+    assert set(states(fleet, late_at).values()) == {"ok"}
+
+
+def test_a_pair_counts_once_and_paused_is_counted_as_such(fleet: FleetStore, hub: Hub) -> None:
+    submit(fleet, "cluster1", source(synced=0), source("lone", address="10.9.9.9", synced=0, paused=True))
+    submit(fleet, "cluster2", destination(published=5))
+    now = T0 + timedelta(seconds=10)
+    summary = fleet.summary(now)
+    assert summary.pairs == 1
+    assert summary.replications.model_dump() == {"ok": 1, "late": 0, "never": 0, "error": 0, "paused": 1}
+    assert summary.sources.model_dump() == {"ok": 1, "late": 0, "never": 0, "error": 0, "paused": 1}
+    assert summary.destinations.ok == 1
+    assert [r.state for r in fleet.replications(views.RowFilter(state="paused"), now)] == ["paused"]
+    # a pair with one side paused shows its worse side
+    submit(fleet, "cluster2", destination(published=5, paused=True), sequence=2)
+    assert fleet.summary(now).replications.model_dump() == {"ok": 0, "late": 0, "never": 0, "error": 0, "paused": 2}
+    # metrics count by state, paused included
+    registry = CollectorRegistry()
+    ApiMetrics(registry).watch_fleet(fleet.summary, lambda: now)
+    text = generate_latest(registry).decode()
+    assert 'volsync_hub_replications{state="paused"} 2.0' in text
+    assert 'volsync_hub_replications{state="ok"} 0.0' in text
+
+
+def test_a_bad_rpo_annotation_is_reported_in_the_row(fleet: FleetStore) -> None:
+    submit(fleet, "cluster1", source(synced=0, annotations={rpo.ANNOTATION_RPO: "fast"}))
+    (row,) = fleet.replications(now=T0 + timedelta(seconds=10))
+    assert row.state == "ok" and row.state_message is not None and rpo.ANNOTATION_RPO in row.state_message
+
+
+# -- the addon controller: Degraded on the destination's cluster -------------------------------------------
+def put_report(hub: Hub, cluster: str, report: dict[str, Any], sequence: int = 1) -> None:
+    from hub import reports
+
+    body = ReplicationReport.model_validate({**report, "sequence": sequence, "observedAt": rfc3339(hub.clock.now())})
+    cm = reports.report_configmap(cluster, body)
+    current = hub.kube.get(CONFIGMAPS, cm["metadata"]["name"], cluster)
+    if current is None:
+        hub.kube.create(CONFIGMAPS, cm)
+    else:
+        hub.kube.replace(CONFIGMAPS, reports.report_configmap(cluster, body, current["metadata"]["resourceVersion"]))
+
+
+def degraded(hub: Hub, cluster: str) -> tuple[str, str] | None:
+    cond = hub.condition(cluster, "Degraded")
+    return (cond["status"], cond["reason"]) if cond else None
+
+
+def test_the_destinations_cluster_turns_degraded_on_time(hub: Hub) -> None:
+    hub.start(grace_seconds=GRACE, resync_seconds=1e6)  # only the controller's own timer can notice
+    for cluster in ("cluster1", "cluster2"):
+        hub.cluster(cluster)
+        hub.until(lambda c=cluster: hub.addon(c), f"{cluster} addon")
+    now = (hub.clock.now() - T0).total_seconds()
+    put_report(hub, "cluster2", destination(published=now - 50))
+    put_report(hub, "cluster1", source(synced=now - 10))  # synced after the destination's newest image
+    for cluster in ("cluster1", "cluster2"):
+        hub.settle(cluster)
+        assert degraded(hub, cluster) == ("False", "ReplicationsHealthy")
+    hub.clock.advance(GRACE - 11)
+    hub.drain()
+    assert degraded(hub, "cluster2") == ("False", "ReplicationsHealthy")
+    hub.clock.advance(2)  # past the grace: no event, the controller looks again when the state would change
+    hub.drain()
+    assert degraded(hub, "cluster2") == ("True", "ReplicationsLate")
+    assert hub.condition("cluster2", "Degraded")["message"] == "1 of 1 replications late"  # type: ignore[index]
+    assert degraded(hub, "cluster1") == ("False", "ReplicationsHealthy")  # the source did its part
+
+    # the destination publishes: healthy again
+    put_report(hub, "cluster2", destination(published=(hub.clock.now() - T0).total_seconds()), sequence=2)
+    hub.until(lambda: degraded(hub, "cluster2") == ("False", "ReplicationsHealthy"), "healthy again")
+
+
+def test_a_source_report_requeues_its_destinations_cluster(hub: Hub) -> None:
+    """The change comes from cluster1's agent; the verdict it changes is cluster2's."""
+    hub.start(grace_seconds=GRACE, resync_seconds=1e6)
+    for cluster in ("cluster1", "cluster2"):
+        hub.cluster(cluster)
+        hub.until(lambda c=cluster: hub.addon(c), f"{cluster} addon")
+    now = (hub.clock.now() - T0).total_seconds()
+    put_report(hub, "cluster2", destination(published=now - 1000))
+    hub.settle("cluster2")
+    assert degraded(hub, "cluster2") == ("False", "ReplicationsHealthy")
+    put_report(hub, "cluster1", source(synced=now - GRACE - 10))  # long past the grace already
+    hub.until(lambda: degraded(hub, "cluster2") == ("True", "ReplicationsLate"), "cluster2 late")
+    assert hub.manager is not None and ocm.ADDON == "volsync"
+
+
+# -- --help --------------------------------------------------------------------------------------------
+def test_help_shows_the_rpo_and_grace_defaults() -> None:
+    out = subprocess.run([sys.executable, "-m", "hub.main", "--help"], capture_output=True, text=True, cwd=ROOT,
+                         timeout=60, env={"COLUMNS": "200", "PATH": "/usr/bin:/bin"}).stdout
+    text = " ".join(out.split())
+    assert "--rpo-seconds RPO_SECONDS" in text and "(default: 3600.0s)" in text
+    assert rpo.ANNOTATION_RPO in text
+    assert "--grace-seconds GRACE_SECONDS" in text and "(default: 300.0s)" in text
+
+
+def test_report_annotations_round_trip_through_the_configmap() -> None:
+    from hub import reports
+
+    body = ReplicationReport.model_validate({**source(annotations={rpo.ANNOTATION_RPO: "60"}), "sequence": 1,
+                                             "observedAt": at(0)})
+    cm = reports.report_configmap("cluster1", body)
+    cm["metadata"]["resourceVersion"] = "1"
+    stored = reports.decode_configmap(cm)
+    assert stored is not None and stored.report.annotations == {rpo.ANNOTATION_RPO: "60"}
+    assert json.loads(cm["data"]["report"])["annotations"] == {rpo.ANNOTATION_RPO: "60"}
