@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import signal
+import ssl
 import subprocess
 import sys
 from pathlib import Path
@@ -39,7 +40,8 @@ class Hub:
         return Path(self.ready["adminTokenFile"]).read_text().strip()
 
     def rest(self, path: str) -> Any:
-        with httpx.Client(trust_env=False, timeout=10) as http:
+        ca = self.ready.get("caFile")  # the REST API is HTTPS: verify it with the hub's CA
+        with httpx.Client(trust_env=False, timeout=10, verify=ssl.create_default_context(cafile=ca)) as http:
             resp = http.get(self.ready["rest"] + path, headers={"Authorization": f"Bearer {self.token}"})
             resp.raise_for_status()
             return resp.json()
