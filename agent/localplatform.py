@@ -11,6 +11,11 @@
   `<data root>/movers/<role>-<namespace>-<name>/` so a restarted agent resumes an iteration (the
   destination's completion signal and iteration identity are files there).
 
+Protection of the data on this host: the data root and every directory the agent makes under it
+are 0700 and every file holding a Secret 0600; the data root is a `nosuid,nodev` mount when the agent
+may mount (see `agent.storage.mounting`), made at start-up and removed by `close()`. rsync's version
+is checked at start-up (`agent.movers.rsyncversion`).
+
 Binding port 22 needs root (or CAP_NET_BIND_SERVICE); without it the destination reports an
 Error condition saying so; set `spec.rsync.port` on both sides to a port >= 1024 instead.
 """
@@ -20,6 +25,7 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
+import os
 import shutil
 import threading
 from collections.abc import Callable, Sequence
@@ -32,10 +38,12 @@ from agent.destination import ServerView
 from agent.movers import keys as sshkeys
 from agent.movers.destination import DestinationServer
 from agent.movers.errors import MoverError
+from agent.movers.rsyncversion import check_rsync
 from agent.movers.source import SourceTransfer, TransferResult
 from agent.plans import Serve, StartTransfer
 from agent.platform import Controller
 from agent.source import TransferView
+from agent.storage import mounting
 from agent.storage.local import LocalStorage
 from kube import objects
 from kube.clock import Clock, SystemClock
@@ -49,6 +57,12 @@ RETRY_MAX = 300.0
 
 def _secret_bytes(secret: Obj) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
+
+
+def _write_private(path: Path, text: str) -> None:
+    """Write a small state file readable by the agent only."""
+    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
+        f.write(text)
 
 
 @dataclass
@@ -96,9 +110,13 @@ class _LoadBalancer:
 class LocalPlatform:
     def __init__(self, kube: Kube, data_root: Path, *, address_pool: str, clock: Clock | None = None,
                  retries: int = 5, backoff: Sequence[float] = (2, 4, 8, 16, 32), compress: bool = False,
-                 poll_interval: float = 0.2) -> None:
+                 poll_interval: float = 0.2, rsync: str = "rsync") -> None:
+        check_rsync(rsync)
         self.kube = kube
         self.data_root = data_root
+        data_root.mkdir(parents=True, exist_ok=True)
+        data_root.chmod(0o700)
+        self.inert = mounting.protect(data_root)
         self.pool = ipaddress.ip_network(address_pool)
         self.clock = clock or SystemClock()
         self.retries = retries
@@ -140,6 +158,7 @@ class LocalPlatform:
                 server.stop()
             self._transfers.clear()
             self._servers.clear()
+        mounting.release(self.data_root)
 
     # -- addresses ----------------------------------------------------------------------------------
     def prepare_service(self, svc: Obj) -> Obj:
@@ -171,6 +190,14 @@ class LocalPlatform:
     def _workdir(self, key: str) -> Path:
         return self.data_root / "movers" / objects.short_name(key.replace("/", "-"), 200)
 
+    def _make_workdir(self, key: str) -> Path:
+        """`_workdir(key)`, created 0700 (with its parent) if missing."""
+        work = self._workdir(key)
+        for d in (work.parent, work):
+            d.mkdir(mode=0o700, exist_ok=True)
+            d.chmod(0o700)
+        return work
+
     # -- source side --------------------------------------------------------------------------------
     def transfer(self, key: str) -> TransferView | None:
         with self._lock:
@@ -196,8 +223,7 @@ class LocalPlatform:
                 return
             if current is not None:
                 current.mover.cancel()
-            workdir = self._workdir(action.key)
-            workdir.mkdir(parents=True, exist_ok=True)
+            workdir = self._make_workdir(action.key)
             mover = SourceTransfer(data_dir=data_dir, address=action.address, port=action.port,
                                    source_key=keys.source, destination_pub=keys.destination_pub, workdir=workdir,
                                    retries=self.retries, backoff=self.backoff, compress=self.compress)
@@ -249,7 +275,7 @@ class LocalPlatform:
         keys = sshkeys.from_secret_data(_secret_bytes(secret), "destination")
         data_dir = self.volume_path(pvc)
         iteration_file, completed_file = self._files(action.key)
-        workdir = self._workdir(action.key)
+        workdir = self._make_workdir(action.key)
         with self._lock:
             srv = self._servers.get(action.key)
             wanted = (action.address, action.port, data_dir, keys.destination, keys.source_pub)
@@ -267,12 +293,11 @@ class LocalPlatform:
                 self._servers[action.key] = srv
                 self._identities[action.key] = wanted
                 self._server_errors.pop(action.key, None)
-            workdir.mkdir(parents=True, exist_ok=True)
             current = iteration_file.read_text() if iteration_file.exists() else None
             if current != action.iteration:
                 completed_file.unlink(missing_ok=True)
                 srv.close_iteration()
-                iteration_file.write_text(action.iteration)
+                _write_private(iteration_file, action.iteration)
                 srv.open_iteration()
             elif not completed_file.exists() and srv.completion() is None and not srv.iteration_open():
                 srv.open_iteration()  # e.g. after an agent restart
@@ -290,7 +315,7 @@ class LocalPlatform:
                         srv.close_iteration()  # paused: refuse data, nothing to remember
                     iteration_file.unlink(missing_ok=True)
                     return
-                completed_file.write_text(str(code))
+                _write_private(completed_file, str(code))
             if srv is not None:
                 srv.close_iteration()
 

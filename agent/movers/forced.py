@@ -43,6 +43,11 @@ _LONG = re.compile(
     r"|timeout=\d{1,9}|compress-level=\d|compress-choice=[a-z0-9]{1,16}|checksum-choice=[a-z0-9,]{1,32}"
     r"|ignore-times|size-only)"
 )
+_LONG_NAMES = {
+    "delete", "delete-before", "delete-during", "delete-after", "delete-delay", "numeric-ids", "sparse",
+    "hard-links", "acls", "xattrs", "one-file-system", "log-format", "info", "modify-window", "bwlimit", "timeout",
+    "compress-level", "compress-choice", "checksum-choice", "ignore-times", "size-only",
+}
 _WINDOW = re.compile(r"-@-?\d{1,9}")
 _SAFE_WORD = re.compile(r"[A-Za-z0-9.,=%@_-]+")
 
@@ -57,8 +62,6 @@ def check_rsync_args(words: list[str]) -> list[str] | str:
     if len(words) < 5 or paths != [".", "."]:
         return "only 'rsync --server OPTIONS . .' is allowed: the destination is the volume itself"
     for word in options:
-        if not _SAFE_WORD.fullmatch(word):
-            return f"option {word!r} holds a character that is not allowed"
         problem = _check_option(word)
         if problem:
             return problem
@@ -66,8 +69,13 @@ def check_rsync_args(words: list[str]) -> list[str] | str:
 
 
 def _check_option(word: str) -> str | None:
+    name = word.split("=")[0]
+    if word.startswith("--") and name[2:] not in _LONG_NAMES:
+        return f"option {name} is not allowed"
+    if not _SAFE_WORD.fullmatch(word):
+        return f"option {word!r} holds a character that is not allowed"
     if word.startswith("--"):
-        return None if _LONG.fullmatch(word) else f"option {word.split('=')[0]} is not allowed"
+        return None if _LONG.fullmatch(word) else f"option {word!r} is not allowed"
     if not word.startswith("-"):
         return f"argument {word!r} is not allowed"
     if _WINDOW.fullmatch(word):

@@ -19,6 +19,7 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import BinaryIO
 
 from agent.movers import processes, sshconfig
 from agent.movers.errors import MoverError
@@ -212,7 +213,7 @@ class SourceTransfer:
         with self._lock:
             if self._cancel.is_set():
                 return CANCELLED
-            with out.open("wb") as stdout, err.open("wb") as stderr:
+            with _private(out) as stdout, _private(err) as stderr:
                 try:
                     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                             start_new_session=True, close_fds=True)
@@ -279,6 +280,11 @@ def _failure_lines(headline: str, stderr_path: Path, code: int) -> list[str]:
     except FileNotFoundError:
         lines = []
     return [headline, *(line for line in lines[-_STDERR_LINES:] if line.strip())]
+
+
+def _private(path: Path) -> BinaryIO:
+    """`path` truncated and opened for writing, readable by the agent only."""
+    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
 
 
 def _write(path: Path, data: bytes, mode: int) -> None:

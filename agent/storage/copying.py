@@ -44,8 +44,11 @@ class Layout:
         self.snapshots = self.root / "snapshots"
 
     def ensure(self) -> None:
-        for d in (self.volumes, self.snapshots):
-            d.mkdir(parents=True, exist_ok=True)
+        """Create the directories, 0700: a volume's root keeps its source's mode (rsync and copies replicate
+        it), so its parent is what keeps other local users from reaching the data."""
+        for d in (self.root, self.volumes, self.snapshots):
+            d.mkdir(mode=0o700, parents=True, exist_ok=True)
+            d.chmod(0o700)
 
     def volume(self, pv_name: str) -> Path:
         return self.volumes / _checked(pv_name)

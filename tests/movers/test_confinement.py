@@ -1,0 +1,186 @@
+"""The receiving end confines the source by itself: option allow-list, munged links, iteration boundaries.
+
+Driven with real ssh, sshd and rsync; nothing here depends on the installed rrsync.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import threading
+from pathlib import Path
+
+import pytest
+from moverkit import IterationRunner, SourceFactory, SshRunner
+from support.waiting import eventually
+
+from agent.movers import forced, processes
+from agent.movers.destination import DestinationServer
+from agent.movers.errors import MoverError
+from agent.movers.rsyncversion import check_rsync
+from agent.movers.source import SourceTransfer
+
+# What `rsync -aAHSx --numeric-ids --delete --modify-window=-1 --info=stats2,misc2 --itemize-changes` sends.
+OUR_CLIENT = ("rsync --server -lHogDtpArxSe.iLsfxCIvu --log-format=%i --delete -@-1 --numeric-ids "
+              "--info=MISC2,STATS2 . .")
+ONLY_THE_VOLUME = "only 'rsync --server OPTIONS . .' is allowed: the destination is the volume itself"
+HOLD = "rsync --server -logDtpre.iLsfxCIvu . ."  # a receiver that waits for a sender which never speaks
+
+
+def test_our_own_client_passes_the_allow_list() -> None:
+    words = OUR_CLIENT.split(" ")
+    assert forced.check_rsync_args(words) == words[2:-2]
+    compressed = ["rsync", "--server", "-logDtprze.iLsfxCIvu", "--bwlimit=100", ".", "."]
+    assert forced.check_rsync_args(compressed) == compressed[2:-2]
+
+
+@pytest.mark.parametrize(("command", "message"), [
+    ("rsync --server --sender -logDtpre.iLsfxCIvu . .", "reading from write-only server is not allowed"),
+    ("rsync --server -logDtpRe.iLsfxCIvu . .", "option -R is not allowed"),
+    ("rsync --server -slogDtpre.iLsfxCIvu . .", "option -s is not allowed"),
+    ("rsync --server -KLlogDtpre.iLsfxCIvu . .", "option -KL is not allowed"),
+    ("rsync --server -logDtpre.iLsfxCIvu --temp-dir=/tmp . .", "option --temp-dir is not allowed"),
+    ("rsync --server -logDtpre.iLsfxCIvu --log-file=/tmp/x . .", "option --log-file is not allowed"),
+    ("rsync --server -logDtpre.iLsfxCIvu --link-dest=/etc . .", "option --link-dest is not allowed"),
+    ("rsync --server -logDtpre.iLsfxCIvu --no-implied-dirs . .", "option --no-implied-dirs is not allowed"),
+    ("rsync --server --daemon . .", "option --daemon is not allowed"),
+    ("rsync --server -logDtpre.iLsfxCIvu . /tmp", ONLY_THE_VOLUME),
+    ("rsync --server -logDtpre.iLsfxCIvu . ../up", ONLY_THE_VOLUME),
+    ("rsync --server -logDtpre.iLsfxCIvu --info=$(id) . .",
+     "option '--info=$(id)' holds a character that is not allowed"),
+])
+def test_options_that_escape_confinement_are_refused(destination: DestinationServer, make_source: SourceFactory,
+                                                     ssh_run: SshRunner, tmp_path: Path, command: str,
+                                                     message: str) -> None:
+    destination.open_iteration()
+    transfer = make_source(destination, tmp_path)
+
+    done = ssh_run(transfer, f"{transfer.user}@{destination.address}", command)
+
+    assert (done.returncode, done.stderr.strip()) == (1, message)
+    assert f"rsync refused: {message}" in destination.log_tail(4096)
+
+
+def test_received_symlinks_cannot_be_followed_while_the_source_can_write(
+        destination: DestinationServer, run_iteration: IterationRunner, make_source: SourceFactory,
+        tmp_path: Path) -> None:
+    outside = tmp_path / "outside"
+    outside.mkdir()
+    (outside / "secret").write_text("not for the source")
+    tree = tmp_path / "tree"
+    tree.mkdir()
+    (tree / "shadow").symlink_to("/etc/shadow")
+    (tree / "escape").symlink_to(outside)
+    run_iteration(destination, tree)
+    assert os.readlink(destination.data_dir / "shadow") == "/etc/shadow"  # closed: exactly what was sent
+
+    destination.open_iteration()
+    # While the source may write, no symlink in the volume leads anywhere.
+    assert os.readlink(destination.data_dir / "shadow") == "/rsyncd-munged//etc/shadow"
+    assert os.readlink(destination.data_dir / "escape") == f"/rsyncd-munged/{outside}"
+    with pytest.raises(FileNotFoundError):
+        (destination.data_dir / "escape" / "secret").read_text()
+    # A second session tries to write through the link it sent in the first one.
+    attack = tmp_path / "attack"
+    (attack / "escape").mkdir(parents=True)
+    (attack / "escape" / "pwned").write_text("written through a symlink")
+    transfer = make_source(destination, attack, retries=1)
+    transfer.prepare()
+    rsh = f"ssh -F {transfer.config_file} -o ControlMaster=no -o ControlPath=none -p {destination.port}"
+    for flags in (["-a", "--relative", "--no-implied-dirs"], ["-a", "--keep-dirlinks"], ["-a"]):
+        subprocess.run(["rsync", *flags, "-e", rsh, f"{attack}/./escape/pwned",
+                        f"{transfer.user}@{destination.address}:."], capture_output=True, timeout=60, check=False)
+        assert not (outside / "pwned").exists(), flags
+    destination.close_iteration()
+    assert sorted(p.name for p in outside.iterdir()) == ["secret"]
+
+
+def _held_session(transfer: SourceTransfer, destination: DestinationServer) -> subprocess.Popen[bytes]:
+    """An rsync receiver session that stays open (its sender never speaks) until the client is stopped."""
+    transfer.prepare()
+    cmd = transfer.ssh_command("-o", "ControlMaster=no", "-o", "ControlPath=none",
+                               f"{transfer.user}@{destination.address}", HOLD)
+    proc = subprocess.Popen(cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    assert eventually(lambda: _receivers(destination), timeout=30), "the held session never reached rsync"
+    return proc
+
+
+def _receivers(destination: DestinationServer) -> list[int]:
+    sshd = destination.pid
+    assert sshd is not None
+    return [pid for pid in processes.descendants(sshd) if processes.cmdline(pid)[:2] == [destination.rsync, "--server"]]
+
+
+def _lock_waiters(path: Path) -> int:
+    """How many processes wait for a flock on `path` (from /proc/locks: blocked requests start with ->)."""
+    st = os.stat(path)
+    inode = f"{os.major(st.st_dev):02x}:{os.minor(st.st_dev):02x}:{st.st_ino}"
+    with open("/proc/locks") as f:
+        return sum(1 for line in f if "->" in line and inode in line)
+
+
+def test_completion_waits_for_a_running_transfer(destination: DestinationServer, make_source: SourceFactory,
+                                                 ssh_run: SshRunner, tmp_path: Path) -> None:
+    destination.open_iteration()
+    transfer = make_source(destination, tmp_path)
+    held = _held_session(transfer, destination)
+    signal: dict[str, subprocess.CompletedProcess[str]] = {}
+    sender = threading.Thread(target=lambda: signal.update(done=ssh_run(
+        transfer, f"{transfer.user}@{destination.address}", "shutdown 0", timeout=90)))
+    try:
+        sender.start()
+        assert eventually(lambda: _lock_waiters(destination.workdir / "sessions.lock") == 1, timeout=30)
+        assert destination.completion() is None  # the signal waits while data may still arrive
+    finally:
+        held.kill()
+        held.communicate(timeout=30)
+    sender.join(60)
+
+    assert signal["done"].returncode == 0, signal["done"].stderr
+    assert destination.completion() == 0
+    assert not _receivers(destination)
+
+
+def test_closing_an_iteration_ends_its_running_transfers(destination: DestinationServer, make_source: SourceFactory,
+                                                         tmp_path: Path) -> None:
+    data = tmp_path / "slow"
+    data.mkdir()
+    (data / "big.bin").write_bytes(os.urandom(4 << 20))
+    destination.open_iteration()
+    # 4 MiB at 64 KiB/s: about a minute of writing unless the close stops it.
+    transfer = make_source(destination, data, retries=1, extra_rsync_args=["--bwlimit=64"])
+    transfer.start()
+    assert eventually(lambda: _receivers(destination) and any(destination.data_dir.iterdir()), timeout=30)
+
+    destination.close_iteration()
+
+    assert not _receivers(destination)
+    result = transfer.wait(20)
+    assert result is not None and not result.succeeded, "the transfer went on after its iteration was closed"
+    assert destination.completion() is None
+    assert not (destination.data_dir / "big.bin").exists()
+    assert list(destination.data_dir.iterdir()) == []  # the receiver removed its partial file
+
+
+def _fake_rsync(tmp_path: Path, banner: str) -> str:
+    script = tmp_path / "rsync"
+    script.write_text(f"#!/bin/sh\nprintf '%s\\n' '{banner}'\n")
+    script.chmod(0o755)
+    return str(script)
+
+
+def test_an_old_rsync_is_refused_at_start_up_with_a_clear_error(tmp_path: Path) -> None:
+    old = _fake_rsync(tmp_path, "rsync  version 3.1.2  protocol version 31")
+
+    with pytest.raises(MoverError) as caught:
+        check_rsync(old)
+
+    assert str(caught.value) == (f"{old} is version 3.1.2, older than 3.2.3, which the movers need (--munge-links on "
+                                 "the receiver, --modify-window=-1, protocol 31): install rsync >= 3.2.3")
+    (tmp_path / "ok").mkdir()
+    assert check_rsync(_fake_rsync(tmp_path / "ok", "rsync  version 3.2.7  protocol version 31")) == (3, 2, 7)
+    with pytest.raises(MoverError, match="did not report an rsync version"):
+        check_rsync(_fake_rsync(tmp_path, "not rsync at all"))
+    with pytest.raises(MoverError, match="cannot run .*: install rsync >= 3.2.3"):
+        check_rsync(str(tmp_path / "missing"))
+    assert check_rsync() >= (3, 2, 3)  # the machine's own rsync
