@@ -215,7 +215,7 @@ class DestinationServer:
         with open(os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
             log_start = log.tell()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
-                                    start_new_session=True, close_fds=True)
+                                    start_new_session=True, close_fds=True, umask=0o077)
         # sshd writes its pidfile once its listening sockets are bound.
         ready = processes.wait_until(lambda: proc.poll() is not None or self._pid_from_file() == proc.pid,
                                      self.start_timeout)

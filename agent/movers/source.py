@@ -216,7 +216,7 @@ class SourceTransfer:
             with _private(out) as stdout, _private(err) as stderr:
                 try:
                     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
-                                            start_new_session=True, close_fds=True)
+                                            start_new_session=True, close_fds=True, umask=0o077)
                 except OSError as exc:
                     stderr.write(f"cannot run {cmd[0]}: {exc}\n".encode())
                     return 127
