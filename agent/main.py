@@ -2,7 +2,7 @@
 
     volsync-agent --kubeconfig FILE --context NAME --cluster-name NAME --data-root DIR
                   [--mover-host 127.64.1.0/24] [--metrics-address 127.0.0.1:0]
-                  [--hub-url URL --hub-token-file FILE]
+                  [--hub-url URL --hub-token-file FILE [--hub-ca-file FILE]]
 
 Runs the ReplicationSource/ReplicationDestination controller and the local platform (directories
 for volumes, rsync and sshd for movers) against the cluster's API, serves Prometheus metrics,
@@ -18,6 +18,7 @@ import logging
 import os
 import signal
 import socket
+import ssl
 import sys
 import threading
 import zlib
@@ -53,6 +54,12 @@ def _version() -> str:
         return ""
 
 
+def hub_client(url: str, ca_file: Path | None) -> httpx.Client:
+    """The client of the hub's REST API: its certificate verified with `ca_file` (else the system CAs)."""
+    verify = ssl.create_default_context(cafile=ca_file) if ca_file is not None else True
+    return httpx.Client(base_url=url, timeout=10.0, verify=verify)
+
+
 def _close_hub(reporter: Reporter | None, hub: httpx.Client | None) -> None:
     if reporter is not None:
         reporter.close()
@@ -74,6 +81,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--compress", action="store_true", help="rsync -z (helps on slow links, costs CPU on fast ones)")
     p.add_argument("--hub-url", help="the hub's REST API: heartbeats and status reports go there (none: no hub)")
     p.add_argument("--hub-token-file", type=Path, help="the agent's bearer token for the hub (re-read on 401)")
+    p.add_argument("--hub-ca-file", type=Path, help="the CA (PEM) the hub's certificate is verified with "
+                                                    "(absent: the system CAs)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -99,7 +108,7 @@ def main(argv: list[str] | None = None) -> int:
     hub: httpx.Client | None = None
     reporter: Reporter | None = None
     if args.hub_url:
-        hub = httpx.Client(base_url=args.hub_url, timeout=10.0)
+        hub = hub_client(args.hub_url, args.hub_ca_file)
         reporter = Reporter(hub, args.cluster_name, agent_id=f"{socket.gethostname()}-{os.getpid()}",
                             clock=SystemClock(), token_file=args.hub_token_file, version=_version(),
                             sequence_file=args.data_root / "hub-report-sequence")

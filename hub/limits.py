@@ -11,6 +11,7 @@ never refused by the count; a deletion in the batch frees its place first.
 
 from __future__ import annotations
 
+import argparse
 from dataclasses import dataclass
 from typing import Any
 
@@ -38,6 +39,25 @@ class RestLimits:
             raise ValueError(f"the report size cap must be within {MIN_REPORT_BYTES}..{MAX_REPORT_BYTES} bytes")
         if self.max_replications < 1 or self.max_body_bytes < 1 or self.heartbeat_skew_seconds <= 0:
             raise ValueError("REST limits must be positive")
+
+
+def add_limit_flags(parser: argparse.ArgumentParser) -> None:
+    """`volsync-hub`'s flags for the REST limits (defaults shown in --help)."""
+    parser.add_argument("--max-replications", type=int, default=DEFAULT_MAX_REPLICATIONS,
+                        help="replications the hub keeps per cluster; more is a 429 (default: %(default)s)")
+    parser.add_argument("--max-report-bytes", type=int, default=DEFAULT_MAX_REPORT_BYTES,
+                        help=f"size of one stored report, {MIN_REPORT_BYTES}..{MAX_REPORT_BYTES}; more is a 413 "
+                        "(default: %(default)s)")
+    parser.add_argument("--heartbeat-skew-seconds", type=float, default=DEFAULT_HEARTBEAT_SKEW_SECONDS,
+                        help="how far a heartbeat's sentAt may be from the hub's clock (default: %(default)ss)")
+
+
+def limits_from_args(args: argparse.Namespace) -> RestLimits:
+    try:
+        return RestLimits(max_replications=args.max_replications, max_report_bytes=args.max_report_bytes,
+                          heartbeat_skew_seconds=args.heartbeat_skew_seconds)
+    except ValueError as exc:
+        raise RuntimeError(str(exc)) from None
 
 
 @dataclass(frozen=True)

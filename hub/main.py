@@ -32,6 +32,8 @@ from hub.deployers import Deployer
 from hub.deployers.local import LocalDeployer
 from hub.deployers.manifestwork import ManifestWorkDeployer
 from hub.fleet import FleetSettings, FleetStore
+from hub.hubtls import add_tls_flags, https_url, rest_tls
+from hub.limits import add_limit_flags, limits_from_args
 from hub.rest import create_app
 from hub.tokens import TokenStore, ensure_admin_token
 from kube import clients
@@ -48,7 +50,7 @@ The embedded default is running: a hub and managed clusters {clusters}.
   kubectl --context hub get managedclusters
   kubectl --context hub label managedcluster {first} "addons.open-cluster-management.io/volsync"="true"
   kubectl --context hub get managedclusteraddon -A
-  curl -H "Authorization: Bearer $(cat {token})" {rest}/api/v1/replications
+  curl --cacert {ca} -H "Authorization: Bearer $(cat {token})" {rest}/api/v1/replications
 
 Agents start on a cluster once its addon is enabled. Ctrl-C stops everything."""
 
@@ -76,6 +78,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "late (default: %(default)ss)")
     p.add_argument("--uninstall-on-unlabel", action="store_true",
                    help="removing the volsync label deletes the ManagedClusterAddOn the hub created (ACM: keeps it)")
+    add_limit_flags(p)
+    add_tls_flags(p)
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -103,6 +107,7 @@ async def run(args: argparse.Namespace) -> int:
     data_dir: Path = args.data_dir.resolve()
     api: embedded.EmbeddedApi | None = None
     names = [n.strip() for n in args.clusters.split(",") if n.strip()]
+    limits, tls = limits_from_args(args), rest_tls(args, data_dir, args.rest_host)
     if args.kubeconfig:
         kubeconfig, context = Path(args.kubeconfig), args.context
     else:
@@ -113,7 +118,7 @@ async def run(args: argparse.Namespace) -> int:
     kube = Kube(hub_api, field_manager="volsync-hub")
     sock = _listen(args.rest_host, args.rest_port)
     host, port = sock.getsockname()[:2]
-    rest_url = f"http://{'[' + host + ']' if ':' in host else host}:{port}"
+    rest_url = https_url(host, port)
     hub_url = args.hub_url or rest_url
     if api is not None:
         for name in names:
@@ -139,15 +144,16 @@ async def run(args: argparse.Namespace) -> int:
                              rpo_seconds=args.rpo_seconds, grace_seconds=args.grace_seconds)
     fleet = FleetStore(kube, clock=clock, settings=settings).start()
     tokens = TokenStore(kube, admin_token).start()
-    manager = AddonManager(kube, deployer, clock=clock, hub_url=hub_url, image=args.image,
+    manager = AddonManager(kube, deployer, clock=clock, hub_url=hub_url, ca_bundle=tls.ca_bundle(), image=args.image,
                            stale_seconds=args.stale_seconds, rpo_seconds=args.rpo_seconds,
                            grace_seconds=args.grace_seconds,
                            uninstall_on_unlabel=args.uninstall_on_unlabel)
     managers.append(manager)
     manager.start()
-    app = create_app(fleet, tokens, clock=clock, metrics_registry=CollectorRegistry())
+    app = create_app(fleet, tokens, clock=clock, metrics_registry=CollectorRegistry(), limits=limits)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
-                                           timeout_graceful_shutdown=2))
+                                           timeout_graceful_shutdown=2, ssl_certfile=str(tls.cert_file),
+                                           ssl_keyfile=str(tls.key_file)))
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: setattr(server, "should_exit", True))
     task = asyncio.create_task(server.serve(sockets=[sock]))
@@ -155,10 +161,11 @@ async def run(args: argparse.Namespace) -> int:
         await asyncio.sleep(0.01)
     if server.started:
         ready = {"kubeconfig": str(kubeconfig), "contexts": [args.hub_name, *names] if api else [context],
-                 "rest": rest_url, "adminTokenFile": str(token_path), "embedded": api is not None}
+                 "rest": rest_url, "adminTokenFile": str(token_path), "embedded": api is not None,
+                 "caFile": str(tls.ca_file) if tls.ca_file is not None else None}
         print(f"volsync-hub ready {json.dumps(ready)}", flush=True)
         if api is not None:
-            print(GUIDE.format(kubeconfig=kubeconfig, rest=rest_url, token=token_path,
+            print(GUIDE.format(kubeconfig=kubeconfig, rest=rest_url, token=token_path, ca=tls.ca_file,
                                clusters=", ".join(names), first=names[0] if names else "cluster1"), flush=True)
     try:
         await task

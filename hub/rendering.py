@@ -165,7 +165,7 @@ def render(cluster: str, mca: Obj, adc: Obj | None, *, hub_url: str, token: str,
         {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
          "metadata": {"name": ocm.AGENT_HUB_SECRET, "namespace": namespace, "labels": labels},
          "data": secret_data},
-        deployment(cluster, namespace, adc, hub_url=hub_url, image=image, labels=labels),
+        deployment(cluster, namespace, adc, hub_url=hub_url, image=image, labels=labels, hub_ca=bool(ca_bundle)),
     ]
 
 
@@ -184,15 +184,17 @@ def agent_flags(adc: Obj | None) -> list[str]:
 
 
 def deployment(cluster: str, namespace: str, adc: Obj | None, *, hub_url: str, image: str,
-               labels: dict[str, str]) -> Obj:
+               labels: dict[str, str], hub_ca: bool = False) -> Obj:
+    """The agent Deployment; with `hub_ca` the agent verifies the hub with the Secret's `ca.crt`."""
     spec = (adc or {}).get("spec") or {}
+    ca_flag = ["--hub-ca-file", f"{ocm.HUB_SECRET_MOUNT}/ca.crt"] if hub_ca else []
     container: Obj = {
         "name": ocm.AGENT_CONTAINER,
         "image": agent_image(image, adc),
         "imagePullPolicy": "IfNotPresent",
         "command": [ocm.AGENT],
         "args": ["--cluster-name", cluster, "--hub-url", hub_url,
-                 "--hub-token-file", f"{ocm.HUB_SECRET_MOUNT}/token", *agent_flags(adc)],
+                 "--hub-token-file", f"{ocm.HUB_SECRET_MOUNT}/token", *ca_flag, *agent_flags(adc)],
         "volumeMounts": [{"name": "hub", "mountPath": ocm.HUB_SECRET_MOUNT, "readOnly": True}],
     }
     proxy = spec.get("proxyConfig") or {}

@@ -5,8 +5,8 @@ embedded kubeconfig, context = the cluster's name): server-side apply with field
 `volsync-hub`, CRDs first, then Namespaces, then the rest in the order given. Workload kinds the
 local platform does not run (Deployment, Pod, Job, ...) are not applied: the agent Deployment is
 recorded, and the supervisor (`supervisor.py`) runs it as a `volsync-agent` process with the
-arguments the Deployment gives (`--cluster-name`, `--hub-url`, `--hub-token-file`; the token is
-taken from the Secret the Deployment mounts and written to a 0600 file) plus the local ones
+arguments the Deployment gives (`--cluster-name`, `--hub-url`, `--hub-token-file`, `--hub-ca-file`; the
+token and the hub's CA are taken from the Secret the Deployment mounts and written to 0600 files) plus the local ones
 (`--kubeconfig`, `--context`, `--data-root DIR/agents/<cluster>`). Given `agent_kubeconfig`, the
 agent's kubeconfig is `DIR/agents/<cluster>.kubeconfig` (0600) holding only its own cluster and a
 credential valid there only, never the hub's kubeconfig.
@@ -49,6 +49,7 @@ log = logging.getLogger("volsync.hub.local")
 Obj = dict[str, Any]
 FIELD_MANAGER = "volsync-hub"
 WORKLOADS = frozenset({"Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Pod", "Job", "CronJob"})
+MOUNTED_FLAGS = (("--hub-token-file", "token"), ("--hub-ca-file", "hub-ca.crt"))  # written to a local file
 PASSED_FLAGS = ("--hub-url", "--log-level", "--rsync-retries")  # Deployment args the local agent keeps as they are
 
 
@@ -265,14 +266,16 @@ class LocalDeployer:
             value = flag(args, name)
             if value is not None:
                 argv += [name, value]
-        token_path = flag(args, "--hub-token-file")
-        if token_path is not None:
-            token = mounted_secret_value(deployment, manifests, token_path)
-            if token is None:
-                raise ValueError(f"no Secret in the manifests provides the agent's {token_path}")
-            token_file = self._path(cluster, "token")
-            self._write(token_file, token)
-            argv += ["--hub-token-file", str(token_file)]
+        for name, suffix in MOUNTED_FLAGS:  # files the pod would read from its hub Secret
+            mounted = flag(args, name)
+            if mounted is None:
+                continue
+            value = mounted_secret_value(deployment, manifests, mounted)
+            if value is None:
+                raise ValueError(f"no Secret in the manifests provides the agent's {mounted}")
+            local_file = self._path(cluster, suffix)
+            self._write(local_file, value)
+            argv += [name, str(local_file)]
         data_root = self.supervisor.dir / cluster
         kubeconfig = (self.agent_kubeconfig(cluster, self._path(cluster, "kubeconfig"))
                       if self.agent_kubeconfig is not None else self.kubeconfig)

@@ -65,7 +65,8 @@ def test_default_manifests() -> None:
     c = container(manifests)
     assert c["name"] == "agent" and c["image"] == IMAGE
     assert c["args"] == ["--cluster-name", "cluster1", "--hub-url", "https://hub:8443",
-                         "--hub-token-file", "/var/run/volsync/hub/token"]
+                         "--hub-token-file", "/var/run/volsync/hub/token",
+                         "--hub-ca-file", "/var/run/volsync/hub/ca.crt"]
     assert "resources" not in c and "env" not in c
     assert pod["volumes"] == [{"name": "hub", "secret": {"secretName": "volsync-agent-hub"}}]
 
@@ -86,6 +87,7 @@ def test_cluster_role_covers_what_the_agent_touches() -> None:
 def test_no_ca_bundle_no_ca_key() -> None:
     (secret,) = by_kind(render(ca_bundle=""), "Secret")
     assert set(secret["data"]) == {"token", "url"}
+    assert "--hub-ca-file" not in container(render(ca_bundle=""))["args"]
 
 
 def test_rendering_does_not_share_state() -> None:

@@ -1,4 +1,5 @@
-"""The hub REST API against a real `volsync-hub` process over loopback: a chunked flood cannot fill its memory.
+"""The hub REST API against a real `volsync-hub` process over loopback: HTTPS verified with the hub's CA (the
+agent's client too), and a chunked flood cannot fill its memory.
 
 An unauthenticated 256 MiB chunked POST to an agent endpoint is refused (401) before 32 MiB are
 read and the hub's peak memory (VmHWM) grows by less than 64 MiB; an authenticated chunked body
@@ -10,19 +11,24 @@ from __future__ import annotations
 
 import base64
 import json
+import os
 import select
 import socket
 import ssl
+import stat
 from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import httpx
 import pytest
 from support.hubprocess import Hub
 from support.waiting import eventually
 
+from agent.main import hub_client
 from hub.rest import MAX_BODY_BYTES
 from hub.tokens import AGENT_TOKEN_SECRET, LABEL_AGENT_TOKEN, new_token
+from kube import certs
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -55,10 +61,18 @@ def _connect(url: str, ca_file: str | None) -> socket.socket:
     return sock
 
 
-def _readable(sock: socket.socket) -> bool:
-    if isinstance(sock, ssl.SSLSocket) and sock.pending():
-        return True
-    return bool(select.select([sock], [], [], 0)[0])
+def _arrived(sock: socket.socket) -> bytes | None:
+    """What the server sent so far, without waiting (b"" at EOF); None when nothing (a TLS 1.3 session
+    ticket makes the socket readable with nothing for us)."""
+    if not (isinstance(sock, ssl.SSLSocket) and sock.pending()) and not select.select([sock], [], [], 0)[0]:
+        return None
+    sock.setblocking(False)
+    try:
+        return sock.recv(4096)
+    except (ssl.SSLWantReadError, BlockingIOError):
+        return None
+    finally:
+        sock.settimeout(10)
 
 
 def chunked_flood(url: str, path: str, total: int, *, token: str | None, ca_file: str | None) -> tuple[int, int]:
@@ -69,22 +83,24 @@ def chunked_flood(url: str, path: str, total: int, *, token: str | None, ca_file
     sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {host}\r\nContent-Type: application/json\r\n{auth}"
                  "Transfer-Encoding: chunked\r\n\r\n".encode())
     frame = f"{FRAME:x}\r\n".encode() + b"x" * FRAME + b"\r\n"
-    sent = 0
+    sent, head = 0, b""
     try:
-        while sent < total and not _readable(sock):
+        while sent < total:
+            if (data := _arrived(sock)) is not None:
+                head = data
+                break
             sock.sendall(frame)
             sent += FRAME
     except (BrokenPipeError, ConnectionResetError, TimeoutError, ssl.SSLError):
         pass  # the server closed the connection after answering: its answer is read below
-    head = b""
     try:
         while b"\r\n" not in head:
             data = sock.recv(4096)
             if not data:
                 break
             head += data
-    except TimeoutError:
-        pass  # no answer: the assertion below says so
+    except (TimeoutError, ConnectionResetError, ssl.SSLError):
+        pass  # no (complete) answer: the assertion below says so
     finally:
         sock.close()
     assert head.startswith(b"HTTP/1.1 "), f"no HTTP answer after {sent} bytes: {head[:200]!r}"
@@ -129,3 +145,20 @@ def test_authenticated_chunked_body_over_the_cap_is_413(hub: Hub) -> None:
     assert sent < MAX_BODY_BYTES + 16 * MIB, f"{sent} bytes sent before the answer"
     growth = peak_memory(pid) - before
     assert growth < MAX_BODY_BYTES + 32 * MIB, f"the hub's peak memory grew by {growth / MIB:.1f} MiB"
+
+
+def test_the_rest_api_is_https_verified_with_the_hub_ca(hub: Hub, tmp_path: Path) -> None:
+    rest, ca = hub.ready["rest"], Path(hub.ready["caFile"])
+    assert rest.startswith("https://127.0.0.1:"), rest
+    assert stat.S_IMODE(os.stat(ca.parent).st_mode) == 0o700
+    assert stat.S_IMODE(os.stat(ca.parent / "serving.key").st_mode) == 0o600
+    with hub_client(rest, ca) as client:  # the agent's client, given the hub's CA
+        assert client.get("/healthz").status_code == 200
+        assert client.post("/api/v1/agents/cluster1/heartbeat", json={}).status_code == 401
+    with hub_client(rest, None) as client, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        client.get("/healthz")  # the system CAs do not know the hub's private CA
+    other = certs.ensure(tmp_path / "other-pki", ["127.0.0.1"]).ca  # a CA of the same shape, not the hub's
+    with hub_client(rest, other) as client, pytest.raises(httpx.ConnectError, match="CERTIFICATE_VERIFY_FAILED"):
+        client.get("/healthz")
+    with httpx.Client(trust_env=False, timeout=10) as plain, pytest.raises(httpx.HTTPError):
+        plain.get(rest.replace("https://", "http://") + "/healthz")  # no plain HTTP
