@@ -19,16 +19,18 @@ import sys
 from datetime import datetime, timedelta
 from typing import Any
 
+import httpx
 import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from support.apiserver import ROOT
 from support.hub_controllers import T0, Hub
 
+from agent.reporting import Reporter
 from api.hub import ReplicationReport, ReportBatch
-from hub import ocm, pairing, rpo, views
+from hub import pairing, reports, rpo, views
 from hub.apimetrics import ApiMetrics
 from hub.fleet import FleetSettings, FleetStore
-from kube.clock import rfc3339
+from kube.clock import FakeClock, rfc3339
 from kube.rest import CONFIGMAPS
 
 GRACE = 120.0
@@ -260,8 +262,6 @@ def test_a_bad_rpo_annotation_is_reported_in_the_row(fleet: FleetStore) -> None:
 
 # -- the addon controller: Degraded on the destination's cluster -------------------------------------------
 def put_report(hub: Hub, cluster: str, report: dict[str, Any], sequence: int = 1) -> None:
-    from hub import reports
-
     body = ReplicationReport.model_validate({**report, "sequence": sequence, "observedAt": rfc3339(hub.clock.now())})
     cm = reports.report_configmap(cluster, body)
     current = hub.kube.get(CONFIGMAPS, cm["metadata"]["name"], cluster)
@@ -313,7 +313,7 @@ def test_a_source_report_requeues_its_destinations_cluster(hub: Hub) -> None:
     assert degraded(hub, "cluster2") == ("False", "ReplicationsHealthy")
     put_report(hub, "cluster1", source(synced=now - GRACE - 10))  # long past the grace already
     hub.until(lambda: degraded(hub, "cluster2") == ("True", "ReplicationsLate"), "cluster2 late")
-    assert hub.manager is not None and ocm.ADDON == "volsync"
+    assert degraded(hub, "cluster1") == ("False", "ReplicationsHealthy")
 
 
 # -- --help --------------------------------------------------------------------------------------------
@@ -327,8 +327,6 @@ def test_help_shows_the_rpo_and_grace_defaults() -> None:
 
 
 def test_report_annotations_round_trip_through_the_configmap() -> None:
-    from hub import reports
-
     body = ReplicationReport.model_validate({**source(annotations={rpo.ANNOTATION_RPO: "60"}), "sequence": 1,
                                              "observedAt": at(0)})
     cm = reports.report_configmap("cluster1", body)
@@ -336,3 +334,24 @@ def test_report_annotations_round_trip_through_the_configmap() -> None:
     stored = reports.decode_configmap(cm)
     assert stored is not None and stored.report.annotations == {rpo.ANNOTATION_RPO: "60"}
     assert json.loads(cm["data"]["report"])["annotations"] == {rpo.ANNOTATION_RPO: "60"}
+
+
+def test_the_agent_reports_our_annotations_and_only_those() -> None:
+    """The RPO and peer annotations live on the RS/RD: the agent's reports carry them to the hub."""
+    batches: list[ReportBatch] = []
+
+    def handle(request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/reports"):
+            batches.append(ReportBatch.model_validate_json(request.content))  # what the REST API accepts
+            return httpx.Response(200, json={"accepted": 1, "stale": 0})
+        return httpx.Response(200, json={"leaseDurationSeconds": 300, "renewIntervalSeconds": 60})
+
+    with httpx.Client(transport=httpx.MockTransport(handle), base_url="http://hub.test") as client:
+        reporter = Reporter(client, "cluster1", agent_id="a", clock=FakeClock(T0))
+        annotations = {rpo.ANNOTATION_RPO: "600", pairing.ANNOTATION_PEER: "cluster2/dest/rd",
+                       "kubectl.kubernetes.io/last-applied-configuration": "{...}"}
+        reporter.observe("source", {"metadata": {"namespace": "src", "name": "rs", "annotations": annotations},
+                                    "spec": {"trigger": {"manual": "1"}}, "status": {}})
+        reporter.tick()
+    (report,) = [r for b in batches for r in b.reports]
+    assert report.annotations == {rpo.ANNOTATION_RPO: "600", pairing.ANNOTATION_PEER: "cluster2/dest/rd"}
