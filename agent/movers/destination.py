@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent.movers import processes, serverfiles, sshconfig, symlinks
+from agent.movers import forced, processes, serverfiles, sshconfig
 from agent.movers.errors import MoverError
 from agent.movers.keys import public_key_line
 
@@ -101,10 +101,9 @@ class DestinationServer:
     # -- iterations --------------------------------------------------------------------------------
 
     def open_iteration(self) -> None:
-        """Accept data (and a completion signal) from the source from now on; the volume's symlinks are
-        munged until the iteration is closed (see `symlinks`)."""
+        """Accept data (and a completion signal) from the source from now on; from the first session on,
+        the volume's symlinks are munged until the iteration is closed (see `forced`)."""
         (self.workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
-        symlinks.munge_links(self.data_dir)
         _write_private(self.workdir / serverfiles.RECEIVING, b"")
 
     def close_iteration(self) -> None:
@@ -112,7 +111,10 @@ class DestinationServer:
         of this iteration writes nothing more once this returns) and forget the completion code."""
         (self.workdir / serverfiles.RECEIVING).unlink(missing_ok=True)
         self.end_sessions()
-        symlinks.unmunge_links(self.data_dir)
+        munged = self.workdir / forced.MUNGED
+        if munged.exists():
+            forced.unmunge_links(self.data_dir)
+            munged.unlink()
         (self.workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
 
     def end_sessions(self, timeout: float = 10.0) -> None:

@@ -21,17 +21,22 @@ and no transfer can start between its check and the recorded completion.
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import fcntl
 import os
 import re
 import signal
+import stat
 import sys
+from collections.abc import Callable, Iterator
+from pathlib import Path
 
 BUSY = "destination busy: not accepting data now"
 INVALID = "Invalid command"
 WRITE_ONLY = "reading from write-only server is not allowed"
 STILL_WRITING = "destination busy: a transfer of this iteration is still running"
+MUNGED = "links-munged"  # marker: the volume's symlinks are munged (from the first session to the close)
 SHUTDOWN_WAIT = 60.0
 # Short options a receiving server may get: what `rsync -aAHSxz` (and -v, -c, -I, -u, -W, -n...) sends.
 # Refused among others: s (arguments over the protocol), L k K (follow links), R (relative paths).
@@ -120,11 +125,15 @@ def receive(workdir: str, data_dir: str, rsync: str, words: list[str]) -> int:
     if isinstance(checked, str):
         return _fail(workdir, f"rsync refused: {checked}", checked)
     fd = _lock(workdir)
-    fcntl.flock(fd, fcntl.LOCK_SH)  # held by rsync until it exits
+    fcntl.flock(fd, fcntl.LOCK_EX)  # alone while checking and munging; then shared, held by rsync until it exits
     if not os.path.exists(os.path.join(workdir, "receiving")):
         return _fail(workdir, "rsync refused: no iteration open", BUSY)
     if os.path.exists(os.path.join(workdir, "complete")):
         return _fail(workdir, "rsync refused: the iteration is complete", BUSY)
+    if not os.path.exists(os.path.join(workdir, MUNGED)):
+        munge_links(Path(data_dir))
+        os.close(os.open(os.path.join(workdir, MUNGED), os.O_WRONLY | os.O_CREAT, 0o600))
+    fcntl.flock(fd, fcntl.LOCK_SH)
     _note(workdir, "rsync accepted")
     os.chdir(data_dir)
     argv = [rsync, "--server", *checked, *_receiver_options(data_dir), ".", "."]
@@ -166,6 +175,74 @@ def _syncfs(path: str) -> None:
             os.sync()
     finally:
         os.close(fd)
+
+
+# -- munged symlinks ---------------------------------------------------------------------------------
+# The receiving rsync runs with --munge-links: every symlink it creates points into /rsyncd-munged/, so
+# a link the source sends (say `etc -> /etc`) can never be followed by a later write. Links already in
+# the volume when the first session of an iteration starts (previous iteration, restore, clone) are
+# munged the same way first, so while the source may write, no symlink in the volume leads anywhere.
+# When the iteration is closed and its sessions have ended, the agent gives the links their real
+# targets back (`unmunge_links`), so the volume and any image of it hold exactly what was sent. Links
+# are replaced atomically with their owner and times kept; the holding directories' times are restored.
+
+PREFIX = "/rsyncd-munged/"
+
+
+def munge_links(root: Path) -> int:
+    """Point every symlink under `root` into ``/rsyncd-munged/``; returns how many were changed."""
+    return _rewrite(root, lambda target: None if target.startswith(PREFIX) else PREFIX + target)
+
+
+def unmunge_links(root: Path) -> int:
+    """Give every munged symlink under `root` its real target back; returns how many were changed."""
+    return _rewrite(root, lambda target: target[len(PREFIX):] if target.startswith(PREFIX) else None)
+
+
+def _rewrite(root: Path, change: Callable[[str], str | None]) -> int:
+    count = 0
+    for directory, links in _links_by_directory(root):
+        todo = [(name, new) for name in links if (new := change(os.readlink(directory / name))) is not None]
+        if todo:
+            with _directory_kept(directory):
+                for name, new in todo:
+                    _replace_link(directory / name, new)
+            count += len(todo)
+    return count
+
+
+def _links_by_directory(root: Path) -> Iterator[tuple[Path, list[str]]]:
+    for dirpath, dirnames, filenames in os.walk(root):
+        links = [name for name in (*dirnames, *filenames) if os.path.islink(os.path.join(dirpath, name))]
+        if links:
+            yield Path(dirpath), links
+
+
+@contextlib.contextmanager
+def _directory_kept(directory: Path) -> Iterator[None]:
+    """Let us write into `directory` (even if read-only) and leave its mode and times as they were."""
+    st = os.lstat(directory)
+    mode = stat.S_IMODE(st.st_mode)
+    if not mode & stat.S_IWUSR:
+        os.chmod(directory, mode | stat.S_IWUSR | stat.S_IXUSR)
+    try:
+        yield
+    finally:
+        if not mode & stat.S_IWUSR:
+            os.chmod(directory, mode)
+        os.utime(directory, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+
+
+def _replace_link(path: Path, target: str) -> None:
+    st = os.lstat(path)
+    tmp = path.with_name(f".~munge{os.getpid()}")
+    with contextlib.suppress(FileNotFoundError):
+        os.unlink(tmp)
+    os.symlink(target, tmp)
+    with contextlib.suppress(PermissionError):  # an unprivileged agent cannot give links away
+        os.lchown(tmp, st.st_uid, st.st_gid)
+    os.utime(tmp, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
+    os.replace(tmp, path)
 
 
 def main(argv: list[str]) -> int:

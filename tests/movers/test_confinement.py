@@ -75,6 +75,13 @@ def test_received_symlinks_cannot_be_followed_while_the_source_can_write(
     assert os.readlink(destination.data_dir / "shadow") == "/etc/shadow"  # closed: exactly what was sent
 
     destination.open_iteration()
+    transfer = make_source(destination, tree, retries=1)
+    transfer.prepare()
+    rsh = f"ssh -F {transfer.config_file} -o ControlMaster=no -o ControlPath=none -p {destination.port}"
+    remote = f"{transfer.user}@{destination.address}:."
+    sent = subprocess.run(["rsync", "-a", "-e", rsh, f"{tree}/", remote], capture_output=True, text=True,
+                          timeout=60, check=False)
+    assert sent.returncode == 0, sent.stderr
     # While the source may write, no symlink in the volume leads anywhere.
     assert os.readlink(destination.data_dir / "shadow") == "/rsyncd-munged//etc/shadow"
     assert os.readlink(destination.data_dir / "escape") == f"/rsyncd-munged/{outside}"
@@ -84,13 +91,11 @@ def test_received_symlinks_cannot_be_followed_while_the_source_can_write(
     attack = tmp_path / "attack"
     (attack / "escape").mkdir(parents=True)
     (attack / "escape" / "pwned").write_text("written through a symlink")
-    transfer = make_source(destination, attack, retries=1)
-    transfer.prepare()
-    rsh = f"ssh -F {transfer.config_file} -o ControlMaster=no -o ControlPath=none -p {destination.port}"
-    for flags in (["-a", "--relative", "--no-implied-dirs"], ["-a", "--keep-dirlinks"], ["-a"]):
-        subprocess.run(["rsync", *flags, "-e", rsh, f"{attack}/./escape/pwned",
-                        f"{transfer.user}@{destination.address}:."], capture_output=True, timeout=60, check=False)
+    for flags in (["-a", "--relative", "--no-implied-dirs"], ["-a", "--keep-dirlinks"], ["-a", "--relative"]):
+        subprocess.run(["rsync", *flags, "-e", rsh, f"{attack}/./escape/pwned", remote], capture_output=True,
+                       timeout=60, check=False)
         assert not (outside / "pwned").exists(), flags
+    assert destination.iteration_open() and destination.completion() is None  # the attempts were in the iteration
     destination.close_iteration()
     assert sorted(p.name for p in outside.iterdir()) == ["secret"]
 
