@@ -30,6 +30,7 @@ from prometheus_client import start_http_server
 
 from agent.localplatform import LocalPlatform
 from agent.metrics import Metrics
+from agent.movers.errors import MoverError
 from agent.reconciling import ReplicationController
 from agent.reporting import Reporter
 from kube import clients
@@ -103,8 +104,13 @@ def main(argv: list[str] | None = None) -> int:
     host, _, port = args.metrics_address.rpartition(":")
     server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
     metrics_url = f"http://{host or '127.0.0.1'}:{server.server_port}/metrics"
-    platform = LocalPlatform(kube, args.data_root.resolve(), address_pool=pool, retries=args.rsync_retries,
-                             compress=args.compress)
+    try:
+        platform = LocalPlatform(kube, args.data_root.resolve(), address_pool=pool, retries=args.rsync_retries,
+                                 compress=args.compress)
+    except MoverError as exc:  # e.g. rsync missing or too old
+        print(f"volsync-agent: {exc}", file=sys.stderr)
+        server.shutdown()
+        return 1
     hub: httpx.Client | None = None
     reporter: Reporter | None = None
     if args.hub_url:
