@@ -102,6 +102,9 @@ def check_kind(rt: ResourceType, version: str, body: Any) -> None:
     if not isinstance(body, dict):
         raise errors.bad_request("the body of the request must be a JSON or YAML object")
     api_version, kind = body.get("apiVersion"), body.get("kind")
+    for field, value in (("apiVersion", api_version), ("kind", kind)):
+        if value is not None and not isinstance(value, str):
+            raise errors.bad_request(f"{field} must be a string, not {type(value).__name__}")
     if kind and kind != rt.kind:
         raise errors.bad_request(f"the kind in the data ({kind}) does not match the expected kind ({rt.kind})")
     if api_version and api_version not in {rt.api_version(v) for v in rt.versions}:

@@ -78,8 +78,12 @@ def _warning_headers(warnings: list[str]) -> dict[str, str]:
         return {}
     # Starlette joins nothing for us; several warnings become one comma-separated header value.
     # The text is an RFC 7230 quoted-string: client-go drops a warning whose inner quotes are bare.
+    # Control characters are escaped (they cannot travel in a header) and the rest goes out as UTF-8
+    # bytes, as Go writes it (Starlette encodes header values as latin-1).
     def quoted(text: str) -> str:
-        return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
+        text = "".join(c if c >= " " and c != "\x7f" else f"\\x{ord(c):02x}" for c in text)
+        text = text.replace("\\", "\\\\").replace('"', '\\"')
+        return '"' + text.encode("utf-8", "backslashreplace").decode("latin-1") + '"'
 
     return {"Warning": ", ".join(f"299 - {quoted(w)}" for w in warnings)}
 

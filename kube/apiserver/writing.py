@@ -306,8 +306,8 @@ class Writer:
         if content_type == APPLY:
             if not opts.field_manager:
                 raise errors.bad_request("PATCH apply requires a non-empty fieldManager query parameter")
-            if not isinstance(patch, dict):
-                raise errors.bad_request("apply patch must be an object")
+            if not isinstance(patch, dict) or not isinstance(patch.get("metadata", {}), dict):
+                raise errors.bad_request("apply patch must be an object with object metadata")
             if existing is None:
                 if subresource:
                     raise errors.not_found(rt.plural, rt.group, name)
@@ -332,8 +332,8 @@ class Writer:
             merged = patching.strategic_merge_patch(base, patch, patching.DEFAULT_MERGE_KEYS)
         else:
             raise errors.unsupported_media_type()
-        if not isinstance(merged, dict):
-            raise errors.bad_request("the patch did not produce an object")
+        if not isinstance(merged, dict) or not isinstance(merged.get("metadata") or {}, dict):
+            raise errors.bad_request("the patch did not produce an object with object metadata")
         patched_rv = (merged.get("metadata") or {}).get("resourceVersion")
         if patched_rv == existing["metadata"].get("resourceVersion"):
             merged["metadata"].pop("resourceVersion", None)
