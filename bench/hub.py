@@ -52,6 +52,7 @@ import platform
 import selectors
 import shutil
 import signal
+import ssl
 import subprocess
 import sys
 import tempfile
@@ -254,9 +255,10 @@ def start_hub(kubeconfig: Path, data_dir: Path) -> Proc:
            "--log-level", "warning"]
     data_dir.mkdir(parents=True)
     proc = Proc("volsync-hub", cmd, data_dir / "hub.log").start("volsync-hub ready", timeout=300)
-    if not str(proc.ready["rest"]).startswith(f"http://{HOST}:"):
+    if not str(proc.ready["rest"]).startswith(f"https://{HOST}:"):
         proc.stop()
         raise RuntimeError(f"the hub REST API is not on {HOST}: {proc.ready['rest']}")
+    REST_CA[str(proc.ready["rest"])] = str(proc.ready["caFile"])
     return proc
 
 
@@ -311,7 +313,13 @@ def wait_idle(pid: int, *, share: float = 0.10, window: float = 1.0, windows: in
 
 
 # -- HTTP -----------------------------------------------------------------------------------------
+REST_CA: dict[str, str] = {}  # the hub REST API's https URL -> the CA file of its ready line
+
+
 def client(base: str, **kwargs: Any) -> httpx.Client:
+    ca = next((f for url, f in REST_CA.items() if base.startswith(url)), None)
+    if ca is not None:  # the hub REST API serves HTTPS from a private CA
+        kwargs.setdefault("verify", ssl.create_default_context(cafile=ca))
     return httpx.Client(base_url=base, trust_env=False, timeout=httpx.Timeout(120.0), **kwargs)
 
 
