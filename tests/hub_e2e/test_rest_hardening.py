@@ -124,6 +124,7 @@ def test_unauthenticated_chunked_flood_is_refused_before_it_is_read(hub: Hub) ->
     assert status == 401, status
     assert sent < 32 * MIB, f"{sent} bytes sent before the answer"
     growth = peak_memory(pid) - before
+    print(f"unauthenticated chunked flood: {status} after {sent / MIB:.2f} MiB sent; VmHWM +{growth / MIB:.2f} MiB")
     assert growth < 64 * MIB, f"the hub's peak memory grew by {growth / MIB:.1f} MiB"
     assert hub.rest("/api/v1/summary")["clusters"]["total"] == 2  # still serving
 
@@ -144,6 +145,8 @@ def test_authenticated_chunked_body_over_the_cap_is_413(hub: Hub) -> None:
     assert status == 413, status
     assert sent < MAX_BODY_BYTES + 16 * MIB, f"{sent} bytes sent before the answer"
     growth = peak_memory(pid) - before
+    print(f"authenticated over-cap chunked body: {status} after"
+          f" {sent / MIB:.2f} MiB sent; VmHWM +{growth / MIB:.2f} MiB")
     assert growth < MAX_BODY_BYTES + 32 * MIB, f"the hub's peak memory grew by {growth / MIB:.1f} MiB"
 
 
