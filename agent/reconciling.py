@@ -102,8 +102,8 @@ class ReplicationController:
         self.informers: dict[str, Informer] = {res.plural: Informer(kube, res, self._handler(res)) for res in WATCHED}
         self._storage = {kind: c for c in platform.controllers() for kind in c.kinds}
         self._threads: list[threading.Thread] = []
-        # read your writes: key -> (resourceVersion we patched, the object our status patch returned)
-        self._written: dict[Key, tuple[str, Obj]] = {}
+        # read your writes: key -> (resourceVersions our status patches superseded, the object the last returned)
+        self._written: dict[Key, tuple[set[str], Obj]] = {}
         platform.on_change(self._mover_changed)
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -234,10 +234,10 @@ class ReplicationController:
         if cached is None or written is None:
             self._written.pop(key, None)
             return cached
-        before, after = written
-        if objects.meta(cached).get("resourceVersion") == before:
-            return after
-        self._written.pop(key, None)
+        superseded, latest = written
+        if objects.meta(cached).get("resourceVersion") in superseded:
+            return latest
+        self._written.pop(key, None)  # the cache has our last write, or something newer
         return cached
 
     def _owned(self, res: Resource, ns: str, name: str, uid: str) -> Obj | None:
@@ -258,7 +258,9 @@ class ReplicationController:
                 updated = self.kube.patch(
                     ROLES[role], objects.name_of(obj), patch, objects.namespace_of(obj), subresource="status"
                 )
-                self._written[key] = (str(objects.meta(obj).get("resourceVersion")), updated)
+                superseded = self._written.get(key, (set(), obj))[0]
+                superseded.add(str(objects.meta(obj).get("resourceVersion")))
+                self._written[key] = (superseded, updated)
                 obj = updated
         if self.reporter is not None:
             self.reporter.observe(role, obj)  # queued only when changed; never waits for the hub
