@@ -11,6 +11,7 @@ is a 503. Authorization headers and tokens are never logged.
 # No `from __future__ import annotations`: FastAPI reads the endpoints' annotations at run time,
 # some of which name types local to create_app.
 import logging
+import threading
 from collections.abc import Callable
 from datetime import datetime
 from typing import Annotated, Any, TypeVar
@@ -72,6 +73,18 @@ def _refused(request: Request, refusal: Refusal) -> HTTPException:
     log.info("%d %s %s: %s", refusal.status, request.method, request.url.path, refusal.detail)
     headers = {"WWW-Authenticate": "Bearer"} if refusal.status == 401 else None
     return HTTPException(refusal.status, refusal.detail, headers=headers)
+
+
+class ClusterLocks:
+    """One lock per cluster (only authenticated clusters get one, so their number is bounded)."""
+
+    def __init__(self) -> None:
+        self._guard = threading.Lock()
+        self._locks: dict[str, threading.Lock] = {}
+
+    def __call__(self, cluster: str) -> threading.Lock:
+        with self._guard:
+            return self._locks.setdefault(cluster, threading.Lock())
 
 
 def paged(response: Response, items: list[T], key: Callable[[T], paging.Key], listing: str, limit: int | None,
@@ -142,6 +155,7 @@ def create_app(
             log.info("422 heartbeat of cluster %s: %s", cluster, msg)
             raise HTTPException(422, [{"type": "stale_heartbeat", "loc": ["body", "sentAt"], "msg": msg}])
 
+    batch_lock = ClusterLocks()
     AgentCluster = Annotated[str, Depends(agent)]
     Admin = Annotated[Caller, Depends(admin)]
 
@@ -176,11 +190,12 @@ def create_app(
 
         The whole batch is refused, nothing stored, when a report is over the size cap (413) or the
         cluster would have more replications than its cap (429); `detail` lists the reports at fault."""
-        refusal = caps.check_batch(cluster, batch, fleet.stored_names(cluster), limits)
-        if refusal is not None:
-            log.warning("%d reports of cluster %s: %s", refusal.status, cluster, refusal.errors[0]["msg"])
-            raise HTTPException(refusal.status, refusal.errors)
-        reply = fleet.submit(cluster, batch)
+        with batch_lock(cluster):  # the check and the writes are one step: concurrent batches cannot pass the cap
+            refusal = caps.check_batch(cluster, batch, fleet.stored_names(cluster), limits)
+            if refusal is not None:
+                log.warning("%d reports of cluster %s: %s", refusal.status, cluster, refusal.errors[0]["msg"])
+                raise HTTPException(refusal.status, refusal.errors)
+            reply = fleet.submit(cluster, batch)
         metrics.reported(reply.accepted, reply.stale)
         return reply
 

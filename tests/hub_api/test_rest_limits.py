@@ -3,6 +3,7 @@ and paged lists (`limit` / `continue`, the next token in the X-Continue header).
 
 from __future__ import annotations
 
+from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
 
@@ -48,6 +49,14 @@ def test_a_cluster_cannot_store_more_replications_than_its_cap(hub: Hub) -> None
     assert names(hub) == ["a", "c", "d"]
     # another cluster has its own cap
     assert send(client, hub, report("x", 1), report("y", 1), report("z", 1), cluster="cluster2").status_code == 200
+
+
+def test_concurrent_batches_of_one_cluster_cannot_pass_its_cap_together(hub: Hub) -> None:
+    client = capped(hub, max_replications=3)
+    with ThreadPoolExecutor(8) as pool:
+        codes = list(pool.map(lambda i: send(client, hub, report(f"r{i}", 1)).status_code, range(16)))
+    assert sorted(codes) == [200] * 3 + [429] * 13, codes
+    assert len(names(hub)) == 3
 
 
 def test_a_report_over_the_size_cap_is_413_and_nothing_is_stored(hub: Hub) -> None:
