@@ -112,6 +112,7 @@ class LocalPlatform:
                  retries: int = 5, backoff: Sequence[float] = (2, 4, 8, 16, 32), compress: bool = False,
                  poll_interval: float = 0.2, rsync: str = "rsync") -> None:
         check_rsync(rsync)
+        self.rsync = rsync
         self.kube = kube
         self.data_root = data_root
         data_root.mkdir(parents=True, exist_ok=True)
@@ -226,7 +227,8 @@ class LocalPlatform:
             workdir = self._make_workdir(action.key)
             mover = SourceTransfer(data_dir=data_dir, address=action.address, port=action.port,
                                    source_key=keys.source, destination_pub=keys.destination_pub, workdir=workdir,
-                                   retries=self.retries, backoff=self.backoff, compress=self.compress)
+                                   retries=self.retries, backoff=self.backoff, compress=self.compress,
+                                   rsync=self.rsync)
             self._transfers[action.key] = _Transfer(action.iteration, mover)
             mover.start()
         threading.Thread(target=self._await_transfer, args=(action.key, mover), daemon=True).start()
@@ -283,7 +285,8 @@ class LocalPlatform:
                 if srv is not None:
                     srv.stop()
                 srv = DestinationServer(workdir=workdir / "sshd", data_dir=data_dir, address=action.address,
-                                        port=action.port, destination_key=keys.destination, source_pub=keys.source_pub)
+                                        port=action.port, destination_key=keys.destination, source_pub=keys.source_pub,
+                                        rsync=self.rsync)
                 try:
                     srv.start()
                 except MoverError as exc:

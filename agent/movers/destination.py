@@ -73,14 +73,21 @@ class DestinationServer:
             self._spawn()
 
     def stop(self, timeout: float = 5.0) -> None:
-        """Stop sshd and any session it is serving (idempotent)."""
+        """Stop sshd and any session it is serving, and give the volume's links back (idempotent)."""
         with self._lock:
             proc, self._proc = self._proc, None
-            if proc is None:
-                return
-            if proc.poll() is None:
-                processes.terminate([*processes.descendants(proc.pid), proc.pid], timeout, reap=proc.poll)
-            proc.wait()
+            if proc is not None:
+                if proc.poll() is None:
+                    processes.terminate([*processes.descendants(proc.pid), proc.pid], timeout, reap=proc.poll)
+                proc.wait()
+                self._unmunge()  # its sessions are gone with it
+
+    def _unmunge(self) -> None:
+        """Real targets for the volume's symlinks, once no session can write (see `forced`)."""
+        munged = self.workdir / forced.MUNGED
+        if munged.exists():
+            forced.unmunge_links(self.data_dir)
+            munged.unlink()
 
     def alive(self) -> bool:
         proc = self._proc
@@ -111,10 +118,7 @@ class DestinationServer:
         of this iteration writes nothing more once this returns) and forget the completion code."""
         (self.workdir / serverfiles.RECEIVING).unlink(missing_ok=True)
         self.end_sessions()
-        munged = self.workdir / forced.MUNGED
-        if munged.exists():
-            forced.unmunge_links(self.data_dir)
-            munged.unlink()
+        self._unmunge()
         (self.workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
 
     def end_sessions(self, timeout: float = 10.0) -> None:

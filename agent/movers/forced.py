@@ -212,10 +212,20 @@ def _rewrite(root: Path, change: Callable[[str], str | None]) -> int:
 
 
 def _links_by_directory(root: Path) -> Iterator[tuple[Path, list[str]]]:
-    for dirpath, dirnames, filenames in os.walk(root):
-        links = [name for name in (*dirnames, *filenames) if os.path.islink(os.path.join(dirpath, name))]
+    """Each directory under `root` (not through links) with the names of its symlinks (file types from
+    the directory entries: no stat per file). A directory the agent may not read is skipped."""
+    stack = [root]
+    while stack:
+        directory = stack.pop()
+        links = []
+        with contextlib.suppress(PermissionError), os.scandir(directory) as entries:
+            for entry in entries:
+                if entry.is_symlink():
+                    links.append(entry.name)
+                elif entry.is_dir(follow_symlinks=False):
+                    stack.append(Path(entry.path))
         if links:
-            yield Path(dirpath), links
+            yield directory, links
 
 
 @contextlib.contextmanager

@@ -189,3 +189,25 @@ def test_an_old_rsync_is_refused_at_start_up_with_a_clear_error(tmp_path: Path) 
     with pytest.raises(MoverError, match="cannot run .*: install rsync >= 3.2.3"):
         check_rsync(str(tmp_path / "missing"))
     assert check_rsync() >= (3, 2, 3)  # the machine's own rsync
+
+
+def test_stopping_the_server_gives_the_links_back(destination: DestinationServer, make_source: SourceFactory,
+                                                 tmp_path: Path) -> None:
+    tree = tmp_path / "tree"
+    (tree / "sub").mkdir(parents=True)
+    (tree / "sub/link").symlink_to("../target")
+    destination.open_iteration()
+    transfer = make_source(destination, tree)
+    transfer.prepare()
+    rsh = f"ssh -F {transfer.config_file} -o ControlMaster=no -o ControlPath=none -p {destination.port}"
+    sent = subprocess.run(["rsync", "-a", "-e", rsh, f"{tree}/", f"{transfer.user}@{destination.address}:."],
+                          capture_output=True, text=True, timeout=60, check=False)
+    assert sent.returncode == 0, sent.stderr
+    assert os.readlink(destination.data_dir / "sub/link") == "/rsyncd-munged/../target"
+    mtime = os.lstat(destination.data_dir / "sub").st_mtime_ns
+
+    destination.stop()  # e.g. the ReplicationDestination is deleted in the middle of an iteration
+
+    assert os.readlink(destination.data_dir / "sub/link") == "../target"
+    assert os.lstat(destination.data_dir / "sub").st_mtime_ns == mtime
+    assert not (destination.workdir / forced.MUNGED).exists()

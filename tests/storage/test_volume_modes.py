@@ -23,6 +23,7 @@ from support.waiting import eventually
 
 from agent.localplatform import LocalPlatform
 from agent.movers import keys
+from agent.movers.errors import MoverError
 from agent.plans import Serve, StartTransfer
 from agent.storage import mounting
 from kube.rest import Kube
@@ -158,3 +159,13 @@ def test_the_mount_is_released_at_stop_and_adopted_after_a_kill(api: kubernetes.
 
     assert not mounting.self_bound(root)
     assert not mounting.inert(root)
+
+
+def test_an_old_rsync_stops_the_platform_at_start_up(api: kubernetes.client.ApiClient, tmp_path: Path) -> None:
+    fake = tmp_path / "rsync"
+    fake.write_text("#!/bin/sh\necho 'rsync  version 3.1.3  protocol version 31'\n")
+    fake.chmod(0o755)
+
+    with pytest.raises(MoverError, match=rf"^{fake} is version 3.1.3, older than 3.2.3, .*install rsync >= 3.2.3$"):
+        LocalPlatform(Kube(api), tmp_path / "root", address_pool="127.254.254.0/30", rsync=str(fake))
+    assert not (tmp_path / "root").exists()  # refused before anything was made or mounted
