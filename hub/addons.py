@@ -205,12 +205,13 @@ class AddonManager:
         if managed is not None and objects.is_deleting(managed):
             return  # as addon-framework: no deployment changes while the cluster (and its namespace) goes
         deploy, apply_error = self._deploy(cluster, addon)
-        verdicts = self._verdicts(cluster, now)
+        judged = self._verdicts(cluster, now)
+        verdicts = [v for _, v in judged]
         states = [v.state for v in verdicts]
         lease = self.informers["leases"].get(cluster, ocm.LEASE)
         cluster_available = objects.condition(((managed or {}).get("status") or {}).get("conditions"),
                                               ocm.CLUSTER_AVAILABLE)
-        verdict = health.assess(addon, deploy, lease, cluster_available, states, now,
+        verdict = health.assess(addon, deploy, lease, cluster_available, states, now, names=[n for n, _ in judged],
                                 stale_seconds=self.stale_seconds, apply_error=apply_error)
         if changes(addon.get("status") or {}, verdict.status):
             patch = {"metadata": {"resourceVersion": objects.meta(addon).get("resourceVersion")},
@@ -287,12 +288,14 @@ class AddonManager:
             raise ValueError(f"Secret {cluster}/{ocm.TOKEN_SECRET} has no usable token")
         return token
 
-    def _verdicts(self, cluster: str, now: datetime) -> list[rpo.Verdict]:
-        """The RPO verdict on every replication the cluster's agent reported, each judged with its peer."""
+    def _verdicts(self, cluster: str, now: datetime) -> list[tuple[str, rpo.Verdict]]:
+        """(name, RPO verdict) of every replication the cluster's agent reported, each judged with its peer,
+        in name order."""
         with self._reports_lock:
             found = [(side, self._peers.peer(side.ref)) for side in self._reports.get(cluster, {}).values()]
         judging = views.Judging(self.rpo_seconds, self.grace_seconds)
-        return [views.verdict(side, pair, now, judging) for side, pair in found]
+        judged = [(f"{s.ref.role} {s.ref.namespace}/{s.ref.name}", views.verdict(s, p, now, judging)) for s, p in found]
+        return sorted(judged, key=lambda j: j[0])
 
     def _label(self, managed: Obj | None, value: str | None) -> None:
         if managed is not None and objects.labels_of(managed).get(ocm.FEATURE_LABEL) != value:

@@ -14,7 +14,7 @@ reasons (`shared/reference/ocm-addon.md` §1.2, §3.4):
   ManagedClusterAddOnLeaseNotFound when there is none; when the cluster's own
   ManagedClusterConditionAvailable is Unknown, that status, reason and message are copied over.
 - `Degraded`: True ReplicationsFailing when a replication is in error, True ReplicationsLate when
-  one is late, False ReplicationsHealthy otherwise.
+  one is late (the message names up to three of them), False ReplicationsHealthy otherwise.
 - `Progressing`: True Progressing until the manifests are applied and the agent Deployment is not
   reported unready; False Completed after.
 
@@ -40,6 +40,7 @@ Obj = dict[str, Any]
 
 DEFAULT_STALE_SECONDS = 300.0
 LABELS = {"True": "available", "False": "unhealthy"}  # anything else: unreachable
+MAX_NAMED = 3  # replications named in the Degraded message
 
 
 @dataclass(frozen=True)
@@ -82,12 +83,24 @@ def available(lease: Obj | None, cluster_available: Obj | None, now: datetime,
                  f"{ocm.ADDON} add-on is not available."), None
 
 
-def degraded(states: Sequence[State]) -> Obj:
+def _which(states: Sequence[State], names: Sequence[str], state: State) -> str:
+    """`: a, b, c (+2 more)` naming the replications in `state`, when names are given."""
+    found = [n for n, s in zip(names, states, strict=False) if s == state]
+    if not found:
+        return ""
+    more = f" (+{len(found) - MAX_NAMED} more)" if len(found) > MAX_NAMED else ""
+    return ": " + ", ".join(found[:MAX_NAMED]) + more
+
+
+def degraded(states: Sequence[State], names: Sequence[str] = ()) -> Obj:
+    """`names`, when given, name the replications of `states` (same order) in the message."""
     failing, late = states.count("error"), states.count("late")
     if failing:
-        return _cond("Degraded", "True", "ReplicationsFailing", f"{failing} of {len(states)} replications failing")
+        return _cond("Degraded", "True", "ReplicationsFailing",
+                     f"{failing} of {len(states)} replications failing{_which(states, names, 'error')}")
     if late:
-        return _cond("Degraded", "True", "ReplicationsLate", f"{late} of {len(states)} replications late")
+        return _cond("Degraded", "True", "ReplicationsLate",
+                     f"{late} of {len(states)} replications late{_which(states, names, 'late')}")
     return _cond("Degraded", "False", "ReplicationsHealthy", f"{len(states)} replications, none failing or late")
 
 
@@ -100,7 +113,7 @@ def progressing(deploy: DeployState | None, apply_error: str | None) -> Obj:
 
 def assess(mca: Obj, deploy: DeployState | None, lease: Obj | None, cluster_available: Obj | None,
            states: Sequence[State], now: datetime, *, stale_seconds: float = DEFAULT_STALE_SECONDS,
-           apply_error: str | None = None) -> Health:
+           apply_error: str | None = None, names: Sequence[str] = ()) -> Health:
     """The MCA status patch, the feature label and when to look again. `deploy` is None when the
     manifests were not handed over (then `apply_error` says why, if it was a failure)."""
     stamp = rfc3339(now)
@@ -117,7 +130,7 @@ def assess(mca: Obj, deploy: DeployState | None, lease: Obj | None, cluster_avai
             conditions.append(old)
     avail, recheck = available(lease, cluster_available, now, stale_seconds)
     conditions = set_condition(conditions, avail, stamp)
-    conditions = set_condition(conditions, degraded(states), stamp)
+    conditions = set_condition(conditions, degraded(states, names), stamp)
     conditions = set_condition(conditions, progressing(deploy, apply_error), stamp)
     status: Obj = {
         "conditions": conditions,

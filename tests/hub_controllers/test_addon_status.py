@@ -140,7 +140,8 @@ def test_failed_replication_degrades_the_addon(hub: Hub) -> None:
     hub.report("cluster1", "good", {"lastSyncTime": last}, {"trigger": {"schedule": "*/5 * * * *"}})
     hub.report("cluster1", "bad", {"lastSyncTime": last, "latestMoverStatus": {"result": "Failed", "logs": "x"}})
     hub.until(lambda: reason(hub, "Degraded") == ("True", "ReplicationsFailing"), "Degraded")
-    assert hub.condition("cluster1", "Degraded")["message"] == "1 of 2 replications failing"  # type: ignore[index]
+    message = hub.condition("cluster1", "Degraded")["message"]  # type: ignore[index]
+    assert message == "1 of 2 replications failing: source apps/bad"
     hub.kube.delete(CONFIGMAPS, "volsync-status-bad", "cluster1")
     hub.until(lambda: reason(hub, "Degraded") == ("False", "ReplicationsHealthy"), "healthy again")
 

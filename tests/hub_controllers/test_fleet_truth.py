@@ -27,7 +27,7 @@ from support.hub_controllers import T0, Hub
 
 from agent.reporting import Reporter
 from api.hub import ReplicationReport, ReportBatch
-from hub import pairing, reports, rpo, views
+from hub import health, pairing, reports, rpo, views
 from hub.apimetrics import ApiMetrics
 from hub.fleet import FleetSettings, FleetStore
 from kube.clock import FakeClock, rfc3339
@@ -293,7 +293,8 @@ def test_the_destinations_cluster_turns_degraded_on_time(hub: Hub) -> None:
     hub.clock.advance(2)  # past the grace: no event, the controller looks again when the state would change
     hub.drain()
     assert degraded(hub, "cluster2") == ("True", "ReplicationsLate")
-    assert hub.condition("cluster2", "Degraded")["message"] == "1 of 1 replications late"  # type: ignore[index]
+    message = hub.condition("cluster2", "Degraded")["message"]  # type: ignore[index]
+    assert message == "1 of 1 replications late: destination dest/rd"
     assert degraded(hub, "cluster1") == ("False", "ReplicationsHealthy")  # the source did its part
 
     # the destination publishes: healthy again
@@ -355,3 +356,13 @@ def test_the_agent_reports_our_annotations_and_only_those() -> None:
         reporter.tick()
     (report,) = [r for b in batches for r in b.reports]
     assert report.annotations == {rpo.ANNOTATION_RPO: "600", pairing.ANNOTATION_PEER: "cluster2/dest/rd"}
+
+
+def test_degraded_names_the_replications_at_fault() -> None:
+    states: list[rpo.State] = ["ok", "late", "paused", "late", "late", "late", "late"]
+    names = [f"destination dest/rd{i}" for i in range(len(states))]
+    cond = health.degraded(states, names)
+    assert (cond["status"], cond["reason"]) == ("True", "ReplicationsLate")
+    assert cond["message"] == ("5 of 7 replications late: destination dest/rd1, destination dest/rd3, "
+                               "destination dest/rd4 (+2 more)")
+    assert health.degraded(["paused", "ok"], ["a", "b"])["reason"] == "ReplicationsHealthy"  # paused is not a fault
