@@ -1,5 +1,6 @@
 """The hub REST API against a real `volsync-hub` process over loopback: HTTPS verified with the hub's CA (the
-agent's client too), and a chunked flood cannot fill its memory.
+agent's client too), a chunked flood cannot fill its memory, and schemathesis over HTTPS (agent endpoints with
+a valid token) gets no 5xx, no request near a hang, and a prompt /healthz afterwards.
 
 An unauthenticated 256 MiB chunked POST to an agent endpoint is refused (401) before 32 MiB are
 read and the hub's peak memory (VmHWM) grows by less than 64 MiB; an authenticated chunked body
@@ -16,12 +17,19 @@ import select
 import socket
 import ssl
 import stat
+import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 from urllib.parse import urlsplit
 
 import httpx
 import pytest
+import requests
+import schemathesis
+from hypothesis import HealthCheck, Phase, given, settings
+from hypothesis import strategies as st
+from schemathesis import GenerationMode
 from support.hubprocess import Hub
 from support.waiting import eventually
 
@@ -165,3 +173,44 @@ def test_the_rest_api_is_https_verified_with_the_hub_ca(hub: Hub, tmp_path: Path
         client.get("/healthz")
     with httpx.Client(trust_env=False, timeout=10) as plain, pytest.raises(httpx.HTTPError):
         plain.get(rest.replace("https://", "http://") + "/healthz")  # no plain HTTP
+
+
+def test_schemathesis_over_https_against_the_real_hub(hub: Hub) -> None:
+    rest, ca = hub.ready["rest"], hub.ready["caFile"]
+    token = agent_token(hub, "cluster2")
+    with requests.Session() as session:
+        session.verify, session.trust_env = ca, False  # no proxy, no CA bundle from the environment
+        eventually(lambda: session.post(f"{rest}/api/v1/agents/cluster2/heartbeat", json={},
+                                        headers={"Authorization": f"Bearer {token}"}).status_code == 422,
+                   30, what="the agent token known to the hub")
+        schema = schemathesis.openapi.from_url(f"{rest}/openapi.json", verify=ca)
+        counts = {"requests": 0, "5xx": 0}
+        slowest = 0.0
+
+        @settings(max_examples=150, deadline=None, database=None, derandomize=True,
+                  phases=[Phase.explicit, Phase.generate], suppress_health_check=list(HealthCheck))
+        @given(case=schema.as_strategy() | schema.as_strategy(GenerationMode.NEGATIVE), own=st.booleans())
+        def call(case: Any, own: bool) -> None:
+            nonlocal slowest
+            if case.operation.path.startswith("/api/v1/agents/"):
+                if own:
+                    case.path_parameters["cluster"] = "cluster2"
+                headers = {"Authorization": f"Bearer {token}"}
+            else:
+                headers = {"Authorization": f"Bearer {hub.token}"}
+            started = time.monotonic()
+            response = case.call(base_url=rest, session=session, headers=headers, timeout=10, verify=ca)
+            slowest = max(slowest, time.monotonic() - started)
+            counts["requests"] += 1
+            counts["5xx"] += response.status_code >= 500
+            assert response.status_code < 500, f"{case.method} {case.formatted_path}: {response.status_code}"
+
+        call()
+        started = time.monotonic()
+        healthz = session.get(f"{rest}/healthz", timeout=5)
+        answered = time.monotonic() - started
+    print(f"schemathesis over HTTPS: {counts['requests']} requests, {counts['5xx']} 5xx, slowest {slowest:.3f}s, "
+          f"/healthz afterwards {answered:.3f}s")
+    assert healthz.status_code == 200 and answered < 1.0, (healthz.status_code, answered)
+    assert counts["5xx"] == 0 and slowest < 5.0, (counts, slowest)
+    assert hub.proc.poll() is None
