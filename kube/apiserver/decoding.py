@@ -26,6 +26,7 @@ from __future__ import annotations
 import asyncio
 import json
 import math
+import re
 from typing import Any
 
 import yaml
@@ -37,6 +38,8 @@ MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's MaxRequestBodyBytes
 MAX_DEPTH = 100  # nesting levels of objects/arrays; our deepest CRD (ManifestWork) uses 23
 ALIAS_ALLOWANCE = 10_000  # YAML nodes an alias may add beyond one node per byte of body
 INLINE_DECODE = 16 * 1024  # bodies up to this size are decoded on the event loop
+
+_SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
 
 JSON = "application/json"
 YAML = "application/yaml"
@@ -125,7 +128,31 @@ def _json(text: str) -> Any:
     except ValueError as exc:
         raise errors.bad_request(f"couldn't get version/kind; json parse error: {exc}") from exc
     _check_depth(value, 0)
+    if _SURROGATE_ESCAPE.search(text):
+        value = _without_surrogates(value)
     return value
+
+
+def _without_surrogates(value: Any) -> Any:
+    """Lone UTF-16 surrogates (`"\\ud800"`) become U+FFFD, as Go's decoder does: they cannot be
+    stored or sent as UTF-8."""
+    if isinstance(value, str):
+        return _text(value)
+    if isinstance(value, dict):
+        return {_text(k): _without_surrogates(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_without_surrogates(v) for v in value]
+    return value
+
+
+def _text(text: str) -> str:
+    if text.isascii():
+        return text
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return text.encode("utf-16", "surrogatepass").decode("utf-16", "replace")
+    return text
 
 
 def _too_deep() -> errors.ApiError:
@@ -236,7 +263,9 @@ def _jsonable(value: Any, depth: int) -> Any:
         return [_jsonable(v, depth + 1) for v in value]
     if isinstance(value, float) and not math.isfinite(value):
         raise errors.bad_request(f"error converting YAML to JSON: {value} is not a valid JSON number")
-    if value is None or isinstance(value, str | int | float):
+    if isinstance(value, str):
+        return _text(value)
+    if value is None or isinstance(value, int | float):
         return value
     raise errors.bad_request(f"error converting YAML to JSON: unsupported value of type {type(value).__name__}")
 
@@ -247,5 +276,5 @@ def _key(k: Any) -> str:
     if k is None:
         return "null"
     if isinstance(k, str | int | float):
-        return str(k)
+        return _text(str(k))
     raise errors.bad_request(f"error converting YAML to JSON: unsupported mapping key of type {type(k).__name__}")

@@ -57,6 +57,8 @@ _JSON_TYPES = {
 }  # fmt: skip
 _RE2_OPTIONS = re2.Options()
 _RE2_OPTIONS.log_errors = False
+_RE2_OPTIONS.never_capture = True  # a yes/no answer is all validation needs
+_UNANCHORED, _NO_MATCH = re2._Anchor.UNANCHORED, re2._NULL_SPAN
 
 
 # ---------------------------------------------------------------- pruning
@@ -354,7 +356,12 @@ def _matches(pattern: str, v: str) -> bool:
     """Go's regexp.MatchString with RE2; a pattern RE2 cannot compile (only in a CRD stored before
     patterns were checked at registration) matches nothing, so the write is refused, not waved through."""
     compiled = _compiled(pattern)
-    return not isinstance(compiled, str) and compiled.search(v) is not None
+    if isinstance(compiled, str):
+        return False
+    # The wrapper's search() builds a Match object in Python (~15 us); the program's own Match is
+    # ten times cheaper, which counts when a body holds 100 000 strings.
+    text = v.encode("utf-8", "surrogatepass")
+    return bool(compiled._regexp.Match(_UNANCHORED, text, 0, len(text))[0] != _NO_MATCH)
 
 
 def pattern_causes(node: Any, path: str) -> list[FieldCause]:

@@ -22,7 +22,7 @@ from kube.apiserver.decoding import APPLY
 from kube.apiserver.resources import Obj, ResourceType
 from kube.apiserver.routing import Accept, Target
 from kube.apiserver.store import dumps
-from kube.apiserver.writing import Options
+from kube.apiserver.writing import Options, Outcome
 
 JSON = "application/json"
 
@@ -273,9 +273,21 @@ class ClusterApp:
             force=q.get("force") in ("true", "1"),
         )
 
-    async def _body(self, request: Request, accepted: tuple[str, ...] = decoding.OBJECT_TYPES) -> Any:
+    async def _body(self, request: Request, accepted: tuple[str, ...] = decoding.OBJECT_TYPES) -> tuple[Any, int]:
+        """The decoded body and its size in bytes."""
         raw = await decoding.read_body(request)
-        return await decoding.decode_async(request.headers.get("content-type", ""), raw, accepted)
+        return await decoding.decode_async(request.headers.get("content-type", ""), raw, accepted), len(raw)
+
+    async def _admitted(self, target: Target, size: int, write: Callable[[], Outcome]) -> Outcome:
+        """Run a write: on the loop when small, in a worker thread (`Writer.off_loop`) when the body
+        or the object it changes is large enough for its admission to take noticeable time."""
+        if target.name:
+            namespace = target.namespace if target.rt.namespaced else ""
+            stored = self.cluster.store.raw(target.rt.key, namespace, target.name)
+            size = max(size, len(stored or ""))
+        if size <= decoding.INLINE_DECODE:
+            return write()
+        return await self.cluster.writer.off_loop(write)
 
     def _written(self, target: Target, obj: Obj, status: int, warnings: list[str]) -> Response:
         return json_response(in_version(target.rt, obj, target.version), status, _warning_headers(warnings))
@@ -283,40 +295,33 @@ class ClusterApp:
     async def _create(self, request: Request, target: Target, accept: Accept) -> Response:
         if target.subresource:
             raise errors.method_not_allowed("create is not supported on subresources")
-        body = await self._body(request)
+        body, size = await self._body(request)
         routing.check_kind(target.rt, target.version, body)
-        out = self.cluster.writer.create(target.rt, target.namespace, body, target.version, self._options(request))
+        options, writer = self._options(request), self.cluster.writer
+        out = await self._admitted(
+            target, size, lambda: writer.create(target.rt, target.namespace, body, target.version, options)
+        )
         return self._written(target, out.obj, 201, out.warnings)
 
     async def _update(self, request: Request, target: Target, accept: Accept) -> Response:
-        body = await self._body(request)
+        body, size = await self._body(request)
         routing.check_kind(target.rt, target.version, body)
-        out = self.cluster.writer.update(
-            target.rt,
-            target.namespace,
-            target.name,
-            body,
-            target.version,
-            self._options(request),
-            subresource=target.subresource,
-        )
+        options, writer = self._options(request), self.cluster.writer
+        out = await self._admitted(target, size, lambda: writer.update(
+            target.rt, target.namespace, target.name, body, target.version, options, subresource=target.subresource
+        ))  # fmt: skip
         return self._written(target, out.obj, 200, out.warnings)
 
     async def _patch(self, request: Request, target: Target, accept: Accept) -> Response:
         content_type = decoding.media_type(request.headers.get("content-type", ""))
-        body = await self._body(request, decoding.PATCH_TYPES)
+        body, size = await self._body(request, decoding.PATCH_TYPES)
         if content_type == APPLY:
             routing.check_kind(target.rt, target.version, body)
-        out = self.cluster.writer.patch(
-            target.rt,
-            target.namespace,
-            target.name,
-            content_type,
-            body,
-            target.version,
-            self._options(request),
+        options, writer = self._options(request), self.cluster.writer
+        out = await self._admitted(target, size, lambda: writer.patch(
+            target.rt, target.namespace, target.name, content_type, body, target.version, options,
             subresource=target.subresource,
-        )
+        ))  # fmt: skip
         return self._written(target, out.obj, 201 if out.created else 200, out.warnings)
 
     async def _delete_options(self, request: Request) -> Obj:

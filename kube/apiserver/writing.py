@@ -8,7 +8,9 @@ rejection raises an `ApiError` before anything is stored.
 
 from __future__ import annotations
 
+import asyncio
 import copy
+import threading
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +23,11 @@ from kube.apiserver.resources import Obj, ResourceType, from_crd
 from kube.apiserver.store import Change, Event, Store
 
 _CR_GENERATION = frozenset({"metadata", "status"})
+_RACE_RETRIES = 5
+
+
+class _Raced(Exception):
+    """An off-loop write's object changed between its read and its commit."""
 
 
 @dataclass
@@ -64,6 +71,7 @@ class Writer:
         self._rt = rt_lookup
         self._on_commit = on_commit
         self.ips = builtins.ServiceIPs()
+        self._off_loop = threading.local()  # .loop: set while a write runs in a worker thread
         for _, svc in store.items("/services"):
             ip = (svc.get("spec") or {}).get("clusterIP")
             if ip:
@@ -71,6 +79,42 @@ class Writer:
 
     # -- helpers ----------------------------------------------------------------------------------
     def commit(self, changes: list[Change]) -> list[Event]:
+        loop = getattr(self._off_loop, "loop", None)
+        if loop is None:
+            events = self.store.commit(changes)
+            self._on_commit(events)
+            return events
+        return asyncio.run_coroutine_threadsafe(self._commit_unchanged(changes), loop).result()
+
+    async def off_loop(self, write: Callable[[], Outcome]) -> Outcome:
+        """Run `write` (create/update/patch) in a worker thread, so the admission of a large body
+        (decoding is done, but defaulting, pruning and schema validation are linear in its size)
+        never stalls the event loop that serves every cluster. Its commit hops back to the loop and
+        happens only if the objects it read are unchanged (kube's optimistic concurrency); else the
+        write is run again on the new state, as kube-apiserver's GuaranteedUpdate does."""
+        loop = asyncio.get_running_loop()
+        for _ in range(_RACE_RETRIES):
+            try:
+                return await asyncio.to_thread(self._in_worker, loop, write)
+            except _Raced:
+                continue
+        raise errors.ApiError(409, "Conflict", "the object kept changing while the write was admitted; try again")
+
+    def _in_worker(self, loop: asyncio.AbstractEventLoop, write: Callable[[], Outcome]) -> Outcome:
+        self._off_loop.loop = loop
+        try:
+            return write()
+        finally:
+            self._off_loop.loop = None
+
+    async def _commit_unchanged(self, changes: list[Change]) -> list[Event]:
+        """On the loop: commit, unless a change's object was created, changed or deleted meanwhile."""
+        for ch in changes:
+            meta = ch.obj.get("metadata") or {}
+            current = self.store.get(ch.resource, meta.get("namespace") or "", meta.get("name") or "")
+            seen = None if ch.type == "ADDED" else meta.get("resourceVersion")
+            if (current or {}).get("metadata", {}).get("resourceVersion") != seen:
+                raise _Raced()
         events = self.store.commit(changes)
         self._on_commit(events)
         return events

@@ -47,6 +47,7 @@ SEEDS: dict[str, dict[str, Any]] = {
 scalars = st.one_of(
     st.none(), st.booleans(), st.integers(min_value=-(2**70), max_value=2**70),
     st.floats(allow_nan=False, allow_infinity=False), st.text(max_size=20),
+    st.text(st.characters(exclude_categories=()), max_size=4),  # lone surrogates too: "\ud800" in JSON
 )  # fmt: skip
 json_values = st.recursive(
     scalars,
@@ -54,19 +55,23 @@ json_values = st.recursive(
     max_leaves=20,
 )
 names = st.one_of(
-    st.sampled_from(["cm", "rs", "x", "cm\n", "a.b", "UPPER", "-", "..", "%2F", "a" * 300]),
+    st.sampled_from(["cm", "rs", "x", "cm\n", "a.b", "UPPER", "-", "..", "%2F", "a" * 300, "\udc80", "\x00"]),
     st.text(max_size=12),
 )
 collections = st.sampled_from([CM, RS])
 item_paths = st.tuples(
     collections, st.one_of(st.sampled_from(["cm", "rs"]), names), st.sampled_from(["", "", "/status", "/x"])
-).map(lambda t: f"{t[0]}/{quote(t[1], safe='')}{t[2]}")
+).map(lambda t: f"{t[0]}/{quote(t[1].encode('utf-8', 'surrogatepass'), safe='')}{t[2]}")
 other_paths = st.one_of(
     st.sampled_from(["/api/v1/namespaces", "/api/v1/configmaps", "/api/v1/namespaces/{ns}/secrets",
                      "/apis/apiextensions.k8s.io/v1/customresourcedefinitions",
                      "/apis/cluster.open-cluster-management.io/v1/managedclusters",
                      "/version", "/api", "/apis", "/api/v1", "/apis/volsync.backube/v1alpha1", "/openapi/v2"]),
     st.lists(st.text(alphabet="abcdeiopsv1/.%-", max_size=8), max_size=6).map(lambda ps: "/" + "/".join(ps)),
+    st.sampled_from(["/api/v1/namespaces/%ED%A0%80", "/api/v1/namespaces/%FF/configmaps", "/apis/%ED%A0%80/v1/x",
+                     "/api/v1/namespaces/{ns}/configmaps/%00", "/api/v1/namespaces/{ns}/configmaps/%ED%A0%80",
+                     "/api/v1/namespaces/{ns}/configmaps?labelSelector=%ED%A0%80&fieldSelector=a%3D%FF",
+                     "/api/v1/namespaces/{ns}/configmaps?limit=%FF&continue=%ED%A0%80&resourceVersion=%00"]),
 )  # fmt: skip
 paths = st.one_of(collections, item_paths, item_paths, other_paths)
 content_types = st.one_of(
