@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agent import iterations
+from agent import iterations, keysecrets
 from agent.iterations import Context
 from agent.plans import Emit, EndIteration, Ensure, Patch, Plan, Serve, StopReceiving, StopServing
 from api.volsync import ANNOTATION_ITERATION, ANNOTATION_SNAPNAME, LABEL_CLEANUP, LABEL_DO_NOT_DELETE
@@ -200,12 +200,12 @@ def plan(v: DestinationView) -> Plan:
         return iterations.error_plan(
             ctx, "spec.rsync.capacity and spec.rsync.accessModes must be provided when spec.rsync.destinationPVC is not"
         )
-    actions, secret, problem = iterations.key_secret(ctx, v.secrets, ("destination", "source.pub"), 2)
+    actions, secret, problem = keysecrets.key_secret(ctx, v.secrets, ("destination", "source.pub"), 2)
     if problem:
         return iterations.error_plan(ctx, problem)
     status: Obj = {}
     if not rsync.ssh_keys:
-        status["rsync"] = {"sshKeys": iterations.key_secret_names(ctx.role, ctx.name)[1]}
+        status["rsync"] = {"sshKeys": keysecrets.key_secret_names(ctx.role, ctx.name)[1]}
     if v.service is None:
         actions.append(Ensure(SERVICES, _service(ctx)))
     address = _address(v.service)

@@ -18,7 +18,7 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from agent import destination, source, triggers
-from agent.iterations import key_secret_names
+from agent.keysecrets import key_secret_names
 from agent.metrics import Metrics
 from agent.movers import keys as sshkeys
 from agent.plans import (

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from agent import iterations
+from agent import iterations, keysecrets
 from agent.iterations import Context
 from agent.plans import Action, CancelTransfer, Emit, Ensure, ForgetTransfer, Plan, StartTransfer
 from kube import objects
@@ -138,7 +138,7 @@ def plan(v: SourceView) -> Plan:
             "spec.rsync.address is required: the source pushes to the destination's "
             "address (status.rsync.address of the ReplicationDestination)",
         )
-    key_actions, secret, problem = iterations.key_secret(ctx, v.secrets, ("source", "destination.pub"), 1)
+    key_actions, secret, problem = keysecrets.key_secret(ctx, v.secrets, ("source", "destination.pub"), 1)
     if problem:
         return iterations.error_plan(ctx, problem)
     if not ctx.spec.source_pvc:
@@ -147,7 +147,7 @@ def plan(v: SourceView) -> Plan:
         return iterations.error_plan(ctx, f"source PVC {ctx.spec.source_pvc!r} not found")
     extra_status: Obj = {}
     if not rsync.ssh_keys:
-        extra_status["rsync"] = {"sshKeys": iterations.key_secret_names(ctx.role, ctx.name)[2]}
+        extra_status["rsync"] = {"sshKeys": keysecrets.key_secret_names(ctx.role, ctx.name)[2]}
     if secret is None:
         return Plan(before=key_actions, status=extra_status or None).wait(1)
 

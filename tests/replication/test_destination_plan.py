@@ -34,7 +34,7 @@ from support.replication_objects import (
 
 from agent import destination
 from agent.destination import DestinationView, ServerView, plan
-from agent.iterations import key_secret_names
+from agent.keysecrets import key_secret_names
 from agent.plans import (
     Delete,
     Emit,

@@ -1,4 +1,4 @@
-"""agent/iterations.py helpers and kube/objects.py naming: keys, Secrets, movers, cleanup, short names."""
+"""agent/iterations.py and agent/keysecrets.py helpers, kube/objects.py naming: keys, movers, cleanup."""
 
 from __future__ import annotations
 
@@ -20,15 +20,8 @@ from support.replication_objects import (
 )
 
 from agent import source
-from agent.iterations import (
-    Context,
-    cleanup_actions,
-    generated_keys,
-    key_secret_names,
-    mover_error,
-    schedule_error,
-    secret_problem,
-)
+from agent.iterations import Context, cleanup_actions, mover_error, schedule_error
+from agent.keysecrets import generated_keys, key_secret_names, secret_problem
 from agent.plans import Delete, Ensure, GenerateKeys, Plan
 from api.volsync import ReplicationSpec
 from kube import objects

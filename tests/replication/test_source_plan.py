@@ -32,7 +32,7 @@ from support.replication_objects import (
 )
 
 from agent import source
-from agent.iterations import key_secret_names
+from agent.keysecrets import key_secret_names
 from agent.plans import (
     CancelTransfer,
     Delete,
