@@ -39,18 +39,19 @@ STILL_WRITING = "destination busy: a transfer of this iteration is still running
 MUNGED = "links-munged"  # marker: the volume's symlinks are munged (from the first session to the close)
 SHUTDOWN_WAIT = 60.0
 # Short options a receiving server may get: what `rsync -aAHSxz` (and -v, -c, -I, -u, -W, -n...) sends.
-# Refused among others: s (arguments over the protocol), L k K (follow links), R (relative paths).
-_SHORT = set("lHogDtpAXrxSzvcIuWnEUNOJiqm")
+# Refused among others: s (arguments over the protocol), L k K (follow links), R (relative paths),
+# X (xattrs: a security.capability attribute would be a setuid bit that --chmod does not strip).
+_SHORT = set("lHogDtpArxSzvcIuWnEUNOJiqm")
 _CAPABILITIES = re.compile(r"e\.[A-Za-z]*")
 _LONG = re.compile(
-    r"--(delete|delete-(before|during|after|delay)|numeric-ids|sparse|hard-links|acls|xattrs|one-file-system"
+    r"--(delete|delete-(before|during|after|delay)|numeric-ids|sparse|hard-links|acls|one-file-system"
     r"|log-format=%[A-Za-z%]*|info=[A-Za-z0-9,]*|modify-window=-?\d{1,9}|bwlimit=\d{1,12}[KMGkmg]?"
     r"|timeout=\d{1,9}|compress-level=\d|compress-choice=[a-z0-9]{1,16}|checksum-choice=[a-z0-9,]{1,32}"
     r"|ignore-times|size-only)"
 )
 _LONG_NAMES = {
     "delete", "delete-before", "delete-during", "delete-after", "delete-delay", "numeric-ids", "sparse",
-    "hard-links", "acls", "xattrs", "one-file-system", "log-format", "info", "modify-window", "bwlimit", "timeout",
+    "hard-links", "acls", "one-file-system", "log-format", "info", "modify-window", "bwlimit", "timeout",
     "compress-level", "compress-choice", "checksum-choice", "ignore-times", "size-only",
 }
 _WINDOW = re.compile(r"-@-?\d{1,9}")

@@ -39,6 +39,8 @@ def test_our_own_client_passes_the_allow_list() -> None:
     ("rsync --server -logDtpRe.iLsfxCIvu . .", "option -R is not allowed"),
     ("rsync --server -slogDtpre.iLsfxCIvu . .", "option -s is not allowed"),
     ("rsync --server -KLlogDtpre.iLsfxCIvu . .", "option -KL is not allowed"),
+    ("rsync --server -logDtpXe.iLsfxCIvu . .", "option -X is not allowed"),
+    ("rsync --server -logDtpre.iLsfxCIvu --xattrs . .", "option --xattrs is not allowed"),
     ("rsync --server -logDtpre.iLsfxCIvu --temp-dir=/tmp . .", "option --temp-dir is not allowed"),
     ("rsync --server -logDtpre.iLsfxCIvu --log-file=/tmp/x . .", "option --log-file is not allowed"),
     ("rsync --server -logDtpre.iLsfxCIvu --link-dest=/etc . .", "option --link-dest is not allowed"),
