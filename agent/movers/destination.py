@@ -128,6 +128,8 @@ class DestinationServer:
         marker until its rsync exits; once the exclusive lock is ours, no session that saw the marker
         is left. Receivers are killed until then (a session may exec rsync after a first round).
         """
+        if not self.workdir.is_dir():
+            return  # never started: no session either
         fd = os.open(self.workdir / "sessions.lock", os.O_RDWR | os.O_CREAT, 0o600)
         try:
             for receivers_only in (True, False):  # then, as a last resort, every session, stuck or not

@@ -14,9 +14,12 @@ in ``$SSH_ORIGINAL_COMMAND``. It allows only:
   the data's filesystem, records N atomically in ``complete`` and exits 0 (the "iteration done" signal);
 * anything else: "Invalid command", exit 1.
 
-Every rsync session holds a shared lock on ``sessions.lock`` for its whole life (the descriptor is
-inherited across exec); ``shutdown`` takes the lock exclusively, so it waits for running transfers
-and no transfer can start between its check and the recorded completion.
+Locking: a session takes ``sessions.lock`` exclusively while it checks the markers (and, the first
+time in an iteration, munges the volume's links: see below), then holds it shared for its rsync's
+whole life (the descriptor is inherited across exec); so sessions of one iteration run one after
+another. ``shutdown`` takes the lock exclusively: it waits for running transfers, and no transfer can
+start between its check and the recorded completion. The agent's `close_iteration` kills receivers
+until it holds the lock exclusively itself.
 """
 
 from __future__ import annotations
