@@ -9,8 +9,8 @@ On every write the server runs, in this order:
 
 The root's `apiVersion`, `kind` and `metadata` belong to the server and are left alone.
 CEL rules (`x-kubernetes-validations`) are not evaluated. `pattern` is matched with RE2 (Go's
-regexp semantics, linear in the input: no pattern can make a check backtrack for long);
-`pattern_causes` refuses, at CRD registration, a pattern RE2 cannot compile.
+regexp semantics, linear in the input: no pattern can make a check backtrack for long); a
+schema is checked for well-formedness when its CRD is registered (`schemacheck.py`).
 """
 
 from __future__ import annotations
@@ -22,7 +22,7 @@ import functools
 import json
 import math
 import re
-from collections.abc import Iterator, Mapping
+from collections.abc import Mapping
 from datetime import datetime
 from decimal import Decimal
 from typing import Any
@@ -344,7 +344,7 @@ def _same(v: Any, allowed: Any) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled(pattern: str) -> Any:
+def compiled_pattern(pattern: str) -> Any:
     """The RE2 program for `pattern`, or the compile error's text."""
     try:
         return re2.compile(pattern, _RE2_OPTIONS)
@@ -355,42 +355,13 @@ def _compiled(pattern: str) -> Any:
 def _matches(pattern: str, v: str) -> bool:
     """Go's regexp.MatchString with RE2; a pattern RE2 cannot compile (only in a CRD stored before
     patterns were checked at registration) matches nothing, so the write is refused, not waved through."""
-    compiled = _compiled(pattern)
+    compiled = compiled_pattern(pattern)
     if isinstance(compiled, str):
         return False
     # The wrapper's search() builds a Match object in Python (~15 us); the program's own Match is
     # ten times cheaper, which counts when a body holds 100 000 strings.
     text = v.encode("utf-8", "surrogatepass")
     return bool(compiled._regexp.Match(_UNANCHORED, text, 0, len(text))[0] != _NO_MATCH)
-
-
-def pattern_causes(node: Any, path: str) -> list[FieldCause]:
-    """A cause for every `pattern` in the schema `node` (and its sub-schemas) that RE2 cannot compile."""
-    out: list[FieldCause] = []
-    for where, sub in _subschemas(node, path):
-        pattern = sub.get("pattern")
-        if pattern is None:
-            continue
-        compiled = _compiled(pattern) if isinstance(pattern, str) else "not a string"
-        if isinstance(compiled, str):
-            detail = f"must be a valid regular expression, but isn't: {compiled}"
-            out.append(cause(INVALID, f"{where}.pattern", detail, pattern))
-    return out
-
-
-def _subschemas(node: Any, path: str) -> Iterator[tuple[str, Mapping[str, Any]]]:
-    """Every schema node under `node` with its path, through the structural keywords."""
-    if not isinstance(node, Mapping):
-        return
-    yield path, node
-    for key in ("properties", "patternProperties", "definitions"):
-        for name, sub in (node.get(key) or {}).items() if isinstance(node.get(key), Mapping) else ():
-            yield from _subschemas(sub, f"{path}.{key}[{name}]")
-    for key in ("items", "additionalProperties", "not", "additionalItems"):
-        yield from _subschemas(node.get(key), f"{path}.{key}")
-    for key in ("allOf", "anyOf", "oneOf"):
-        for i, sub in enumerate(node.get(key) or []) if isinstance(node.get(key), list) else ():
-            yield from _subschemas(sub, f"{path}.{key}[{i}]")
 
 
 def _format_ok(fmt: str, v: str) -> bool:

@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kube.apiserver import applying, builtins, errors, metadata, patching, schema
+from kube.apiserver import applying, builtins, errors, metadata, patching, schema, schemacheck
 from kube.apiserver.decoding import APPLY, JSON_PATCH, MERGE, STRATEGIC
 from kube.apiserver.errors import FORBIDDEN, INVALID, cause
 from kube.apiserver.resources import Obj, ResourceType, from_crd
@@ -485,7 +485,9 @@ def _crd_causes(crd: Obj) -> list[Any]:
     for i, v in enumerate(versions):
         holder = v.get("schema")
         root = holder.get("openAPIV3Schema") if isinstance(holder, dict) else None
-        problems += schema.pattern_causes(root, f"spec.versions[{i}].schema.openAPIV3Schema")
+        problems += schemacheck.schema_causes(root, f"spec.versions[{i}].schema.openAPIV3Schema")
+        columns = v.get("additionalPrinterColumns")
+        problems += schemacheck.column_causes(columns, f"spec.versions[{i}].additionalPrinterColumns")
     if not problems:
         try:
             from_crd(crd)

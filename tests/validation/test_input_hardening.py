@@ -444,3 +444,46 @@ def test_large_valid_write_is_admitted_off_the_event_loop(apiserver: ApiServer) 
         resp = post.result(timeout=120.0)
         assert resp.status_code == 201, resp.text[:500]
         assert len(latencies) > 1 and max(latencies) < 1.0, (post.elapsed, latencies)
+
+
+def _nested_any_of(levels: int) -> dict[str, Any]:
+    node: dict[str, Any] = {"type": "string"}
+    for _ in range(levels):
+        node = {"anyOf": [node, node]}
+    return node
+
+
+@pytest.mark.parametrize(
+    "value_schema",
+    [
+        {"type": "string", "maxLength": "abc"}, {"type": "integer", "multipleOf": "x"},
+        {"type": "array", "maxItems": -1},
+        {"type": "object", "required": "abc"}, {"type": "object", "minProperties": "1"}, {"anyOf": {"type": "string"}},
+        {"type": ["string"]}, {"properties": []}, {"type": "object", "additionalProperties": "x"},
+        {"type": "string", "format": 5}, {"type": "string", "pattern": 5}, {"type": "integer", "multipleOf": 0},
+        {"type": "object", "x-kubernetes-preserve-unknown-fields": "yes"},
+        {"type": "array", "x-kubernetes-list-type": "bag"},
+        _nested_any_of(12),
+    ],
+)  # fmt: skip
+def test_crd_schemas_that_cannot_be_enforced_are_refused(apiserver: ApiServer, value_schema: dict[str, Any]) -> None:
+    """Each of these made every write of the CRD's resources a 500 (or, nested anyOf, exponential work)."""
+    group = f"{unique('h1')}.example.com"
+    crd = _crd(group, "^a+$")
+    crd["spec"]["versions"][0]["schema"]["openAPIV3Schema"]["properties"]["spec"]["properties"]["value"] = value_schema
+    with http(apiserver, "cluster1") as h:
+        body = assert_status(h.post(CRDS, json=crd), 422, "Invalid")
+        assert body["details"]["causes"][0]["field"].startswith("spec.versions[0].schema.openAPIV3Schema.")
+        assert h.get(f"{CRDS}/gadgets.{group}").status_code == 404
+
+
+@pytest.mark.parametrize("column", [
+    {"name": 5, "jsonPath": ".spec"}, {"name": "A", "jsonPath": ".spec", "priority": "x"}, "x",
+    {"name": "A", "jsonPath": ".spec", "type": "color"},
+])  # fmt: skip
+def test_crd_printer_columns_that_cannot_be_rendered_are_refused(apiserver: ApiServer, column: Any) -> None:
+    group = f"{unique('h1')}.example.com"
+    crd = _crd(group, "^a+$")
+    crd["spec"]["versions"][0]["additionalPrinterColumns"] = [column]
+    with http(apiserver, "cluster1") as h:
+        assert_status(h.post(CRDS, json=crd), 422, "Invalid")
