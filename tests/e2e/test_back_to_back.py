@@ -91,7 +91,9 @@ class Pair:
     def ends(self, cluster: str, role: str, ns: str, name: str) -> list[int]:
         """The iteration numbers of the INFO end lines the agent logged for one object, in order."""
         text = self.fleet.agents[cluster].log.read_text(errors="replace")
-        pattern = rf"iteration (\d+)-\S+ of {role} {ns}/{re.escape(name)} ended: outcome=Successful duration="
+        bytes_sent = r"\d+" if role == "source" else "unknown"  # rsync's count; the receiver has none
+        pattern = (rf"iteration (\d+)-\S+ of {role} {ns}/{re.escape(name)} ended: outcome=Successful "
+                   rf"duration=\d+\.\d{{3}}s bytes={bytes_sent}\n")
         return [int(n) for n in re.findall(pattern, text)]
 
     def assert_every_iteration_published(self, counts: tuple[int, int]) -> None:
@@ -128,6 +130,13 @@ def test_continuous_mode_publishes_every_iteration(fleet: Fleet, kubes: dict[str
     assert counts[0] >= 10, f"only {counts[0]} iterations in {CONTINUOUS_FOR}s: not back to back"
     pair.assert_every_iteration_published(counts)
     assert_trees_equal(expected, pair.restored("restored-continuous"))
+    # What the user sees: the times themselves and the real duration (not <invalid>, not whole seconds).
+    out = fleet.kubectl("get", "replicationsource", pair.rs, "-n", "src", context="cluster1").stdout
+    header, row = (re.split(r"\s{2,}", line.strip()) for line in out.splitlines())
+    cells = dict(zip(header, row, strict=False))
+    st = pair.source()
+    assert (cells["LAST SYNC"], cells["DURATION"]) == (st["lastSyncTime"], st["lastSyncDuration"]), out
+    assert re.fullmatch(r"(\d+m)?\d+\.\d+s|\d+(\.\d+)?ms", cells["DURATION"]), out
 
 
 def test_manual_triggers_a_second_apart_are_all_synced(fleet: Fleet, kubes: dict[str, Kube]) -> None:
