@@ -3,7 +3,7 @@
 VolSync's printer columns hold date-times as strings (`type: string, format: date-time`): kubectl
 prints the time itself. Ours were `date` columns, shown as an age, so a `nextSyncTime` in the
 future (every scheduled source) printed `<invalid>`. The values the agent writes are covered in
-tests/agent/test_replication_columns.py (real agent, real kubectl).
+tests/agent/test_sync_times.py (real agent, real kubectl).
 """
 
 from __future__ import annotations
