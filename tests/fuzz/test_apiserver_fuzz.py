@@ -32,6 +32,8 @@ from support.apiserver import ApiServer
 from kube.apiserver.server import Server
 
 REQUEST_TIMEOUT = 10.0  # seconds; a request slower than this is a hang
+IN_PROCESS_EXAMPLES = 2500  # about 25 s
+REAL_PROCESS_EXAMPLES = 400  # about 5 s
 NS = "fuzz"
 RS = "/apis/volsync.backube/v1alpha1/namespaces/{ns}/replicationsources"
 CM = "/api/v1/namespaces/{ns}/configmaps"
@@ -246,7 +248,74 @@ def shaped_calls(draw: st.DrawFn) -> Call:
     return Call("GET", collection if verb == "list" else item, "", accept, draw(list_queries), None, cluster)
 
 
-calls = st.one_of(random_calls, shaped_calls(), shaped_calls())
+# Custom resources of CRDs the fuzzer itself registers, with random (often broken) schemas.
+GROUP = "fuzz.example.com"
+KINDS = {"things": "Thing", "gizmos": "Gizmo"}
+CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
+field_names = st.sampled_from(["a", "b", "spec", "name", "items"])
+schema_leaves = st.fixed_dictionaries({}, optional={
+    "type": st.sampled_from(["string", "integer", "number", "boolean", "object", "array", "null", 5]),
+    "pattern": st.sampled_from(["^[a-z]+$", "^(a+)+$", "(?=x)", "[", "\\d{2,}", "^$", 7]),
+    "maxLength": st.one_of(st.integers(-1, 5), st.just("3")), "minLength": st.integers(0, 3),
+    "minimum": st.one_of(st.integers(-5, 5), st.floats(-1e30, 1e30), st.just("0")), "maximum": st.integers(-5, 5),
+    "multipleOf": st.one_of(st.integers(-1, 3), st.just(0.1)), "exclusiveMinimum": st.booleans(),
+    "enum": st.one_of(st.lists(scalars, max_size=3), st.just("a")), "nullable": st.booleans(),
+    "format": st.sampled_from(["date-time", "byte", "int32", "int64", "email", 3]), "default": json_values,
+    "x-kubernetes-int-or-string": st.booleans(), "x-kubernetes-preserve-unknown-fields": st.booleans(),
+    "uniqueItems": st.booleans(),
+})  # fmt: skip
+schemas = st.recursive(schema_leaves, lambda inner: st.fixed_dictionaries(
+    {"type": st.sampled_from(["object", "array"])},
+    optional={
+        "properties": st.dictionaries(field_names, inner, max_size=3), "items": inner,
+        "additionalProperties": st.one_of(st.booleans(), inner), "anyOf": st.lists(inner, max_size=3),
+        "oneOf": st.lists(inner, max_size=2), "allOf": st.lists(inner, max_size=2), "not": inner,
+        "required": st.lists(field_names, max_size=2), "minProperties": st.integers(0, 2),
+        "maxItems": st.integers(0, 3),
+        "x-kubernetes-list-type": st.sampled_from(["atomic", "set", "map", "bag"]),
+        "x-kubernetes-list-map-keys": st.lists(field_names, max_size=2),
+        "x-kubernetes-embedded-resource": st.booleans(),
+    },
+), max_leaves=10)  # fmt: skip
+columns = st.lists(st.fixed_dictionaries({"name": st.sampled_from(["A", "B", ""]), "jsonPath": st.sampled_from(
+    [".spec.a", ".spec.items[0].name", ".spec..a", "{.spec}", "[[", ".metadata.creationTimestamp", ".status"])},
+    optional={"type": st.sampled_from(["string", "integer", "date", "number", "boolean"]),
+              "priority": st.integers(0, 2), "format": st.sampled_from(["", "date", "int32"])}),
+    max_size=2)  # fmt: skip
+keyed_values = st.recursive(scalars, lambda inner: st.one_of(
+    st.lists(inner, max_size=3), st.dictionaries(field_names, inner, max_size=3)), max_leaves=12)  # fmt: skip
+
+
+@st.composite
+def crd_calls(draw: st.DrawFn) -> Call:
+    """Register (server-side apply) a CRD with a random schema, or write and read its resources."""
+    plural = draw(st.sampled_from(sorted(KINDS)))
+    if draw(st.integers(0, 3)) == 0:
+        version = {"name": "v1", "served": True, "storage": True, "subresources": {"status": {}},
+                   "schema": {"openAPIV3Schema": {"type": "object", "properties": {"spec": draw(schemas)}}},
+                   "additionalPrinterColumns": draw(columns)}  # fmt: skip
+        crd = {"apiVersion": "apiextensions.k8s.io/v1", "kind": "CustomResourceDefinition",
+               "metadata": {"name": f"{plural}.{GROUP}"},
+               "spec": {"group": GROUP, "scope": "Namespaced", "versions": [version],
+                        "names": {"plural": plural, "kind": KINDS[plural]}}}  # fmt: skip
+        return Call("PATCH", f"{CRDS}/{plural}.{GROUP}", "application/apply-patch+yaml", "",
+                    {"fieldManager": "fuzz", "force": "true"}, json.dumps(crd).encode(), "hub")
+    collection = f"/apis/{GROUP}/v1/namespaces/{{ns}}/{plural}"
+    name = draw(st.sampled_from(["t1", "t2"]))
+    obj = {"apiVersion": f"{GROUP}/v1", "kind": KINDS[plural], "metadata": {"name": name},
+           "spec": draw(keyed_values), "status": draw(keyed_values)}  # fmt: skip
+    body = json.dumps(obj).encode()
+    method, path, media, query = draw(st.sampled_from([
+        ("POST", collection, "application/json", {}),
+        ("PATCH", f"{collection}/{name}", "application/apply-patch+yaml", {"fieldManager": "f", "force": "true"}),
+        ("PATCH", f"{collection}/{name}/status", "application/merge-patch+json", {}),
+        ("GET", collection, "", {}), ("GET", f"{collection}/{name}", "", {}),
+        ("DELETE", f"{collection}/{name}", "", {}),
+    ]))  # fmt: skip
+    return Call(method, path, media, draw(accepts), query, body if method != "GET" else None, "hub")
+
+
+calls = st.one_of(random_calls, shaped_calls(), shaped_calls(), crd_calls())
 
 
 @dataclass
@@ -341,7 +410,7 @@ def test_fuzz_in_process(in_process: tuple[Server, asyncio.AbstractEventLoop]) -
         return loop.run_until_complete(asyncio.wait_for(send(), REQUEST_TIMEOUT))
 
     try:
-        _fuzz(run, tally, examples=1000)
+        _fuzz(run, tally, examples=IN_PROCESS_EXAMPLES)
 
         async def version() -> float:
             start = time.monotonic()
@@ -353,7 +422,7 @@ def test_fuzz_in_process(in_process: tuple[Server, asyncio.AbstractEventLoop]) -
         loop.run_until_complete(client.aclose())
     print("\n" + tally.report("fuzz in process"))
     assert tally.server_errors == 0, tally.failures
-    assert tally.requests >= 1000
+    assert tally.requests >= IN_PROCESS_EXAMPLES
 
 
 # -- a real server process ----------------------------------------------------------------------------
@@ -372,7 +441,7 @@ def test_fuzz_real_process(fresh_apiserver: ApiServer) -> None:
             url = f"/clusters/{call.cluster}{call.path}"
             return client.request(call.method, url, **_send_kwargs(call)).status_code
 
-        _fuzz(run, tally, examples=200)
+        _fuzz(run, tally, examples=REAL_PROCESS_EXAMPLES)
         for cluster in ("hub", "cluster1", "cluster2"):
             start = time.monotonic()
             assert client.get(f"/clusters/{cluster}/version", timeout=1.0).status_code == 200
