@@ -30,7 +30,7 @@ import re
 from typing import Any
 
 import yaml
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 
 from kube.apiserver import errors, protobuf
 
@@ -70,11 +70,14 @@ async def read_body(request: Request, limit: int = MAX_BODY) -> bytes:
             raise too_large()
     chunks: list[bytes] = []
     total = 0
-    async for chunk in request.stream():
-        total += len(chunk)
-        if total > limit:
-            raise too_large()
-        chunks.append(chunk)
+    try:
+        async for chunk in request.stream():
+            total += len(chunk)
+            if total > limit:
+                raise too_large()
+            chunks.append(chunk)
+    except ClientDisconnect as exc:
+        raise errors.bad_request("the client went away before the request body was complete") from exc
     return b"".join(chunks)
 
 

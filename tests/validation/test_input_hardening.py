@@ -9,12 +9,15 @@ nothing is stored; the other clusters keep answering meanwhile.
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
 import json
+import logging
 import socket
 import threading
 import time
 from collections.abc import Callable, Iterator
+from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -25,6 +28,7 @@ from support.objects import assert_status, http, unique
 from support.waiting import eventually
 
 from kube.apiserver.decoding import MAX_BODY, MAX_DEPTH
+from kube.apiserver.server import Server
 
 MIB = 1024 * 1024
 
@@ -487,3 +491,27 @@ def test_crd_printer_columns_that_cannot_be_rendered_are_refused(apiserver: ApiS
     crd["spec"]["versions"][0]["additionalPrinterColumns"] = [column]
     with http(apiserver, "cluster1") as h:
         assert_status(h.post(CRDS, json=crd), 422, "Invalid")
+
+
+def test_client_going_away_mid_body_is_no_internal_error(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    """A client that disconnects halfway through its body is a 400 for nobody, not a logged 500."""
+    server = Server.open(tmp_path, ["hub"])
+    incoming = [{"type": "http.request", "body": b'{"metadata":', "more_body": True}, {"type": "http.disconnect"}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        return incoming.pop(0) if incoming else {"type": "http.disconnect"}
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    scope = {"type": "http", "method": "POST", "path": "/clusters/hub/api/v1/namespaces/default/configmaps",
+             "raw_path": b"/clusters/hub/api/v1/namespaces/default/configmaps", "query_string": b"",
+             "headers": [(b"content-type", b"application/json")], "http_version": "1.1", "scheme": "http",
+             "server": ("127.0.0.1", 80), "client": ("127.0.0.1", 1), "root_path": ""}  # fmt: skip
+    try:
+        asyncio.run(server(scope, receive, send))  # type: ignore[arg-type]
+    finally:
+        server.close()
+    assert sent[0]["status"] == 400
+    assert not [r for r in caplog.records if r.levelno >= logging.ERROR], caplog.text
