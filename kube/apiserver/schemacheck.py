@@ -1,4 +1,4 @@
-"""Is a CRD fit to serve? Its `openAPIV3Schema` and printer columns, checked when it is written.
+"""Is a CRD fit to serve? Its spec, `openAPIV3Schema` and printer columns, checked when it is written.
 
 kube-apiserver refuses a CRD whose schema is not structural; `schema.py` relies on the same
 promise, so a schema reaches it only once every keyword has the type it expects: numbers for
@@ -18,7 +18,8 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kube.apiserver.errors import INVALID, NOT_SUPPORTED, FieldCause, cause
+from kube.apiserver.errors import INVALID, NOT_SUPPORTED, REQUIRED, FieldCause, cause
+from kube.apiserver.resources import from_crd
 from kube.apiserver.schema import compiled_pattern
 
 MAX_FAN_OUT = 1000
@@ -29,6 +30,54 @@ _FLAGS = ("exclusiveMinimum", "exclusiveMaximum", "nullable", "uniqueItems", "x-
           "x-kubernetes-embedded-resource", "x-kubernetes-int-or-string")  # fmt: skip
 _STRING_LISTS = ("required", "x-kubernetes-list-map-keys")
 _LIST_TYPES = ("atomic", "map", "set")
+
+
+def crd_causes(crd: Mapping[str, Any]) -> list[FieldCause]:
+    """Every reason the CustomResourceDefinition `crd` cannot be registered and served; [] when it can."""
+    spec = crd.get("spec") or {}
+    if not isinstance(spec, dict) or not isinstance(spec.get("names") or {}, dict):
+        return [cause(INVALID, "spec", "must be an object with an object spec.names", "object")]
+    names = spec.get("names") or {}
+    problems = []
+    for f in ("group", "names", "scope", "versions"):
+        if not spec.get(f):
+            problems.append(cause(REQUIRED, f"spec.{f}"))
+    for f in ("plural", "kind"):
+        if names and not names.get(f):
+            problems.append(cause(REQUIRED, f"spec.names.{f}"))
+    if spec.get("group") and names.get("plural"):
+        want = f"{names['plural']}.{spec['group']}"
+        if crd["metadata"].get("name") != want:
+            problems.append(
+                cause(
+                    INVALID, "metadata.name", 'must be spec.names.plural+"."+spec.group', crd["metadata"].get("name")
+                )
+            )
+    if spec.get("scope") not in (None, "Namespaced", "Cluster"):
+        problems.append(
+            cause(
+                NOT_SUPPORTED, "spec.scope", 'supported values: "Cluster", "Namespaced"', spec.get("scope")
+            )
+        )
+    versions = spec.get("versions") or []
+    if not isinstance(versions, list) or not all(isinstance(v, dict) for v in versions):
+        return [*problems, cause(INVALID, "spec.versions", "must be a list of objects", "array")]
+    if versions and sum(1 for v in versions if v.get("storage")) != 1:
+        problems.append(
+            cause(INVALID, "spec.versions", "must have exactly one version marked as storage version", "array")
+        )
+    for i, v in enumerate(versions):
+        holder = v.get("schema")
+        root = holder.get("openAPIV3Schema") if isinstance(holder, dict) else None
+        problems += schema_causes(root, f"spec.versions[{i}].schema.openAPIV3Schema")
+        columns = v.get("additionalPrinterColumns")
+        problems += column_causes(columns, f"spec.versions[{i}].additionalPrinterColumns")
+    if not problems:
+        try:
+            from_crd(crd)
+        except (AttributeError, KeyError, TypeError, ValueError) as exc:
+            problems.append(cause(INVALID, "spec", f"cannot be served: {type(exc).__name__}: {exc}", "object"))
+    return problems
 
 
 def schema_causes(root: Any, path: str) -> list[FieldCause]:

@@ -19,7 +19,7 @@ from typing import Any
 from kube.apiserver import applying, builtins, errors, metadata, patching, schema, schemacheck
 from kube.apiserver.decoding import APPLY, JSON_PATCH, MERGE, STRATEGIC
 from kube.apiserver.errors import FORBIDDEN, INVALID, cause
-from kube.apiserver.resources import Obj, ResourceType, from_crd
+from kube.apiserver.resources import Obj, ResourceType
 from kube.apiserver.store import Change, Event, Store
 
 _CR_GENERATION = frozenset({"metadata", "status"})
@@ -166,7 +166,7 @@ class Writer:
                     raise errors.invalid(rt.kind, rt.group, meta.get("name", ""), problems)
         problems = metadata.validate(meta, namespace_kind=rt.key == builtins.NAMESPACE_KEY, namespaced=rt.namespaced)
         if rt.key == builtins.CRD_KEY:
-            problems += _crd_causes(obj)
+            problems += schemacheck.crd_causes(obj)
         if problems:
             raise errors.invalid(rt.kind, rt.group, meta.get("name", "") or "", problems)
         return warnings
@@ -447,53 +447,6 @@ def _removed_paths(before: Any, after: Any, prefix: str = "") -> list[str]:
         for i, (b, a) in enumerate(zip(before, after, strict=False)):
             out += _removed_paths(b, a, f"{prefix}[{i}]")
     return out
-
-
-def _crd_causes(crd: Obj) -> list[Any]:
-    spec = crd.get("spec") or {}
-    if not isinstance(spec, dict) or not isinstance(spec.get("names") or {}, dict):
-        return [errors.cause(INVALID, "spec", "must be an object with an object spec.names", "object")]
-    names = spec.get("names") or {}
-    problems = []
-    for f in ("group", "names", "scope", "versions"):
-        if not spec.get(f):
-            problems.append(errors.cause(errors.REQUIRED, f"spec.{f}"))
-    for f in ("plural", "kind"):
-        if names and not names.get(f):
-            problems.append(errors.cause(errors.REQUIRED, f"spec.names.{f}"))
-    if spec.get("group") and names.get("plural"):
-        want = f"{names['plural']}.{spec['group']}"
-        if crd["metadata"].get("name") != want:
-            problems.append(
-                errors.cause(
-                    INVALID, "metadata.name", 'must be spec.names.plural+"."+spec.group', crd["metadata"].get("name")
-                )
-            )
-    if spec.get("scope") not in (None, "Namespaced", "Cluster"):
-        problems.append(
-            errors.cause(
-                errors.NOT_SUPPORTED, "spec.scope", 'supported values: "Cluster", "Namespaced"', spec.get("scope")
-            )
-        )
-    versions = spec.get("versions") or []
-    if not isinstance(versions, list) or not all(isinstance(v, dict) for v in versions):
-        return [*problems, errors.cause(INVALID, "spec.versions", "must be a list of objects", "array")]
-    if versions and sum(1 for v in versions if v.get("storage")) != 1:
-        problems.append(
-            errors.cause(INVALID, "spec.versions", "must have exactly one version marked as storage version", "array")
-        )
-    for i, v in enumerate(versions):
-        holder = v.get("schema")
-        root = holder.get("openAPIV3Schema") if isinstance(holder, dict) else None
-        problems += schemacheck.schema_causes(root, f"spec.versions[{i}].schema.openAPIV3Schema")
-        columns = v.get("additionalPrinterColumns")
-        problems += schemacheck.column_causes(columns, f"spec.versions[{i}].additionalPrinterColumns")
-    if not problems:
-        try:
-            from_crd(crd)
-        except (AttributeError, KeyError, TypeError, ValueError) as exc:
-            problems.append(errors.cause(INVALID, "spec", f"cannot be served: {type(exc).__name__}: {exc}", "object"))
-    return problems
 
 
 def _crd_status(crd: Obj, old: Obj | None) -> None:
