@@ -4,7 +4,8 @@ A list is sorted by a stable key (`views.sort_key` for replications, the name fo
 page holds at most `limit` items after the key the token carries; when more remain, the response
 carries a token for the next page in the `X-Continue` header (the body stays a bare JSON list, so a
 caller that does not page sees no change). The token is base64url of `{"v": 1, "list", "after"}`:
-opaque to callers, and checked on the way back (a bad one, or one of another list, is a 400). As
+opaque to callers, and checked on the way back (a bad one, or one of another list, is a 400); its
+shape is checked before it is parsed, so a forged token cannot nest deeper than the one list. As
 with Kubernetes, pages are not a snapshot: an item added or removed meanwhile may or may not show.
 """
 
@@ -14,6 +15,7 @@ import base64
 import binascii
 import bisect
 import json
+import re
 from collections.abc import Callable, Sequence
 from typing import TypeVar
 
@@ -23,6 +25,8 @@ Key = tuple[str, ...]
 CONTINUE_HEADER = "X-Continue"
 MAX_LIMIT = 10_000
 MAX_TOKEN_CHARS = 4096
+_STRING = r'"(?:[^"\\]|\\.)*"'  # a JSON string (no nesting inside)
+TOKEN_SHAPE = re.compile(rf'\{{"v":1,"list":{_STRING},"after":\[(?:{_STRING}(?:,{_STRING})*)?\]\}}')
 
 
 class BadContinue(ValueError):
@@ -39,7 +43,9 @@ def decode(listing: str, token: str) -> Key:
     if len(token) > MAX_TOKEN_CHARS:
         raise BadContinue("the continue token is too long")
     try:
-        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4))
+        raw = base64.urlsafe_b64decode(token + "=" * (-len(token) % 4)).decode()
+        if not TOKEN_SHAPE.fullmatch(raw):  # before parsing: a forged token could nest past the recursion limit
+            raise ValueError("not the shape of a continue token")
         data = json.loads(raw)
     except (binascii.Error, ValueError):
         raise BadContinue("the continue token is not valid; start again without it") from None

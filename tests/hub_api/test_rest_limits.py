@@ -3,6 +3,7 @@ and paged lists (`limit` / `continue`, the next token in the X-Continue header).
 
 from __future__ import annotations
 
+import base64
 from concurrent.futures import ThreadPoolExecutor
 from datetime import timedelta
 from typing import Any
@@ -136,7 +137,13 @@ def test_a_bad_limit_is_422(shared_hub: Hub, limit: str) -> None:
 
 def test_a_bad_continue_token_is_400(shared_hub: Hub) -> None:
     clusters_token = shared_hub.get("/api/v1/clusters", limit=1).headers["x-continue"]
-    for token in ("garbage", "e30", "!!!", "x" * 5000, clusters_token):
+
+    def forged(raw: bytes) -> str:
+        return base64.urlsafe_b64encode(raw).decode().rstrip("=")
+
+    deep = [forged(b"[" * 3000), forged(b'{"v":1,"list":"replications","after":' + b"[" * 2900),
+            forged(b'{"a":' * 600), forged(b'{"v":1,"list":"replications","after":[["a"]]}')]
+    for token in ("garbage", "e30", "!!!", "x" * 5000, clusters_token, *deep):
         r = shared_hub.get("/api/v1/replications", limit=1, **{"continue": token})
         assert r.status_code in (400, 422) and isinstance(r.json()["detail"], str | list), (token[:20], r.text)
     r = shared_hub.get("/api/v1/replications", **{"continue": clusters_token})
