@@ -31,6 +31,7 @@ from hub import ocm
 from kube import objects
 from kube.apiserver.authn import ensure_tokens, kubeconfig, token_file, write_kubeconfig
 from kube.clock import Clock, rfc3339
+from kube.files import open_private, private_dir, write_private
 from kube.rest import NAMESPACES, Kube
 
 READY = b"volsync-apiserver ready "
@@ -57,7 +58,7 @@ class EmbeddedApi:
         except (OSError, yaml.YAMLError):
             current = None
         if current != config:
-            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            private_dir(path.parent)
             write_kubeconfig(path, config)
         return path
 
@@ -97,13 +98,6 @@ def _cmdline(pid: int) -> list[str]:
         return []
 
 
-def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) 0700, and tighten an existing one: it holds stores, logs and secrets."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
-
-
 def start_api(data_dir: Path, names: list[str], *, port: int = 0, timeout: float = 30.0) -> EmbeddedApi:
     """Start (or adopt) the API server serving `names` from `data_dir` (HTTPS, tokens per cluster)."""
     private_dir(data_dir)
@@ -121,12 +115,8 @@ def start_api(data_dir: Path, names: list[str], *, port: int = 0, timeout: float
                 time.sleep(0.05)
     cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(data_dir), "--clusters", ",".join(names),
            "--port", str(port)]
-    log = os.open(data_dir / "apiserver.log", os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-    try:
-        os.fchmod(log, 0o600)
+    with open_private(data_dir / "apiserver.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, umask=0o077)
-    finally:
-        os.close(log)
     assert proc.stdout is not None
     line = _read_line(proc.stdout, timeout)
     if not line.startswith(READY):
@@ -134,16 +124,9 @@ def start_api(data_dir: Path, names: list[str], *, port: int = 0, timeout: float
         proc.wait()
         raise RuntimeError(f"the embedded API server did not start: {line!r} (see {data_dir / 'apiserver.log'})")
     ready: dict[str, Any] = json.loads(line[len(READY):])
-    _write_private(pidfile, str(proc.pid))
-    _write_private(readyfile, json.dumps(ready))
+    write_private(pidfile, str(proc.pid))
+    write_private(readyfile, json.dumps(ready))
     return EmbeddedApi(ready["url"], Path(ready["kubeconfig"]), names, proc.pid, proc, data_dir)
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)
 
 
 def _read_line(stream: Any, timeout: float) -> bytes:

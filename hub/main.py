@@ -38,6 +38,7 @@ from hub.rest import create_app
 from hub.tokens import TokenStore, ensure_admin_token
 from kube import clients
 from kube.clock import SystemClock
+from kube.files import private_dir, write_private
 from kube.rest import Kube
 
 log = logging.getLogger("volsync.hub")
@@ -94,14 +95,6 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-def _write_secret_file(path: Path, value: str) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)  # an older file may have been readable by others
-    with os.fdopen(fd, "w") as fh:
-        fh.write(value)
-
-
 async def run(args: argparse.Namespace) -> int:
     clock = SystemClock()
     data_dir: Path = args.data_dir.resolve()
@@ -111,7 +104,7 @@ async def run(args: argparse.Namespace) -> int:
     if args.kubeconfig:
         kubeconfig, context = Path(args.kubeconfig), args.context
     else:
-        embedded.private_dir(data_dir)
+        private_dir(data_dir)
         api = embedded.start_api(data_dir / "api", [args.hub_name, *names], port=args.api_port)
         kubeconfig, context = api.kubeconfig, args.hub_name
     hub_api = clients.load(str(kubeconfig), context)
@@ -126,7 +119,7 @@ async def run(args: argparse.Namespace) -> int:
     clusters.ensure_cluster_management_addon(kube)
     admin_token = ensure_admin_token(kube, args.namespace)
     token_path = data_dir / "admin-token"
-    _write_secret_file(token_path, admin_token)
+    write_private(token_path, admin_token)
 
     managers: list[AddonManager] = []  # the agent supervisor pokes the manager built below
 

@@ -10,10 +10,11 @@ names every listen address and `localhost`. Everything is private to our user: t
 from __future__ import annotations
 
 import ipaddress
-import os
 import subprocess
 from dataclasses import dataclass
 from pathlib import Path
+
+from kube.files import private_dir, write_private
 
 
 @dataclass(frozen=True)
@@ -42,8 +43,7 @@ def _san(hosts: list[str]) -> str:
 
 def ensure(directory: Path, hosts: list[str]) -> ServingCerts:
     """The CA and a serving certificate for `hosts` under `directory`, created if missing."""
-    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
-    directory.chmod(0o700)
+    private_dir(directory)
     certs = ServingCerts(directory / "ca.crt", directory / "serving.crt", directory / "serving.key")
     ca_key = directory / "ca.key"
     if not ca_key.exists() or not certs.ca.exists():
@@ -59,19 +59,13 @@ def ensure(directory: Path, hosts: list[str]) -> ServingCerts:
         ext = directory / "serving.ext"
         _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
                  "-keyout", str(certs.key), "-out", str(csr), "-subj", "/CN=volsync-embedded-apiserver")
-        _write_private(ext, f"subjectAltName={san}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
+        write_private(ext, f"subjectAltName={san}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
         _openssl("x509", "-req", "-in", str(csr), "-CA", str(certs.ca), "-CAkey", str(ca_key), "-CAcreateserial",
                  "-out", str(certs.cert), "-days", "3650", "-extfile", str(ext))
         csr.unlink(missing_ok=True)
         ext.unlink(missing_ok=True)
-        _write_private(stamp, san)
+        write_private(stamp, san)
     for entry in directory.iterdir():  # the keys, and the rest too (older directories included)
         if entry.is_file():
             entry.chmod(0o600)
     return certs
-
-
-def _write_private(path: Path, text: str) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        fh.write(text)

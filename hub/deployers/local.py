@@ -30,7 +30,6 @@ import binascii
 import hashlib
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -42,6 +41,7 @@ from hub import ocm
 from hub.deployers import DeployState
 from hub.deployers.supervisor import Supervisor
 from kube import clients, objects
+from kube.files import write_private
 from kube.rest import Kube, Resource
 
 log = logging.getLogger("volsync.hub.local")
@@ -289,9 +289,4 @@ class LocalDeployer:
                 return
         except OSError:
             pass
-        tmp = path.with_name(path.name + ".tmp")
-        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        os.fchmod(fd, 0o600)
-        with os.fdopen(fd, "w") as f:
-            f.write(text)
-        tmp.replace(path)
+        write_private(path, text)

@@ -37,6 +37,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from kube.files import open_private, private_dir, write_private
+
 log = logging.getLogger("volsync.hub.agents")
 
 READY_PREFIX = "volsync-agent ready "
@@ -137,11 +139,10 @@ class Supervisor:
         on_change: Callable[[str], None] | None = None,
     ) -> None:
         self.dir = directory
-        self.dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self.dir.chmod(0o700)
+        private_dir(self.dir)
         self.poll, self.backoff, self.healthy_after, self.grace = poll, backoff, healthy_after, grace
         self.on_change = on_change
-        self._lockfile = os.fdopen(_open_private(self.dir / ".lock", os.O_WRONLY | os.O_APPEND), "a")
+        self._lockfile = open_private(self.dir / ".lock", "a")
         try:
             fcntl.flock(self._lockfile, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -309,7 +310,7 @@ class Supervisor:
 
     def _spawn(self, agent: _Agent, argv: list[str], now: float) -> None:
         out, err = self.path(agent.cluster, "out"), self.path(agent.cluster, "log")
-        with os.fdopen(_open_private(err, os.O_WRONLY | os.O_APPEND), "a") as f:
+        with open_private(err, "a") as f:
             f.write(f"--- volsync-hub: starting {' '.join(argv)}\n")
         if out.exists():
             out.chmod(0o600)  # posix_spawn's mode applies only to a file it creates
@@ -326,10 +327,7 @@ class Supervisor:
             return
         agent.pid, agent.argv, agent.ready = pid, list(argv), None
         agent.message = f"agent pid {pid} starting"
-        tmp = self.path(agent.cluster, "pid.tmp")
-        with os.fdopen(_open_private(tmp, os.O_WRONLY | os.O_TRUNC), "w") as f:
-            f.write(f"{pid}\n")
-        tmp.replace(self.path(agent.cluster, "pid"))
+        write_private(self.path(agent.cluster, "pid"), f"{pid}\n")
         log.info("started the agent of %s (pid %d)", agent.cluster, pid)
 
     def _read_ready(self, cluster: str) -> dict[str, Any] | None:
@@ -346,9 +344,3 @@ class Supervisor:
                 return ready if isinstance(ready, dict) else None
         return None
 
-
-def _open_private(path: Path, flags: int) -> int:
-    """Open (creating) a file 0600, and make an existing one 0600 too."""
-    fd = os.open(path, flags | os.O_CREAT, 0o600)
-    os.fchmod(fd, 0o600)
-    return fd

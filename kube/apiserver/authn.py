@@ -25,6 +25,8 @@ from typing import Any
 
 import yaml
 
+from kube.files import write_private
+
 TOKEN_DIR = "tokens"
 
 
@@ -151,9 +153,4 @@ def _cluster(server: str, ca: bytes | None) -> dict[str, Any]:
 
 def write_kubeconfig(path: Path, config: dict[str, Any]) -> None:
     """Replace the file atomically, 0600 (it holds tokens)."""
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    os.fchmod(fd, 0o600)
-    with os.fdopen(fd, "w") as fh:
-        yaml.safe_dump(config, fh, sort_keys=False)
-    os.replace(tmp, path)
+    write_private(path, yaml.safe_dump(config, sort_keys=False))

@@ -30,6 +30,7 @@ from kube import certs
 from kube.apiserver.authn import ensure_tokens, kubeconfig, token_file, write_kubeconfig
 from kube.apiserver.clientcaps import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_WATCHES, ClientCaps
 from kube.apiserver.server import DEFAULT_CRD_DIR, Server
+from kube.files import private_dir
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -82,13 +83,6 @@ def _loopback(host: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return host == "localhost"
-
-
-def private_dir(path: Path) -> Path:
-    """Create `path` (and parents) 0700, and make an existing one 0700 too: it holds stores and secrets."""
-    path.mkdir(mode=0o700, parents=True, exist_ok=True)
-    path.chmod(0o700)
-    return path
 
 
 async def serve(args: argparse.Namespace) -> int:

@@ -17,7 +17,6 @@ import asyncio
 import bisect
 import fcntl
 import json
-import os
 import sqlite3
 from collections import deque
 from collections.abc import Iterable, Iterator
@@ -27,6 +26,7 @@ from typing import Any, Literal
 
 from kube.apiserver import errors
 from kube.apiserver.resources import Obj
+from kube.files import open_private, private_dir
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 Key = tuple[str, str]  # (namespace, name)
@@ -78,11 +78,7 @@ def _key(obj: Obj) -> Key:
 def _private(path: Path) -> None:
     """Create the database file 0600 (tighten an older one): SQLite gives its -wal and -shm files the
     database file's mode, so the whole store stays private to our user whatever the umask."""
-    fd = os.open(path, os.O_CREAT | os.O_RDWR, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-    finally:
-        os.close(fd)
+    open_private(path, "ab").close()
     for suffix in ("-wal", "-shm", ".lock"):
         extra = Path(str(path) + suffix)
         if extra.exists():
@@ -96,12 +92,12 @@ def dumps(obj: Any) -> str:
 class Store:
     def __init__(self, path: Path, *, history: int = 50_000, compact_every: int = 2_000) -> None:
         self.path = path
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        self._lock_fd = os.open(str(path) + ".lock", os.O_CREAT | os.O_RDWR, 0o600)
+        private_dir(path.parent)
+        self._lock = open_private(Path(str(path) + ".lock"), "ab")
         try:
-            fcntl.flock(self._lock_fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            fcntl.flock(self._lock, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
-            os.close(self._lock_fd)
+            self._lock.close()
             raise RuntimeError(f"store {path} is in use by another process") from None
         _private(path)
         self._db = sqlite3.connect(str(path), isolation_level=None, check_same_thread=False)
@@ -140,7 +136,7 @@ class Store:
         for sub in list(self._subscribers):
             self._end(sub)
         self._db.close()
-        os.close(self._lock_fd)
+        self._lock.close()
 
     # -- reads ------------------------------------------------------------------------------------
     def get(self, resource: str, namespace: str, name: str) -> Obj | None:
