@@ -4,9 +4,13 @@ The state of one replication side, from its latest report, its peer's (`hub/pair
 - `paused`: `spec.paused` is true: nothing is expected of it (its peer still is judged);
 - `error`: the `Synchronizing` condition says Error, or the last mover result is Failed;
 - `late`, the first of:
-  - a destination whose newest image is older than its source's last completed sync (RD
-    `status.lastSyncTime` is set when the image is published; RS `status.lastSyncTime` when a sync
-    completes) once `grace_seconds` have passed since that sync: the destination did not publish it;
+  - a destination that has not published an image of its source's last completed sync once
+    `grace_seconds` have passed since that sync completed (RS `status.lastSyncTime`). An image is that
+    sync's when it was published (RD `status.iteration.endTime`, else `lastSyncTime`, set with
+    `latestImage`) after the sync *began* (RS `status.iteration.startTime` of the completed iteration;
+    without it `lastSyncStartTime` kept past the end, else `lastSyncTime - lastSyncDuration`, else
+    `lastSyncTime`): the destination publishes after the source signals completion, which may be
+    before the source's agent records its end, so the end is no bound;
   - a schedule's deadline was missed (the run due at next(last) had not completed by the slot after
     it, as VolSync's missed-interval metric defines it);
   - the lag exceeds the RPO: for a source without a schedule or manual trigger (continuous), and for
@@ -16,7 +20,8 @@ The state of one replication side, from its latest report, its peer's (`hub/pair
 Lag is `now - lastSyncTime`. The RPO is `volsync-addon.io/rpo-seconds` on the object (a positive
 number of seconds) or the hub's `--rpo-seconds`; a bad annotation is reported in the verdict's
 message and the default applies. Times of the two sides come from two clusters' clocks: an image
-up to `CLOCK_SKEW_SECONDS` older than the source's sync counts as that sync's.
+published up to `skew_seconds` (the hub's `--clock-skew-seconds`) before the sync began still counts
+as that sync's; a time in whole seconds stands for any instant of its second.
 """
 
 from __future__ import annotations
@@ -25,7 +30,7 @@ import functools
 import math
 import re
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta
+from datetime import UTC, datetime
 from typing import Any, Literal
 
 from api.schedules import ScheduleError, next_slot
@@ -36,11 +41,14 @@ STATES: tuple[State, ...] = ("ok", "late", "never", "error", "paused")
 SEVERITY: dict[State, int] = {"ok": 0, "paused": 1, "never": 2, "late": 3, "error": 4}  # a pair shows its worse side
 DEFAULT_RPO_SECONDS = 3600.0
 DEFAULT_GRACE_SECONDS = 300.0  # time a destination may take to publish the image of its source's sync
-CLOCK_SKEW_SECONDS = 1.0
+DEFAULT_CLOCK_SKEW_SECONDS = 5.0  # how far the source's and the destination's clusters' clocks may disagree
 STEP_SECONDS = 0.001
 MAX_RPO_SECONDS = 10 * 365 * 86400.0
 ANNOTATION_RPO = "volsync-addon.io/rpo-seconds"
 _NUMBER = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
+_GO_DURATION = re.compile(r"(?:[0-9]{1,12}(?:\.[0-9]{0,9})?(?:ns|us|µs|μs|ms|s|m|h)){1,6}")
+_GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
+_GO_UNIT = {"ns": 1e-9, "us": 1e-6, "µs": 1e-6, "μs": 1e-6, "ms": 1e-3, "s": 1.0, "m": 60.0, "h": 3600.0}
 DEADLINE_CACHE = 1 << 17  # (schedule, lastSyncTime) pairs: more than one per replication of a large fleet
 
 
@@ -80,36 +88,100 @@ def rpo_of(annotations: dict[str, str], default: float) -> tuple[float, bool, st
     return value, True, None
 
 
+def _posix(value: Any) -> float | None:
+    when = parse_rfc3339(value)
+    return None if when is None else when.timestamp()
+
+
+def go_seconds(text: Any) -> float | None:
+    """A Go `time.Duration` string (VolSync's `lastSyncDuration`, e.g. `1m2.5s`) in seconds; None if not one."""
+    if text == "0":
+        return 0.0
+    if not isinstance(text, str) or not _GO_DURATION.fullmatch(text):
+        return None
+    return sum(float(number) * _GO_UNIT[unit] for number, unit in _GO_PART.findall(text))
+
+
+def _record_of_last_sync(status: dict[str, Any]) -> dict[str, Any] | None:
+    """`status.iteration` when it records the completed sync `lastSyncTime` names (written in one patch:
+    `endTime` is `lastSyncTime` with microseconds); None while an iteration runs, or for another's record."""
+    record, end = status.get("iteration"), _posix(status.get("lastSyncTime"))
+    if not isinstance(record, dict) or end is None:
+        return None
+    recorded = _posix(record.get("endTime"))
+    return record if recorded is not None and 0 <= recorded - end < 1 else None
+
+
+def sync_began(source_status: dict[str, Any]) -> float | None:
+    """When the source's last completed sync began (POSIX seconds): an image published after it may hold
+    that sync's data. None when the source has not completed a sync."""
+    end = _posix(source_status.get("lastSyncTime"))
+    if end is None:
+        return None
+    record = _record_of_last_sync(source_status)
+    if record is not None:
+        start = _posix(record.get("startTime"))
+        if start is not None and start <= (_posix(record.get("endTime")) or end):
+            return start
+    start = _posix(source_status.get("lastSyncStartTime"))
+    if start is not None and start <= end:  # an agent that keeps it after the sync (ours clears it; VolSync too)
+        return start
+    took = go_seconds(source_status.get("lastSyncDuration"))  # also while the next iteration runs
+    return end - took if took is not None else end
+
+
+def published_at(status: dict[str, Any]) -> float | None:
+    """When the destination published its newest image (POSIX seconds; a whole-second `lastSyncTime` is read
+    as the end of its second); None when it has published none."""
+    last = parse_rfc3339(status.get("lastSyncTime"))
+    if last is None:
+        return None
+    record = _record_of_last_sync(status)
+    precise = _posix(record.get("endTime")) if record else None
+    if precise is not None:
+        return precise
+    return last.timestamp() + (1.0 if last.microsecond == 0 else 0.0)
+
+
+def _stamp(posix: float) -> str:
+    try:
+        return datetime.fromtimestamp(posix, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+    except (OverflowError, ValueError, OSError):
+        return f"{posix:.3f} (POSIX)"
+
+
 def _unpublished(status: dict[str, Any], source_status: dict[str, Any] | None, now: datetime,
-                 grace: float) -> tuple[str | None, float | None]:
+                 grace: float, skew: float) -> tuple[str | None, float | None]:
     """A destination that has not published its source's last sync: (why late, or None; seconds until it is)."""
-    synced = parse_rfc3339((source_status or {}).get("lastSyncTime"))
-    if synced is None:
+    source_status = source_status or {}
+    began, synced = sync_began(source_status), _posix(source_status.get("lastSyncTime"))
+    if began is None or synced is None:
         return None, None
-    published = parse_rfc3339(status.get("lastSyncTime"))
-    if published is not None and published >= synced - timedelta(seconds=CLOCK_SKEW_SECONDS):
+    published = published_at(status)
+    if published is not None and published >= began - skew:
         return None, None
-    overdue = (now - synced).total_seconds() - grace
+    overdue = now.timestamp() - synced - grace
     if overdue <= 0:
         return None, -overdue
-    newest = f"its newest image is from {published:%Y-%m-%dT%H:%M:%SZ}" if published else "it has published no image"
-    return (f"{newest}, older than its source's last completed sync at {synced:%Y-%m-%dT%H:%M:%SZ}, "
-            f"not published within the {grace:g}s grace"), None
+    newest = f"its newest image is from {_stamp(published)}" if published is not None else "it has published no image"
+    return (f"{newest}, older than its source's last completed sync (begun {_stamp(began)}, completed "
+            f"{_stamp(synced)}; {skew:g}s clock-skew tolerance), not published within the {grace:g}s grace"), None
 
 
 def assess(role: str, spec: dict[str, Any], status: dict[str, Any], now: datetime, *,
            annotations: dict[str, str] | None = None, rpo_seconds: float = DEFAULT_RPO_SECONDS,
-           source_status: dict[str, Any] | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS) -> Verdict:
+           source_status: dict[str, Any] | None = None, grace_seconds: float = DEFAULT_GRACE_SECONDS,
+           skew_seconds: float = DEFAULT_CLOCK_SKEW_SECONDS) -> Verdict:
     """The verdict on one side; `source_status` is the paired source's status, for a destination."""
     rpo, explicit, problem = rpo_of(annotations or {}, rpo_seconds)
-    verdict = _judge(role, spec, status, now, rpo, explicit, source_status, grace_seconds)
+    verdict = _judge(role, spec, status, now, rpo, explicit, source_status, (grace_seconds, skew_seconds))
     if problem is None:
         return verdict
     return replace(verdict, message="; ".join(m for m in (verdict.message, problem) if m))
 
 
 def _judge(role: str, spec: dict[str, Any], status: dict[str, Any], now: datetime, rpo: float, explicit: bool,
-           source_status: dict[str, Any] | None, grace_seconds: float) -> Verdict:
+           source_status: dict[str, Any] | None, allowance: tuple[float, float]) -> Verdict:
     if spec.get("paused") is True:
         return Verdict("paused", "spec.paused is true", None)
     for cond in status.get("conditions") or []:
@@ -119,7 +191,7 @@ def _judge(role: str, spec: dict[str, Any], status: dict[str, Any], now: datetim
         return Verdict("error", "the last mover run failed")
     waits: list[float] = []
     if role == "destination":
-        late, wait = _unpublished(status, source_status, now, grace_seconds)
+        late, wait = _unpublished(status, source_status, now, *allowance)
         if late:
             return Verdict("late", late)
         waits += [wait] if wait is not None else []

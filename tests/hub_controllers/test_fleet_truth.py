@@ -27,6 +27,7 @@ from support.hub_controllers import T0, Hub
 
 from agent.reporting import Reporter
 from api.hub import ReplicationReport, ReportBatch
+from api.volsync import go_duration
 from hub import health, pairing, reports, rpo, views
 from hub.apimetrics import ApiMetrics
 from hub.fleet import FleetSettings, FleetStore
@@ -41,19 +42,29 @@ def at(seconds: float) -> str:
     return rfc3339(T0 + timedelta(seconds=seconds))
 
 
+def keys_of(rd: str) -> str:
+    """The Secret a destination publishes in `status.rsync.sshKeys` (the seed procedure copies it to the source)."""
+    return f"volsync-rsync-dst-src-{rd}"
+
+
 def source(name: str = "rs", *, synced: float | None = 0, address: str | None = "10.0.0.5", port: int | None = None,
-           annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+           annotations: dict[str, str] | None = None, keys: str | None = keys_of("rd"), **spec: Any) -> dict[str, Any]:
     rsync: dict[str, Any] = {"address": address} if address else {}
     if port:
         rsync["port"] = port
+    if keys:
+        rsync["sshKeys"] = keys
     status = {"lastSyncTime": at(synced)} if synced is not None else {}
     return {"role": "source", "namespace": "src", "name": name, "spec": {"rsync": rsync, "trigger": {"manual": "1"},
             **spec}, "status": status, "annotations": annotations or {}}
 
 
 def destination(name: str = "rd", *, published: float | None = 5, address: str | None = "10.0.0.5",
-                annotations: dict[str, str] | None = None, **spec: Any) -> dict[str, Any]:
+                annotations: dict[str, str] | None = None, keys: str | None = "", **spec: Any) -> dict[str, Any]:
+    """`keys` "" (default): the Secret this destination generates; None: none published."""
     status: dict[str, Any] = {"rsync": {"address": address}} if address else {}
+    if address and keys is not None:
+        status["rsync"]["sshKeys"] = keys or keys_of(name)
     if published is not None:
         status |= {"lastSyncTime": at(published), "latestImage": SNAP}
     return {"role": "destination", "namespace": "dest", "name": name, "spec": spec, "status": status,
@@ -90,13 +101,113 @@ def test_destination_older_than_its_sources_last_sync_is_late_after_the_grace() 
     # the same destination judged alone (what the hub did before it knew pairs) was ok for ever
     assert rpo.assess("destination", dst["spec"], dst["status"], T0 + timedelta(days=30)).state == "ok"
     # an image published after the source's sync (or within the clock-skew tolerance) is that sync's
-    for published in (101, 100, 100 - rpo.CLOCK_SKEW_SECONDS):
+    for published in (101, 100, 100 - rpo.DEFAULT_CLOCK_SKEW_SECONDS):
         fresh = destination(published=published)
         assert rpo.assess("destination", {}, fresh["status"], T0 + timedelta(days=1),
                           source_status=src["status"], grace_seconds=GRACE).state == "ok"
     # a destination that never published although its source synced long ago is late, not "never"
     assert rpo.assess("destination", {}, destination(published=None)["status"], T0 + timedelta(seconds=1000),
                       source_status=src["status"], grace_seconds=GRACE).state == "late"
+
+
+def precise(seconds: float) -> str:
+    """A time with microseconds, as the agents write `status.iteration.startTime`/`endTime`."""
+    return (T0 + timedelta(seconds=seconds)).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+
+
+# Iteration k of the source began at 100.2 and its transfer ended at 101.9; the destination, signalled,
+# published its image at 101.4 (0.5 s before the source recorded the end), and the source's status patch
+# landed 5 s late (a busy machine, a 409 retry, a restarted agent): lastSyncTime 106 (106.9).
+SOURCE_OF_K = {
+    "completed record": {"lastSyncTime": at(106), "lastSyncDuration": "6.7s",
+                         "iteration": {"number": 7, "id": "7-abc", "startTime": precise(100.2),
+                                       "endTime": precise(106.9), "completed": 7}},
+    "next iteration running": {"lastSyncTime": at(106), "lastSyncDuration": "6.7s", "lastSyncStartTime": at(200),
+                               "iteration": {"number": 8, "id": "8-abc", "startTime": precise(200.5), "completed": 7}},
+    "no record (an older agent, VolSync)": {"lastSyncTime": at(106), "lastSyncDuration": "6.7s"},
+    "no record, start kept": {"lastSyncTime": at(106), "lastSyncStartTime": at(100)},
+}
+IMAGE_OF_K = {
+    "with its record": {"lastSyncTime": at(101), "latestImage": SNAP,
+                        "iteration": {"number": 3, "startTime": precise(90), "endTime": precise(101.4)}},
+    "next iteration running": {"lastSyncTime": at(101), "latestImage": SNAP,
+                               "iteration": {"number": 4, "startTime": precise(101.5)}},
+    "whole seconds only": {"lastSyncTime": at(101), "latestImage": SNAP},
+}
+
+
+@pytest.mark.parametrize("image", list(IMAGE_OF_K))
+@pytest.mark.parametrize("sync", list(SOURCE_OF_K))
+def test_an_image_published_before_the_source_recorded_its_end_is_that_syncs(sync: str, image: str) -> None:
+    """Before: the image had to be no older than the source's lastSyncTime - 1 s: 101 < 106 - 1, late for ever
+    (until the next sync) although the destination published exactly what the source sent."""
+    for after in (GRACE + 10, 3600):
+        verdict = rpo.assess("destination", {}, IMAGE_OF_K[image], T0 + timedelta(seconds=106 + after),
+                             source_status=SOURCE_OF_K[sync], grace_seconds=GRACE)
+        assert (verdict.state, verdict.message) == ("ok", None)
+
+
+@pytest.mark.parametrize("sync", list(SOURCE_OF_K))
+def test_an_image_older_than_the_sync_began_is_still_late(sync: str) -> None:
+    """The destination still holds the image of the sync before (published at 60): late after the grace only."""
+    previous = {"lastSyncTime": at(60), "latestImage": SNAP, "iteration": {"startTime": precise(50),
+                                                                          "endTime": precise(60.3)}}
+
+    def judge(now: float) -> rpo.Verdict:
+        return rpo.assess("destination", {}, previous, T0 + timedelta(seconds=now), source_status=SOURCE_OF_K[sync],
+                          grace_seconds=GRACE)
+
+    within = judge(106 + GRACE - 1)
+    assert within.state == "ok" and within.changes_in == pytest.approx(1.0, abs=0.01)
+    late = judge(106 + GRACE + 1)
+    assert late.state == "late" and late.message is not None
+    newest = (T0 + timedelta(seconds=60.3)).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3]
+    assert late.message.startswith(f"its newest image is from {newest}Z, older than its source's last completed sync")
+
+
+def test_the_clock_skew_tolerance_is_a_setting() -> None:
+    """An image published within `skew_seconds` before the sync began counts as that sync's (two clusters'
+    clocks); a whole-second time may be any instant of its second."""
+    source_status = SOURCE_OF_K["completed record"]  # began at 100.2
+    now = T0 + timedelta(seconds=106 + GRACE + 1)
+
+    def state(image: dict[str, Any], skew: float) -> str:
+        return rpo.assess("destination", {}, image, now, source_status=source_status, grace_seconds=GRACE,
+                          skew_seconds=skew).state
+
+    def image_at(seconds: float) -> dict[str, Any]:
+        whole = int(seconds)
+        return {"lastSyncTime": at(whole), "latestImage": SNAP, "iteration": {"endTime": precise(seconds)}}
+
+    skew = rpo.DEFAULT_CLOCK_SKEW_SECONDS
+    assert 1 < skew <= 10  # "a few seconds"
+    assert state(image_at(100.2 - skew + 0.1), skew) == "ok"
+    assert state(image_at(100.2 - skew - 0.1), skew) == "late"
+    assert state(image_at(100.1), 0) == "late" and state(image_at(100.1), 0.5) == "ok"
+    assert state({"lastSyncTime": at(100), "latestImage": SNAP}, 0) == "ok"  # 100.0-100.999: maybe after 100.2
+    assert state({"lastSyncTime": at(99), "latestImage": SNAP}, 0) == "late"
+
+
+@pytest.mark.parametrize("text", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
+def test_extreme_times_and_durations_are_judged_not_raised(text: str) -> None:
+    """Reports are agents' input: a time at the edge of the calendar or a huge duration is no exception
+    (before: `lastSyncTime - 1 s` at year 1 raised OverflowError, a 500 on every fleet query)."""
+    for src in ({"lastSyncTime": text}, {"lastSyncTime": text, "lastSyncDuration": "99999999h"},
+                {"lastSyncTime": text, "iteration": {"startTime": text, "endTime": text}}):
+        for dst in ({"lastSyncTime": "0001-01-01T00:00:00Z"}, {}, {"lastSyncTime": text, "iteration": "x"}):
+            verdict = rpo.assess("destination", {}, dst, T0, source_status=src, grace_seconds=GRACE)
+            assert verdict.state in rpo.STATES
+
+
+@pytest.mark.parametrize(("text", "seconds"), [
+    ("0", 0.0), ("0s", 0.0), ("6.7s", 6.7), ("1m2.5s", 62.5), ("1h2m3.000001s", 3723.000001), ("500ms", 0.5),
+    ("1.5µs", 1.5e-6), ("2us", 2e-6), ("3ns", 3e-9), ("", None), ("1.5", None), ("abc", None), ("-1s", None),
+    (None, None), (7, None),
+])
+def test_go_durations(text: Any, seconds: float | None) -> None:
+    assert rpo.go_seconds(text) == (pytest.approx(seconds) if seconds is not None else None)
+    if seconds is not None:
+        assert rpo.go_seconds(go_duration(seconds)) == pytest.approx(seconds)  # what the agents write
 
 
 def test_paused_is_its_own_state() -> None:
