@@ -23,6 +23,8 @@ DEFAULT_MAX_REPLICATIONS = 1000
 DEFAULT_MAX_REPORT_BYTES = 64 * 1024
 MIN_REPORT_BYTES = 1024
 DEFAULT_HEARTBEAT_SKEW_SECONDS = 300.0
+DEFAULT_AGENT_IN_FLIGHT = 2  # an agent sends one request at a time; one more for a retry racing its answer
+DEFAULT_ADMIN_IN_FLIGHT = 8
 
 
 @dataclass(frozen=True)
@@ -33,11 +35,14 @@ class RestLimits:
     max_replications: int = DEFAULT_MAX_REPLICATIONS  # per cluster
     max_report_bytes: int = DEFAULT_MAX_REPORT_BYTES  # per report, as stored
     heartbeat_skew_seconds: float = DEFAULT_HEARTBEAT_SKEW_SECONDS
+    agent_in_flight: int = DEFAULT_AGENT_IN_FLIGHT  # requests in flight per agent token; more is a 429
+    admin_in_flight: int = DEFAULT_ADMIN_IN_FLIGHT  # requests in flight with the admin token; more is a 429
 
     def __post_init__(self) -> None:
         if not MIN_REPORT_BYTES <= self.max_report_bytes <= MAX_REPORT_BYTES:
             raise ValueError(f"the report size cap must be within {MIN_REPORT_BYTES}..{MAX_REPORT_BYTES} bytes")
-        if self.max_replications < 1 or self.max_body_bytes < 1 or self.heartbeat_skew_seconds <= 0:
+        if (self.max_replications < 1 or self.max_body_bytes < 1 or self.heartbeat_skew_seconds <= 0
+                or self.agent_in_flight < 1 or self.admin_in_flight < 1):
             raise ValueError("REST limits must be positive")
 
 
@@ -50,12 +55,17 @@ def add_limit_flags(parser: argparse.ArgumentParser) -> None:
                         "(default: %(default)s)")
     parser.add_argument("--heartbeat-skew-seconds", type=float, default=DEFAULT_HEARTBEAT_SKEW_SECONDS,
                         help="how far a heartbeat's sentAt may be from the hub's clock (default: %(default)ss)")
+    parser.add_argument("--agent-in-flight", type=int, default=DEFAULT_AGENT_IN_FLIGHT,
+                        help="requests one agent token may have in flight; more is a 429 (default: %(default)s)")
+    parser.add_argument("--admin-in-flight", type=int, default=DEFAULT_ADMIN_IN_FLIGHT,
+                        help="requests the admin token may have in flight; more is a 429 (default: %(default)s)")
 
 
 def limits_from_args(args: argparse.Namespace) -> RestLimits:
     try:
         return RestLimits(max_replications=args.max_replications, max_report_bytes=args.max_report_bytes,
-                          heartbeat_skew_seconds=args.heartbeat_skew_seconds)
+                          heartbeat_skew_seconds=args.heartbeat_skew_seconds, agent_in_flight=args.agent_in_flight,
+                          admin_in_flight=args.admin_in_flight)
     except ValueError as exc:
         raise RuntimeError(str(exc)) from None
 

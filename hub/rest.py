@@ -40,7 +40,7 @@ from hub import paging
 from hub.apimetrics import ApiMetrics
 from hub.fleet import FleetStore
 from hub.limits import MAX_BODY_BYTES, RestLimits
-from hub.restdoor import UNAUTHORIZED, Refusal, RequestDoor, authorize
+from hub.restdoor import RETRY_AFTER_SECONDS, UNAUTHORIZED, InFlight, Refusal, RequestDoor
 from hub.tokens import Caller, TokenStore
 from hub.views import RowFilter, sort_key
 from kube.clock import Clock
@@ -52,11 +52,13 @@ __all__ = ["MAX_BODY_BYTES", "create_app"]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     401: {"model": ErrorDetail, "description": "No bearer token, or one the hub does not know"},
     403: {"model": ErrorDetail, "description": "A valid token that may not do this"},
+    429: {"model": ErrorDetail, "description": "The caller has too many requests in flight: retry after Retry-After"},
     503: {"model": ErrorDetail, "description": "The hub API did not answer"},
 }
 _BATCH_REFUSED: dict[int | str, dict[str, Any]] = {
     413: {"model": ErrorDetail, "description": "The body, or a report in it, is larger than the hub accepts"},
-    429: {"model": ErrorDetail, "description": "The batch would store more replications than the cluster may have"},
+    429: {"model": ErrorDetail, "description": "The batch would store more replications than the cluster may have "
+          "(`detail` names them), or the caller is busy (retry after Retry-After)"},
 }
 _PAGED: dict[int | str, dict[str, Any]] = {
     200: {"headers": {paging.CONTINUE_HEADER: {
@@ -126,25 +128,25 @@ def create_app(
     )
     metrics = ApiMetrics(metrics_registry)
     metrics.watch_fleet(fleet.summary, clock.now)
+    # the door (hub/restdoor.py) authenticates; HTTPBearer only puts the scheme in the OpenAPI document
     bearer = HTTPBearer(auto_error=False, description="An agent token (agent side) or the admin token (user side)")
-    Credentials = Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]
 
-    def caller(request: Request, creds: Credentials) -> Caller | None:
-        """Who is calling: found by the door (`hub/restdoor.py`) before the body was read."""
-        state = request.scope.get("state") or {}
-        if "caller" in state:
-            who: Caller | None = state["caller"]
-            return who
-        return tokens.identify(creds.credentials if creds is not None else None)
+    def caller(request: Request, _: Annotated[HTTPAuthorizationCredentials | None, Security(bearer)]) -> Caller:
+        """Who is calling, as the door found and authorized them before the body was read."""
+        who: Caller | None = (request.scope.get("state") or {}).get("caller")
+        if who is None:  # the door lets no /api/v1 request through without a caller
+            raise _refused(request, UNAUTHORIZED)
+        return who
 
-    def agent(request: Request, cluster: str, who: Annotated[Caller | None, Depends(caller)]) -> str:
-        if (refusal := authorize(who, request.url.path)) is not None:
-            raise _refused(request, refusal)
+    def agent(request: Request, cluster: str, who: Annotated[Caller, Depends(caller)]) -> str:
+        """The route's `{cluster}`, which must be the caller's own: the cluster authorised is the cluster written."""
+        if who.kind != "agent" or who.cluster != cluster:
+            raise _refused(request, Refusal(403, f"this token does not belong to cluster {cluster!r}"))
         return cluster
 
-    def admin(request: Request, who: Annotated[Caller | None, Depends(caller)]) -> Caller:
-        if (refusal := authorize(who, request.url.path)) is not None or who is None:
-            raise _refused(request, refusal or UNAUTHORIZED)
+    def admin(request: Request, who: Annotated[Caller, Depends(caller)]) -> Caller:
+        if who.kind != "admin":
+            raise _refused(request, Refusal(403, "the user endpoints take the admin token"))
         return who
 
     def check_fresh(cluster: str, sent_at: datetime) -> None:
@@ -169,7 +171,9 @@ def create_app(
         """FastAPI's 422, without echoing the input back (a batch can be large)."""
         return JSONResponse({"detail": validation_errors(exc)}, status_code=422)
 
-    app.add_middleware(RequestDoor, identify=tokens.identify, max_body_bytes=limits.max_body_bytes)
+    in_flight = InFlight(agent=limits.agent_in_flight, admin=limits.admin_in_flight)
+    app.add_middleware(RequestDoor, identify=tokens.identify, max_body_bytes=limits.max_body_bytes,
+                       in_flight=in_flight)
     app.middleware("http")(metrics.middleware)
 
     # -- agent side ---------------------------------------------------------------------------------
@@ -189,13 +193,20 @@ def create_app(
         """Store the latest state of replications; a sequence not above the stored one is stale.
 
         The whole batch is refused, nothing stored, when a report is over the size cap (413) or the
-        cluster would have more replications than its cap (429); `detail` lists the reports at fault."""
-        with batch_lock(cluster):  # the check and the writes are one step: concurrent batches cannot pass the cap
+        cluster would have more replications than its cap (429); `detail` lists the reports at fault.
+        A 429 naming no report (another batch of the cluster in flight) is to be retried."""
+        lock = batch_lock(cluster)
+        if not lock.acquire(blocking=False):  # never park a worker thread behind the cluster's other batch
+            raise HTTPException(429, f"another batch of cluster {cluster} is being stored; retry",
+                                headers={"Retry-After": str(RETRY_AFTER_SECONDS)})
+        try:  # the check and the writes are one step: concurrent batches cannot pass the cap
             refusal = caps.check_batch(cluster, batch, fleet.stored_names(cluster), limits)
             if refusal is not None:
                 log.warning("%d reports of cluster %s: %s", refusal.status, cluster, refusal.errors[0]["msg"])
                 raise HTTPException(refusal.status, refusal.errors)
             reply = fleet.submit(cluster, batch)
+        finally:
+            lock.release()
         metrics.reported(reply.accepted, reply.stale)
         return reply
 

@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import time
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
@@ -129,6 +131,18 @@ class Hub:
 
     def ago(self, seconds: float) -> str:
         return rfc3339(self.clock.now() - timedelta(seconds=seconds))
+
+
+def until_not_busy(request: Callable[[], httpx.Response], timeout: float = 30.0) -> httpx.Response:
+    """What an agent does with a 429 that names no report (the caller or its cluster is busy): try again,
+    after a short pause, until the hub takes the request or refuses it for a reason."""
+    deadline = time.monotonic() + timeout
+    while True:
+        resp = request()
+        if resp.status_code != 429 or isinstance(resp.json().get("detail"), list):
+            return resp
+        assert time.monotonic() < deadline, f"still busy after {timeout}s: {resp.text}"
+        time.sleep(0.01)
 
 
 def report(name: str, sequence: int, *, role: str = "source", namespace: str = "apps", schedule: str | None = None,

@@ -9,7 +9,7 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import Any
 
 import pytest
-from hubkit import Hub, report
+from hubkit import Hub, report, until_not_busy
 from support.waiting import eventually
 
 from api.hub import ReportBatch
@@ -183,7 +183,8 @@ def test_concurrent_reports_never_go_backwards(hub: Hub) -> None:
     sequences = list(range(1, 41))
     random.Random(7).shuffle(sequences)
     with ThreadPoolExecutor(8) as pool:
-        replies = list(pool.map(lambda seq: hub.send("cluster1", report("db", seq)).json(), sequences))
+        replies = list(pool.map(lambda seq: until_not_busy(lambda: hub.send("cluster1", report("db", seq))).json(),
+                                sequences))
     assert sum(r["accepted"] + r["stale"] for r in replies) == 40
     assert sum(r["accepted"] for r in replies) >= 1
     cm = stored(hub)[configmap_name("source", "apps", "db")]

@@ -7,9 +7,11 @@ from __future__ import annotations
 import asyncio
 import json
 from typing import Any
+from urllib.parse import unquote
 
 import pytest
-from hubkit import Hub
+from hubkit import Hub, report
+from support.waiting import eventually
 
 from hub.rest import MAX_BODY_BYTES
 
@@ -62,3 +64,50 @@ def test_a_chunked_body_within_the_cap_reaches_the_endpoint(shared_hub: Hub) -> 
     status, read = call(shared_hub, "/api/v1/agents/cluster1/reports", shared_hub.tokens["cluster1"], chunks=1,
                         chunk=body)
     assert (status, read) == (200, 1)
+
+
+def post(hub: Hub, raw_path: str, token: str, body: dict[str, Any]) -> tuple[int, Any]:
+    """POST as a server hands it to the app: `path` is `raw_path` percent-decoded once; (status, JSON answer)."""
+    headers = [(b"content-type", b"application/json"), (b"authorization", f"Bearer {token}".encode())]
+    scope: dict[str, Any] = {"type": "http", "asgi": {"version": "3.0"}, "http_version": "1.1", "method": "POST",
+                             "scheme": "http", "path": unquote(raw_path), "raw_path": raw_path.encode(),
+                             "query_string": b"", "root_path": "", "headers": headers,
+                             "server": ("hub.test", 80), "client": ("127.0.0.1", 1)}
+    messages = [{"type": "http.request", "body": json.dumps(body).encode(), "more_body": False}]
+    sent: list[dict[str, Any]] = []
+
+    async def receive() -> dict[str, Any]:
+        if messages:
+            return messages.pop(0)
+        await asyncio.Event().wait()
+        raise AssertionError("unreachable")
+
+    async def send(message: dict[str, Any]) -> None:
+        sent.append(message)
+
+    asyncio.run(hub.app(scope, receive, send))
+    start = next(m for m in sent if m["type"] == "http.response.start")
+    return start["status"], json.loads(b"".join(m.get("body", b"") for m in sent if m["type"] == "http.response.body"))
+
+
+@pytest.mark.parametrize("alias", ["cluster%2531", "cluster%252531", "%2563luster1", "cluster1%252F"])
+def test_a_percent_encoded_alias_of_the_tokens_cluster_is_refused(hub: Hub, alias: str) -> None:
+    """`cluster%2531` reaches the app as `cluster%31`: it is not cluster1 (decoding it again would make it one
+    for the door while the endpoint wrote under `cluster%31`, outside cluster1's caps and locks)."""
+    status, answer = post(hub, f"/api/v1/agents/{alias}/reports", hub.tokens["cluster1"],
+                          {"agentId": "a", "reports": [report("aliased", 1)]})
+    assert status in (403, 404), (status, answer)
+    assert hub.fleet.stored_names(unquote(alias)) == set()
+    assert hub.get("/api/v1/replications").json() == []
+
+
+def test_the_cluster_authorised_is_the_cluster_written(hub: Hub) -> None:
+    """`%63luster1` is decoded once by the server: door and route both see cluster1, and that is where it lands."""
+    status, answer = post(hub, "/api/v1/agents/%63luster1/reports", hub.tokens["cluster1"],
+                          {"agentId": "a", "reports": [report("encoded", 1)]})
+    assert (status, answer) == (200, {"accepted": 1, "stale": 0})
+    rows = eventually(lambda: hub.get("/api/v1/replications").json() or None, what="the report listed")
+    assert [(r["cluster"], r["name"]) for r in rows] == [("cluster1", "encoded")]
+    status, _ = post(hub, "/api/v1/agents/%63luster1/reports", hub.tokens["cluster2"],
+                     {"agentId": "a", "reports": [report("other", 1)]})
+    assert status == 403
