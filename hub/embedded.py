@@ -2,7 +2,8 @@
 
 `volsync-hub` with no hub kubeconfig starts `volsync-apiserver` (hub + managed clusters, one
 SQLite store each) as a child in its own session, so a hub killed with SIGKILL leaves it running;
-the next hub adopts it (pidfile, `/proc/<pid>/cmdline`) instead of failing on the store's lock.
+the next hub adopts it (its pid in the ready file, `/proc/<pid>/cmdline`) instead of failing on the
+store's lock, or stops it when it cannot be adopted.
 The API server runs with authentication (HTTPS, a token per cluster valid on that cluster only);
 `agent_kubeconfig` gives each cluster's agent a kubeconfig of its own holding only that cluster's
 server and an agent token valid only there. Everything written here is 0600 under 0700 directories.
@@ -13,6 +14,7 @@ its namespace.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import selectors
@@ -63,24 +65,36 @@ class EmbeddedApi:
         return path
 
     def stop(self, timeout: float = 15.0) -> None:
-        try:
-            os.kill(self.pid, signal.SIGTERM)
-        except ProcessLookupError:
-            return
+        """SIGTERM, and SIGKILL after `timeout`; returns once the process is gone."""
+        if self.proc is None or self.proc.poll() is None:  # never signal a reaped child's pid (reused)
+            try:
+                os.kill(self.pid, signal.SIGTERM)
+            except ProcessLookupError:
+                pass
+            else:
+                self._wait_or_kill(timeout)
+        if self.proc is not None and self.proc.stdout is not None:
+            self.proc.stdout.close()
+
+    def _wait_or_kill(self, timeout: float) -> None:
         if self.proc is not None:
             try:
                 self.proc.wait(timeout)
             except subprocess.TimeoutExpired:
                 self.proc.kill()
                 self.proc.wait()
-            if self.proc.stdout is not None:
-                self.proc.stdout.close()
             return
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline and _alive(self.pid):
-            time.sleep(0.05)
-        if _alive(self.pid):
-            os.kill(self.pid, signal.SIGKILL)
+        if not _gone(self.pid, timeout):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(self.pid, signal.SIGKILL)
+            _gone(self.pid, timeout)  # its stores' locks are free once it is gone
+
+
+def _gone(pid: int, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline and _alive(pid):
+        time.sleep(0.05)
+    return not _alive(pid)
 
 
 def _alive(pid: int) -> bool:
@@ -101,18 +115,10 @@ def _cmdline(pid: int) -> list[str]:
 def start_api(data_dir: Path, names: list[str], *, port: int = 0, timeout: float = 30.0) -> EmbeddedApi:
     """Start (or adopt) the API server serving `names` from `data_dir` (HTTPS, tokens per cluster)."""
     private_dir(data_dir)
-    pidfile, readyfile = data_dir / "apiserver.pid", data_dir / "apiserver.ready"
-    if pidfile.exists() and readyfile.exists():
-        pid = int(pidfile.read_text() or 0)
-        cmd = _cmdline(pid)
-        if pid and _alive(pid) and "kube.apiserver.main" in cmd and str(data_dir) in cmd:
-            previous = json.loads(readyfile.read_text())
-            if previous.get("contexts") == names and str(previous.get("url")).startswith("https://"):
-                return EmbeddedApi(previous["url"], Path(previous["kubeconfig"]), names, pid, None, data_dir)
-            os.kill(pid, signal.SIGTERM)  # serving other clusters, or without authentication: replace it
-            deadline = time.monotonic() + 15
-            while time.monotonic() < deadline and _alive(pid):
-                time.sleep(0.05)
+    readyfile = data_dir / "apiserver.ready"
+    adopted = _adopt(data_dir, names, readyfile)
+    if adopted is not None:
+        return adopted
     cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(data_dir), "--clusters", ",".join(names),
            "--port", str(port)]
     with open_private(data_dir / "apiserver.log", "ab") as log:
@@ -124,9 +130,52 @@ def start_api(data_dir: Path, names: list[str], *, port: int = 0, timeout: float
         proc.wait()
         raise RuntimeError(f"the embedded API server did not start: {line!r} (see {data_dir / 'apiserver.log'})")
     ready: dict[str, Any] = json.loads(line[len(READY):])
-    write_private(pidfile, str(proc.pid))
-    write_private(readyfile, json.dumps(ready))
+    write_private(readyfile, json.dumps({**ready, "pid": proc.pid}))  # atomic: the next hub reads all or nothing
     return EmbeddedApi(ready["url"], Path(ready["kubeconfig"]), names, proc.pid, proc, data_dir)
+
+
+def _adopt(data_dir: Path, names: list[str], readyfile: Path) -> EmbeddedApi | None:
+    """The API server a previous hub left running for `data_dir`, when its ready file (written once it
+    was up) names it and says it serves `names` over HTTPS.
+
+    Any other API server of `data_dir` (serving other clusters, without authentication, or one whose
+    ready file is missing, stale or unreadable: a hub killed before it wrote it) is stopped, so that
+    a new one can take the stores' locks."""
+    previous = _read_ready_file(readyfile)
+    adopted = None
+    for pid in _apiservers_of(data_dir):
+        if (adopted is None and previous is not None and previous.get("pid") == pid
+                and previous.get("contexts") == names and str(previous.get("url")).startswith("https://")
+                and isinstance(previous.get("kubeconfig"), str)):
+            adopted = EmbeddedApi(previous["url"], Path(previous["kubeconfig"]), names, pid, None, data_dir)
+        else:
+            EmbeddedApi("", Path(), names, pid, None, data_dir).stop()  # SIGTERM, SIGKILL after a grace
+    return adopted
+
+
+def _apiservers_of(data_dir: Path) -> list[int]:
+    """The live `kube.apiserver.main --data-dir data_dir` processes of our user."""
+    found = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        cmd = _cmdline(int(entry.name))
+        try:
+            ours = entry.stat().st_uid == os.getuid()
+        except OSError:
+            continue
+        if (ours and "kube.apiserver.main" in cmd and "--data-dir" in cmd
+                and cmd[cmd.index("--data-dir") + 1:][:1] == [str(data_dir)] and _alive(int(entry.name))):
+            found.append(int(entry.name))
+    return found
+
+
+def _read_ready_file(path: Path) -> dict[str, Any] | None:
+    try:
+        ready = json.loads(path.read_text())
+    except (OSError, ValueError):
+        return None
+    return ready if isinstance(ready, dict) else None
 
 
 def _read_line(stream: Any, timeout: float) -> bytes:

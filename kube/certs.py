@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from kube.files import private_dir, write_private
+from kube.files import move_private, private_dir, write_private
 
 
 @dataclass(frozen=True)
@@ -42,30 +42,72 @@ def _san(hosts: list[str]) -> str:
 
 
 def ensure(directory: Path, hosts: list[str]) -> ServingCerts:
-    """The CA and a serving certificate for `hosts` under `directory`, created if missing."""
+    """The CA and a serving certificate for `hosts` under `directory`, created if missing.
+
+    Crash-safe: each key and certificate is made under a temporary name and renamed into place (the
+    SAN stamp last), and a key that does not match its certificate (a kill -9 between two renames),
+    or a serving certificate the CA did not sign, is made anew rather than served broken."""
     private_dir(directory)
     certs = ServingCerts(directory / "ca.crt", directory / "serving.crt", directory / "serving.key")
     ca_key = directory / "ca.key"
-    if not ca_key.exists() or not certs.ca.exists():
-        _openssl("req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-keyout", str(ca_key), "-out", str(certs.ca), "-days", "3650",
-                 "-subj", "/CN=volsync-embedded-ca", "-addext", "basicConstraints=critical,CA:TRUE",
-                 "-addext", "keyUsage=critical,keyCertSign,cRLSign")
+    if not _pair(ca_key, certs.ca):
+        _new_pair(ca_key, certs.ca, "-x509", "-days", "3650", "-subj", "/CN=volsync-embedded-ca",
+                  "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
         certs.cert.unlink(missing_ok=True)
     san = _san(hosts)
     stamp = directory / "serving.san"
-    if not certs.cert.exists() or not certs.key.exists() or not stamp.exists() or stamp.read_text() != san:
-        csr = directory / "serving.csr"
-        ext = directory / "serving.ext"
-        _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-                 "-keyout", str(certs.key), "-out", str(csr), "-subj", "/CN=volsync-embedded-apiserver")
-        write_private(ext, f"subjectAltName={san}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
-        _openssl("x509", "-req", "-in", str(csr), "-CA", str(certs.ca), "-CAkey", str(ca_key), "-CAcreateserial",
-                 "-out", str(certs.cert), "-days", "3650", "-extfile", str(ext))
-        csr.unlink(missing_ok=True)
-        ext.unlink(missing_ok=True)
+    current = stamp.exists() and stamp.read_text() == san
+    if not current or not _pair(certs.key, certs.cert) or not _signed(certs.cert, certs.ca):
+        stamp.unlink(missing_ok=True)
+        _new_serving(directory, certs, ca_key, san)
         write_private(stamp, san)
     for entry in directory.iterdir():  # the keys, and the rest too (older directories included)
         if entry.is_file():
             entry.chmod(0o600)
     return certs
+
+
+def _new_pair(key: Path, out: Path, *args: str) -> None:
+    """`openssl req` making a new EC key and `out` (a CSR or a self-signed certificate) under
+    temporary names, then both moved into place, the key first."""
+    tmp_key, tmp_out = key.with_name(key.name + ".new"), out.with_name(out.name + ".new")
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(tmp_key), "-out", str(tmp_out), *args)
+    move_private(tmp_key, key)
+    move_private(tmp_out, out)
+
+
+def _new_serving(directory: Path, certs: ServingCerts, ca_key: Path, san: str) -> None:
+    csr, ext, tmp_cert = directory / "serving.csr", directory / "serving.ext", directory / "serving.crt.new"
+    tmp_key = directory / "serving.key.new"
+    _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
+             "-keyout", str(tmp_key), "-out", str(csr), "-subj", "/CN=volsync-embedded-apiserver")
+    write_private(ext, f"subjectAltName={san}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
+    _openssl("x509", "-req", "-in", str(csr), "-CA", str(certs.ca), "-CAkey", str(ca_key), "-CAcreateserial",
+             "-out", str(tmp_cert), "-days", "3650", "-extfile", str(ext))
+    move_private(tmp_key, certs.key)
+    move_private(tmp_cert, certs.cert)
+    csr.unlink(missing_ok=True)
+    ext.unlink(missing_ok=True)
+
+
+def _pair(key: Path, cert: Path) -> bool:
+    """Both files exist and the certificate's public key is the key's."""
+    if not key.exists() or not cert.exists():
+        return False
+    try:
+        return _public(("pkey", "-pubout", "-in", str(key))) == _public(("x509", "-noout", "-pubkey", "-in", str(cert)))
+    except RuntimeError:
+        return False
+
+
+def _public(args: tuple[str, ...]) -> str:
+    res = subprocess.run(["openssl", *args], capture_output=True, text=True)
+    if res.returncode != 0 or "PUBLIC KEY" not in res.stdout:
+        raise RuntimeError(f"openssl {args[0]}: {res.stderr.strip()}")
+    return res.stdout
+
+
+def _signed(cert: Path, ca: Path) -> bool:
+    res = subprocess.run(["openssl", "verify", "-CAfile", str(ca), str(cert)], capture_output=True, text=True)
+    return res.returncode == 0

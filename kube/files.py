@@ -47,6 +47,19 @@ def write_private(path: Path, data: bytes | str, mode: int = 0o600) -> None:
     _sync_dir(path.parent)
 
 
+def move_private(tmp: Path, path: Path) -> None:
+    """Move a file another program wrote (`tmp`, next to `path`) into place durably and 0600: the
+    rename of `write_private`, for content this process does not hold (e.g. openssl's output)."""
+    fd = os.open(tmp, os.O_RDONLY)
+    try:
+        os.fchmod(fd, 0o600)
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(tmp, path)
+    _sync_dir(path.parent)
+
+
 def open_private(path: Path, mode: str = "a", **kwargs: Any) -> IO[Any]:
     """`open(path, mode)` for files written in place (logs, lock files): created 0600, and an existing
     file made 0600 too."""

@@ -15,8 +15,8 @@ from __future__ import annotations
 
 import base64
 import csv
+import fcntl
 import hashlib
-import os
 import secrets
 from collections.abc import Iterable
 from dataclasses import dataclass, field
@@ -25,7 +25,7 @@ from typing import Any
 
 import yaml
 
-from kube.files import write_private
+from kube.files import open_private, private_dir, write_private
 
 TOKEN_DIR = "tokens"
 
@@ -111,19 +111,23 @@ class Authenticator:
 
 
 def ensure_tokens(path: Path, users: Iterable[str]) -> dict[str, str]:
-    """Make sure every user has a token in the file (created 0600 in a 0700 directory); user -> token."""
-    existing = read_token_file(path) if path.exists() else {}
-    by_user = {ident.user: tok for tok, ident in existing.items()}
-    lines = []
-    for user in users:
-        if user not in by_user:
-            by_user[user] = secrets.token_urlsafe(32)
-            lines.append(f'{by_user[user]},{user},{user},"system:masters"\n')
-    if lines:
-        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_APPEND, 0o600)
-        with os.fdopen(fd, "a") as fh:
-            fh.writelines(lines)
+    """Make sure every user has a token in the file (0600 in a 0700 directory); user -> token.
+
+    A token is durably in the file before it is returned (and so before any kubeconfig holds it): the
+    file is replaced atomically and fsynced (kube/files.py), so a kill -9 leaves the old file or the
+    new one, never a half-written line; a lock file next to it serialises processes minting at once."""
+    private_dir(path.parent)
+    with open_private(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text(encoding="utf-8", errors="replace") if path.exists() else ""
+        by_user = {ident.user: tok for tok, ident in read_token_file(path).items()} if text else {}
+        lines = []
+        for user in users:
+            if user not in by_user:
+                by_user[user] = secrets.token_urlsafe(32)
+                lines.append(f'{by_user[user]},{user},{user},"system:masters"\n')
+        if lines:
+            write_private(path, text + ("\n" if text and not text.endswith("\n") else "") + "".join(lines))
     return by_user
 
 
