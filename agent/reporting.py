@@ -19,7 +19,9 @@ unchanged (the hub answers `stale` for what it already has).
 
 Failures: connection errors and 5xx retry with `backoff` (1 s doubling to 60 s), keeping only the
 latest state per object; 401 re-reads the token file (rotation) and retries at once if the token
-changed, else slowly (the last backoff step), as does 403. The hub's caps (413: a report too large,
+changed, else slowly (the last backoff step), as does 403. A 429 naming no report (the agent, or
+its cluster's other batch, is busy on the hub) retries after its `Retry-After` (at least the backoff
+step, at most its last). The hub's caps (413: a report too large,
 429: more replications than the cluster may keep) list the reports at fault: those wait one
 `resend_interval` (a newer state of theirs too) and the rest of the batch goes again at once; a 413
 for the body as a whole halves the batch size. Any other 4xx drops the batch (logged once per
@@ -81,6 +83,14 @@ def refused_reports(resp: httpx.Response) -> dict[int, str]:
         if isinstance(loc, list) and len(loc) == 3 and loc[:2] == ["body", "reports"] and isinstance(loc[2], int):
             found[loc[2]] = str(error.get("msg") or "")
     return found
+
+
+def retry_after(resp: httpx.Response) -> float:
+    """The seconds of a `Retry-After` header (0 when absent or not a number of seconds)."""
+    try:
+        return max(0.0, float(resp.headers.get("retry-after", "0")))
+    except ValueError:
+        return 0.0
 
 
 MIN_RENEW_INTERVAL = 0.1  # seconds
@@ -300,6 +310,9 @@ class Reporter:
         if resp.status_code >= 500:
             self._away(now, f"the hub failed ({resp.status_code} {resp.text[:200]})")
             return None
+        if resp.status_code == 429 and not refused_reports(resp):
+            self._away(now, f"the hub is busy ({resp.status_code} {resp.text[:200]})", at_least=retry_after(resp))
+            return None
         self._failures = 0
         self._retry_at = now
         if self._problem:
@@ -307,8 +320,9 @@ class Reporter:
             self._problem = ""
         return resp
 
-    def _away(self, now: float, problem: str, *, slow: bool = False) -> None:
+    def _away(self, now: float, problem: str, *, slow: bool = False, at_least: float = 0.0) -> None:
         delay = self.backoff[-1] if slow else self.backoff[min(self._failures, len(self.backoff) - 1)]
+        delay = min(max(delay, at_least), self.backoff[-1])
         self._failures += 1
         self._retry_at = now + delay
         if problem != self._problem:

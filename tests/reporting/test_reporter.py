@@ -27,6 +27,7 @@ class Hub:
         self.token = token
         self.down = 0
         self.reports_status = 200
+        self.reports_headers: dict[str, str] = {}  # with a refused reports_status
         self.renew = 60
         self.calls: list[str] = []  # "heartbeat" / "reports" / "refused" / "401", in order
         self.heartbeats: list[Heartbeat] = []
@@ -63,7 +64,7 @@ class Hub:
         self.calls.append("reports")
         batch = ReportBatch.model_validate_json(request.content)
         if self.reports_status != 200:
-            return httpx.Response(self.reports_status, json={"detail": "no"})
+            return httpx.Response(self.reports_status, json={"detail": "no"}, headers=self.reports_headers)
         self.batches.append(batch)
         return httpx.Response(200, json={"accepted": len(batch.reports), "stale": 0})
 
@@ -199,6 +200,22 @@ def test_server_errors_are_retried(reporter: Reporter, hub: Hub, clock: FakeCloc
     clock.advance(1)
     reporter.tick()
     assert [r.name for r in hub.reports()] == ["a"]
+
+
+@pytest.mark.parametrize(("retry_after", "delay"), [("3", 3.0), (None, 1.0), ("soon", 1.0), ("86400", 60.0)])
+def test_a_busy_hub_429_naming_no_report_is_retried(reporter: Reporter, hub: Hub, clock: FakeClock,
+                                                     retry_after: str | None, delay: float) -> None:
+    """The hub's in-flight cap (or its cluster's other batch) answers a bare 429: the batch is kept and sent
+    again after Retry-After (at least the back-off step, at most its last), not dropped."""
+    hub.reports_status = 429
+    hub.reports_headers = {"Retry-After": retry_after} if retry_after is not None else {}
+    reporter.observe("source", rs("a"))
+    assert reporter.tick() == delay
+    assert reporter.pending() == 1
+    hub.reports_status = 200
+    clock.advance(delay)
+    reporter.tick()
+    assert [r.name for r in hub.reports()] == ["a"] and reporter.pending() == 0
 
 
 def test_sequences_never_go_back_across_a_restart(client: httpx.Client, hub: Hub, clock: FakeClock,
