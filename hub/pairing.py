@@ -2,12 +2,21 @@
 
 A source and a destination are a pair when
 - one of them names the other with the annotation `volsync-addon.io/peer: <cluster>/<namespace>/<name>`
-  (for when the address cannot tell, e.g. behind NAT or a DNS name), the other naming nobody else; or
-- neither is named by an annotation and the source's `spec.rsync.address` and port (default 22) are
-  the destination's published `status.rsync.address` and port (`status.rsync.port`, else
-  `spec.rsync.port`, else 22), that endpoint belonging to exactly one source and one destination.
+  (the explicit override, for when the address cannot tell, e.g. behind NAT or a DNS name), the other
+  naming nobody else; or
+- neither is named by an annotation, the source's `spec.rsync.address` and port (default 22) are the
+  destination's published `status.rsync.address` and port (`status.rsync.port`, else
+  `spec.rsync.port`, else 22), and, among the sides at that endpoint whose ssh key Secrets do not
+  disagree, they are the only source and the only destination, and
+  - their key Secrets agree: the user copied the Secret one side publishes in `status.rsync.sshKeys`
+    to the other, which names it in `spec.rsync.sshKeys` (the seed procedure: the destination's
+    `volsync-rsync-dst-src-<name>` becomes the source's `sshKeys`; or the other way round); or
+  - neither direction is known on both sides and the address is globally routable: a private,
+    loopback, link-local or shared address, or a cluster-local DNS name, is the same in other networks
+    and clusters, so only the keys (or the annotation) can confirm such a pair.
 An ambiguous endpoint (two destinations behind one NAT address, two sources sending to one
-destination) or a broken annotation pairs nothing and says why, so the user can name the peer.
+destination), key Secrets that disagree, a private address nothing confirms, or a broken annotation
+pairs nothing and says why, so the user can name the peer.
 
 `PeerIndex` keeps the reported sides indexed by endpoint and by the peer they name, so finding the
 peer of one side is a few dictionary look-ups (the hub asks for every row of a large fleet). It is
@@ -16,6 +25,7 @@ not thread-safe: its owner holds its own lock.
 
 from __future__ import annotations
 
+import ipaddress
 import re
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -25,6 +35,8 @@ ANNOTATION_PEER = "volsync-addon.io/peer"
 DEFAULT_PORT = 22
 _LABEL = r"[a-z0-9]([-a-z0-9]*[a-z0-9])?"
 _PEER = re.compile(rf"(?P<cluster>{_LABEL}(\.{_LABEL})*)/(?P<namespace>{_LABEL})/(?P<name>{_LABEL}(\.{_LABEL})*)")
+# DNS names that mean something only inside one cluster or site
+LOCAL_SUFFIXES = (".svc", ".cluster.local", ".local", ".localhost", ".internal", ".lan", ".home.arpa")
 Obj = dict[str, Any]
 Endpoint = tuple[str, int]
 K = TypeVar("K")
@@ -90,6 +102,35 @@ def endpoint(side: Side) -> Endpoint | None:
         assert isinstance(status_rsync, dict)
         address, port = status_rsync.get("address"), _port(status_rsync.get("port"), spec_rsync.get("port"))
     return (address.strip().lower(), port) if isinstance(address, str) and address.strip() else None
+
+
+def is_local(address: str) -> bool:
+    """Whether an address names different machines in different networks or clusters (a ClusterIP, RFC 1918,
+    loopback, link-local, shared or other non-global address, a single-label or cluster-local DNS name)."""
+    host = address.strip().strip("[]").lower()
+    try:
+        return not ipaddress.ip_address(host).is_global
+    except ValueError:
+        return "." not in host or host == "localhost" or host.endswith(LOCAL_SUFFIXES)
+
+
+def _rsync(part: Any, key: str) -> str | None:
+    value = part.get("rsync", {}).get(key) if isinstance(part, dict) and isinstance(part.get("rsync"), dict) else None
+    return value if isinstance(value, str) and value else None
+
+
+def key_match(one: Side, two: Side) -> tuple[bool | None, str | None]:
+    """Do a source and a destination share the ssh key Secret the user copied between them? (True, None),
+    (False, why not) or (None, None) when no direction is known on both sides. Symmetric."""
+    src, dst = (one, two) if one.ref.role == "source" else (two, one)
+    directions = ((_rsync(src.spec, "sshKeys"), _rsync(dst.status, "sshKeys"), "source", "destination"),
+                  (_rsync(dst.spec, "sshKeys"), _rsync(src.status, "sshKeys"), "destination", "source"))
+    known = [(uses, offers, user, offerer) for uses, offers, user, offerer in directions if uses and offers]
+    for uses, offers, user, offerer in known:
+        if uses != offers:
+            return False, (f"the {user} uses spec.rsync.sshKeys {uses[:100]!r}, not the {offers[:100]!r} the "
+                           f"{offerer} publishes in status.rsync.sshKeys")
+    return (True, None) if known else (None, None)
 
 
 def named_peer(side: Side) -> tuple[Ref | None, str | None]:
@@ -171,16 +212,37 @@ class PeerIndex:
         where = endpoint(side)
         if where is None:
             return Pairing(None)
-        role, peer_role = side.ref.role, other(side.ref.role)
-        candidates = [r for r in self._at.get((peer_role, where), ()) if not self._named_by.get(r)]
-        rivals = [r for r in self._at.get((role, where), ()) if not self._named_by.get(r)]
-        if len(candidates) == 1 and len(rivals) == 1:
-            return Pairing(self._sides[candidates[0]])
+        at = f"{where[0]}:{where[1]}"
+        candidates = self._free(other(side.ref.role), where)
         if not candidates:
             return Pairing(None)
-        crowd = candidates if len(candidates) > 1 else rivals
-        return Pairing(None, f"{len(crowd)} {crowd[0].role}s use {where[0]}:{where[1]} "
-                             f"({', '.join(sorted(map(str, crowd)))}); name the peer with {ANNOTATION_PEER}")
+        fits = [r for r in candidates if key_match(side, self._sides[r])[0] is not False]
+        if not fits:
+            whys = "; ".join(f"{r}: {key_match(side, self._sides[r])[1]}" for r in candidates[:3])
+            return Pairing(None, f"{_count(candidates)} at {at}, none with the same ssh keys ({whys}); "
+                                 f"name the peer with {ANNOTATION_PEER} if it is one")
+        peer = self._sides[fits[0]]
+        rivals = [r for r in self._free(side.ref.role, where) if key_match(peer, self._sides[r])[0] is not False]
+        if len(fits) > 1 or len(rivals) > 1:
+            crowd = fits if len(fits) > 1 else rivals
+            return Pairing(None, f"{_count(crowd)} use {at} ({_names(crowd)}); name the peer with {ANNOTATION_PEER}")
+        if key_match(side, peer)[0] is None and is_local(where[0]):
+            return Pairing(None, f"{peer.ref} at {at} is not paired: that address is private to a network or "
+                                 "cluster and no spec.rsync.sshKeys/status.rsync.sshKeys pair confirms it; name the "
+                                 f"peer with {ANNOTATION_PEER}")
+        return Pairing(peer)
+
+    def _free(self, role: str, where: Endpoint) -> list[Ref]:
+        """The sides of a role at an endpoint that no annotation names (their pairing is the annotation's)."""
+        return sorted(r for r in self._at.get((role, where), ()) if not self._named_by.get(r))
+
+
+def _count(refs: list[Ref]) -> str:
+    return f"{len(refs)} {refs[0].role}{'s' if len(refs) > 1 else ''}"
+
+
+def _names(refs: list[Ref], most: int = 5) -> str:
+    return ", ".join(map(str, refs[:most])) + (f" (+{len(refs) - most} more)" if len(refs) > most else "")
 
 
 def _discard(index: dict[K, set[Ref]], key: K, ref: Ref) -> None:

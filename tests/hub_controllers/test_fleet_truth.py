@@ -286,6 +286,83 @@ def test_an_ambiguous_address_pairs_nothing_and_says_why_and_the_annotation_deci
     assert peers.peer(ref("cluster2", a)).peer is None  # its only candidate source is taken by the annotation
 
 
+def test_a_destination_elsewhere_at_the_same_private_address_is_not_taken_for_the_missing_one() -> None:
+    """The source's own destination (cluster2) is not reported to the hub (no addon there); another cluster's
+    destination has the same ClusterIP. Before: paired by address alone, and judged late against a source
+    that never sent to it. Now their key Secrets disagree: no pair, and both rows say why."""
+    src, elsewhere = source(), destination("backup")
+    peers = index(("cluster1", src), ("cluster3", elsewhere))
+    mine, theirs = ref("cluster1", src), ref("cluster3", elsewhere)
+    for me, them in ((mine, theirs), (theirs, mine)):
+        found = peers.peer(me)
+        assert found.peer is None and found.problem is not None
+        assert "none with the same ssh keys" in found.problem and str(them) in found.problem
+        assert "'volsync-rsync-dst-src-rd'" in found.problem and "'volsync-rsync-dst-src-backup'" in found.problem
+        assert pairing.ANNOTATION_PEER in found.problem
+    late_source = source(synced=100)
+    peers.put(pairing.side_of("cluster1", late_source))  # type: ignore[arg-type]
+    judged = views.verdict(pairing.side_of("cluster3", elsewhere), peers.peer(ref("cluster3", elsewhere)),  # type: ignore[arg-type]
+                           T0 + timedelta(days=1), views.Judging(grace_seconds=GRACE))
+    assert judged.state == "ok"  # not late against someone else's source
+    # the real destination reports: it pairs, keys and address agreeing
+    real = destination()
+    peers.put(pairing.side_of("cluster2", real))  # type: ignore[arg-type]
+    found = peers.peer(ref("cluster1", src))
+    assert found.peer is not None and found.peer.ref == ref("cluster2", real) and found.problem is None
+    # the annotation is the explicit override, whatever the keys say
+    named = source(annotations={pairing.ANNOTATION_PEER: "cluster3/dest/backup"})
+    peers.put(pairing.side_of("cluster1", named))  # type: ignore[arg-type]
+    found = peers.peer(ref("cluster1", named))
+    assert found.peer is not None and found.peer.ref == ref("cluster3", elsewhere)
+
+
+def test_the_key_secret_picks_the_destination_behind_a_shared_address() -> None:
+    """Two destinations behind one NAT address: the one whose Secret the source uses is its peer, both ways."""
+    src, mine, theirs = source(), destination(), destination("other")
+    peers = index(("cluster1", src), ("cluster2", mine), ("cluster3", theirs))
+    found = peers.peer(ref("cluster1", src))
+    assert found.peer is not None and found.peer.ref == ref("cluster2", mine)
+    back = peers.peer(ref("cluster2", mine)).peer
+    assert back is not None and back.ref == ref("cluster1", src)
+    assert peers.peer(ref("cluster3", theirs)).peer is None
+    # two destinations named alike publish alike Secrets: the keys cannot tell, the annotation must
+    peers.put(pairing.side_of("cluster4", destination()))  # type: ignore[arg-type]
+    found = peers.peer(ref("cluster1", src))
+    assert found.peer is None and found.problem is not None and "2 destinations use 10.0.0.5:22" in found.problem
+
+
+@pytest.mark.parametrize(("address", "pairs"), [
+    ("10.0.0.5", False), ("172.30.12.7", False), ("192.168.1.20", False), ("127.0.0.1", False),
+    ("169.254.3.3", False), ("100.64.0.9", False), ("fd00::5", False), ("[::1]", False),
+    ("volsync-rsync-dst-rd.dest.svc.cluster.local", False), ("volsync-rsync-dst-rd.dest.svc", False),
+    ("rsync-dest", False), ("nas.internal", False),
+    ("52.1.2.3", True), ("2600:1f18::5", True), ("replication.example.com", True),
+])
+def test_address_only_pairing_needs_a_globally_routable_address(address: str, pairs: bool) -> None:
+    """Without key Secrets known on both sides (e.g. the user brought their own keys), only an address that
+    names one machine everywhere pairs; a private one says how to pair it."""
+    src, dst = source(address=address, keys=None), destination(address=address, keys=None)
+    found = index(("cluster1", src), ("cluster2", dst)).peer(ref("cluster1", src))
+    assert (found.peer is not None) == pairs
+    if not pairs:
+        assert found.problem is not None and "private to a network or cluster" in found.problem
+        assert pairing.ANNOTATION_PEER in found.problem
+    # with the procedure's keys on both sides, any address pairs
+    keyed = index(("cluster1", source(address=address)), ("cluster2", destination(address=address)))
+    assert keyed.peer(ref("cluster1", src)).peer is not None
+
+
+def test_keys_the_source_generated_confirm_the_pair_too() -> None:
+    """The other direction: the source publishes `status.rsync.sshKeys`, the destination uses it."""
+    src = source(keys=None)
+    src["status"]["rsync"] = {"sshKeys": "volsync-rsync-src-dest-rs"}
+    dst = destination(keys=None, rsync={"sshKeys": "volsync-rsync-src-dest-rs"})
+    assert index(("c1", src), ("c2", dst)).peer(ref("c1", src)).peer is not None
+    dst["spec"]["rsync"]["sshKeys"] = "my-own-keys"
+    found = index(("c1", src), ("c2", dst)).peer(ref("c1", src))
+    assert found.peer is None and found.problem is not None and "'my-own-keys'" in found.problem
+
+
 @pytest.mark.parametrize(("value", "problem"), [
     ("cluster9/dest/rd", "which the hub has no report of"),
     ("not a ref", "is not <cluster>/<namespace>/<name>"),
@@ -342,6 +419,16 @@ def test_fleet_rows_name_their_peer_and_the_stale_destination_turns_late(fleet: 
     # it publishes: ok again
     submit(fleet, "cluster2", destination(published=110), sequence=2)
     assert set(states(fleet, late_at).values()) == {"ok"}
+
+
+def test_an_unreported_destinations_namesake_address_is_not_judged_late(fleet: FleetStore) -> None:
+    """cluster2's destination at the same private address but with other keys is not the source's peer."""
+    submit(fleet, "cluster1", source(synced=100))
+    submit(fleet, "cluster2", destination("backup", published=40))
+    rows = {r.cluster: r for r in fleet.replications(now=T0 + timedelta(seconds=100 + GRACE + 1))}
+    assert (rows["cluster2"].state, rows["cluster2"].peer) == ("ok", None)
+    assert rows["cluster2"].state_message is not None and "ssh keys" in rows["cluster2"].state_message
+    assert fleet.summary(T0 + timedelta(seconds=100 + GRACE + 1)).pairs == 0
 
 
 def test_a_pair_counts_once_and_paused_is_counted_as_such(fleet: FleetStore, hub: Hub) -> None:
