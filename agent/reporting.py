@@ -41,6 +41,7 @@ from typing import Any
 import httpx
 
 from kube.clock import Clock, rfc3339
+from kube.files import write_private
 
 log = logging.getLogger("volsync.agent.reporting")
 
@@ -351,9 +352,7 @@ class Reporter:
         """Record the next unused sequence before any report carrying a lower one leaves."""
         if self.sequence_file is None:
             return
-        tmp = self.sequence_file.with_name(self.sequence_file.name + ".tmp")
         try:
-            tmp.write_text(f"{high}\n")
-            tmp.replace(self.sequence_file)
+            write_private(self.sequence_file, f"{high}\n")
         except OSError as exc:
             log.warning("cannot record the report sequence in %s: %s", self.sequence_file, exc.strerror)

@@ -19,11 +19,11 @@ import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
 from agent.movers import processes, sshconfig
 from agent.movers.errors import MoverError
 from agent.movers.keys import public_key_line
+from kube.files import open_private, private_dir, write_private
 
 LOG_LIMIT = 1024
 CANCELLED = -1
@@ -150,16 +150,15 @@ class SourceTransfer:
 
     def prepare(self) -> None:
         """Write the identity, the pinned known_hosts and the ssh config into workdir (start() does this)."""
-        self.workdir.mkdir(parents=True, exist_ok=True)
-        os.chmod(self.workdir, 0o700)
+        private_dir(self.workdir)
         if len(str(self.control_path)) > _MAX_CONTROL_PATH:
             self._control_dir = Path(tempfile.mkdtemp(prefix="mover-ssh-"))
             self.control_path = self._control_dir / "ctl"
-        _write(self.identity_file, self._source_key, 0o600)
-        _write(self.known_hosts_file, self._known_host.encode(), 0o600)
+        write_private(self.identity_file, self._source_key)
+        write_private(self.known_hosts_file, self._known_host.encode())
         config = sshconfig.client_config(identity_file=self.identity_file, known_hosts_file=self.known_hosts_file,
                                          control_path=self.control_path)
-        _write(self.config_file, config.encode(), 0o600)
+        write_private(self.config_file, config.encode())
 
     # -- the iteration -----------------------------------------------------------------------------
 
@@ -213,7 +212,7 @@ class SourceTransfer:
         with self._lock:
             if self._cancel.is_set():
                 return CANCELLED
-            with _private(out) as stdout, _private(err) as stderr:
+            with open_private(out, "wb") as stdout, open_private(err, "wb") as stderr:
                 try:
                     proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=stdout, stderr=stderr,
                                             start_new_session=True, close_fds=True, umask=0o077)
@@ -281,14 +280,3 @@ def _failure_lines(headline: str, stderr_path: Path, code: int) -> list[str]:
         lines = []
     return [headline, *(line for line in lines[-_STDERR_LINES:] if line.strip())]
 
-
-def _private(path: Path) -> BinaryIO:
-    """`path` truncated and opened for writing, readable by the agent only."""
-    return open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb")
-
-
-def _write(path: Path, data: bytes, mode: int) -> None:
-    path.unlink(missing_ok=True)
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f:
-        os.fchmod(f.fileno(), mode)
-        f.write(data)

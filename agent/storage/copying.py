@@ -27,6 +27,8 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
 
+from kube.files import private_dir
+
 _NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]*[a-z0-9])?$")
 
 
@@ -47,8 +49,7 @@ class Layout:
         """Create the directories, 0700: a volume's root keeps its source's mode (rsync and copies replicate
         it), so its parent is what keeps other local users from reaching the data."""
         for d in (self.root, self.volumes, self.snapshots):
-            d.mkdir(mode=0o700, parents=True, exist_ok=True)
-            d.chmod(0o700)
+            private_dir(d)
 
     def volume(self, pv_name: str) -> Path:
         return self.volumes / _checked(pv_name)
