@@ -175,6 +175,62 @@ def test_the_rest_api_is_https_verified_with_the_hub_ca(hub: Hub, tmp_path: Path
         plain.get(rest.replace("https://", "http://") + "/healthz")  # no plain HTTP
 
 
+def held_open(url: str, path: str, token: str, ca_file: str | None) -> socket.socket:
+    """A chunked POST whose body has begun and never ends (a slow client holding its request open)."""
+    sock = _connect(url, ca_file)
+    sock.sendall(f"POST {path} HTTP/1.1\r\nHost: {urlsplit(url).netloc}\r\nContent-Type: application/json\r\n"
+                 f"Authorization: Bearer {token}\r\nTransfer-Encoding: chunked\r\n\r\n"
+                 "10\r\n{\"agentId\": \"a\",\r\n".encode())  # 16 bytes of a body that never ends
+    return sock
+
+
+def test_one_agent_token_cannot_hold_the_hub(hub: Hub) -> None:
+    """Slow posts from one agent token: beyond its in-flight cap they are 429 at once, and meanwhile /healthz,
+    another cluster's heartbeat and the admin's reads answer promptly."""
+    rest, ca = hub.ready["rest"], hub.ready.get("caFile")
+    tokens = {cluster: agent_token(hub, cluster) for cluster in ("cluster1", "cluster2")}
+    with requests.Session() as session:
+        session.verify, session.trust_env = ca or True, False
+        for cluster, token in tokens.items():
+            eventually(lambda c=cluster, t=token: session.post(f"{rest}/api/v1/agents/{c}/heartbeat", json={},
+                       headers={"Authorization": f"Bearer {t}"}, timeout=10).status_code == 422,
+                       30, what=f"the {cluster} agent token known to the hub")
+        started = time.monotonic()
+        socks = [held_open(rest, "/api/v1/agents/cluster1/reports", tokens["cluster1"], ca) for _ in range(12)]
+        try:
+            answers: dict[int, bytes] = {}
+            deadline = time.monotonic() + 10
+            while len(answers) < len(socks) - 2 and time.monotonic() < deadline:
+                for i, sock in enumerate(socks):
+                    if i not in answers and (data := _arrived(sock)):
+                        answers[i] = data
+            refused_in = time.monotonic() - started
+            statuses = sorted(int(a.split()[1]) for a in answers.values() if a.startswith(b"HTTP/1.1 "))
+            assert statuses == [429] * 10, (statuses, answers)
+            assert all(b"retry-after: 1" in a.lower() for a in answers.values()), answers
+            timings = {}
+            for what, call in {
+                "healthz": lambda: session.get(f"{rest}/healthz", timeout=5),
+                "cluster2 heartbeat": lambda: session.post(
+                    f"{rest}/api/v1/agents/cluster2/heartbeat", timeout=5,
+                    json={"agentId": "b", "sentAt": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())},
+                    headers={"Authorization": f"Bearer {tokens['cluster2']}"}),
+                "summary": lambda: session.get(f"{rest}/api/v1/summary", timeout=5,
+                                               headers={"Authorization": f"Bearer {hub.token}"}),
+            }.items():
+                t0 = time.monotonic()
+                assert call().status_code == 200, what
+                timings[what] = time.monotonic() - t0
+            held = [i for i in range(len(socks)) if i not in answers]
+            assert len(held) == 2 and not any(_arrived(socks[i]) for i in held), "the held requests were answered"
+        finally:
+            for sock in socks:
+                sock.close()
+    print(f"12 held-open posts of one agent token: 10 refused 429 within {refused_in:.3f}s; meanwhile "
+          + ", ".join(f"{k} {v:.3f}s" for k, v in timings.items()))
+    assert refused_in < 5 and all(v < 1.0 for v in timings.values()), (refused_in, timings)
+
+
 def test_schemathesis_over_https_against_the_real_hub(hub: Hub) -> None:
     rest, ca = hub.ready["rest"], hub.ready["caFile"]
     token = agent_token(hub, "cluster2")
