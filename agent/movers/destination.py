@@ -23,6 +23,7 @@ from pathlib import Path
 from agent.movers import forced, processes, serverfiles, sshconfig
 from agent.movers.errors import MoverError
 from agent.movers.keys import public_key_line
+from kube.files import open_private, write_private
 
 
 class DestinationServer:
@@ -111,7 +112,7 @@ class DestinationServer:
         """Accept data (and a completion signal) from the source from now on; from the first session on,
         the volume's symlinks are munged until the iteration is closed (see `forced`)."""
         (self.workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
-        _write_private(self.workdir / serverfiles.RECEIVING, b"")
+        write_private(self.workdir / serverfiles.RECEIVING, b"")
 
     def close_iteration(self) -> None:
         """Refuse new rsync sessions and completion signals, end the sessions still running (a transfer
@@ -181,11 +182,11 @@ class DestinationServer:
         authorized = serverfiles.authorized_keys(
             python=self.python, script=self.forced_command_file, workdir=self.workdir, data_dir=self.data_dir,
             rsync=self.rsync, source_pub_line=self._source_pub_line)
-        _write_private(self.host_key_file, self._destination_key)
-        _write_private(self.authorized_keys_file, authorized.encode())
-        _write_private(self.forced_command_file,
+        write_private(self.host_key_file, self._destination_key)
+        write_private(self.authorized_keys_file, authorized.encode())
+        write_private(self.forced_command_file,
                        serverfiles.forced_command().encode(), mode=0o700)
-        _write_private(self.config_file, config.encode())
+        write_private(self.config_file, config.encode())
 
     def _check_login_shell(self) -> None:
         if sshconfig.is_root():
@@ -220,7 +221,7 @@ class DestinationServer:
     def _spawn(self) -> None:
         cmd = [self.sshd, "-D", "-f", str(self.config_file), "-E", str(self.log_file)]
         self.pid_file.unlink(missing_ok=True)
-        with open(os.open(self.log_file, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600), "ab") as log:
+        with open_private(self.log_file, "ab") as log:
             log_start = log.tell()
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, close_fds=True, umask=0o077)
@@ -291,15 +292,6 @@ def _try_lock(fd: int) -> bool:
 def _is_receiver(argv: list[str], rsync: str) -> bool:
     return len(argv) >= 2 and argv[0] == rsync and argv[1] == "--server"
 
-
-def _write_private(path: Path, data: bytes, mode: int = 0o600) -> None:
-    """Replace `path` atomically with `data`, readable only by us."""
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.unlink(missing_ok=True)
-    with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, mode), "wb") as f:
-        os.fchmod(f.fileno(), mode)
-        f.write(data)
-    os.replace(tmp, path)
 
 
 def _unprivileged_port_start() -> int:
