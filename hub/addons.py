@@ -66,6 +66,7 @@ class AddonManager:
         uninstall_on_unlabel: bool = False,
         rpo_seconds: float = rpo.DEFAULT_RPO_SECONDS,
         grace_seconds: float = rpo.DEFAULT_GRACE_SECONDS,
+        clock_skew_seconds: float = rpo.DEFAULT_CLOCK_SKEW_SECONDS,
         resync_seconds: float = 60.0,
     ) -> None:
         self.kube = kube
@@ -79,6 +80,7 @@ class AddonManager:
         self.uninstall_on_unlabel = uninstall_on_unlabel
         self.rpo_seconds = rpo_seconds
         self.grace_seconds = grace_seconds
+        self.clock_skew_seconds = clock_skew_seconds
         self.resync_seconds = resync_seconds
         self.queue = WorkQueue(self.clock)
         self._removed: set[str] = set()  # clusters whose agent was removed since the MCA went
@@ -293,7 +295,7 @@ class AddonManager:
         in name order."""
         with self._reports_lock:
             found = [(side, self._peers.peer(side.ref)) for side in self._reports.get(cluster, {}).values()]
-        judging = views.Judging(self.rpo_seconds, self.grace_seconds)
+        judging = views.Judging(self.rpo_seconds, self.grace_seconds, self.clock_skew_seconds)
         judged = [(f"{s.ref.role} {s.ref.namespace}/{s.ref.name}", views.verdict(s, p, now, judging)) for s, p in found]
         return sorted(judged, key=lambda j: j[0])
 

@@ -50,6 +50,7 @@ class FleetSettings:
     renew_interval_seconds: float = 60.0  # how often agents are told to heartbeat
     rpo_seconds: float = rpo.DEFAULT_RPO_SECONDS  # lag beyond which an unscheduled source is late
     grace_seconds: float = rpo.DEFAULT_GRACE_SECONDS  # a destination not publishing its source's sync by then is late
+    clock_skew_seconds: float = rpo.DEFAULT_CLOCK_SKEW_SECONDS  # how far two clusters' clocks may disagree
     addon_name: str = ocm.ADDON
 
 
@@ -214,7 +215,8 @@ class FleetStore:
 
     def replications(self, flt: views.RowFilter | None = None, now: datetime | None = None) -> list[ReplicationRow]:
         flt, when = flt or views.RowFilter(), self._now(now)
-        judging = views.Judging(self.settings.rpo_seconds, self.settings.grace_seconds)
+        settings = self.settings
+        judging = views.Judging(settings.rpo_seconds, settings.grace_seconds, settings.clock_skew_seconds)
         with self._lock:  # pairing reads the index: look the peers up under the lock, judge outside it
             found = [(s, self._peers.peer(views.side(s.cluster, s.report).ref)) for s in self._reports.values()
                      if flt.cluster is None or s.cluster == flt.cluster]

@@ -77,6 +77,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--grace-seconds", type=float, default=rpo.DEFAULT_GRACE_SECONDS,
                    help="time a destination has to publish the image of its source's last sync before it is "
                    "late (default: %(default)ss)")
+    p.add_argument("--clock-skew-seconds", type=float, default=rpo.DEFAULT_CLOCK_SKEW_SECONDS,
+                   help="how far the clusters' clocks may disagree: an image published up to this long before its "
+                   "source's sync began still counts as that sync's (default: %(default)ss)")
     p.add_argument("--uninstall-on-unlabel", action="store_true",
                    help="removing the volsync label deletes the ManagedClusterAddOn the hub created (ACM: keeps it)")
     add_limit_flags(p)
@@ -134,12 +137,13 @@ async def run(args: argparse.Namespace) -> int:
     else:
         deployer = ManifestWorkDeployer(kube)
     settings = FleetSettings(stale_seconds=args.stale_seconds, renew_interval_seconds=args.renew_seconds,
-                             rpo_seconds=args.rpo_seconds, grace_seconds=args.grace_seconds)
+                             rpo_seconds=args.rpo_seconds, grace_seconds=args.grace_seconds,
+                             clock_skew_seconds=args.clock_skew_seconds)
     fleet = FleetStore(kube, clock=clock, settings=settings).start()
     tokens = TokenStore(kube, admin_token).start()
     manager = AddonManager(kube, deployer, clock=clock, hub_url=hub_url, ca_bundle=tls.ca_bundle(), image=args.image,
                            stale_seconds=args.stale_seconds, rpo_seconds=args.rpo_seconds,
-                           grace_seconds=args.grace_seconds,
+                           grace_seconds=args.grace_seconds, clock_skew_seconds=args.clock_skew_seconds,
                            uninstall_on_unlabel=args.uninstall_on_unlabel)
     managers.append(manager)
     manager.start()

@@ -43,10 +43,12 @@ def _str(value: Any) -> str | None:
 
 @dataclass(frozen=True)
 class Judging:
-    """How rows are judged: the hub's default RPO and the grace a destination has to publish."""
+    """How rows are judged: the hub's default RPO, the grace a destination has to publish, and how far the
+    clusters' clocks may disagree (`hub/rpo.py`)."""
 
     rpo_seconds: float = rpo.DEFAULT_RPO_SECONDS
     grace_seconds: float = rpo.DEFAULT_GRACE_SECONDS
+    skew_seconds: float = rpo.DEFAULT_CLOCK_SKEW_SECONDS
 
 
 def side(cluster: str, report: ReplicationReport) -> pairing.Side:
@@ -59,7 +61,8 @@ def verdict(one: pairing.Side, found: pairing.Pairing, now: datetime, judging: J
     peer = found.peer
     source_status = peer.status if peer is not None and peer.ref.role == "source" else None
     v = rpo.assess(one.ref.role, one.spec, one.status, now, annotations=one.annotations,
-                   rpo_seconds=judging.rpo_seconds, source_status=source_status, grace_seconds=judging.grace_seconds)
+                   rpo_seconds=judging.rpo_seconds, source_status=source_status, grace_seconds=judging.grace_seconds,
+                   skew_seconds=judging.skew_seconds)
     if found.problem:
         return replace(v, message="; ".join(m for m in (v.message, found.problem) if m))
     return v

@@ -24,6 +24,7 @@ import pytest
 from prometheus_client import CollectorRegistry, generate_latest
 from support.apiserver import ROOT
 from support.hub_controllers import T0, Hub
+from support.waiting import eventually
 
 from agent.reporting import Reporter
 from api.hub import ReplicationReport, ReportBatch
@@ -431,6 +432,29 @@ def test_an_unreported_destinations_namesake_address_is_not_judged_late(fleet: F
     assert fleet.summary(T0 + timedelta(seconds=100 + GRACE + 1)).pairs == 0
 
 
+def test_the_fleet_judges_with_the_hubs_clock_skew_setting(hub: Hub) -> None:
+    """`--clock-skew-seconds` reaches the judgement: an image published 20 s before the source's sync began
+    is that sync's with a 30 s tolerance, not with the default."""
+    hub.cluster("cluster1", labelled=False)
+    hub.cluster("cluster2", labelled=False)
+    when = T0 + timedelta(seconds=100 + GRACE + 1)
+    verdicts = {}
+    for skew in (rpo.DEFAULT_CLOCK_SKEW_SECONDS, 30.0):
+        store = FleetStore(hub.kube, clock=hub.clock,
+                           settings=FleetSettings(grace_seconds=GRACE, clock_skew_seconds=skew)).start()
+        try:
+            assert store.wait_synced(15)
+            if skew == rpo.DEFAULT_CLOCK_SKEW_SECONDS:
+                submit(store, "cluster1", source(synced=100))  # began 100 at the latest (no duration known)
+                submit(store, "cluster2", destination(published=79))  # 79.0-79.999
+            eventually(lambda s=store: len(s.replications(now=when)) == 2, 15, what="both rows")
+            verdicts[skew] = {r.role: r.state for r in store.replications(now=when)}
+        finally:
+            store.stop()
+    assert verdicts == {rpo.DEFAULT_CLOCK_SKEW_SECONDS: {"source": "ok", "destination": "late"},
+                        30.0: {"source": "ok", "destination": "ok"}}
+
+
 def test_a_pair_counts_once_and_paused_is_counted_as_such(fleet: FleetStore, hub: Hub) -> None:
     submit(fleet, "cluster1", source(synced=0), source("lone", address="10.9.9.9", synced=0, paused=True))
     submit(fleet, "cluster2", destination(published=5))
@@ -523,6 +547,8 @@ def test_help_shows_the_rpo_and_grace_defaults() -> None:
     assert "--rpo-seconds RPO_SECONDS" in text and "(default: 3600.0s)" in text
     assert rpo.ANNOTATION_RPO in text
     assert "--grace-seconds GRACE_SECONDS" in text and "(default: 300.0s)" in text
+    assert "--clock-skew-seconds CLOCK_SKEW_SECONDS" in text
+    assert f"(default: {rpo.DEFAULT_CLOCK_SKEW_SECONDS}s)" in text
 
 
 def test_report_annotations_round_trip_through_the_configmap() -> None:
