@@ -20,7 +20,7 @@ import threading
 import time
 from pathlib import Path
 
-from agent.movers import forced, processes, serverfiles, sshconfig
+from agent.movers import forced, leftovers, processes, serverfiles, sshconfig
 from agent.movers.errors import MoverError
 from agent.movers.keys import public_key_line
 from kube.files import open_private, write_private
@@ -31,7 +31,8 @@ class DestinationServer:
 
     def __init__(self, *, workdir: Path, data_dir: Path, address: str, port: int, destination_key: bytes,
                  source_pub: bytes, sshd: str = "/usr/sbin/sshd", rsync: str = "rsync",
-                 python: str = sys.executable, start_timeout: float = 10.0) -> None:
+                 python: str = sys.executable, start_timeout: float = 10.0,
+                 io_timeout: int = forced.IO_TIMEOUT) -> None:
         self.workdir = Path(sshconfig.check_path("workdir", str(Path(workdir).absolute())))
         self.data_dir = Path(sshconfig.check_path("data_dir", str(Path(data_dir).absolute())))
         self.address = sshconfig.check_address(address)
@@ -40,6 +41,7 @@ class DestinationServer:
         self.rsync = rsync
         self.python = python
         self.start_timeout = start_timeout
+        self.io_timeout = io_timeout
         self.login_user = "root" if sshconfig.is_root() else sshconfig.current_user()
         self._destination_key = destination_key
         self._source_pub_line = public_key_line(source_pub)
@@ -69,6 +71,8 @@ class DestinationServer:
             self.rsync = os.path.abspath(rsync)
             self._check_login_shell()
             self._stop_stale()
+            # links a killed agent left munged get their targets back; the first session munges them again
+            leftovers.unmunge(self.workdir, leftovers.recorded_data_dir(self.workdir) or self.data_dir)
             self._write_files()
             self._check_config()
             self._spawn()
@@ -85,10 +89,7 @@ class DestinationServer:
 
     def _unmunge(self) -> None:
         """Real targets for the volume's symlinks, once no session can write (see `forced`)."""
-        munged = self.workdir / forced.MUNGED
-        if munged.exists():
-            forced.unmunge_links(self.data_dir)
-            munged.unlink()
+        leftovers.unmunge(self.workdir, self.data_dir)
 
     def alive(self) -> bool:
         proc = self._proc
@@ -114,13 +115,15 @@ class DestinationServer:
         (self.workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
         write_private(self.workdir / serverfiles.RECEIVING, b"")
 
-    def close_iteration(self) -> None:
+    def close_iteration(self, keep: Path | None = None) -> int | None:
         """Refuse new rsync sessions and completion signals, end the sessions still running (a transfer
-        of this iteration writes nothing more once this returns) and forget the completion code."""
+        of this iteration writes nothing more once this returns), then read and forget the completion
+        code: returned, and first written to `keep` (if given and the source sent one), so that a
+        completion recorded while the iteration was being closed is never lost."""
         (self.workdir / serverfiles.RECEIVING).unlink(missing_ok=True)
         self.end_sessions()
         self._unmunge()
-        (self.workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
+        return leftovers.take_completion(self.workdir, keep)
 
     def end_sessions(self, timeout: float = 10.0) -> None:
         """Stop every rsync receiver of this sshd and wait until no session can still write.
@@ -157,11 +160,7 @@ class DestinationServer:
 
     def completion(self) -> int | None:
         """The code the source sent with `shutdown N` in this iteration, or None before it did."""
-        try:
-            text = (self.workdir / serverfiles.COMPLETE).read_text()
-        except (FileNotFoundError, NotADirectoryError):
-            return None
-        return int(text) if text.strip().isdigit() else None
+        return leftovers.completion(self.workdir)
 
     def log_tail(self, max_bytes: int = 1024) -> str:
         """The end of sshd's log (authentication results, forced-command decisions, errors)."""
@@ -181,12 +180,13 @@ class DestinationServer:
             authorized_keys=self.authorized_keys_file, login_user=self.login_user, root=sshconfig.is_root())
         authorized = serverfiles.authorized_keys(
             python=self.python, script=self.forced_command_file, workdir=self.workdir, data_dir=self.data_dir,
-            rsync=self.rsync, source_pub_line=self._source_pub_line)
+            rsync=self.rsync, source_pub_line=self._source_pub_line, io_timeout=self.io_timeout)
         write_private(self.host_key_file, self._destination_key)
         write_private(self.authorized_keys_file, authorized.encode())
         write_private(self.forced_command_file,
                        serverfiles.forced_command().encode(), mode=0o700)
         write_private(self.config_file, config.encode())
+        write_private(self.workdir / leftovers.DATA_DIR, str(self.data_dir).encode())
 
     def _check_login_shell(self) -> None:
         if sshconfig.is_root():
@@ -226,8 +226,8 @@ class DestinationServer:
             proc = subprocess.Popen(cmd, stdin=subprocess.DEVNULL, stdout=log, stderr=log,
                                     start_new_session=True, close_fds=True, umask=0o077)
         # sshd writes its pidfile once its listening sockets are bound.
-        ready = processes.wait_until(lambda: proc.poll() is not None or self._pid_from_file() == proc.pid,
-                                     self.start_timeout)
+        ready = processes.wait_until(
+            lambda: proc.poll() is not None or leftovers.pid_from_file(self.workdir) == proc.pid, self.start_timeout)
         if proc.poll() is not None:
             proc.wait()
             raise MoverError(self._startup_failure(proc.returncode, log_start))
@@ -256,28 +256,9 @@ class DestinationServer:
     def _endpoint(self) -> str:
         return f"{sshconfig.bracketed(self.address)}:{self.port}"
 
-    def _pid_from_file(self) -> int | None:
-        try:
-            text = self.pid_file.read_text().strip()
-        except FileNotFoundError:
-            return None
-        return int(text) if text.isdigit() else None
-
     def _stop_stale(self) -> None:
         """Kill an sshd recorded in a leftover pidfile, but only if it is an sshd serving our config."""
-        pid = self._pid_from_file()
-        if pid is None:
-            return
-        if processes.running(pid) and self._is_our_sshd(processes.cmdline(pid)):
-            processes.terminate([*processes.descendants(pid), pid])
-        self.pid_file.unlink(missing_ok=True)
-
-    def _is_our_sshd(self, argv: list[str]) -> bool:
-        # The listener rewrites its title to "sshd: <path> <args...> [listener] ...", so /proc shows
-        # either the original argv or that one string.
-        if not argv or not (argv[0].startswith("sshd: ") or Path(argv[0]).name == "sshd"):
-            return False
-        return f" -f {self.config_file} " in " ".join(argv) + " "
+        leftovers.stop_stale_sshd(self.workdir)
 
 
 def _try_lock(fd: int) -> bool:

@@ -1,15 +1,17 @@
 """The destination's forced command: the only program the source key can run on the destination's sshd.
 
 A standalone script (standard library only): `serverfiles` copies it into the mover's work directory
-and authorized_keys runs it as ``python -I -S forced-command WORKDIR DATA_DIR RSYNC``; the request is
-in ``$SSH_ORIGINAL_COMMAND``. It allows only:
+and authorized_keys runs it as ``python -I -S forced-command WORKDIR DATA_DIR RSYNC [IO_TIMEOUT]``; the
+request is in ``$SSH_ORIGINAL_COMMAND``. It allows only:
 
 * ``rsync --server OPTIONS . .`` while an iteration is open (marker ``receiving``) and not yet complete
   (marker ``complete``): the options are checked against a list of what our sender sends (anything
   that reads, follows links, names paths or hands arguments over the protocol is refused, whatever
-  the installed rsync would accept), then rsync runs in DATA_DIR with a clean environment and
-  receiver-side ``--munge-links`` (a received symlink can never be followed by a later write) and,
-  when DATA_DIR is not on a ``nosuid,nodev`` mount, ``--chmod=Fug-s`` (no setuid/setgid file);
+  the installed rsync would accept), then rsync runs in DATA_DIR with a clean environment,
+  receiver-side ``--munge-links`` (a received symlink can never be followed by a later write),
+  ``--timeout=IO_TIMEOUT`` after the client's options (the last one wins: a client that goes quiet
+  cannot hold the session, and so the iteration, open) and, when DATA_DIR is not on a ``nosuid,nodev``
+  mount, ``--chmod=Fug-s`` (no setuid/setgid file);
 * ``shutdown N`` (0..255) while an iteration is open: waits until no rsync session is running, flushes
   the data's filesystem, records N atomically in ``complete`` and exits 0 (the "iteration done" signal);
 * anything else: "Invalid command", exit 1.
@@ -17,7 +19,9 @@ in ``$SSH_ORIGINAL_COMMAND``. It allows only:
 Locking: a session takes ``sessions.lock`` exclusively while it checks the markers (and, the first
 time in an iteration, munges the volume's links: see below), then holds it shared for its rsync's
 whole life (the descriptor is inherited across exec); so sessions of one iteration run one after
-another. ``shutdown`` takes the lock exclusively: it waits for running transfers, and no transfer can
+another. flock(2) converts exclusive to shared by releasing first, so the markers are checked again
+once the shared lock is held. Both waits for the exclusive lock are bounded (``LOCK_WAIT``).
+``shutdown`` takes the lock exclusively: it waits for running transfers, and no transfer can
 start between its check and the recorded completion. The agent's `close_iteration` kills receivers
 until it holds the lock exclusively itself.
 """
@@ -32,7 +36,7 @@ import re
 import signal
 import stat
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from pathlib import Path
 
 BUSY = "destination busy: not accepting data now"
@@ -40,7 +44,8 @@ INVALID = "Invalid command"
 WRITE_ONLY = "reading from write-only server is not allowed"
 STILL_WRITING = "destination busy: a transfer of this iteration is still running"
 MUNGED = "links-munged"  # marker: the volume's symlinks are munged (from the first session to the close)
-SHUTDOWN_WAIT = 60.0
+LOCK_WAIT = 60.0  # seconds a session or a shutdown waits for the sessions before it
+IO_TIMEOUT = 300  # rsync --timeout of a receiving session, unless the command line says otherwise
 # Short options a receiving server may get: what `rsync -aAHSxz` (and -v, -c, -I, -u, -W, -n...) sends.
 # Refused among others: s (arguments over the protocol), L k K (follow links), R (relative paths),
 # X (xattrs: a security.capability attribute would be a setuid bit that --chmod does not strip).
@@ -89,12 +94,14 @@ def _check_option(word: str) -> str | None:
         return f"argument {word!r} is not allowed"
     if _WINDOW.fullmatch(word):
         return None
-    letters, _, capabilities = word[1:].partition("e")
-    if capabilities and not _CAPABILITIES.fullmatch("e" + capabilities):
+    letters, has_e, capabilities = word[1:].partition("e")
+    if has_e and not _CAPABILITIES.fullmatch("e" + capabilities):  # a bare e takes the next word as its value
         return f"option {word!r} is not allowed"
     refused = "".join(sorted(set(letters) - _SHORT))
-    if refused or not letters:
-        return f"option -{refused or word} is not allowed"
+    if refused:
+        return f"option -{refused} is not allowed"
+    if not letters:
+        return f"option {word!r} is not allowed"
     return None
 
 
@@ -124,23 +131,33 @@ def _lock(workdir: str) -> int:
     return fd
 
 
-def receive(workdir: str, data_dir: str, rsync: str, words: list[str]) -> int:
+def _not_receiving(workdir: str) -> str | None:
+    """Why no data may be received now, or None while the iteration is open and not complete."""
+    if not os.path.exists(os.path.join(workdir, "receiving")):
+        return "no iteration open"
+    if os.path.exists(os.path.join(workdir, "complete")):
+        return "the iteration is complete"
+    return None
+
+
+def receive(workdir: str, data_dir: str, rsync: str, words: list[str], io_timeout: int = IO_TIMEOUT) -> int:
     checked = check_rsync_args(words)
     if isinstance(checked, str):
         return _fail(workdir, f"rsync refused: {checked}", checked)
     fd = _lock(workdir)
-    fcntl.flock(fd, fcntl.LOCK_EX)  # alone while checking and munging; then shared, held by rsync until it exits
-    if not os.path.exists(os.path.join(workdir, "receiving")):
-        return _fail(workdir, "rsync refused: no iteration open", BUSY)
-    if os.path.exists(os.path.join(workdir, "complete")):
-        return _fail(workdir, "rsync refused: the iteration is complete", BUSY)
+    if not _exclusive(fd):  # alone while checking and munging; then shared, held by rsync until it exits
+        return _fail(workdir, "rsync refused: another session is still running", STILL_WRITING)
+    if (why := _not_receiving(workdir)) is not None:
+        return _fail(workdir, f"rsync refused: {why}", BUSY)
     if not os.path.exists(os.path.join(workdir, MUNGED)):
         munge_links(Path(data_dir))
         os.close(os.open(os.path.join(workdir, MUNGED), os.O_WRONLY | os.O_CREAT, 0o600))
-    fcntl.flock(fd, fcntl.LOCK_SH)
+    fcntl.flock(fd, fcntl.LOCK_SH)  # not atomic: a shutdown or a close may have come in between
+    if (why := _not_receiving(workdir)) is not None:
+        return _fail(workdir, f"rsync refused: {why}", BUSY)
     _note(workdir, "rsync accepted")
     os.chdir(data_dir)
-    argv = [rsync, "--server", *checked, *_receiver_options(data_dir), ".", "."]
+    argv = [rsync, "--server", *checked, *_receiver_options(data_dir), f"--timeout={io_timeout}", ".", "."]
     os.execve(rsync, argv, {"PATH": "/usr/bin:/bin", "LC_ALL": "C"})
     return 1  # not reached
 
@@ -149,15 +166,23 @@ def _timeout(*_: object) -> None:
     raise TimeoutError
 
 
-def complete(workdir: str, data_dir: str, code: str) -> int:
-    fd = _lock(workdir)
+def _exclusive(fd: int) -> bool:
+    """Take the sessions lock exclusively, waiting at most LOCK_WAIT seconds; whether we got it."""
     signal.signal(signal.SIGALRM, _timeout)
-    signal.setitimer(signal.ITIMER_REAL, SHUTDOWN_WAIT)
+    signal.setitimer(signal.ITIMER_REAL, LOCK_WAIT)
     try:
         fcntl.flock(fd, fcntl.LOCK_EX)
     except TimeoutError:
+        return False
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+    return True
+
+
+def complete(workdir: str, data_dir: str, code: str) -> int:
+    fd = _lock(workdir)
+    if not _exclusive(fd):
         return _fail(workdir, f"shutdown {code} refused: a transfer is still running", STILL_WRITING)
-    signal.setitimer(signal.ITIMER_REAL, 0)
     if not os.path.exists(os.path.join(workdir, "receiving")):
         return _fail(workdir, f"shutdown {code} refused: no iteration open", BUSY)
     _syncfs(data_dir)
@@ -204,46 +229,54 @@ def unmunge_links(root: Path) -> int:
 
 
 def _rewrite(root: Path, change: Callable[[str], str | None]) -> int:
+    """Rewrite the symlinks under `root` (not through links) by `change`. Directories are read from
+    their entries (no stat per file); one the agent may not read, enter or write into (an owner mode
+    like 0300 or 0500, as sent) is opened up for the owner while it is walked, and every directory
+    gets its mode back, and its times too when a link in it was rewritten."""
     count = 0
-    for directory, links in _links_by_directory(root):
+    stack: list[tuple[Path, tuple[os.stat_result, bool] | None]] = [(root, None)]
+    while stack:
+        directory, left = stack.pop()
+        if left is not None:  # everything below is done: give the directory its mode back
+            _restore(directory, *left)
+            continue
+        st = os.lstat(directory)
+        mode = stat.S_IMODE(st.st_mode)
+        if mode & _OWNER_RWX != _OWNER_RWX:
+            with contextlib.suppress(PermissionError):  # not ours (unprivileged agent): skipped if unreadable
+                os.chmod(directory, mode | _OWNER_RWX)
+        links, subdirectories = _entries(directory)
         todo = [(name, new) for name in links if (new := change(os.readlink(directory / name))) is not None]
-        if todo:
-            with _directory_kept(directory):
-                for name, new in todo:
-                    _replace_link(directory / name, new)
-            count += len(todo)
+        for name, new in todo:
+            _replace_link(directory / name, new)
+        count += len(todo)
+        stack.append((directory, (st, bool(todo))))
+        stack.extend((sub, None) for sub in subdirectories)
     return count
 
 
-def _links_by_directory(root: Path) -> Iterator[tuple[Path, list[str]]]:
-    """Each directory under `root` (not through links) with the names of its symlinks (file types from
-    the directory entries: no stat per file). A directory the agent may not read is skipped."""
-    stack = [root]
-    while stack:
-        directory = stack.pop()
-        links = []
-        with contextlib.suppress(PermissionError), os.scandir(directory) as entries:
-            for entry in entries:
-                if entry.is_symlink():
-                    links.append(entry.name)
-                elif entry.is_dir(follow_symlinks=False):
-                    stack.append(Path(entry.path))
-        if links:
-            yield directory, links
+_OWNER_RWX = stat.S_IRUSR | stat.S_IWUSR | stat.S_IXUSR
 
 
-@contextlib.contextmanager
-def _directory_kept(directory: Path) -> Iterator[None]:
-    """Let us write into `directory` (even if read-only) and leave its mode and times as they were."""
-    st = os.lstat(directory)
+def _entries(directory: Path) -> tuple[list[str], list[Path]]:
+    """The names of `directory`'s symlinks and its subdirectories (empty if it cannot be read)."""
+    links, subdirectories = [], []
+    with contextlib.suppress(PermissionError), os.scandir(directory) as entries:
+        for entry in entries:
+            if entry.is_symlink():
+                links.append(entry.name)
+            elif entry.is_dir(follow_symlinks=False):
+                subdirectories.append(Path(entry.path))
+    return links, subdirectories
+
+
+def _restore(directory: Path, st: os.stat_result, changed: bool) -> None:
+    """Give `directory` its mode back, and its times when a link in it was rewritten."""
     mode = stat.S_IMODE(st.st_mode)
-    if not mode & stat.S_IWUSR:
-        os.chmod(directory, mode | stat.S_IWUSR | stat.S_IXUSR)
-    try:
-        yield
-    finally:
-        if not mode & stat.S_IWUSR:
+    if mode & _OWNER_RWX != _OWNER_RWX:
+        with contextlib.suppress(PermissionError):
             os.chmod(directory, mode)
+    if changed:
         os.utime(directory, ns=(st.st_atime_ns, st.st_mtime_ns), follow_symlinks=False)
 
 
@@ -260,12 +293,13 @@ def _replace_link(path: Path, target: str) -> None:
 
 
 def main(argv: list[str]) -> int:
-    """Serve one request: ``argv`` is [script, WORKDIR, DATA_DIR, RSYNC]."""
+    """Serve one request: ``argv`` is [script, WORKDIR, DATA_DIR, RSYNC, IO_TIMEOUT (optional)]."""
     workdir, data_dir, rsync = argv[1:4]
+    io_timeout = int(argv[4]) if len(argv) > 4 else IO_TIMEOUT
     request = os.environ.get("SSH_ORIGINAL_COMMAND", "")
     words = request.split(" ")
     if words[:2] == ["rsync", "--server"]:
-        return receive(workdir, data_dir, rsync, words)
+        return receive(workdir, data_dir, rsync, words, io_timeout)
     code = words[1] if len(words) == 2 and words[0] == "shutdown" else ""
     if re.fullmatch(r"0|[1-9]\d{0,2}", code) and int(code) <= 255:
         return complete(workdir, data_dir, code)

@@ -79,8 +79,8 @@ def forced_command() -> str:
 
 
 def authorized_keys(*, python: str, script: Path, workdir: Path, data_dir: Path, rsync: str,
-                    source_pub_line: str) -> str:
+                    source_pub_line: str, io_timeout: int = forced.IO_TIMEOUT) -> str:
     """One line: the source key, restricted, with the forced command and its arguments."""
-    words = [python, "-I", "-S", str(script), str(workdir), str(data_dir), rsync]
+    words = [python, "-I", "-S", str(script), str(workdir), str(data_dir), rsync, str(int(io_timeout))]
     command = " ".join(shlex.quote(sshconfig.check_path("forced command", w)) for w in words)
     return f'restrict,command="{command}" {source_pub_line}\n'

@@ -36,7 +36,7 @@ def test_serves_the_destination_key_as_host_key(destination: DestinationServer, 
     authorized = (destination.workdir / "authorized_keys").read_text()
     work = destination.workdir
     assert authorized.startswith(f'restrict,command="{destination.python} -I -S {work}/forced-command {work} '
-                                 f'{destination.data_dir} {destination.rsync}" ')
+                                 f'{destination.data_dir} {destination.rsync} {destination.io_timeout}" ')
     assert authorized.rstrip().endswith(ssh_keys.source_pub.decode().split()[1])
 
 
