@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import base64
 import binascii
-import json
 import logging
 import secrets
 import threading
@@ -152,7 +151,7 @@ class AddonManager:
         cluster, name = objects.namespace_of(obj), objects.name_of(obj)
         if not cluster:
             return
-        new = None if kind == "DELETED" else _decode(cluster, obj)
+        new = None if kind == "DELETED" else _decode(obj)
         touched = {cluster}
         with self._reports_lock:
             bucket = self._reports.setdefault(cluster, {})
@@ -311,11 +310,7 @@ class AddonManager:
         self._label(managed, None)
 
 
-def _decode(cluster: str, cm: Obj) -> pairing.Side | None:
-    """The replication a report ConfigMap holds (None, logged, when it is not JSON)."""
-    try:
-        report = json.loads((cm.get("data") or {}).get("report") or "{}")
-    except ValueError:
-        log.warning("report %s/%s is not JSON", cluster, objects.name_of(cm))
-        return None
-    return pairing.side_of(cluster, report) if isinstance(report, dict) else None
+def _decode(cm: Obj) -> pairing.Side | None:
+    """The replication a report ConfigMap holds, validated as the REST API reads it (None, logged, when damaged)."""
+    stored = reports.decode_configmap(cm)
+    return views.side(stored.cluster, stored.report) if stored is not None else None
