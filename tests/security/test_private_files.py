@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import ssl
 import subprocess
 import sys
@@ -17,6 +18,7 @@ from pathlib import Path
 import pytest
 import yaml
 from securitykit import status_of
+from support.hubprocess import Hub
 
 from hub import embedded
 from kube import certs
@@ -129,3 +131,22 @@ def test_a_kill_9_while_minting_a_token_leaves_the_old_tokens_and_no_partial_lin
     on_disk = {ident.user: tok for tok, ident in read_token_file(path).items()}
     assert on_disk == minted
     assert os.stat(path).st_mode & 0o077 == 0
+
+
+def test_volsync_hub_killed_then_restarted_over_a_garbled_ready_file_comes_up(tmp_path: Path) -> None:
+    """The whole hub (real processes): kill -9 leaves its API server running; the ready file is then found
+    truncated; the next `volsync-hub` replaces that API server instead of crashing, and serves."""
+    hub = Hub(tmp_path / "run").start()
+    api_dir = (tmp_path / "run" / "api").resolve()
+    try:
+        [orphan] = embedded._apiservers_of(api_dir)
+        hub.stop(signal.SIGKILL)
+        ready = api_dir / "apiserver.ready"
+        ready.write_text(ready.read_text()[:20])
+        hub.start()
+        assert embedded._apiservers_of(api_dir) != [orphan]
+        assert hub.get("managedcluster", "cluster1")["metadata"]["name"] == "cluster1"
+    finally:
+        hub.stop()
+        for pid in embedded._apiservers_of(api_dir):  # whatever a failure left behind
+            os.kill(pid, signal.SIGKILL)
