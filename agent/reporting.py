@@ -40,6 +40,7 @@ from typing import Any
 
 import httpx
 
+from agent.hubsession import HubSession, refused_reports
 from kube.clock import Clock, rfc3339
 from kube.files import write_private
 
@@ -72,28 +73,6 @@ class _Entry:
     parked_until: float = 0.0  # monotonic; the hub's caps refused it: not sent again before then
 
 
-def refused_reports(resp: httpx.Response) -> dict[int, str]:
-    """The reports a 413/429 names, by index in the batch: `detail[].loc == ["body", "reports", i]`."""
-    try:
-        detail = resp.json().get("detail")
-    except (ValueError, AttributeError):
-        return {}
-    found: dict[int, str] = {}
-    for error in detail if isinstance(detail, list) else []:
-        loc = error.get("loc") if isinstance(error, dict) else None
-        if isinstance(loc, list) and len(loc) == 3 and loc[:2] == ["body", "reports"] and isinstance(loc[2], int):
-            found[loc[2]] = str(error.get("msg") or "")
-    return found
-
-
-def retry_after(resp: httpx.Response) -> float:
-    """The seconds of a `Retry-After` header (0 when absent or not a number of seconds)."""
-    try:
-        return max(0.0, float(resp.headers.get("retry-after", "0")))
-    except ValueError:
-        return 0.0
-
-
 MIN_RENEW_INTERVAL = 0.1  # seconds
 
 
@@ -123,10 +102,8 @@ class Reporter:
         self._pending: dict[Key, _Entry] = {}  # latest report per object not yet accepted
         self._tombstones: dict[Key, None] = {}  # objects reported deleted (oldest first)
         now = clock.monotonic()
-        self._next_heartbeat, self._next_resend, self._retry_at = now, now + resend_interval, now
-        self._failures = 0
-        self._problem = ""
-        self._token = self._read_token()
+        self._next_heartbeat, self._next_resend = now, now + resend_interval
+        self._hub = HubSession(client, cluster, token_file=token_file, backoff=backoff, now=now)
         self._next_sequence = max(int(clock.now().timestamp() * 1000), self._persisted_sequence())
         self._wake = threading.Event()
         self._stopping = False
@@ -203,7 +180,7 @@ class Reporter:
         """Do what is due now (resend, heartbeat, batches); seconds until something is due again."""
         with self._io:
             now = self.clock.monotonic()
-            if now >= self._retry_at:
+            if now >= self._hub.retry_at:
                 if now >= self._next_resend:
                     self._next_resend = now + self.resend_interval
                     with self._lock:
@@ -212,18 +189,18 @@ class Reporter:
                                 self._queue(key, content, deleted=False)
                 if now >= self._next_heartbeat:
                     self._heartbeat(now)
-                while now >= self._retry_at and self._send_batch():
+                while now >= self._hub.retry_at and self._send_batch():
                     pass
             with self._lock:
                 queued = bool(self._sendable(now))
                 parked = min((e.parked_until for e in self._pending.values()), default=float("inf"))
-            if now < self._retry_at:
-                return self._retry_at - now
+            if now < self._hub.retry_at:
+                return self._hub.retry_at - now
             return 0.0 if queued else max(0.0, min(self._next_heartbeat, self._next_resend, parked) - now)
 
     def _heartbeat(self, now: float) -> None:
         body = {"agentId": self.agent_id, "version": self.version, "sentAt": rfc3339(self.clock.now())}
-        resp = self._post("heartbeat", body, now)
+        resp = self._hub.post("heartbeat", body, now)
         if resp is None:
             return
         self._next_heartbeat = now + self.renew_interval
@@ -251,7 +228,7 @@ class Reporter:
             return False
         self._persist_sequence(high)
         reports = [{**entry.report, "sequence": entry.sequence} for _, entry in batch]
-        resp = self._post("reports", {"agentId": self.agent_id, "reports": reports}, self.clock.monotonic())
+        resp = self._hub.post("reports", {"agentId": self.agent_id, "reports": reports}, self.clock.monotonic())
         if resp is None:
             return False
         settled = batch if resp.is_success else self._refused(batch, resp)
@@ -284,60 +261,6 @@ class Reporter:
         log.warning("the hub refused %d reports (%d %s), dropped; the first: %s %s/%s", len(batch),
                     resp.status_code, resp.text[:300], *key)
         return batch
-
-    # -- HTTP -----------------------------------------------------------------------------------------
-    def _post(self, what: str, body: Obj, now: float) -> httpx.Response | None:
-        """POST to the hub; None when it has to be retried later (the retry time is set)."""
-        url = f"/api/v1/agents/{self.cluster}/{what}"
-        for attempt in range(2):
-            headers = {"Authorization": f"Bearer {self._token}"} if self._token else {}
-            try:
-                resp = self.client.post(url, json=body, headers=headers)
-            except httpx.HTTPError as exc:
-                self._away(now, f"the hub is unreachable ({type(exc).__name__}: {exc})")
-                return None
-            if resp.status_code == 401 and attempt == 0:
-                token = self._read_token()
-                if token != self._token:
-                    log.info("the agent token in %s changed; retrying with it", self.token_file)
-                    self._token = token
-                    continue
-            break
-        if resp.status_code in (401, 403):
-            why = "is not valid" if resp.status_code == 401 else f"is not for cluster {self.cluster}"
-            self._away(now, f"the hub says the agent token (from {self.token_file}) {why} "
-                            f"({resp.status_code}); retrying every {self.backoff[-1]:g}s", slow=True)
-            return None
-        if resp.status_code >= 500:
-            self._away(now, f"the hub failed ({resp.status_code} {resp.text[:200]})")
-            return None
-        if resp.status_code == 429 and not refused_reports(resp):
-            self._away(now, f"the hub is busy ({resp.status_code} {resp.text[:200]})", at_least=retry_after(resp))
-            return None
-        self._failures = 0
-        self._retry_at = now
-        if self._problem:
-            log.info("the hub is reachable again")
-            self._problem = ""
-        return resp
-
-    def _away(self, now: float, problem: str, *, slow: bool = False, at_least: float = 0.0) -> None:
-        delay = self.backoff[-1] if slow else self.backoff[min(self._failures, len(self.backoff) - 1)]
-        delay = min(max(delay, at_least), self.backoff[-1])
-        self._failures += 1
-        self._retry_at = now + delay
-        if problem != self._problem:
-            log.warning("%s; keeping the latest state of each replication until it is back", problem)
-            self._problem = problem
-
-    def _read_token(self) -> str:
-        if self.token_file is None:
-            return ""
-        try:
-            return self.token_file.read_text().strip()
-        except OSError as exc:
-            log.warning("cannot read the agent token file %s: %s", self.token_file, exc.strerror)
-            return ""
 
     # -- sequences --------------------------------------------------------------------------------------
     def _persisted_sequence(self) -> int:

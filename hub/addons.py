@@ -26,10 +26,7 @@ sync, so a report from one cluster also queues the cluster of its peer (before a
 
 from __future__ import annotations
 
-import base64
-import binascii
 import logging
-import secrets
 import threading
 from collections.abc import Callable
 from datetime import datetime
@@ -37,7 +34,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from hub import clusters, health, ocm, pairing, rendering, reports, rpo, views
+from hub import agenttoken, clusters, health, ocm, pairing, rendering, reports, rpo, views
 from hub.deployers import Deployer, DeployState
 from kube import objects
 from kube.clock import Clock, SystemClock
@@ -248,7 +245,8 @@ class AddonManager:
         if ref and adc is None:
             return None, f"AddOnDeploymentConfig {ref[0]}/{ref[1]} not found"
         try:
-            manifests = rendering.render(cluster, addon, adc, hub_url=self.hub_url, token=self._token(cluster, addon),
+            token = agenttoken.ensure(self.kube, self.informers["tokens"], cluster, addon)
+            manifests = rendering.render(cluster, addon, adc, hub_url=self.hub_url, token=token,
                                          ca_bundle=self.ca_bundle, image=self.image)
             return self.deployer.apply(cluster, addon, manifests), None
         except ApiException as exc:
@@ -259,35 +257,6 @@ class AddonManager:
         except Exception as exc:  # a deployer's own failure (files, processes, a broken token Secret)
             log.warning("deploying to %s failed: %s", cluster, exc, exc_info=not isinstance(exc, (OSError, ValueError)))
             return None, f"failed to deploy the agent: {exc}"
-
-    def _token(self, cluster: str, addon: Obj) -> str:
-        """The cluster's agent token: created (random, owned by the MCA) if absent, never rotated."""
-        secret = self.informers["tokens"].get(cluster, ocm.TOKEN_SECRET) or self.kube.get(
-            SECRETS, ocm.TOKEN_SECRET, cluster)  # the cache may not have our own create yet
-        if secret is None:
-            token = secrets.token_urlsafe(32)
-            body = {
-                "metadata": {"name": ocm.TOKEN_SECRET, "namespace": cluster, "labels": {ocm.TOKEN_LABEL: "true"},
-                             "ownerReferences": [objects.owner_ref(addon)]},
-                "type": "Opaque",
-                "data": {"token": base64.b64encode(token.encode()).decode()},
-            }
-            try:
-                self.kube.create(SECRETS, body)
-                return token
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-                secret = self.kube.get(SECRETS, ocm.TOKEN_SECRET, cluster)
-                if secret is None:
-                    raise
-        try:
-            token = base64.b64decode((secret.get("data") or {}).get("token") or "").decode()
-        except (binascii.Error, UnicodeDecodeError):
-            token = ""
-        if not token:
-            raise ValueError(f"Secret {cluster}/{ocm.TOKEN_SECRET} has no usable token")
-        return token
 
     def _verdicts(self, cluster: str, now: datetime) -> list[tuple[str, rpo.Verdict]]:
         """(name, RPO verdict) of every replication the cluster's agent reported, each judged with its peer,
