@@ -25,9 +25,9 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
-import os
 import shutil
 import threading
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -36,6 +36,7 @@ from typing import Any
 
 from agent.destination import ServerView
 from agent.movers import keys as sshkeys
+from agent.movers import leftovers
 from agent.movers.destination import DestinationServer
 from agent.movers.errors import MoverError
 from agent.movers.rsyncversion import check_rsync
@@ -47,22 +48,38 @@ from agent.storage import mounting
 from agent.storage.local import LocalStorage
 from kube import objects
 from kube.clock import Clock, SystemClock
+from kube.files import write_private
 from kube.rest import PVS, SERVICES, Kube
 
 log = logging.getLogger("volsync.local")
 
 Obj = dict[str, Any]
 RETRY_MAX = 300.0
+CLOSE_WAIT = 6.0  # seconds `close` waits for movers to stop
 
 
 def _secret_bytes(secret: Obj) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
 
 
-def _write_private(path: Path, text: str) -> None:
-    """Write a small state file readable by the agent only."""
-    with open(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-        f.write(text)
+def _read_state(path: Path) -> str | None:
+    """A small state file's text, or None if there is none (it may go away while we look)."""
+    try:
+        return path.read_text()
+    except (FileNotFoundError, NotADirectoryError):
+        return None
+
+
+def _read_completion(path: Path) -> int | None:
+    """The completion code persisted in `path`; None (logged) if missing or unreadable."""
+    text = _read_state(path)
+    if text is None:
+        return None
+    if not text.strip().isdigit():
+        log.warning("ignoring the unreadable completion file %s (%r): the iteration counts as not completed",
+                    path, text[:40])
+        return None
+    return int(text)
 
 
 @dataclass
@@ -129,6 +146,7 @@ class LocalPlatform:
         self._transfers: dict[str, _Transfer] = {}
         self._failures: dict[str, tuple[int, datetime | None]] = {}
         self._servers: dict[str, DestinationServer] = {}
+        self._key_locks: dict[str, threading.Lock] = {}
         self._identities: dict[str, tuple[object, ...]] = {}
         self._server_errors: dict[str, str] = {}
         self._notified: dict[str, str] = {}
@@ -151,14 +169,22 @@ class LocalPlatform:
             cb(key)
 
     def close(self) -> None:
+        """Stop every transfer and server, all at once and within CLOSE_WAIT seconds (the supervisor's
+        stop grace is longer), then release the data root's mount if we made it."""
         self._stop.set()
         with self._lock:
-            for t in self._transfers.values():
-                t.mover.cancel()
-            for server in self._servers.values():
-                server.stop()
+            transfers, servers = list(self._transfers.values()), list(self._servers.values())
             self._transfers.clear()
             self._servers.clear()
+        stoppers = [threading.Thread(target=t.mover.cancel, daemon=True) for t in transfers]
+        stoppers += [threading.Thread(target=srv.stop, daemon=True) for srv in servers]
+        for thread in stoppers:
+            thread.start()
+        deadline = time.monotonic() + CLOSE_WAIT
+        for thread in stoppers:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        if any(thread.is_alive() for thread in stoppers):
+            log.warning("movers still stopping after %ss; their links are given back at the next start", CLOSE_WAIT)
         mounting.release(self.data_root)
 
     # -- addresses ----------------------------------------------------------------------------------
@@ -254,22 +280,26 @@ class LocalPlatform:
             t.mover.cancel()
 
     # -- destination side ---------------------------------------------------------------------------
+    # One destination's slow steps (ending its sessions, giving its volume's links back) run under that
+    # destination's own lock, never under `_lock`, which every replication's reconcile and the poller take.
     def _files(self, key: str) -> tuple[Path, Path]:
         work = self._workdir(key)
         return work / "iteration.id", work / "iteration.completed"
+
+    def _key_lock(self, key: str) -> threading.Lock:
+        with self._lock:
+            return self._key_locks.setdefault(key, threading.Lock())
 
     def server(self, key: str) -> ServerView | None:
         iteration_file, completed_file = self._files(key)
         with self._lock:
             srv = self._servers.get(key)
             error = self._server_errors.get(key)
-        if not iteration_file.exists():
+        iteration = _read_state(iteration_file)
+        if iteration is None:
             return ServerView(iteration=None, error=error) if error else None
-        iteration = iteration_file.read_text()
-        completion: int | None = None
-        if completed_file.exists():
-            completion = int(completed_file.read_text())
-        elif srv is not None:
+        completion = _read_completion(completed_file)
+        if completion is None and srv is not None:
             completion = srv.completion()
         return ServerView(iteration=iteration, completion=completion, error=error)
 
@@ -278,70 +308,87 @@ class LocalPlatform:
         data_dir = self.volume_path(pvc)
         iteration_file, completed_file = self._files(action.key)
         workdir = self._make_workdir(action.key)
-        with self._lock:
-            srv = self._servers.get(action.key)
-            wanted = (action.address, action.port, data_dir, keys.destination, keys.source_pub)
-            if srv is None or self._identities.get(action.key) != wanted or not srv.alive():
-                if srv is not None:
-                    srv.stop()
-                srv = DestinationServer(workdir=workdir / "sshd", data_dir=data_dir, address=action.address,
-                                        port=action.port, destination_key=keys.destination, source_pub=keys.source_pub,
-                                        rsync=self.rsync)
-                try:
-                    srv.start()
-                except MoverError as exc:
-                    self._server_errors[action.key] = str(exc)
-                    self._servers.pop(action.key, None)
-                    return
-                self._servers[action.key] = srv
-                self._identities[action.key] = wanted
-                self._server_errors.pop(action.key, None)
-            current = iteration_file.read_text() if iteration_file.exists() else None
-            if current != action.iteration:
+        with self._key_lock(action.key):
+            srv = self._live_server(action, workdir, data_dir, keys)
+            if srv is None:
+                return
+            if _read_state(iteration_file) != action.iteration:
                 completed_file.unlink(missing_ok=True)
                 srv.close_iteration()
-                _write_private(iteration_file, action.iteration)
+                write_private(iteration_file, action.iteration)
                 srv.open_iteration()
-            elif not completed_file.exists() and srv.completion() is None and not srv.iteration_open():
+            elif _read_completion(completed_file) is None and srv.completion() is None and not srv.iteration_open():
                 srv.open_iteration()  # e.g. after an agent restart
 
-    def stop_receiving(self, key: str, iteration: str) -> None:
-        iteration_file, completed_file = self._files(key)
+    def _live_server(self, action: Serve, workdir: Path, data_dir: Path,
+                     keys: sshkeys.SshKeys) -> DestinationServer | None:
+        """The destination's running sshd, (re)started if missing or its identity changed; None (and the
+        error kept for `server`) if it cannot start. Called under the destination's lock."""
+        wanted = (action.address, action.port, data_dir, keys.destination, keys.source_pub)
         with self._lock:
-            srv = self._servers.get(key)
-            if not iteration_file.exists() or iteration_file.read_text() != iteration:
+            srv = self._servers.get(action.key)
+            identity = self._identities.get(action.key)
+        if srv is not None and identity == wanted and srv.alive():
+            return srv
+        if srv is not None:
+            srv.stop()
+        srv = DestinationServer(workdir=workdir / "sshd", data_dir=data_dir, address=action.address, port=action.port,
+                                destination_key=keys.destination, source_pub=keys.source_pub, rsync=self.rsync)
+        try:
+            srv.start()
+        except MoverError as exc:
+            with self._lock:
+                self._server_errors[action.key] = str(exc)
+                self._servers.pop(action.key, None)
+            return None
+        with self._lock:
+            self._servers[action.key] = srv
+            self._identities[action.key] = wanted
+            self._server_errors.pop(action.key, None)
+        return srv
+
+    def stop_receiving(self, key: str, iteration: str) -> None:
+        """Refuse data for `iteration` (paused, or complete). A completion the source got before the
+        sessions ended is persisted (the image is published when the replication resumes); without one
+        the iteration is forgotten and reopened later."""
+        iteration_file, completed_file = self._files(key)
+        with self._key_lock(key):
+            if _read_state(iteration_file) != iteration:
                 return
-            if not completed_file.exists():
-                code = srv.completion() if srv is not None else None
-                if code is None:
-                    if srv is not None:
-                        srv.close_iteration()  # paused: refuse data, nothing to remember
-                    iteration_file.unlink(missing_ok=True)
-                    return
-                _write_private(completed_file, str(code))
+            with self._lock:
+                srv = self._servers.get(key)
+            keep = None if _read_completion(completed_file) is not None else completed_file
             if srv is not None:
-                srv.close_iteration()
+                code = srv.close_iteration(keep=keep)
+            else:  # e.g. after an agent restart: a leftover sshd may still be serving the iteration
+                code = leftovers.retire(self._workdir(key) / "sshd", keep=keep)
+            if keep is not None and code is None:
+                iteration_file.unlink(missing_ok=True)  # paused before the source completed
 
     def end_iteration(self, key: str, iteration: str) -> None:
         iteration_file, completed_file = self._files(key)
-        with self._lock:
-            if iteration_file.exists() and iteration_file.read_text() == iteration:
+        with self._key_lock(key):
+            if _read_state(iteration_file) == iteration:
                 completed_file.unlink(missing_ok=True)
                 iteration_file.unlink(missing_ok=True)
-                srv = self._servers.get(key)
+                with self._lock:
+                    srv = self._servers.get(key)
                 if srv is not None:
                     srv.close_iteration()
 
     def stop_serving(self, key: str) -> None:
-        with self._lock:
-            srv = self._servers.pop(key, None)
-            self._identities.pop(key, None)
-            self._server_errors.pop(key, None)
-        if srv is not None:
-            srv.stop()
         work = self._workdir(key)
-        if work.exists() and work.is_relative_to(self.data_root):
-            shutil.rmtree(work, ignore_errors=True)
+        with self._key_lock(key):
+            with self._lock:
+                srv = self._servers.pop(key, None)
+                self._identities.pop(key, None)
+                self._server_errors.pop(key, None)
+            if srv is not None:
+                srv.stop()
+            else:  # e.g. after an agent restart: stop a leftover sshd, give the volume's links back
+                leftovers.retire(work / "sshd")
+            if work.exists() and work.is_relative_to(self.data_root):
+                shutil.rmtree(work, ignore_errors=True)
 
     def _poll(self) -> None:
         """Tell the controller when a destination receives its completion signal."""
@@ -350,10 +397,9 @@ class LocalPlatform:
                 servers = list(self._servers.items())
             for key, srv in servers:
                 code = srv.completion()
-                iteration_file = self._files(key)[0]
-                if code is None or not iteration_file.exists():
+                iteration = _read_state(self._files(key)[0])
+                if code is None or iteration is None:
                     continue
-                iteration = iteration_file.read_text()
                 if self._notified.get(key) != iteration:
                     self._notified[key] = iteration
                     self._changed(key)

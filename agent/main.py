@@ -113,31 +113,32 @@ def main(argv: list[str] | None = None) -> int:
         return 1
     hub: httpx.Client | None = None
     reporter: Reporter | None = None
-    if args.hub_url:
-        hub = hub_client(args.hub_url, args.hub_ca_file)
-        reporter = Reporter(hub, args.cluster_name, agent_id=f"{socket.gethostname()}-{os.getpid()}",
-                            clock=SystemClock(), token_file=args.hub_token_file, version=_version(),
-                            sequence_file=args.data_root / "hub-report-sequence")
-        reporter.start()
-    controller = ReplicationController(kube, platform, metrics=metrics, workers=args.workers,
-                                       recorder=Recorder(kube, "volsync-agent", host=args.cluster_name),
-                                       reporter=reporter)
-    stop = threading.Event()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda *_: stop.set())
-    try:
-        controller.start()
-    except RuntimeError as exc:
-        print(f"volsync-agent: {exc}", file=sys.stderr)
-        platform.close()
+    try:  # whatever fails from here on, the platform releases its mount and stops its movers
+        if args.hub_url:
+            hub = hub_client(args.hub_url, args.hub_ca_file)
+            reporter = Reporter(hub, args.cluster_name, agent_id=f"{socket.gethostname()}-{os.getpid()}",
+                                clock=SystemClock(), token_file=args.hub_token_file, version=_version(),
+                                sequence_file=args.data_root / "hub-report-sequence")
+            reporter.start()
+        controller = ReplicationController(kube, platform, metrics=metrics, workers=args.workers,
+                                           recorder=Recorder(kube, "volsync-agent", host=args.cluster_name),
+                                           reporter=reporter)
+        stop = threading.Event()
+        for sig in (signal.SIGTERM, signal.SIGINT):
+            signal.signal(sig, lambda *_: stop.set())
+        try:
+            controller.start()
+        except RuntimeError as exc:
+            print(f"volsync-agent: {exc}", file=sys.stderr)
+            _close_hub(reporter, hub)
+            return 1
+        ready = {"cluster": args.cluster_name, "metrics": metrics_url, "addresses": pool}
+        print(f"volsync-agent ready {json.dumps(ready)}", flush=True)
+        stop.wait()
+        controller.stop()
         _close_hub(reporter, hub)
-        return 1
-    ready = {"cluster": args.cluster_name, "metrics": metrics_url, "addresses": pool}
-    print(f"volsync-agent ready {json.dumps(ready)}", flush=True)
-    stop.wait()
-    controller.stop()
-    _close_hub(reporter, hub)
-    platform.close()
+    finally:
+        platform.close()
     server.shutdown()
     clients.close(api)
     return 0

@@ -11,9 +11,16 @@ Mounting needs root with CAP_SYS_ADMIN. Without it `protect` returns False and t
 back to what holds without a mount (the 0700 directories; the receiving rsync strips setuid/setgid
 from files when the volume is not on a nosuid,nodev mount: see `agent.movers.forced`).
 
-The mount outlives a `kill -9` of the agent; the next start finds the data root already
-``nosuid,nodev`` and adopts the mount if it is our bind mount of the data root onto itself
-(recognised in /proc/self/mountinfo), so `release` at stop removes it as if it had made it.
+Only a mount we made is ever removed: when `protect` mounts, it records the mount (its id in
+/proc/self/mountinfo and the boot it was made in) in ``MARKER`` inside the data root, a file on the
+data root's own filesystem, so it outlives a `kill -9` of the agent. The next start adopts a mount
+that matches the marker; a data root that is already ``nosuid,nodev`` otherwise (an admin's own
+mount, a nosuid tmpfs) is used as it is and never unmounted.
+
+`release` runs at every stop of the agent (not only at uninstall): the data root and everything the
+agent makes under it stay 0700 between runs, so the setuid files and device nodes it keeps are out of
+other users' reach without the mount, and a stopped agent leaves no mount behind that would make
+``rm -rf`` of its state fail (EBUSY) or outlive a test's temporary directory.
 """
 
 from __future__ import annotations
@@ -24,9 +31,13 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
+from kube.files import write_private
+
 log = logging.getLogger(__name__)
 
 _MOUNTINFO = "/proc/self/mountinfo"
+_BOOT_ID = "/proc/sys/kernel/random/boot_id"
+MARKER = ".nosuid-mount"  # in the data root: "<boot id> <mount id>" of the mount we made
 
 
 def inert(path: Path) -> bool:
@@ -38,9 +49,12 @@ def inert(path: Path) -> bool:
 def protect(root: Path) -> bool:
     """Make `root` a `nosuid,nodev` bind mount of itself unless it already is on one; returns whether it is.
 
-    Returns False (and logs why) when this process may not mount.
+    Returns False (and logs why) when this process may not mount. A mount we made before (see `MARKER`)
+    is adopted; any other nosuid,nodev mount is used as it is and left alone by `release`.
     """
     if inert(root):
+        if not ours(root):
+            (root / MARKER).unlink(missing_ok=True)  # from an earlier boot: not ours any more
         return True
     if os.geteuid() != 0:
         log.warning("data root %s is not on a nosuid,nodev mount and an unprivileged agent cannot mount it so; "
@@ -48,6 +62,7 @@ def protect(root: Path) -> bool:
         return False
     problem = _run(["mount", "--bind", str(root), str(root)])
     if problem is None:
+        _mark(root)
         problem = _run(["mount", "-o", "remount,bind,nosuid,nodev", str(root)])
         if problem is not None:
             release(root)
@@ -59,11 +74,45 @@ def protect(root: Path) -> bool:
 
 
 def release(root: Path) -> None:
-    """Unmount `root` if it is a bind mount of itself (ours); anything else is left alone."""
-    if not self_bound(root):
+    """Unmount `root` if its topmost mount is the one `protect` made (see `MARKER`); anything else,
+    an admin's own bind mount of the data root included, is left alone."""
+    if not ours(root):
         return
     if _run(["umount", str(root)]) is not None:  # busy: detach now, the kernel frees it when unused
         _run(["umount", "-l", str(root)])
+    (root / MARKER).unlink(missing_ok=True)
+
+
+def ours(root: Path) -> bool:
+    """Whether the topmost mount at `root` is the bind mount `protect` made (recorded in `MARKER`)."""
+    try:
+        recorded = (root / MARKER).read_text().split()
+    except (FileNotFoundError, NotADirectoryError):
+        return False
+    top = _top_mount(root)
+    return top is not None and self_bound(root) and recorded == [_boot_id(), top.mount_id]
+
+
+def _mark(root: Path) -> None:
+    """Record the bind mount just made at `root` as ours (written through it, onto the data root's own
+    filesystem: it stays when the mount goes, and a stale one is told apart by boot and mount id)."""
+    top = _top_mount(root)
+    if top is None:
+        return
+    write_private(root / MARKER, f"{_boot_id()} {top.mount_id}\n")
+
+
+def _boot_id() -> str:
+    try:
+        with open(_BOOT_ID) as f:
+            return f.read().strip()
+    except OSError:
+        return "unknown-boot"
+
+
+def _top_mount(path: Path) -> _Mount | None:
+    at_path = [m for m in _mountinfo() if m.mount_point == str(path)]
+    return at_path[-1] if at_path else None
 
 
 @dataclass(frozen=True)

@@ -13,12 +13,14 @@ import shutil
 import socket
 import stat
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import kubernetes
 import pytest
 from storage_helpers import Cluster, content_dir, settle, volume_dir
+from support.apiserver import ApiServer
 from support.waiting import eventually
 
 from agent.localplatform import LocalPlatform
@@ -29,6 +31,7 @@ from agent.storage import mounting
 from kube.rest import Kube
 
 NOBODY = 65534
+ROOT = Path(__file__).resolve().parents[2]
 pytestmark = pytest.mark.skipif(os.geteuid() != 0, reason="needs root (mknod, chown, switching to nobody)")
 
 
@@ -138,27 +141,81 @@ def test_replicated_setuid_files_and_device_nodes_are_inert(platform: LocalPlatf
                 os.open(tree / "mem", os.O_RDONLY)
         else:  # no mount: the receiver strips setuid/setgid, and the device sits under 0700 directories
             assert stat.S_IMODE((tree / "setuid-id").stat().st_mode) == 0o755
-    assert not mounting.inert(platform.data_root.parent)  # the effect is the agent's, not the machine's
+    if mounting.ours(platform.data_root):  # the effect is the agent's mount of its data root, not the machine's
+        assert not mounting.self_bound(platform.data_root.parent)
+
+
+def _mounts_at(path: Path) -> int:
+    return sum(1 for line in Path("/proc/self/mountinfo").read_text().splitlines() if line.split()[4] == str(path))
+
+
+def _unmount_all(path: Path) -> None:
+    """Test cleanup: whatever a failed assertion left mounted at `path` goes."""
+    while _mounts_at(path):
+        if subprocess.run(["umount", "-l", str(path)], capture_output=True, check=False).returncode != 0:
+            break
+
+
+@pytest.fixture
+def mountable_root(tmp_path: Path) -> Iterator[Path]:
+    """A data root on a filesystem where setuid bits count (so the mount's effect shows), unmounted at the end."""
+    if mounting.inert(tmp_path):
+        pytest.skip(f"{tmp_path} is already on a nosuid,nodev filesystem")
+    root = tmp_path / "root"
+    try:
+        yield root
+    finally:
+        _unmount_all(root)
 
 
 def test_the_mount_is_released_at_stop_and_adopted_after_a_kill(api: kubernetes.client.ApiClient,
-                                                                 tmp_path: Path) -> None:
-    root = tmp_path / "root"
+                                                                 mountable_root: Path) -> None:
+    root = mountable_root
     first = LocalPlatform(Kube(api), root, address_pool="127.254.254.0/30")
     if not first.inert:
         first.close()
         pytest.skip("this machine does not let the agent mount (no CAP_SYS_ADMIN)")
-    assert mounting.self_bound(root) and mounting.inert(root)
+    assert mounting.ours(root) and mounting.inert(root)
+    assert not mounting.inert(root.parent)  # the agent's own mount, not the machine's
     first._stop.set()  # as after kill -9: the mount stays, nobody releases it
 
     second = LocalPlatform(Kube(api), root, address_pool="127.254.254.0/30")
     assert second.inert
-    assert [line for line in Path("/proc/self/mountinfo").read_text().splitlines()
-            if line.split()[4] == str(root)].__len__() == 1  # adopted, not stacked
+    assert _mounts_at(root) == 1  # adopted, not stacked
     second.close()
 
     assert not mounting.self_bound(root)
     assert not mounting.inert(root)
+
+
+def test_a_mount_the_agent_did_not_make_is_never_released(api: kubernetes.client.ApiClient,
+                                                          mountable_root: Path) -> None:
+    root = mountable_root
+    root.mkdir(mode=0o700)
+    for cmd in (["mount", "--bind", str(root), str(root)], ["mount", "-o", "remount,bind,nosuid,nodev", str(root)]):
+        if subprocess.run(cmd, capture_output=True, check=False).returncode != 0:
+            pytest.skip("this machine does not let us mount (no CAP_SYS_ADMIN)")
+    # the admin's own nosuid,nodev bind mount of the data root, and a marker from an earlier boot
+    (root / mounting.MARKER).write_text(f"an-earlier-boot {Path('/proc/self/mountinfo').read_text().split()[0]}\n")
+
+    platform = LocalPlatform(Kube(api), root, address_pool="127.254.254.0/30")
+    assert platform.inert
+    platform.close()
+
+    assert mounting.self_bound(root) and mounting.inert(root) and _mounts_at(root) == 1
+    assert not (root / mounting.MARKER).exists()
+
+
+def test_an_agent_failing_after_the_mount_releases_it(apiserver: ApiServer, mountable_root: Path) -> None:
+    root = mountable_root
+    done = subprocess.run([sys.executable, "-m", "agent.main", "--kubeconfig", str(apiserver.kubeconfig),
+                           "--context", "cluster1", "--cluster-name", "cluster1", "--data-root", str(root),
+                           "--mover-host", "127.254.254.0/30", "--hub-url", "https://127.0.0.1:9",
+                           "--hub-ca-file", str(root.parent / "missing-ca.pem")],
+                          capture_output=True, text=True, timeout=120, check=False, cwd=ROOT)
+
+    assert done.returncode != 0 and "FileNotFoundError" in done.stderr, done.stderr
+    assert _mounts_at(root) == 0
 
 
 def test_an_old_rsync_stops_the_platform_at_start_up(api: kubernetes.client.ApiClient, tmp_path: Path) -> None:
