@@ -5,39 +5,21 @@ VolumeSnapshots, Services, Secrets), queues the affected objects, builds the obs
 the informer caches, asks the pure planners (`source.plan`, `destination.plan`) what to do, and
 applies the plan: `before` actions, the status patch (with a resourceVersion precondition, so a
 decision taken on a stale cache is refused with 409 and simply retried), then `after` actions.
-The platform's own controllers (local storage) run on the same queue and workers.
+The platform's own controllers (local storage) run on the same queue and workers. Each action is
+performed by `executing.PlanExecutor`.
 """
 
 from __future__ import annotations
 
-import base64
 import logging
 import threading
 from typing import Any
 
-from kubernetes.client.exceptions import ApiException
-
 from agent import destination, source, triggers
+from agent.executing import PlanExecutor, labels
 from agent.keysecrets import key_secret_names
 from agent.metrics import Metrics
-from agent.movers import keys as sshkeys
-from agent.plans import (
-    Began,
-    CancelTransfer,
-    Delete,
-    Emit,
-    EndIteration,
-    Ensure,
-    ForgetTransfer,
-    GenerateKeys,
-    Observe,
-    Patch,
-    Plan,
-    Serve,
-    StartTransfer,
-    StopReceiving,
-    StopServing,
-)
+from agent.plans import Plan
 from agent.platform import Platform
 from agent.reporting import Reporter
 from api.volsync import LABEL_CLEANUP, ReplicationSpec, ReplicationStatus
@@ -102,6 +84,7 @@ class ReplicationController:
         self.informers: dict[str, Informer] = {res.plural: Informer(kube, res, self._handler(res)) for res in WATCHED}
         self._storage = {kind: c for c in platform.controllers() for kind in c.kinds}
         self._threads: list[threading.Thread] = []
+        self.executor = PlanExecutor(kube, platform, self.metrics, self.recorder, self._cache)
         # read your writes: key -> (resourceVersions our status patches superseded, the object the last returned)
         self._written: dict[Key, tuple[set[str], Obj]] = {}
         platform.on_change(self._mover_changed)
@@ -247,7 +230,7 @@ class ReplicationController:
     # -- applying -----------------------------------------------------------------------------------
     def _apply(self, key: Key, role: str, obj: Obj, plan: Plan) -> None:
         for action in plan.before:
-            self._act(role, obj, action)
+            self.executor.act(role, obj, action)
         if plan.status is not None:
             current = obj.get("status") or {}
             if merge(current, plan.status) != current:
@@ -265,7 +248,7 @@ class ReplicationController:
         if self.reporter is not None:
             self.reporter.observe(role, obj)  # queued only when changed; never waits for the hub
         for action in plan.after:
-            self._act(role, obj, action)
+            self.executor.act(role, obj, action)
         self._gauge(role, obj)
         if plan.error is not None:
             self.queue.add_rate_limited(key)
@@ -273,9 +256,6 @@ class ReplicationController:
         self.queue.forget(key)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
-
-    def _labels(self, role: str, obj: Obj) -> tuple[str, str, str, str]:
-        return (objects.name_of(obj), objects.namespace_of(obj), role, "rsync")
 
     def _gauge(self, role: str, obj: Obj) -> None:
         status = ReplicationStatus.parse(obj)
@@ -288,85 +268,4 @@ class ReplicationController:
                 late = triggers.missed_deadline(schedule, last, self.clock.now())
             except triggers.ScheduleError:
                 late = False
-        self.metrics.set_out_of_sync(self._labels(role, obj), late)
-
-    def _act(self, role: str, obj: Obj, action: Any) -> None:
-        ns = objects.namespace_of(obj)
-        if isinstance(action, Ensure):
-            body = action.obj
-            if action.resource is SERVICES:
-                body = self.platform.prepare_service(body)
-            try:
-                self.kube.create(action.resource, body)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-        elif isinstance(action, Patch):
-            try:
-                self.kube.patch(action.resource, action.name, action.patch, action.namespace)
-            except ApiException as exc:
-                if exc.status != 404:
-                    raise
-        elif isinstance(action, Delete):
-            pre = {"resourceVersion": action.resource_version} if action.resource_version else None
-            self.kube.delete(action.resource, action.name, action.namespace, preconditions=pre)
-        elif isinstance(action, Emit):
-            self.recorder.event(obj, action.type, action.reason, action.message)
-        elif isinstance(action, GenerateKeys):
-            generated = sshkeys.generate()
-            data = {k: base64.b64encode(v).decode() for k, v in generated.main_secret_data().items()}
-            secret = {
-                "metadata": {
-                    "name": action.name,
-                    "namespace": action.namespace,
-                    "labels": action.labels,
-                    "ownerReferences": [objects.owner_ref(action.owner)],
-                },
-                "type": "Opaque",
-                "data": data,
-            }
-            try:
-                self.kube.create(SECRETS, secret)
-            except ApiException as exc:
-                if exc.status != 409:
-                    raise
-        elif isinstance(action, StartTransfer):
-            pvc, secret = self._require(PVCS, ns, action.pvc), self._require(SECRETS, ns, action.secret)
-            self.platform.start_transfer(action, pvc, secret)
-        elif isinstance(action, Serve):
-            pvc, secret = self._require(PVCS, ns, action.pvc), self._require(SECRETS, ns, action.secret)
-            self.platform.serve(action, pvc, secret)
-        elif isinstance(action, ForgetTransfer):
-            self.platform.forget_transfer(action.key, action.failed)
-            if action.failed:
-                self.metrics.failed(self._labels(role, obj))
-        elif isinstance(action, CancelTransfer):
-            self.platform.cancel_transfer(action.key)
-        elif isinstance(action, StopReceiving):
-            self.platform.stop_receiving(action.key, action.iteration)
-        elif isinstance(action, EndIteration):
-            self.platform.end_iteration(action.key, action.iteration)
-        elif isinstance(action, StopServing):
-            self.platform.stop_serving(action.key)
-        elif isinstance(action, Began):
-            log.info("iteration %s of %s %s/%s started (%s)", action.iteration, role,
-                     ns, objects.name_of(obj), action.trigger)
-        elif isinstance(action, Observe):
-            self._observe(role, obj, action)
-        else:
-            raise TypeError(f"unknown action {action!r}")
-
-    def _observe(self, role: str, obj: Obj, done: Observe) -> None:
-        """Metrics for a completed iteration, and one INFO line for every end (of an attempt, too)."""
-        if done.succeeded:
-            self.metrics.completed(self._labels(role, obj), done.duration, done.missed)
-        sent = "unknown" if done.bytes is None else str(done.bytes)
-        what = "ended" if done.succeeded else "attempt ended"
-        log.info("iteration %s of %s %s/%s %s: outcome=%s duration=%.3fs bytes=%s", done.iteration, role,
-                 objects.namespace_of(obj), objects.name_of(obj), what, done.outcome, done.duration, sent)
-
-    def _require(self, res: Resource, ns: str, name: str) -> Obj:
-        obj = self._cache(res, ns, name) or self.kube.get(res, name, ns)
-        if obj is None:
-            raise ApiException(status=404, reason=f"{res.kind} {ns}/{name} not found")
-        return obj
+        self.metrics.set_out_of_sync(labels(role, obj), late)
