@@ -41,7 +41,10 @@ STATES: tuple[State, ...] = ("ok", "late", "never", "error", "paused")
 SEVERITY: dict[State, int] = {"ok": 0, "paused": 1, "never": 2, "late": 3, "error": 4}  # a pair shows its worse side
 DEFAULT_RPO_SECONDS = 3600.0
 DEFAULT_GRACE_SECONDS = 300.0  # time a destination may take to publish the image of its source's sync
-DEFAULT_CLOCK_SKEW_SECONDS = 5.0  # how far the source's and the destination's clusters' clocks may disagree
+# How far the source's and the destination's clusters' clocks may disagree. Small: syncs may begin less than
+# a second after the previous image (back to back, manual triggers a second apart), and a destination
+# publishes a transfer's duration after its sync began, which covers most of a larger offset anyway.
+DEFAULT_CLOCK_SKEW_SECONDS = 0.5
 STEP_SECONDS = 0.001
 MAX_RPO_SECONDS = 10 * 365 * 86400.0
 ANNOTATION_RPO = "volsync-addon.io/rpo-seconds"
@@ -131,16 +134,20 @@ def sync_began(source_status: dict[str, Any]) -> float | None:
 
 
 def published_at(status: dict[str, Any]) -> float | None:
-    """When the destination published its newest image (POSIX seconds; a whole-second `lastSyncTime` is read
-    as the end of its second); None when it has published none."""
-    last = parse_rfc3339(status.get("lastSyncTime"))
+    """The latest the destination may have published its newest image (POSIX seconds): the iteration's
+    `endTime`, else the end of `lastSyncTime`'s second, or the start of the iteration that followed when
+    sooner (a destination begins its next iteration after publishing); None when it has published none."""
+    last = _posix(status.get("lastSyncTime"))
     if last is None:
         return None
     record = _record_of_last_sync(status)
     precise = _posix(record.get("endTime")) if record else None
     if precise is not None:
         return precise
-    return last.timestamp() + (1.0 if last.microsecond == 0 else 0.0)
+    latest = last + (0.0 if last % 1 else 1.0)
+    running = status.get("iteration")
+    following = _posix(running.get("startTime")) if isinstance(running, dict) and not running.get("endTime") else None
+    return following if following is not None and last <= following < latest else latest
 
 
 def _stamp(posix: float) -> str:
