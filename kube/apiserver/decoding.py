@@ -13,9 +13,10 @@ Every body a client sends passes through here before anything looks at it:
   bearer token a browser never adds by itself.)
 * JSON and YAML values may nest at most `MAX_DEPTH` levels (deeper is 400: the rest of the
   server walks objects recursively); `NaN` and infinities are refused, as Go's decoder does.
-* YAML anchors and aliases may not expand past the body's own size in nodes (plus a small
-  allowance): the "billion laughs" body of kube-apiserver's CVE-2019-11253 is a 400, decided on
-  the composed node graph before anything is built. Timestamps stay strings, sets become maps
+* YAML anchors and aliases may not expand the document past `ALIAS_RATIO` times the body's size
+  (counting nodes and scalar text, plus a small allowance): the "billion laughs" body of
+  kube-apiserver's CVE-2019-11253, or a long string aliased a thousand times, is a 413, decided
+  on the composed node graph before anything is built. Timestamps stay strings, sets become maps
   and non-string keys become strings, as sigs.k8s.io/yaml turns YAML into JSON.
 * `decode_async` runs large bodies in a worker thread, so decoding one request never stalls the
   event loop that serves every other cluster.
@@ -36,7 +37,9 @@ from kube.apiserver import errors, protobuf
 
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's MaxRequestBodyBytes
 MAX_DEPTH = 100  # nesting levels of objects/arrays; our deepest CRD (ManifestWork) uses 23
-ALIAS_ALLOWANCE = 10_000  # YAML nodes an alias may add beyond one node per byte of body
+# A YAML document with every alias expanded may weigh (one unit per node plus its scalar's length,
+# which is about its size as JSON) at most this multiple of the body's size, plus the allowance.
+ALIAS_RATIO, ALIAS_ALLOWANCE = 4, 64 * 1024
 INLINE_DECODE = 16 * 1024  # bodies up to this size are decoded on the event loop
 
 _SURROGATE_ESCAPE = re.compile(r"\\u[dD][89a-fA-F]")
@@ -203,7 +206,7 @@ def _yaml(text: str, size: int) -> Any:
         node = loader.get_single_node()
         if node is None:
             return None
-        _check_expansion(node, size + ALIAS_ALLOWANCE)
+        _check_expansion(node, ALIAS_RATIO * size + ALIAS_ALLOWANCE)
         value = loader.construct_document(node)
     except (yaml.YAMLError, RecursionError, TypeError, ValueError) as exc:
         raise errors.bad_request(f"error converting YAML to JSON: {exc}") from exc
@@ -213,9 +216,10 @@ def _yaml(text: str, size: int) -> Any:
 
 
 def _check_expansion(root: yaml.Node, budget: int) -> None:
-    """Refuse a node graph whose tree, with every alias expanded, exceeds `budget` nodes or
-    `MAX_DEPTH` levels, or that refers to itself. Iterative and memoised: linear in the graph."""
-    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded node count, depth)
+    """Refuse a node graph whose tree, with every alias expanded, weighs more than `budget` (a unit
+    per node plus scalar lengths), nests past `MAX_DEPTH` levels, or refers to itself. Iterative and
+    memoised: linear in the graph."""
+    sizes: dict[int, tuple[int, int]] = {}  # id(node) -> (expanded weight, depth)
     visiting: set[int] = set()
     stack: list[tuple[yaml.Node, bool]] = [(root, False)]
     while stack:
@@ -231,7 +235,7 @@ def _check_expansion(root: yaml.Node, budget: int) -> None:
             stack.extend((c, False) for c in _children(node) if id(c) not in sizes)
             continue
         visiting.discard(key)
-        count, depth = 1, 0
+        count, depth = 1 + (len(node.value) if isinstance(node, yaml.ScalarNode) else 0), 0
         for child in _children(node):
             child_count, child_depth = sizes[id(child)]
             count += child_count
@@ -239,7 +243,7 @@ def _check_expansion(root: yaml.Node, budget: int) -> None:
         if count > budget:
             raise errors.ApiError(
                 413, "RequestEntityTooLarge",
-                f"error converting YAML to JSON: anchors and aliases expand to more than {budget} nodes",
+                f"error converting YAML to JSON: anchors and aliases expand it to more than {budget} bytes",
             )  # fmt: skip
         if depth > MAX_DEPTH:
             raise _too_deep()

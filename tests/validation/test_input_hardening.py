@@ -117,6 +117,17 @@ def test_yaml_alias_bomb_is_refused_quickly(apiserver: ApiServer, namespace: str
         assert "lol" not in _names(h, path)
 
 
+def test_yaml_alias_of_a_long_string_cannot_amplify(apiserver: ApiServer, namespace: str) -> None:
+    """Few nodes, but a 50 KB string aliased 1000 times would be 50 MB of JSON to store and serve."""
+    body = ("apiVersion: v1\nkind: ConfigMap\nmetadata: {name: long}\nx:\n"
+            f"  s: &s \"{'x' * 50_000}\"\n  l: [{', '.join(['*s'] * 1000)}]\n").encode()
+    path = _configmaps(namespace)
+    with http(apiserver, timeout=30.0) as h:
+        resp = h.post(path, content=body, headers={"Content-Type": "application/yaml"})
+        assert_status(resp, 413, "RequestEntityTooLarge")
+        assert "long" not in _names(h, path)
+
+
 def test_yaml_with_modest_aliases_and_yaml_types_still_works(apiserver: ApiServer, namespace: str) -> None:
     body = (
         b"apiVersion: v1\nkind: ConfigMap\nmetadata: {name: anchors, labels: &l {app: web}, annotations: *l}\n"
