@@ -25,7 +25,6 @@ from __future__ import annotations
 import base64
 import ipaddress
 import logging
-import shutil
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -35,9 +34,8 @@ from pathlib import Path
 from typing import Any
 
 from agent.destination import ServerView
+from agent.localdestinations import LocalDestinations
 from agent.movers import keys as sshkeys
-from agent.movers import leftovers
-from agent.movers.destination import DestinationServer
 from agent.movers.errors import MoverError
 from agent.movers.rsyncversion import check_rsync
 from agent.movers.source import SourceTransfer, TransferResult
@@ -48,7 +46,6 @@ from agent.storage import mounting
 from agent.storage.local import LocalStorage
 from kube import objects
 from kube.clock import Clock, SystemClock
-from kube.files import write_private
 from kube.rest import PVS, SERVICES, Kube
 
 log = logging.getLogger("volsync.local")
@@ -60,26 +57,6 @@ CLOSE_WAIT = 6.0  # seconds `close` waits for movers to stop
 
 def _secret_bytes(secret: Obj) -> dict[str, bytes]:
     return {k: base64.b64decode(v) for k, v in (secret.get("data") or {}).items()}
-
-
-def _read_state(path: Path) -> str | None:
-    """A small state file's text, or None if there is none (it may go away while we look)."""
-    try:
-        return path.read_text()
-    except (FileNotFoundError, NotADirectoryError):
-        return None
-
-
-def _read_completion(path: Path) -> int | None:
-    """The completion code persisted in `path`; None (logged) if missing or unreadable."""
-    text = _read_state(path)
-    if text is None:
-        return None
-    if not text.strip().isdigit():
-        log.warning("ignoring the unreadable completion file %s (%r): the iteration counts as not completed",
-                    path, text[:40])
-        return None
-    return int(text)
 
 
 @dataclass
@@ -145,11 +122,7 @@ class LocalPlatform:
         self._allocated: set[str] = set()
         self._transfers: dict[str, _Transfer] = {}
         self._failures: dict[str, tuple[int, datetime | None]] = {}
-        self._servers: dict[str, DestinationServer] = {}
-        self._key_locks: dict[str, threading.Lock] = {}
-        self._identities: dict[str, tuple[object, ...]] = {}
-        self._server_errors: dict[str, str] = {}
-        self._notified: dict[str, str] = {}
+        self.destinations = LocalDestinations(data_root, rsync, self._workdir, self._make_workdir)
         self._callbacks: list[Callable[[str], None]] = []
         self._stop = threading.Event()
         self._poll_interval = poll_interval
@@ -173,9 +146,9 @@ class LocalPlatform:
         stop grace is longer), then release the data root's mount if we made it."""
         self._stop.set()
         with self._lock:
-            transfers, servers = list(self._transfers.values()), list(self._servers.values())
+            transfers = list(self._transfers.values())
             self._transfers.clear()
-            self._servers.clear()
+        servers = self.destinations.take_all()
         stoppers = [threading.Thread(target=t.mover.cancel, daemon=True) for t in transfers]
         stoppers += [threading.Thread(target=srv.stop, daemon=True) for srv in servers]
         for thread in stoppers:
@@ -279,127 +252,25 @@ class LocalPlatform:
         if t is not None:
             t.mover.cancel()
 
-    # -- destination side ---------------------------------------------------------------------------
-    # One destination's slow steps (ending its sessions, giving its volume's links back) run under that
-    # destination's own lock, never under `_lock`, which every replication's reconcile and the poller take.
-    def _files(self, key: str) -> tuple[Path, Path]:
-        work = self._workdir(key)
-        return work / "iteration.id", work / "iteration.completed"
-
-    def _key_lock(self, key: str) -> threading.Lock:
-        with self._lock:
-            return self._key_locks.setdefault(key, threading.Lock())
-
+    # -- destination side (agent.localdestinations) -------------------------------------------------
     def server(self, key: str) -> ServerView | None:
-        iteration_file, completed_file = self._files(key)
-        with self._lock:
-            srv = self._servers.get(key)
-            error = self._server_errors.get(key)
-        iteration = _read_state(iteration_file)
-        if iteration is None:
-            return ServerView(iteration=None, error=error) if error else None
-        completion = _read_completion(completed_file)
-        if completion is None and srv is not None:
-            completion = srv.completion()
-        return ServerView(iteration=iteration, completion=completion, error=error)
+        return self.destinations.server(key)
 
     def serve(self, action: Serve, pvc: Obj, secret: Obj) -> None:
         keys = sshkeys.from_secret_data(_secret_bytes(secret), "destination")
-        data_dir = self.volume_path(pvc)
-        iteration_file, completed_file = self._files(action.key)
-        workdir = self._make_workdir(action.key)
-        with self._key_lock(action.key):
-            srv = self._live_server(action, workdir, data_dir, keys)
-            if srv is None:
-                return
-            if _read_state(iteration_file) != action.iteration:
-                completed_file.unlink(missing_ok=True)
-                srv.close_iteration()
-                write_private(iteration_file, action.iteration)
-                srv.open_iteration()
-            elif _read_completion(completed_file) is None and srv.completion() is None and not srv.iteration_open():
-                srv.open_iteration()  # e.g. after an agent restart
-
-    def _live_server(self, action: Serve, workdir: Path, data_dir: Path,
-                     keys: sshkeys.SshKeys) -> DestinationServer | None:
-        """The destination's running sshd, (re)started if missing or its identity changed; None (and the
-        error kept for `server`) if it cannot start. Called under the destination's lock."""
-        wanted = (action.address, action.port, data_dir, keys.destination, keys.source_pub)
-        with self._lock:
-            srv = self._servers.get(action.key)
-            identity = self._identities.get(action.key)
-        if srv is not None and identity == wanted and srv.alive():
-            return srv
-        if srv is not None:
-            srv.stop()
-        srv = DestinationServer(workdir=workdir / "sshd", data_dir=data_dir, address=action.address, port=action.port,
-                                destination_key=keys.destination, source_pub=keys.source_pub, rsync=self.rsync)
-        try:
-            srv.start()
-        except MoverError as exc:
-            with self._lock:
-                self._server_errors[action.key] = str(exc)
-                self._servers.pop(action.key, None)
-            return None
-        with self._lock:
-            self._servers[action.key] = srv
-            self._identities[action.key] = wanted
-            self._server_errors.pop(action.key, None)
-        return srv
+        self.destinations.serve(action, self.volume_path(pvc), keys)
 
     def stop_receiving(self, key: str, iteration: str) -> None:
-        """Refuse data for `iteration` (paused, or complete). A completion the source got before the
-        sessions ended is persisted (the image is published when the replication resumes); without one
-        the iteration is forgotten and reopened later."""
-        iteration_file, completed_file = self._files(key)
-        with self._key_lock(key):
-            if _read_state(iteration_file) != iteration:
-                return
-            with self._lock:
-                srv = self._servers.get(key)
-            keep = None if _read_completion(completed_file) is not None else completed_file
-            if srv is not None:
-                code = srv.close_iteration(keep=keep)
-            else:  # e.g. after an agent restart: a leftover sshd may still be serving the iteration
-                code = leftovers.retire(self._workdir(key) / "sshd", keep=keep)
-            if keep is not None and code is None:
-                iteration_file.unlink(missing_ok=True)  # paused before the source completed
+        self.destinations.stop_receiving(key, iteration)
 
     def end_iteration(self, key: str, iteration: str) -> None:
-        iteration_file, completed_file = self._files(key)
-        with self._key_lock(key):
-            if _read_state(iteration_file) == iteration:
-                completed_file.unlink(missing_ok=True)
-                iteration_file.unlink(missing_ok=True)
-                with self._lock:
-                    srv = self._servers.get(key)
-                if srv is not None:
-                    srv.close_iteration()
+        self.destinations.end_iteration(key, iteration)
 
     def stop_serving(self, key: str) -> None:
-        work = self._workdir(key)
-        with self._key_lock(key):
-            with self._lock:
-                srv = self._servers.pop(key, None)
-                self._identities.pop(key, None)
-                self._server_errors.pop(key, None)
-            if srv is not None:
-                srv.stop()
-            else:  # e.g. after an agent restart: stop a leftover sshd, give the volume's links back
-                leftovers.retire(work / "sshd")
-            if work.exists() and work.is_relative_to(self.data_root):
-                shutil.rmtree(work, ignore_errors=True)
+        self.destinations.stop_serving(key)
 
     def _poll(self) -> None:
         """Tell the controller when a destination receives its completion signal."""
         while not self._stop.wait(self._poll_interval):
-            with self._lock:
-                servers = list(self._servers.items())
-            for key, srv in servers:
-                code = srv.completion()
-                iteration = _read_state(self._files(key)[0])
-                if code is None or iteration is None:
-                    continue
-                if self._notified.get(key) != iteration:
-                    self._notified[key] = iteration
-                    self._changed(key)
+            for key in self.destinations.newly_completed():
+                self._changed(key)

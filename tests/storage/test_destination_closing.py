@@ -83,7 +83,7 @@ def _serve(platform: LocalPlatform, cluster: Cluster, namespace: str, name: str,
 
 
 def _server(platform: LocalPlatform, key: str) -> DestinationServer:
-    return platform._servers[key]
+    return platform.destinations._servers[key]
 
 
 def _returns_within(seconds: float, fn: Callable[[], object]) -> bool:
@@ -202,8 +202,7 @@ def test_a_restarted_agent_deleting_a_destination_stops_the_old_sshd_and_gives_t
         sshd = orphan.pid
         assert sshd is not None
         first._stop.set()  # as after kill -9: nothing is stopped, the sshd goes on listening
-        with first._lock:
-            first._servers.clear()
+        first.destinations.take_all()
 
         second = LocalPlatform(Kube(api), data_root, address_pool="127.254.254.0/30")
         second.stop_serving(dst.key)  # the ReplicationDestination is deleted; its PVC is kept
@@ -222,7 +221,7 @@ def test_a_restarted_agent_deleting_a_destination_stops_the_old_sshd_and_gives_t
 def test_a_torn_completion_file_counts_as_not_completed(platform: LocalPlatform, cluster: Cluster, namespace: str,
                                                        tmp_path: Path) -> None:
     dst = _serve(platform, cluster, namespace, "dst", tmp_path)
-    completed = platform._files(dst.key)[1]
+    completed = platform.destinations.files(dst.key)[1]
     completed.write_text("")  # a crash between truncating and writing, as the old writer could leave it
 
     view = platform.server(dst.key)
