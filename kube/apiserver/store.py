@@ -209,9 +209,15 @@ class Store:
                 "INSERT INTO log(rv, resource, namespace, name, event, body) VALUES (?,?,?,?,?,?)", rows
             )
             self._db.execute("COMMIT")
-        except sqlite3.Error as exc:
-            self._db.execute("ROLLBACK")
-            raise errors.internal(f"store write failed: {exc}") from exc
+        except Exception as exc:
+            # Whatever failed (a database error, or a value SQLite cannot bind, e.g. a lone
+            # surrogate), the connection must not stay inside the transaction: every later write
+            # of this cluster would fail.
+            if self._db.in_transaction:
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.Error):
+                raise errors.internal(f"store write failed: {exc}") from exc
+            raise
         self.rv = rv
         for ev, row in zip(events, rows, strict=True):
             if ev.type == "DELETED":
