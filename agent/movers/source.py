@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.movers import processes, sshconfig
+from agent.movers import forced, processes, sshconfig
 from agent.movers.errors import MoverError
 from agent.movers.keys import public_key_line
 from kube.files import open_private, private_dir, write_private
@@ -131,6 +131,9 @@ class SourceTransfer:
         # --modify-window=-1: compare mtimes to the nanosecond. rsync's default quick check compares whole
         # seconds, so a same-size file rewritten within the second of the last sync would be skipped.
         flags = ["-aAHSx", "--numeric-ids", "--delete", "--modify-window=-1", "--info=stats2,misc2"]
+        # The destination's receiver gives up after IO_TIMEOUT quiet seconds; with the same --timeout
+        # our rsync sends keep-alives during a long lull (and gives up on a destination gone quiet).
+        flags += [f"--timeout={forced.IO_TIMEOUT}"]
         flags += ["--itemize-changes"] if self.itemize_changes else []
         flags += ["-z"] if self.compress else []
         return [self.rsync, *flags, *self.extra_rsync_args, "-e", self._rsh(), f"{self.data_dir}/", remote]

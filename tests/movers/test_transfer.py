@@ -292,8 +292,8 @@ def test_rsync_command_brackets_ipv6_and_pins_the_host_key(tmp_path: Path, ssh_k
     transfer.prepare()
 
     command = transfer.rsync_command()
-    assert command[0] == "rsync" and command[1:6] == ["-aAHSx", "--numeric-ids", "--delete", "--modify-window=-1",
-                                                      "--info=stats2,misc2"]
+    assert command[0] == "rsync" and command[1:7] == ["-aAHSx", "--numeric-ids", "--delete", "--modify-window=-1",
+                                                      "--info=stats2,misc2", "--timeout=300"]
     assert "-z" not in command
     assert command[-2:] == [f"{tmp_path}/", "u@[fd00::1]:."]
     assert command[command.index("-e") + 1] == f"ssh -F {transfer.config_file} -p 2222"
