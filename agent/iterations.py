@@ -9,7 +9,8 @@ VolSync keeps the whole state in `.status`, and so do we, so a restarted agent r
 - Synchronizing ⇔ `status.lastSyncStartTime` is set. The iteration's identity, which movers are
   keyed by, is `status.iteration.id` (`<number>-<uid prefix>`, unique per iteration; see
   `api.volsync.IterationRecord`), not the one-second `lastSyncStartTime` (used only for an
-  iteration started before `status.iteration` existed).
+  iteration started before `status.iteration` existed, or on a cluster whose CRD prunes it: there
+  no iteration starts in the second the previous one ended in, and the agent warns).
 - CleaningUp ⇔ not synchronizing and objects labelled `volsync.backube/cleanup=<uid>` remain.
 - A reconcile error (bad spec, missing Secret) sets `Synchronizing=False/Error` and is retried with
   backoff; the condition clears on the next clean pass.
@@ -43,6 +44,7 @@ from kube.rest import Resource
 Obj = dict[str, Any]
 
 CREATED_BY = "volsync"
+REASON_ITERATION_PRUNED = "IterationFieldPruned"
 TRANSFER_RETRY_MAX = 300.0
 MESSAGES = {
     REASON_SYNC_IN_PROGRESS: "Synchronization in-progress",
@@ -188,7 +190,8 @@ def idle(ctx: Context, leftovers: tuple[tuple[Resource, Obj], ...]) -> Plan | No
         created=created,
     )
     if decision.start and not ctx.spec.paused:
-        return None
+        hold = _same_second_hold(ctx)
+        return None if hold is None else Plan(status=condition_status(ctx, REASON_SYNC_IN_PROGRESS)).wait(hold)
     reason = decision.waiting_reason or REASON_SYNC_IN_PROGRESS
     status = condition_status(ctx, reason, "Synchronization paused" if ctx.spec.paused else None)
     # paused: no nextSyncTime at all, rather than one that slips into the past while nothing runs
@@ -197,6 +200,17 @@ def idle(ctx: Context, leftovers: tuple[tuple[Resource, Obj], ...]) -> Plan | No
     if decision.next_sync is not None and not ctx.spec.paused:
         plan.wait(max((decision.next_sync - ctx.now).total_seconds(), 0.0))
     return plan
+
+
+def _same_second_hold(ctx: Context) -> float | None:
+    """Seconds to hold a start back, or None. Without `status.iteration` (pruned by a CRD that lacks
+    it) the identity is the one-second `lastSyncStartTime`: an iteration started in the second the
+    previous one ended in would share the previous one's identity (its completion signal counted as
+    already handled: the destination would never publish again). Starting in a later second keeps
+    the fallback identities strictly increasing."""
+    if ctx.status.iteration.id or ctx.status.last_sync_time != rfc3339(ctx.now):
+        return None
+    return max(1.0 - ctx.now.microsecond / 1e6, 0.001)
 
 
 def precise(when: datetime) -> str:
@@ -285,3 +299,17 @@ def complete(ctx: Context, extra: Obj, logs: str) -> tuple[Obj, list[Action]]:
         after.append(Emit("Normal", REASON_TRIGGER_QUEUED, f"manual trigger {wanted!r} arrived while iteration "
                           f"{ctx.iteration} (for {served!r}) was running: it runs next"))
     return status, after
+
+
+def pruned_iteration(sent: Obj, returned: Obj) -> str | None:
+    """Why `status.iteration` is missing from the object a status patch returned although the patch
+    set it (None when it is there, or was not set): the cluster serves a CRD without the field (e.g.
+    VolSync's own), whose structural schema prunes it silently. Iterations then fall back to the
+    one-second `lastSyncStartTime` as their identity."""
+    if not sent.get("iteration") or (returned.get("status") or {}).get("iteration"):
+        return None
+    kind = returned.get("kind") or "replication"
+    return (f"status.iteration was pruned by the API server: the {kind} CRD installed on this cluster does not "
+            "declare it (VolSync's own CRD?). Iterations fall back to lastSyncStartTime as their identity, so "
+            "two syncs started within one second may share an identity (a lost completion signal, a stale "
+            "latestImage). Fix: install this project's CRDs (manifests/crds/).")

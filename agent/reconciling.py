@@ -15,7 +15,7 @@ import logging
 import threading
 from typing import Any
 
-from agent import destination, source, triggers
+from agent import destination, iterations, source, triggers
 from agent.executing import PlanExecutor, labels
 from agent.keysecrets import key_secret_names
 from agent.metrics import Metrics
@@ -87,6 +87,7 @@ class ReplicationController:
         self.executor = PlanExecutor(kube, platform, self.metrics, self.recorder, self._cache)
         # read your writes: key -> (resourceVersions our status patches superseded, the object the last returned)
         self._written: dict[Key, tuple[set[str], Obj]] = {}
+        self._pruned_warned: set[str] = set()  # uids warned about a pruned status.iteration
         platform.on_change(self._mover_changed)
 
     # -- lifecycle ----------------------------------------------------------------------------------
@@ -244,6 +245,7 @@ class ReplicationController:
                 superseded = self._written.get(key, (set(), obj))[0]
                 superseded.add(str(objects.meta(obj).get("resourceVersion")))
                 self._written[key] = (superseded, updated)
+                self._warn_if_pruned(plan.status, updated)
                 obj = updated
         if self.reporter is not None:
             self.reporter.observe(role, obj)  # queued only when changed; never waits for the hub
@@ -256,6 +258,17 @@ class ReplicationController:
         self.queue.forget(key)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
+
+    def _warn_if_pruned(self, sent: Obj, updated: Obj) -> None:
+        """A WARNING line and a Warning Event, once per object, when the cluster's CRD drops
+        `status.iteration` (the sync goes on, with one-second iteration identities)."""
+        why = iterations.pruned_iteration(sent, updated)
+        uid = objects.uid_of(updated)
+        if why is None or uid in self._pruned_warned:
+            return
+        self._pruned_warned.add(uid)
+        log.warning("%s %s/%s: %s", updated.get("kind"), objects.namespace_of(updated), objects.name_of(updated), why)
+        self.recorder.event(updated, "Warning", iterations.REASON_ITERATION_PRUNED, why)
 
     def _gauge(self, role: str, obj: Obj) -> None:
         status = ReplicationStatus.parse(obj)
