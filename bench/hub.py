@@ -750,15 +750,22 @@ def run(args: argparse.Namespace, work: Path) -> Report:
                                    "server_cpu_s": mt_all.server_cpu, "writes": mt_all.writes}
 
         # -- 3. reports ----------------------------------------------------------------------------
-        jobs: list[tuple[str, list[dict[str, Any]]]] = []
-        for name in report_names:
-            for k in range(0, per_cluster, batch):
-                jobs.append((name, bodies[name][k:k + batch]))
+        def batches() -> list[tuple[str, list[dict[str, Any]]]]:
+            # Round-robin over the clusters, as many agents would send: the hub refuses a second
+            # concurrent batch of one cluster (429 busy), which the real reporter retries.
+            return [(name, bodies[name][k:k + batch]) for k in range(0, per_cluster, batch) for name in report_names]
+
+        jobs = batches()
 
         def post(c: httpx.Client, job: tuple[str, list[dict[str, Any]]]) -> tuple[int, int]:
             name, items = job
-            reply = check(c.post(f"/api/v1/agents/{name}/reports", json={"agentId": f"agent-{name}", "reports": items},
-                                 headers={"Authorization": f"Bearer {agent_tokens[name]}"}), 200)
+            for _ in range(30):
+                resp = c.post(f"/api/v1/agents/{name}/reports", json={"agentId": f"agent-{name}", "reports": items},
+                              headers={"Authorization": f"Bearer {agent_tokens[name]}"})
+                if resp.status_code != 429:
+                    break
+                time.sleep(float(resp.headers.get("retry-after", "1")))  # busy: retry as the agent's reporter does
+            reply = check(resp, 200)
             return int(reply["accepted"]), int(reply["stale"])
 
         def round_(label_: str, want_accepted: bool, reference: float | None) -> None:
@@ -783,7 +790,7 @@ def run(args: argparse.Namespace, work: Path) -> Report:
         later = start + timedelta(minutes=5)
         for name in report_names:
             bodies[name] = [replication_report(j, 2, later) for j in range(per_cluster)]
-        jobs = [(name, bodies[name][k:k + batch]) for name in report_names for k in range(0, per_cluster, batch)]
+        jobs = batches()
         round_("updated (sequence + 1, ConfigMap replace each)", True, ref["cm_replaces_per_s"])
 
         print(f"hub background CPU over {args.background:.0f} s (no requests) ...", flush=True)
