@@ -23,7 +23,7 @@ from agent.plans import Plan
 from agent.platform import Platform
 from agent.reporting import Reporter
 from api.volsync import LABEL_CLEANUP, ReplicationSpec, ReplicationStatus
-from kube import objects
+from kube import objects, patches
 from kube.clock import Clock, SystemClock, parse_rfc3339
 from kube.events import Recorder
 from kube.informing import Informer, WorkQueue, drain_forever, reconcile_one, start_controller, stop_controller
@@ -48,20 +48,10 @@ WATCHED = (REPLICATION_SOURCES, REPLICATION_DESTINATIONS, PVCS, VOLUME_SNAPSHOTS
 _STORAGE_KIND = {"persistentvolumeclaims": "pvc", "volumesnapshots": "vs", "persistentvolumes": "pv", "services": "svc"}
 
 
-def merge(base: Any, patch: Any) -> Any:
-    """RFC 7386 merge patch (to predict whether a status patch would change anything)."""
-    if not isinstance(patch, dict):
-        return patch
-    out = dict(base) if isinstance(base, dict) else {}
-    for k, v in patch.items():
-        if v is None:
-            out.pop(k, None)
-        else:
-            out[k] = merge(out.get(k), v)
-    return out
-
-
 class ReplicationController:
+    """Reconciles ReplicationSources and ReplicationDestinations (and the platform's storage kinds)
+    from one work queue; `start` runs the informers and workers, `process` reconciles one key."""
+
     def __init__(
         self,
         kube: Kube,
@@ -234,7 +224,7 @@ class ReplicationController:
             self.executor.act(role, obj, action)
         if plan.status is not None:
             current = obj.get("status") or {}
-            if merge(current, plan.status) != current:
+            if patches.changes(current, plan.status):
                 patch = {
                     "metadata": {"resourceVersion": objects.meta(obj).get("resourceVersion")},
                     "status": plan.status,
