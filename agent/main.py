@@ -115,7 +115,11 @@ def main(argv: list[str] | None = None) -> int:
     reporter: Reporter | None = None
     try:  # whatever fails from here on, the platform releases its mount and stops its movers
         if args.hub_url:
-            hub = hub_client(args.hub_url, args.hub_ca_file)
+            try:
+                hub = hub_client(args.hub_url, args.hub_ca_file)
+            except OSError as exc:  # a missing or unreadable CA file, or not a certificate
+                print(f"volsync-agent: --hub-ca-file {args.hub_ca_file}: {exc}", file=sys.stderr)
+                return 1
             reporter = Reporter(hub, args.cluster_name, agent_id=f"{socket.gethostname()}-{os.getpid()}",
                                 clock=SystemClock(), token_file=args.hub_token_file, version=_version(),
                                 sequence_file=args.data_root / "hub-report-sequence")
