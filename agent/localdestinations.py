@@ -2,11 +2,11 @@
 and the iteration files that let a restarted agent resume the iteration it was in.
 
 Per destination, in its mover work directory: ``iteration.id`` (the iteration the server is open for)
-and ``iteration.completed`` (the completion code the source sent, persisted once the iteration is
-closed), both written atomically (`kube.files.write_private`); an unreadable completion file counts
-as not completed. One destination's slow steps (ending its sessions, giving its volume's links back)
-run under that destination's own lock, never under the table's lock, which every replication's
-reconcile and the completion poller take.
+and ``iteration.completed`` (the completion code the source sent, and the source iteration it named,
+persisted once the iteration is closed), both written atomically (`kube.files.write_private`); an
+unreadable completion file counts as not completed. One destination's slow steps (ending its
+sessions, giving its volume's links back) run under that destination's own lock, never under the
+table's lock, which every replication's reconcile and the completion poller take.
 """
 
 from __future__ import annotations
@@ -36,16 +36,16 @@ def _read_state(path: Path) -> str | None:
         return None
 
 
-def _read_completion(path: Path) -> int | None:
-    """The completion code persisted in `path`; None (logged) if missing or unreadable."""
+def _read_completion(path: Path) -> leftovers.Completion | None:
+    """The completion (code, source iteration) persisted in `path`; None (logged) if missing or unreadable."""
     text = _read_state(path)
     if text is None:
         return None
-    if not text.strip().isdigit():
+    record = leftovers.parse_completion(text)
+    if record is None:
         log.warning("ignoring the unreadable completion file %s (%r): the iteration counts as not completed",
                     path, text[:40])
-        return None
-    return int(text)
+    return record
 
 
 class LocalDestinations:
@@ -84,8 +84,10 @@ class LocalDestinations:
             return ServerView(iteration=None, error=error) if error else None
         completion = _read_completion(completed_file)
         if completion is None and srv is not None:
-            completion = srv.completion()
-        return ServerView(iteration=iteration, completion=completion, error=error)
+            completion = srv.completion_record()
+        if completion is None:
+            return ServerView(iteration=iteration, error=error)
+        return ServerView(iteration=iteration, completion=completion[0], source_iteration=completion[1], error=error)
 
     def serve(self, action: Serve, data_dir: Path, keys: sshkeys.SshKeys) -> None:
         iteration_file, completed_file = self.files(action.key)

@@ -227,7 +227,7 @@ class LocalPlatform:
             mover = SourceTransfer(data_dir=data_dir, address=action.address, port=action.port,
                                    source_key=keys.source, destination_pub=keys.destination_pub, workdir=workdir,
                                    retries=self.retries, backoff=self.backoff, compress=self.compress,
-                                   rsync=self.rsync)
+                                   rsync=self.rsync, iteration_id=action.iteration)
             self._transfers[action.key] = _Transfer(action.iteration, mover)
             mover.start()
         threading.Thread(target=self._await_transfer, args=(action.key, mover), daemon=True).start()

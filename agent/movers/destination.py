@@ -159,8 +159,12 @@ class DestinationServer:
         return (self.workdir / serverfiles.RECEIVING).exists()
 
     def completion(self) -> int | None:
-        """The code the source sent with `shutdown N` in this iteration, or None before it did."""
+        """The code the source sent with `shutdown N [ID]` in this iteration, or None before it did."""
         return leftovers.completion(self.workdir)
+
+    def completion_record(self) -> leftovers.Completion | None:
+        """The code and the source's iteration id (None if it named none) of this iteration's completion."""
+        return leftovers.completion_record(self.workdir)
 
     def log_tail(self, max_bytes: int = 1024) -> str:
         """The end of sshd's log (authentication results, forced-command decisions, errors)."""

@@ -12,8 +12,9 @@ request is in ``$SSH_ORIGINAL_COMMAND``. It allows only:
   ``--timeout=IO_TIMEOUT`` after the client's options (the last one wins: a client that goes quiet
   cannot hold the session, and so the iteration, open) and, when DATA_DIR is not on a ``nosuid,nodev``
   mount, ``--chmod=Fug-s`` (no setuid/setgid file);
-* ``shutdown N`` (0..255) while an iteration is open: waits until no rsync session is running, flushes
-  the data's filesystem, records N atomically in ``complete`` and exits 0 (the "iteration done" signal);
+* ``shutdown N [ID]`` (N 0..255; ID, optional, the source's iteration id, ``[A-Za-z0-9._-]{1,64}``)
+  while an iteration is open: waits until no rsync session is running, flushes the data's filesystem,
+  records ``N`` or ``N ID`` atomically in ``complete`` and exits 0 (the "iteration done" signal);
 * anything else: "Invalid command", exit 1.
 
 Locking: a session takes ``sessions.lock`` exclusively while it checks the markers (and, the first
@@ -50,6 +51,7 @@ IO_TIMEOUT = 300  # rsync --timeout of a receiving session, unless the command l
 # Refused among others: s (arguments over the protocol), L k K (follow links), R (relative paths),
 # X (xattrs: a security.capability attribute would be a setuid bit that --chmod does not strip).
 _SHORT = set("lHogDtpArxSzvcIuWnEUNOJiqm")
+SOURCE_ITERATION = re.compile(r"[A-Za-z0-9._-]{1,64}")  # the id a source may name in `shutdown N ID`
 _CAPABILITIES = re.compile(r"e\.[A-Za-z]*")
 _LONG = re.compile(
     r"--(delete|delete-(before|during|after|delay)|numeric-ids|sparse|hard-links|acls|one-file-system"
@@ -179,7 +181,8 @@ def _exclusive(fd: int) -> bool:
     return True
 
 
-def complete(workdir: str, data_dir: str, code: str) -> int:
+def complete(workdir: str, data_dir: str, code: str, source_iteration: str | None = None) -> int:
+    """Record ``code`` (and the source's iteration id, when sent) in ``complete`` as ``N[ ID]``."""
     fd = _lock(workdir)
     if not _exclusive(fd):
         return _fail(workdir, f"shutdown {code} refused: a transfer is still running", STILL_WRITING)
@@ -189,11 +192,12 @@ def complete(workdir: str, data_dir: str, code: str) -> int:
     tmp = os.path.join(workdir, f".complete.{os.getpid()}")
     try:
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
-            f.write(f"{code}\n")
+            f.write(f"{code} {source_iteration}\n" if source_iteration else f"{code}\n")
         os.replace(tmp, os.path.join(workdir, "complete"))
     except OSError:
         return _fail(workdir, "completion could not be recorded", "destination could not record completion")
-    _note(workdir, f"completion {code} recorded")
+    named = f" for source iteration {source_iteration}" if source_iteration else ""
+    _note(workdir, f"completion {code} recorded{named}")
     return 0
 
 
@@ -300,9 +304,11 @@ def main(argv: list[str]) -> int:
     words = request.split(" ")
     if words[:2] == ["rsync", "--server"]:
         return receive(workdir, data_dir, rsync, words, io_timeout)
-    code = words[1] if len(words) == 2 and words[0] == "shutdown" else ""
-    if re.fullmatch(r"0|[1-9]\d{0,2}", code) and int(code) <= 255:
-        return complete(workdir, data_dir, code)
+    code = words[1] if len(words) in (2, 3) and words[0] == "shutdown" else ""
+    source_iteration = words[2] if len(words) == 3 else None
+    if (re.fullmatch(r"0|[1-9]\d{0,2}", code) and int(code) <= 255
+            and (source_iteration is None or SOURCE_ITERATION.fullmatch(source_iteration))):
+        return complete(workdir, data_dir, code, source_iteration)
     return _fail(workdir, "invalid command refused", INVALID)
 
 

@@ -61,22 +61,42 @@ def unmunge(workdir: Path, data_dir: Path) -> None:
         munged.unlink()
 
 
-def completion(workdir: Path) -> int | None:
-    """The code the source sent with `shutdown N` in the open iteration, or None before it did."""
+Completion = tuple[int, str | None]  # the code the source sent, and its iteration id when it named one
+
+
+def parse_completion(text: str) -> Completion | None:
+    """``N`` or ``N ID`` as `forced.complete` records it; None when the text is neither."""
+    words = text.split()
+    if not 1 <= len(words) <= 2 or not words[0].isdigit():
+        return None
+    if len(words) == 2 and not forced.SOURCE_ITERATION.fullmatch(words[1]):
+        return None
+    return int(words[0]), words[1] if len(words) == 2 else None
+
+
+def completion_record(workdir: Path) -> Completion | None:
+    """What the source sent with `shutdown N [ID]` in the open iteration, or None before it did."""
     try:
         text = (workdir / serverfiles.COMPLETE).read_text()
     except (FileNotFoundError, NotADirectoryError):
         return None
-    return int(text) if text.strip().isdigit() else None
+    return parse_completion(text)
+
+
+def completion(workdir: Path) -> int | None:
+    """The code the source sent with `shutdown N [ID]` in the open iteration, or None before it did."""
+    record = completion_record(workdir)
+    return None if record is None else record[0]
 
 
 def take_completion(workdir: Path, keep: Path | None) -> int | None:
-    """Read and forget the completion code; written to `keep` first (if given and there is one)."""
-    code = completion(workdir)
-    if code is not None and keep is not None:
-        write_private(keep, f"{code}\n")
+    """Read and forget the completion code; the record (code and source iteration) is written to `keep`
+    first (if given and there is one)."""
+    record = completion_record(workdir)
+    if record is not None and keep is not None:
+        write_private(keep, " ".join(str(part) for part in record if part is not None) + "\n")
     (workdir / serverfiles.COMPLETE).unlink(missing_ok=True)
-    return code
+    return None if record is None else record[0]
 
 
 def recorded_data_dir(workdir: Path) -> Path | None:

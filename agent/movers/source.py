@@ -1,8 +1,8 @@
 """The sending end of the rsync-over-ssh mover: one iteration, in a background thread.
 
 An iteration runs ``rsync -aAHSx --numeric-ids --delete --modify-window=-1`` from `data_dir` to the destination's sshd
-(which confines it to its data directory), then sends the completion signal ``shutdown 0`` over a
-second ssh session that reuses the first connection (ControlMaster). A failure of either step is a
+(which confines it to its data directory), then sends the completion signal ``shutdown 0 ITERATION_ID`` over
+a second ssh session that reuses the first connection (ControlMaster). A failure of either step is a
 failed attempt; attempts are retried with a backoff that `cancel()` interrupts. The destination only
 ever sees the completion signal after a fully successful rsync.
 """
@@ -50,7 +50,8 @@ class SourceTransfer:
     def __init__(self, *, data_dir: Path, address: str, port: int, source_key: bytes, destination_pub: bytes,
                  workdir: Path, retries: int = 5, backoff: Sequence[float] = (2, 4, 8, 16, 32),
                  compress: bool = False, extra_rsync_args: Sequence[str] = (), user: str | None = None,
-                 itemize_changes: bool = True, ssh: str = "ssh", rsync: str = "rsync") -> None:
+                 itemize_changes: bool = True, ssh: str = "ssh", rsync: str = "rsync",
+                 iteration_id: str | None = None) -> None:
         if retries < 1:
             raise ValueError("retries must be at least 1")
         if not backoff or any(b < 0 for b in backoff):
@@ -67,6 +68,9 @@ class SourceTransfer:
         self.user = user or ("root" if sshconfig.is_root() else sshconfig.current_user())
         self.ssh = ssh
         self.rsync = rsync
+        # named in the completion signal, so the destination records which source iteration its image holds
+        # (an identity the forced command would refuse, e.g. an older agent's timestamp, is not sent)
+        self.iteration_id = iteration_id if iteration_id and forced.SOURCE_ITERATION.fullmatch(iteration_id) else None
         self._source_key = source_key
         self._known_host = f"{sshconfig.known_hosts_name(self.address, self.port)} {public_key_line(destination_pub)}\n"
         self.identity_file = self.workdir / "source"
@@ -143,7 +147,9 @@ class SourceTransfer:
         return [self.ssh, "-F", str(self.config_file), "-p", str(self.port), *args]
 
     def signal_command(self, code: int = 0) -> list[str]:
-        return self.ssh_command(f"{self.user}@{self.address}", f"shutdown {code}")
+        """``shutdown CODE [ITERATION_ID]`` over ssh: the completion signal (see `forced`)."""
+        named = f" {self.iteration_id}" if self.iteration_id else ""
+        return self.ssh_command(f"{self.user}@{self.address}", f"shutdown {code}{named}")
 
     # -- setup -------------------------------------------------------------------------------------
 
