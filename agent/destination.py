@@ -2,7 +2,8 @@
 
 The destination publishes where and how a source may push (`status.rsync.address`,
 `status.rsync.sshKeys`), receives each iteration into one PVC that is reused so only deltas move,
-and preserves an image once the source signals completion:
+and preserves an image once the source signals completion (`status.latestImageSourceIteration`, our
+addition, names the source iteration the image holds when the source's signal named it):
 
 - `Direct`/`None`: `latestImage` is the receiving PVC itself;
 - `Snapshot`: the snapshot name is pinned in the PVC's `volsync.backube/snapname` annotation,
@@ -36,6 +37,7 @@ NLB_ANNOTATION = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
 class ServerView:
     iteration: str | None  # the iteration the server is receiving for (None: not serving)
     completion: int | None = None  # the exit code the source signalled, once it did
+    source_iteration: str | None = None  # the source's iteration id it named with the completion, if any
     error: str | None = None  # e.g. the address could not be bound
 
 
@@ -283,6 +285,9 @@ def plan(v: DestinationView) -> Plan:
             waiting_plan.status.update(status)
         return waiting_plan
     status["latestImage"] = image
+    # which source iteration the image holds, for the hub's exact `late` verdict (None: a merge patch drops a
+    # previous image's value when the source named none)
+    status["latestImageSourceIteration"] = server.source_iteration
     done, completed = iterations.complete(ctx, status, "")
     after: list[Any] = [*completed, EndIteration(ctx.key, ctx.iteration)]  # observed once the status landed
     if image.get("kind") == "VolumeSnapshot":

@@ -222,6 +222,8 @@ class ReplicationStatus:
     next_sync_time: str | None = None
     last_manual_sync: str | None = None
     latest_image: ImageRef | None = None
+    # our addition (RD): the source iteration id whose data `latest_image` holds, when the source named it
+    latest_image_source_iteration: str | None = None
     conditions: tuple[dict[str, Any], ...] = field(default_factory=tuple)
     iteration: IterationRecord = field(default_factory=IterationRecord)
 
@@ -237,6 +239,7 @@ class ReplicationStatus:
             next_sync_time=_str(st.get("nextSyncTime")),
             last_manual_sync=_str(st.get("lastManualSync")),
             latest_image=ImageRef.parse(st.get("latestImage")),
+            latest_image_source_iteration=_str(st.get("latestImageSourceIteration")),
             conditions=tuple(c for c in conditions if isinstance(c, dict)) if isinstance(conditions, list) else (),
             iteration=IterationRecord.parse(st.get("iteration")),
         )
