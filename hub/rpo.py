@@ -5,7 +5,13 @@ The state of one replication side, from its latest report, its peer's (`hub/pair
 - `error`: the `Synchronizing` condition says Error, or the last mover result is Failed;
 - `late`, the first of:
   - a destination that has not published an image of its source's last completed sync once
-    `grace_seconds` have passed since that sync completed (RS `status.lastSyncTime`). An image is that
+    `grace_seconds` have passed since that sync completed (RS `status.lastSyncTime`). Exactly, when
+    both sides say which iteration: the image holds source iteration `n` of the RD's
+    `status.latestImageSourceIteration` (`<n>-<uid prefix>`, the id the source named in its completion
+    signal), the source's last completed iteration is its `status.iteration.number` once that has an
+    `endTime`, else the number before (only a completion ends an iteration, in order), and the image is
+    that sync's when `n` is no less, the uid prefixes being the same (the same source object).
+    Otherwise (an older agent, VolSync's own CRDs, another source's id), by times: an image is that
     sync's when it was published (RD `status.iteration.endTime`, else `lastSyncTime`, set with
     `latestImage`) after the sync *began* (RS `status.iteration.startTime` of the completed iteration;
     without it `lastSyncStartTime` kept past the end, else `lastSyncTime - lastSyncDuration`, else
@@ -48,6 +54,7 @@ DEFAULT_CLOCK_SKEW_SECONDS = 0.5
 STEP_SECONDS = 0.001
 MAX_RPO_SECONDS = 10 * 365 * 86400.0
 ANNOTATION_RPO = "volsync-addon.io/rpo-seconds"
+_ITERATION_ID = re.compile(r"([1-9][0-9]{0,17})-([A-Za-z0-9._-]{1,45})")  # `<number>-<uid prefix>`
 _NUMBER = re.compile(r"[0-9]{1,12}(\.[0-9]{1,6})?")
 _GO_DURATION = re.compile(r"(?:[0-9]{1,12}(?:\.[0-9]{0,9})?(?:ns|us|µs|μs|ms|s|m|h)){1,6}")
 _GO_PART = re.compile(r"([0-9]+(?:\.[0-9]*)?)(ns|us|µs|μs|ms|s|m|h)")
@@ -150,6 +157,32 @@ def published_at(status: dict[str, Any]) -> float | None:
     return following if following is not None and last <= following < latest else latest
 
 
+def _numbered(ident: Any) -> tuple[int, str] | None:
+    """(number, uid prefix) of an iteration id `<number>-<uid prefix>`; None for anything else."""
+    m = _ITERATION_ID.fullmatch(ident) if isinstance(ident, str) else None
+    return (int(m[1]), m[2]) if m else None
+
+
+def last_completed(source_status: dict[str, Any]) -> tuple[int, str] | None:
+    """(number, uid prefix) of the source's last completed iteration, from its `status.iteration`: the
+    recorded one once it has ended, else the one before; None without a consistent record."""
+    record = source_status.get("iteration")
+    numbered = _numbered(record.get("id")) if isinstance(record, dict) else None
+    if numbered is None or not isinstance(record, dict) or record.get("number") != numbered[0]:
+        return None
+    number, prefix = numbered
+    return (number if record.get("endTime") else number - 1), prefix
+
+
+def image_iterations(status: dict[str, Any], source_status: dict[str, Any]) -> tuple[int, int] | None:
+    """(the source iteration the destination's newest image holds, the source's last completed one) when
+    both sides name them and name the same source object; None: judge by times."""
+    held, done = _numbered(status.get("latestImageSourceIteration")), last_completed(source_status)
+    if held is None or done is None or held[1] != done[1]:
+        return None
+    return held[0], done[0]
+
+
 def _stamp(posix: float) -> str:
     try:
         return datetime.fromtimestamp(posix, UTC).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
@@ -164,12 +197,17 @@ def _unpublished(status: dict[str, Any], source_status: dict[str, Any] | None, n
     began, synced = sync_began(source_status), _posix(source_status.get("lastSyncTime"))
     if began is None or synced is None:
         return None, None
+    exact = image_iterations(status, source_status)
     published = published_at(status)
-    if published is not None and published >= began - skew:
+    by_time = published is not None and published >= began - skew
+    if exact[0] >= exact[1] if exact is not None else by_time:
         return None, None
     overdue = now.timestamp() - synced - grace
     if overdue <= 0:
         return None, -overdue
+    if exact is not None:
+        return (f"its newest image holds its source's iteration {exact[0]}, older than the last completed one "
+                f"({exact[1]}, completed {_stamp(synced)}), not published within the {grace:g}s grace"), None
     newest = f"its newest image is from {_stamp(published)}" if published is not None else "it has published no image"
     return (f"{newest}, older than its source's last completed sync (begun {_stamp(began)}, completed "
             f"{_stamp(synced)}; {skew:g}s clock-skew tolerance), not published within the {grace:g}s grace"), None

@@ -193,6 +193,57 @@ def test_the_clock_skew_tolerance_is_a_setting() -> None:
     assert state({**following, "iteration": {"startTime": precise(101.5)}}, 0) == "ok"  # no sooner than 101.0
 
 
+# Back to back: the source's iteration 2 ended at 100.2, the destination published its image at 100.25 (whole
+# seconds: lastSyncTime 100) and the source's iteration 3 began at 100.3 and completed at 102.1. By times the
+# image may be sync 3's (100.25 is within the second 100.3 falls in); by iteration ids it is exactly sync 2's.
+UID = "0a1b2c3d"
+BACK_TO_BACK = {"lastSyncTime": at(102), "lastSyncDuration": "1.8s",
+                "iteration": {"number": 3, "id": f"3-{UID}", "startTime": precise(100.3), "endTime": precise(102.1),
+                              "completed": 3}}
+RUNNING_4 = {**BACK_TO_BACK, "lastSyncStartTime": at(102),
+             "iteration": {"number": 4, "id": f"4-{UID}", "startTime": precise(102.2), "completed": 3}}
+
+
+def image_of(source_iteration: str | None) -> dict[str, Any]:
+    image = {"lastSyncTime": at(100), "latestImage": SNAP}
+    return image if source_iteration is None else {**image, "latestImageSourceIteration": source_iteration}
+
+
+def test_back_to_back_syncs_in_the_same_second_are_told_apart() -> None:
+    """Before: `ok` for ever (the image's whole-second time could not be told from the next sync's start)."""
+    def judge(image: dict[str, Any], source_status: dict[str, Any], seconds: float) -> rpo.Verdict:
+        return rpo.assess("destination", {}, image, T0 + timedelta(seconds=seconds), source_status=source_status,
+                          grace_seconds=GRACE)
+
+    for source_status in (BACK_TO_BACK, RUNNING_4):  # iteration 3 completed; iteration 4 running after it
+        within = judge(image_of(f"2-{UID}"), source_status, 102 + GRACE - 1)
+        assert within.state == "ok" and within.changes_in == pytest.approx(1.0, abs=0.01)
+        late = judge(image_of(f"2-{UID}"), source_status, 102 + GRACE + 1)
+        assert late.state == "late", source_status
+        assert late.message is not None and late.message.startswith(
+            "its newest image holds its source's iteration 2, older than the last completed one (3, completed")
+        for held in (f"3-{UID}", f"4-{UID}"):  # the image of sync 3 (or a newer one): never late
+            assert judge(image_of(held), source_status, 102 + 3600).state == "ok"
+    # without ids on the destination (an older agent), the time-based judgement cannot tell: ok
+    assert judge(image_of(None), BACK_TO_BACK, 102 + 3600).state == "ok"
+
+
+@pytest.mark.parametrize(("held", "source_status"), [
+    ("2-ffffffff", BACK_TO_BACK),  # another source object (recreated: another uid) named it
+    (f"2-{UID}", {**BACK_TO_BACK, "iteration": {**BACK_TO_BACK["iteration"], "number": 4}}),  # inconsistent record
+    (f"2-{UID}", {k: v for k, v in BACK_TO_BACK.items() if k != "iteration"}),  # VolSync's CRD: no record
+    ("2:{UID}", BACK_TO_BACK),  # not an iteration id
+], ids=["uid-mismatch", "number-not-id", "no-source-record", "malformed"])
+def test_ids_that_do_not_match_fall_back_to_times(held: str, source_status: dict[str, Any]) -> None:
+    later = T0 + timedelta(seconds=102 + 3600)
+    # published in the second the sync began: by times, that sync's (ok), whatever the id says
+    assert rpo.assess("destination", {}, image_of(held), later, source_status=source_status,
+                      grace_seconds=GRACE).state == "ok"
+    # an image clearly older than the sync: late by times, although the id's number is higher
+    old = {**image_of(held.replace("2", "9", 1)), "lastSyncTime": at(50)}
+    assert rpo.assess("destination", {}, old, later, source_status=source_status, grace_seconds=GRACE).state == "late"
+
+
 @pytest.mark.parametrize("text", ["0001-01-01T00:00:00Z", "9999-12-31T23:59:59Z"])
 def test_extreme_times_and_durations_are_judged_not_raised(text: str) -> None:
     """Reports are agents' input: a time at the edge of the calendar or a huge duration is no exception
