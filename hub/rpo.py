@@ -206,8 +206,9 @@ def _unpublished(status: dict[str, Any], source_status: dict[str, Any] | None, n
     if overdue <= 0:
         return None, -overdue
     if exact is not None:
-        return (f"its newest image holds its source's iteration {exact[0]}, older than the last completed one "
-                f"({exact[1]}, completed {_stamp(synced)}), not published within the {grace:g}s grace"), None
+        return (f"its newest image holds its source's iteration {exact[0]}, older than its source's last completed "
+                f"sync (iteration {exact[1]}, completed {_stamp(synced)}), not published within the {grace:g}s "
+                "grace"), None
     newest = f"its newest image is from {_stamp(published)}" if published is not None else "it has published no image"
     return (f"{newest}, older than its source's last completed sync (begun {_stamp(began)}, completed "
             f"{_stamp(synced)}; {skew:g}s clock-skew tolerance), not published within the {grace:g}s grace"), None

@@ -221,7 +221,8 @@ def test_back_to_back_syncs_in_the_same_second_are_told_apart() -> None:
         late = judge(image_of(f"2-{UID}"), source_status, 102 + GRACE + 1)
         assert late.state == "late", source_status
         assert late.message is not None and late.message.startswith(
-            "its newest image holds its source's iteration 2, older than the last completed one (3, completed")
+            "its newest image holds its source's iteration 2, older than its source's last completed sync "
+            "(iteration 3, completed")
         for held in (f"3-{UID}", f"4-{UID}"):  # the image of sync 3 (or a newer one): never late
             assert judge(image_of(held), source_status, 102 + 3600).state == "ok"
     # without ids on the destination (an older agent), the time-based judgement cannot tell: ok
