@@ -6,7 +6,8 @@ the next hub adopts it (its pid in the ready file, `/proc/<pid>/cmdline`) instea
 store's lock, or stops it when it cannot be adopted.
 The API server runs with authentication (HTTPS, a token per cluster valid on that cluster only);
 `agent_kubeconfig` gives each cluster's agent a kubeconfig of its own holding only that cluster's
-server and an agent token valid only there. Everything written here is 0600 under 0700 directories.
+server and an agent token valid only there, and `revoke_agent` revokes that token when the addon
+is removed. Everything written here is 0600 under 0700 directories.
 Each managed cluster is then registered on the hub the way OCM's registration would leave it:
 a `ManagedCluster` (accepted, joined, available, its API URL in `managedClusterClientConfigs`) and
 its namespace.
@@ -31,7 +32,7 @@ from kubernetes.client.exceptions import ApiException
 
 from hub import ocm
 from kube import objects
-from kube.apiserver.authn import ensure_tokens, kubeconfig, token_file, write_kubeconfig
+from kube.apiserver.authn import ensure_tokens, kubeconfig, revoke_tokens, token_file, write_kubeconfig
 from kube.clock import Clock, rfc3339
 from kube.files import open_private, private_dir, write_private
 from kube.rest import NAMESPACES, Kube
@@ -63,6 +64,11 @@ class EmbeddedApi:
             private_dir(path.parent)
             write_kubeconfig(path, config)
         return path
+
+    def revoke_agent(self, cluster: str) -> None:
+        """Revoke `cluster`'s agent token (the addon was removed): it is refused from the next request on,
+        and a re-enabled addon's agent gets a new one from `agent_kubeconfig`, never this one."""
+        revoke_tokens(token_file(self.data_dir, cluster), [AGENT_USER])
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, and SIGKILL after `timeout`; returns once the process is gone."""

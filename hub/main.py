@@ -133,7 +133,7 @@ async def run(args: argparse.Namespace) -> int:
     deployer: Deployer
     if api is not None:
         deployer = LocalDeployer(kubeconfig, data_dir / "hub", on_change=agent_changed,
-                                 agent_kubeconfig=api.agent_kubeconfig)
+                                 agent_kubeconfig=api.agent_kubeconfig, revoke_agent=api.revoke_agent)
     else:
         deployer = ManifestWorkDeployer(kube)
     settings = FleetSettings(stale_seconds=args.stale_seconds, renew_interval_seconds=args.renew_seconds,

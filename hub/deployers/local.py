@@ -18,9 +18,10 @@ ready line (a Deployment scaled to 0 counts as available, as with ManifestWork f
 `on_change(cluster)` is called from the supervisor's thread when an agent starts, becomes ready or
 exits, so the addon controller can requeue the MCA and recompute its conditions.
 
-`remove` stops the agent and deletes what was applied except the objects annotated
-`addon.open-cluster-management.io/deletion-orphan` (the CRDs), as the work agent does when a
-ManifestWork goes; the list of applied objects is kept in `DIR/agents/<cluster>.applied.json`.
+`remove` stops the agent, revokes its credential (`revoke_agent`: a leaked agent kubeconfig stops
+working with the addon; a re-enabled addon's agent gets a new token) and deletes what was applied
+except the objects annotated `addon.open-cluster-management.io/deletion-orphan` (the CRDs), as the
+work agent does when a ManifestWork goes; the list of applied objects is kept in `DIR/agents/<cluster>.applied.json`.
 """
 
 from __future__ import annotations
@@ -112,12 +113,14 @@ class LocalDeployer:
         poll: float = 0.1,
         on_change: Callable[[str], None] | None = None,
         agent_kubeconfig: Callable[[str, Path], Path] | None = None,
+        revoke_agent: Callable[[str], None] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig.resolve()
         self.data_dir = data_dir.resolve()
         self.python = python
         self.resync = resync
         self.agent_kubeconfig = agent_kubeconfig  # (cluster, path) -> a kubeconfig for that cluster only
+        self.revoke_agent = revoke_agent  # cluster -> its agent's credential is revoked (on remove)
         self.supervisor = Supervisor(self.data_dir / "agents", poll=poll, backoff=backoff,
                                      healthy_after=healthy_after, grace=grace, on_change=on_change)
         self._lock = threading.Lock()
@@ -149,6 +152,8 @@ class LocalDeployer:
 
     def remove(self, cluster: str) -> None:
         self.supervisor.stop(cluster)
+        if self.revoke_agent is not None:  # a leaked agent kubeconfig must not outlive the addon
+            self.revoke_agent(cluster)
         self._path(cluster, "token").unlink(missing_ok=True)
         self._path(cluster, "kubeconfig").unlink(missing_ok=True)
         record = self._path(cluster, "applied.json")

@@ -4,7 +4,8 @@ Every served cluster has its own static token file, `<data-dir>/tokens/<cluster>
 kube-apiserver's `--token-auth-file` format (`token,user,uid[,"group1,group2"]`), as if each
 cluster had its own kube-apiserver: a token is valid on the cluster whose file holds it and on no
 other, so a cluster1 credential is 401 on the hub and on cluster2. A file is re-read when it
-changes (a token appended by the hub for an agent works without a restart).
+changes (a token appended by the hub for an agent works without a restart, and one it revokes when
+the agent is uninstalled is refused from the next request on).
 
 Tokens are compared as SHA-256 digests of their bytes: no token text is compared character by
 character (constant time), and a header with bytes outside ASCII is just an unknown token (401),
@@ -66,22 +67,23 @@ def _digest(token: bytes) -> bytes:
 
 
 class TokenFile:
-    """One cluster's token file, re-read when its mtime or size changes."""
+    """One cluster's token file, re-read when its mtime, size or inode changes (a replaced file is a
+    new inode: a token revoked and another minted within one mtime tick is still seen)."""
 
     def __init__(self, path: Path, cluster: str) -> None:
         self.path, self.cluster = path, cluster
-        self._stamp: tuple[int, int] | None = None
+        self._stamp: tuple[int, int, int] | None = None
         self._by_digest: dict[bytes, Identity] = {}
 
     def _refresh(self) -> None:
         try:
             st = self.path.stat()
-            stamp = (st.st_mtime_ns, st.st_size)
+            stamp = (st.st_mtime_ns, st.st_size, st.st_ino)
         except FileNotFoundError:
-            stamp = (0, 0)
+            stamp = (0, 0, 0)
         if stamp == self._stamp:
             return
-        tokens = read_token_file(self.path, self.cluster) if stamp != (0, 0) else {}
+        tokens = read_token_file(self.path, self.cluster) if stamp != (0, 0, 0) else {}
         self._by_digest = {_digest(tok.encode()): ident for tok, ident in tokens.items()}
         self._stamp = stamp
 
@@ -129,6 +131,31 @@ def ensure_tokens(path: Path, users: Iterable[str]) -> dict[str, str]:
         if lines:
             write_private(path, text + ("\n" if text and not text.endswith("\n") else "") + "".join(lines))
     return by_user
+
+
+def revoke_tokens(path: Path, users: Iterable[str]) -> list[str]:
+    """Remove every token of `users` from the file (other lines kept as they are); the users revoked.
+
+    The counterpart of `ensure_tokens`, under the same lock and with the same atomic, fsynced
+    replacement: a kill -9 leaves the file with the tokens or without them, never half of it. A user
+    given a token again later gets a new one (`ensure_tokens` mints), never the revoked one."""
+    gone = set(users)
+    if not path.exists():
+        return []
+    with open_private(path.with_name(path.name + ".lock"), "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        text = path.read_text(encoding="utf-8", errors="replace")
+        kept, revoked = [], []
+        for line in text.splitlines(keepends=True):
+            row = next(csv.reader([line]), [])
+            user = row[1].strip() if len(row) >= 2 and not row[0].startswith("#") and row[0].strip() else None
+            if user is not None and user in gone:
+                revoked.append(user)
+            else:
+                kept.append(line)
+        if revoked:
+            write_private(path, "".join(kept))
+    return sorted(set(revoked))
 
 
 def kubeconfig(base_url: str, names: Iterable[str], tokens: dict[str, str] | None = None,
