@@ -12,7 +12,7 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from support.hubprocess import Hub
+from support.hubprocess import Hub, replication_hub, replication_rows, trigger_manual
 from support.seed import copy_secret, create_destination, create_pvc, create_source, status
 from support.trees import make_sample_tree
 from support.waiting import eventually
@@ -39,26 +39,9 @@ spec:
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    h = Hub(tmp_path_factory.mktemp("hub") / "run").start()
-    for cluster in ("cluster1", "cluster2"):
-        h.kubectl("apply", "-f", "-", input=ADDON_WITH_CONFIG.format(cluster=cluster))
-    for cluster in ("cluster1", "cluster2"):
-        eventually(lambda c=cluster: h.addon_condition(c, "Available").get("status") == "True", 60,
-                   what=f"{cluster} available")
-    h.kubectl("create", "ns", "dest", context="cluster2")
-    h.kubectl("create", "ns", "src", context="cluster1")
+    h = replication_hub(tmp_path_factory.mktemp("hub") / "run", addon=ADDON_WITH_CONFIG)
     yield h
     h.stop()
-
-
-def rows(hub: Hub, **filters: str) -> dict[tuple[str, str], dict[str, Any]]:
-    query = "&".join(f"{k}={v}" for k, v in filters.items())
-    return {(r["cluster"], r["role"]): r for r in hub.rest(f"/api/v1/replications?{query}")}
-
-
-def manual(hub: Hub, value: str) -> None:
-    hub.kubectl("patch", "replicationsource", "rs", "-n", "src", "--type=merge",
-                "-p", f'{{"spec":{{"trigger":{{"manual":"{value}"}}}}}}', context="cluster1")
 
 
 def test_replications_report_states_through_the_hub(hub: Hub) -> None:
@@ -71,7 +54,7 @@ def test_replications_report_states_through_the_hub(hub: Hub) -> None:
         "lastManualSync") == "one", 90, what="first sync")
 
     def both_ok() -> dict[tuple[str, str], dict[str, Any]] | None:
-        found = rows(hub)
+        found = replication_rows(hub)
         src, dst = found.get(("cluster1", "source")), found.get(("cluster2", "destination"))
         if src and dst and src["state"] == "ok" and dst["state"] == "ok" and src["lastSyncTime"]:
             return found
@@ -81,7 +64,7 @@ def test_replications_report_states_through_the_hub(hub: Hub) -> None:
     assert src["namespace"] == "src" and src["name"] == "rs" and src["moverResult"] == "Successful"
     assert src["lagSeconds"] is not None and src["lagSeconds"] >= 0
     assert found[("cluster2", "destination")]["latestImage"]["kind"] == "VolumeSnapshot"
-    assert set(rows(hub, cluster="cluster1", role="source")) == {("cluster1", "source")}
+    assert set(replication_rows(hub, cluster="cluster1", role="source")) == {("cluster1", "source")}
     summary = hub.rest("/api/v1/summary")
     assert (summary["pairs"], summary["replications"]["ok"]) == (1, 1)  # the pair counts once
     assert (summary["sources"]["ok"], summary["destinations"]["ok"]) == (1, 1)
@@ -90,18 +73,18 @@ def test_replications_report_states_through_the_hub(hub: Hub) -> None:
     # The hub is killed: replication goes on (agents and API servers keep running), the reports
     # wait in the agents, and arrive once the hub is back.
     hub.stop(signal.SIGKILL)
-    manual(hub, "two")
+    trigger_manual(hub, "two")
     eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(  # type: ignore[arg-type]
         "lastManualSync") == "two", 90, what="a sync while the hub is down")
     synced_at = status(hub, "replicationsource", "rs", "src", "cluster1")["lastSyncTime"]  # type: ignore[arg-type]
     hub.start()
-    eventually(lambda: rows(hub).get(("cluster1", "source"), {}).get("lastSyncTime") == synced_at, 30,
+    eventually(lambda: replication_rows(hub).get(("cluster1", "source"), {}).get("lastSyncTime") == synced_at, 30,
                what="the report made while the hub was down")
 
     # The destination goes away: the next sync fails, the source is in error, cluster1 is Degraded.
     hub.kubectl("delete", "replicationdestination", "rd", "-n", "dest", context="cluster2")
-    manual(hub, "three")
-    eventually(lambda: rows(hub, state="error").get(("cluster1", "source")), 120, what="source in error")
+    trigger_manual(hub, "three")
+    eventually(lambda: replication_rows(hub, state="error").get(("cluster1", "source")), 120, what="source in error")
     eventually(lambda: hub.addon_condition("cluster1", "Degraded").get("status") == "True", 30,
                what="cluster1 Degraded")
     assert hub.addon_condition("cluster1", "Degraded")["reason"] == "ReplicationsFailing"

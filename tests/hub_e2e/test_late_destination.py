@@ -23,7 +23,7 @@ from typing import Any
 
 import pytest
 from support.apiserver import ROOT
-from support.hubprocess import Hub
+from support.hubprocess import Hub, replication_hub, replication_rows, trigger_manual
 from support.seed import copy_secret, create_destination, create_pvc, create_source, status
 from support.trees import make_sample_tree
 from support.waiting import eventually
@@ -45,15 +45,7 @@ deletionPolicy: Delete
 
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
-    h = Hub(tmp_path_factory.mktemp("hub") / "run", "--grace-seconds", str(GRACE)).start()
-    for cluster in ("cluster1", "cluster2"):
-        h.kubectl("apply", "-f", "-", input=f"apiVersion: addon.open-cluster-management.io/v1alpha1\n"
-                  f"kind: ManagedClusterAddOn\nmetadata: {{name: volsync, namespace: {cluster}}}\n")
-    for cluster in ("cluster1", "cluster2"):
-        eventually(lambda c=cluster: h.addon_condition(c, "Available").get("status") == "True", 60,
-                   what=f"{cluster} available")
-    h.kubectl("create", "ns", "dest", context="cluster2")
-    h.kubectl("create", "ns", "src", context="cluster1")
+    h = replication_hub(tmp_path_factory.mktemp("hub") / "run", "--grace-seconds", str(GRACE))
     yield h
     h.stop()
 
@@ -74,17 +66,8 @@ def run_readme(hub: Hub, script: str, tmp: Path) -> str:
     return res.stdout
 
 
-def rows(hub: Hub) -> dict[tuple[str, str], dict[str, Any]]:
-    return {(r["cluster"], r["role"]): r for r in hub.rest("/api/v1/replications")}
-
-
 def parse(stamp: str) -> datetime:
     return datetime.fromisoformat(stamp.replace("Z", "+00:00"))
-
-
-def manual(hub: Hub, value: str) -> None:
-    hub.kubectl("patch", "replicationsource", "rs", "-n", "src", "--type=merge",
-                "-p", f'{{"spec":{{"trigger":{{"manual":"{value}"}}}}}}', context="cluster1")
 
 
 def test_a_destination_that_stops_publishing_turns_late_within_the_grace(hub: Hub, tmp_path: Path) -> None:
@@ -113,7 +96,7 @@ def test_a_destination_that_stops_publishing_turns_late_within_the_grace(hub: Hu
     assert dest["latestImageSourceIteration"] == source["iteration"]["id"]
 
     def paired_ok() -> dict[tuple[str, str], dict[str, Any]] | None:
-        found = rows(hub)
+        found = replication_rows(hub)
         src, dst = found.get(("cluster1", "source")), found.get(("cluster2", "destination"))
         ok = src and dst and src["state"] == dst["state"] == "ok" and dst["lastSyncTime"] == dest["lastSyncTime"]
         return found if ok else None
@@ -128,14 +111,14 @@ def test_a_destination_that_stops_publishing_turns_late_within_the_grace(hub: Hu
     # The destination's snapshots now fail (no VolumeSnapshotClass): the next sync is received but never
     # published, while the source completes it and reports success.
     hub.kubectl("delete", "volumesnapshotclass", "local", context="cluster2")
-    manual(hub, "three")
+    trigger_manual(hub, "three")
     eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(  # type: ignore[arg-type]
         "lastManualSync") == "three", 90, what="the source's sync three")
     source = status(hub, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
     assert source["latestMoverStatus"]["result"] == "Successful"
     synced = parse(source["lastSyncTime"])
 
-    late = eventually(lambda: rows(hub)[("cluster2", "destination")]["state"] == "late" or None,
+    late = eventually(lambda: replication_rows(hub)[("cluster2", "destination")]["state"] == "late" or None,
                       GRACE + SLACK + 30, what="the destination late on the hub")
     assert late
     late_after = time.time() - synced.timestamp()
@@ -146,7 +129,7 @@ def test_a_destination_that_stops_publishing_turns_late_within_the_grace(hub: Hu
     assert late_after <= GRACE + SLACK and degraded_after <= GRACE + SLACK
     assert late_after >= GRACE - 1  # not before the grace: the destination had that long to publish
     assert hub.addon_condition("cluster2", "Degraded")["status"] == "True"
-    found = rows(hub)
+    found = replication_rows(hub)
     assert found[("cluster1", "source")]["state"] == "ok"  # the source did its part
     message = found[("cluster2", "destination")]["stateMessage"]
     # judged by iteration ids, not by two clusters' times (sync three may begin in the second image 2 appeared)
@@ -160,6 +143,7 @@ def test_a_destination_that_stops_publishing_turns_late_within_the_grace(hub: Hu
 
     # The class is back: the pending image is published, and the hub says so.
     hub.kubectl("apply", "-f", "-", input=SNAPSHOT_CLASS, context="cluster2")
-    eventually(lambda: rows(hub)[("cluster2", "destination")]["state"] == "ok" or None, 90, what="published again")
+    eventually(lambda: replication_rows(hub)[("cluster2", "destination")]["state"] == "ok" or None, 90,
+               what="published again")
     eventually(lambda: hub.addon_condition("cluster2", "Degraded").get("status") == "False", 30,
                what="cluster2 healthy again")

@@ -11,7 +11,9 @@ import pytest
 from storage_helpers import Cluster
 from support.apiserver import ApiServer
 
+from agent.localplatform import LocalPlatform
 from agent.storage.local import LocalStorage
+from kube.rest import Kube
 
 CONTEXT = "cluster1"
 
@@ -37,3 +39,14 @@ def storage(api: kubernetes.client.ApiClient, data_root: Path) -> LocalStorage:
     local = LocalStorage(api, data_root)
     local.ensure_defaults()
     return local
+
+
+@pytest.fixture
+def platform(api: kubernetes.client.ApiClient, data_root: Path) -> Iterator[LocalPlatform]:
+    """A whole LocalPlatform (storage, Service addresses, movers) on cluster1, closed after the test."""
+    local = LocalPlatform(Kube(api), data_root, address_pool="127.254.254.0/30")
+    local.storage.ensure_defaults()
+    try:
+        yield local
+    finally:
+        local.close()

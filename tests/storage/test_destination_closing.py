@@ -13,7 +13,7 @@ import os
 import subprocess
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -56,16 +56,6 @@ class Served:
         sent = subprocess.run(["rsync", "-a", "-e", rsh, f"{tree}/", f"{self.client.user}@{self.serve.address}:."],
                               capture_output=True, text=True, timeout=60, check=False)
         assert sent.returncode == 0, sent.stderr
-
-
-@pytest.fixture
-def platform(api: kubernetes.client.ApiClient, data_root: Path) -> Iterator[LocalPlatform]:
-    local = LocalPlatform(Kube(api), data_root, address_pool="127.254.254.0/30")
-    local.storage.ensure_defaults()
-    try:
-        yield local
-    finally:
-        local.close()
 
 
 def _serve(platform: LocalPlatform, cluster: Cluster, namespace: str, name: str, tmp_path: Path) -> Served:

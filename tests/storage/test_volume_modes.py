@@ -47,16 +47,6 @@ def _endpoint() -> tuple[str, int]:
     raise RuntimeError("no free loopback endpoint")
 
 
-@pytest.fixture
-def platform(api: kubernetes.client.ApiClient, data_root: Path) -> Iterator[LocalPlatform]:
-    local = LocalPlatform(Kube(api), data_root, address_pool="127.254.254.0/30")
-    local.storage.ensure_defaults()
-    try:
-        yield local
-    finally:
-        local.close()
-
-
 def _replicate(platform: LocalPlatform, cluster: Cluster, namespace: str, fill: object) -> tuple[Path, Path]:
     """Provision a source and a destination claim, fill the source, run one iteration; returns both dirs."""
     storage = platform.storage

@@ -14,6 +14,7 @@ import httpx
 
 from support import processes
 from support.apiserver import ROOT
+from support.waiting import eventually
 
 
 class Hub:
@@ -76,3 +77,36 @@ def alive(pid: int) -> bool:
         return Path(f"/proc/{pid}/stat").read_text().split()[2] != "Z"
     except (FileNotFoundError, IndexError):
         return False
+
+
+PLAIN_ADDON = """apiVersion: addon.open-cluster-management.io/v1alpha1
+kind: ManagedClusterAddOn
+metadata: {{name: volsync, namespace: {cluster}}}
+"""
+
+
+def replication_hub(run_dir: Path, *extra_args: str, addon: str = PLAIN_ADDON) -> Hub:
+    """A started hub whose cluster1 and cluster2 run their agents (addon `Available`), with the
+    namespaces the replication tests use: `src` on cluster1, `dest` on cluster2. `addon` is the
+    ManagedClusterAddOn YAML, `{cluster}` standing for the cluster's name."""
+    hub = Hub(run_dir, *extra_args).start()
+    for cluster in ("cluster1", "cluster2"):
+        hub.kubectl("apply", "-f", "-", input=addon.format(cluster=cluster))
+    for cluster in ("cluster1", "cluster2"):
+        eventually(lambda c=cluster: hub.addon_condition(c, "Available").get("status") == "True", 60,
+                   what=f"{cluster} available")
+    hub.kubectl("create", "ns", "dest", context="cluster2")
+    hub.kubectl("create", "ns", "src", context="cluster1")
+    return hub
+
+
+def replication_rows(hub: Hub, **filters: str) -> dict[tuple[str, str], dict[str, Any]]:
+    """The hub's replication rows by (cluster, role)."""
+    query = "&".join(f"{k}={v}" for k, v in filters.items())
+    return {(r["cluster"], r["role"]): r for r in hub.rest(f"/api/v1/replications?{query}")}
+
+
+def trigger_manual(hub: Hub, value: str, name: str = "rs", namespace: str = "src") -> None:
+    """Set the source's `spec.trigger.manual` on cluster1."""
+    hub.kubectl("patch", "replicationsource", name, "-n", namespace, "--type=merge",
+                "-p", f'{{"spec":{{"trigger":{{"manual":"{value}"}}}}}}', context="cluster1")
