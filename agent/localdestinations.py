@@ -3,7 +3,7 @@ and the iteration files that let a restarted agent resume the iteration it was i
 
 Per destination, in its mover work directory: ``iteration.id`` (the iteration the server is open for)
 and ``iteration.completed`` (the completion code the source sent, and the source iteration it named,
-persisted once the iteration is closed), both written atomically (`kube.files.write_private`); an
+persisted once the iteration is closed), both written atomically (`osutil.files.write_private`); an
 unreadable completion file counts as not completed. One destination's slow steps (ending its
 sessions, giving its volume's links back) run under that destination's own lock, never under the
 table's lock, which every replication's reconcile and the completion poller take.
@@ -23,7 +23,7 @@ from agent.movers import leftovers
 from agent.movers.destination import DestinationServer
 from agent.movers.errors import MoverError
 from agent.plans import Serve
-from kube.files import write_private
+from osutil.files import write_private
 
 log = logging.getLogger("volsync.local")
 

@@ -18,6 +18,7 @@ from typing import Any
 from agent import destination, iterations, source, triggers
 from agent.executing import PlanExecutor, labels
 from agent.keysecrets import key_secret_names
+from agent.kinds import REPLICATION_DESTINATIONS, REPLICATION_SOURCES
 from agent.metrics import Metrics
 from agent.plans import Plan
 from agent.platform import Platform
@@ -27,17 +28,7 @@ from kube import objects, patches
 from kube.clock import Clock, SystemClock, parse_rfc3339
 from kube.events import Recorder
 from kube.informing import Informer, WorkQueue, drain_forever, reconcile_one, start_controller, stop_controller
-from kube.rest import (
-    PVCS,
-    PVS,
-    REPLICATION_DESTINATIONS,
-    REPLICATION_SOURCES,
-    SECRETS,
-    SERVICES,
-    VOLUME_SNAPSHOTS,
-    Kube,
-    Resource,
-)
+from kube.rest import PVCS, PVS, SECRETS, SERVICES, VOLUME_SNAPSHOTS, Kube, Resource
 
 log = logging.getLogger("volsync.iterations")
 

@@ -42,7 +42,7 @@ import httpx
 
 from agent.hubsession import HubSession, refused_reports
 from kube.clock import Clock, rfc3339
-from kube.files import write_private
+from osutil.files import write_private
 
 log = logging.getLogger("volsync.agent.reporting")
 

@@ -66,7 +66,7 @@ PAGE = 500
 TABLE_ACCEPT = "application/json;as=Table;v=v1;g=meta.k8s.io"
 MERGE = "application/merge-patch+json"
 
-# The reference store's schema and settings: a copy of kube/apiserver/store.py's.
+# The reference store's schema and settings: a copy of apiserver/store.py's.
 REF_SCHEMA = """
 CREATE TABLE IF NOT EXISTS log (
     rv INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -178,7 +178,7 @@ class Server:
         self.log = data_dir / "apiserver.log"
 
     def start(self, timeout: float = 60.0) -> Server:
-        cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(self.data_dir),
+        cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(self.data_dir),
                "--clusters", "hub", "--host", HOST, "--port", "0",
                "--insecure-no-auth"]
         with self.log.open("ab") as log:

@@ -238,7 +238,7 @@ class Proc:
 def start_apiserver(data_dir: Path) -> tuple[Proc, str, Path]:
     """A fresh `volsync-apiserver` serving the cluster `hub`: (process, base URL of `hub`, kubeconfig)."""
     data_dir.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(data_dir), "--clusters", "hub",
+    cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(data_dir), "--clusters", "hub",
            "--host", HOST, "--port", "0",
                "--insecure-no-auth"]
     proc = Proc("volsync-apiserver", cmd, data_dir / "apiserver.log").start("volsync-apiserver ready")

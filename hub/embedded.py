@@ -30,12 +30,13 @@ from typing import Any
 import yaml
 from kubernetes.client.exceptions import ApiException
 
+from apiserver.authn import ensure_tokens, kubeconfig, revoke_tokens, token_file, write_kubeconfig
 from hub import ocm
 from kube import objects
-from kube.apiserver.authn import ensure_tokens, kubeconfig, revoke_tokens, token_file, write_kubeconfig
 from kube.clock import Clock, rfc3339
-from kube.files import open_private, private_dir, write_private
 from kube.rest import NAMESPACES, Kube
+from manifests import CRD_DIR
+from osutil.files import open_private, private_dir, write_private
 
 READY = b"volsync-apiserver ready "
 AGENT_USER = "volsync-agent"
@@ -125,8 +126,8 @@ def start_api(data_dir: Path, names: list[str], *, port: int = 0, timeout: float
     adopted = _adopt(data_dir, names, readyfile)
     if adopted is not None:
         return adopted
-    cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(data_dir), "--clusters", ",".join(names),
-           "--port", str(port)]
+    cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(data_dir), "--clusters", ",".join(names),
+           "--port", str(port), "--crd-dir", str(CRD_DIR)]
     with open_private(data_dir / "apiserver.log", "ab") as log:
         proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, umask=0o077)
     assert proc.stdout is not None
@@ -160,7 +161,7 @@ def _adopt(data_dir: Path, names: list[str], readyfile: Path) -> EmbeddedApi | N
 
 
 def _apiservers_of(data_dir: Path) -> list[int]:
-    """The live `kube.apiserver.main --data-dir data_dir` processes of our user."""
+    """The live `apiserver.main --data-dir data_dir` processes of our user."""
     found = []
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
@@ -170,7 +171,7 @@ def _apiservers_of(data_dir: Path) -> list[int]:
             ours = entry.stat().st_uid == os.getuid()
         except OSError:
             continue
-        if (ours and "kube.apiserver.main" in cmd and "--data-dir" in cmd
+        if (ours and "apiserver.main" in cmd and "--data-dir" in cmd
                 and cmd[cmd.index("--data-dir") + 1:][:1] == [str(data_dir)] and _alive(int(entry.name))):
             found.append(int(entry.name))
     return found

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
-from kube import certs
+from osutil import certs
 
 PKI_DIR = "hub-pki"
 

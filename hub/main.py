@@ -38,8 +38,8 @@ from hub.rest import create_app
 from hub.tokens import TokenStore, ensure_admin_token
 from kube import clients
 from kube.clock import SystemClock
-from kube.files import private_dir, write_private
 from kube.rest import Kube
+from osutil.files import private_dir, write_private
 
 log = logging.getLogger("volsync.hub")
 
@@ -90,7 +90,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def _listen(host: str, port: int) -> socket.socket:
     # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP; without
-    # it a small response on a kept-alive connection waits ~40 ms for a delayed ACK (as in kube/apiserver).
+    # it a small response on a kept-alive connection waits ~40 ms for a delayed ACK (as in apiserver).
     sock = socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
     sock.bind((host, port))

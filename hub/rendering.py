@@ -19,16 +19,15 @@ import base64
 import copy
 import functools
 import re
-from pathlib import Path
 from typing import Any
 
 import yaml
 
 from hub import ocm
+from manifests import CRD_DIR
 
 Obj = dict[str, Any]
 
-CRD_DIR = Path(__file__).resolve().parents[1] / "manifests" / "crds"
 IMAGE_VARIABLE = "OPERAND_IMAGE_VOLSYNC"
 CONTAINER_ID = f"deployments:{ocm.AGENT}:{ocm.AGENT_CONTAINER}"
 

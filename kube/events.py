@@ -17,7 +17,7 @@ from kube import objects
 from kube.clock import Clock, SystemClock, rfc3339
 from kube.rest import EVENTS, Kube
 
-log = logging.getLogger("volsync.events")
+log = logging.getLogger("kube.events")
 
 
 class Recorder:

@@ -22,7 +22,7 @@ from kubernetes.client.exceptions import ApiException
 from kube.clock import Clock, SystemClock
 from kube.rest import Kube, Obj, Resource
 
-log = logging.getLogger("volsync.informer")
+log = logging.getLogger("kube.informer")
 
 Handler = Callable[[str, Obj, Obj | None], None]  # (event type, object, previous object)
 

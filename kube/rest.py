@@ -64,8 +64,6 @@ VOLUME_SNAPSHOT_CONTENTS = Resource(
 VOLUME_SNAPSHOT_CLASSES = Resource(
     "snapshot.storage.k8s.io", "v1", "volumesnapshotclasses", "VolumeSnapshotClass", namespaced=False
 )
-REPLICATION_SOURCES = Resource("volsync.backube", "v1alpha1", "replicationsources", "ReplicationSource")
-REPLICATION_DESTINATIONS = Resource("volsync.backube", "v1alpha1", "replicationdestinations", "ReplicationDestination")
 
 
 def is_not_found(exc: BaseException) -> bool:
@@ -77,7 +75,7 @@ def is_conflict(exc: BaseException) -> bool:
 
 
 class Kube:
-    def __init__(self, api: kubernetes.client.ApiClient, *, field_manager: str = "volsync") -> None:
+    def __init__(self, api: kubernetes.client.ApiClient, *, field_manager: str = "kube-client") -> None:
         self.api = api
         self.field_manager = field_manager
 

@@ -23,7 +23,7 @@ from pathlib import Path
 from agent.movers import forced, leftovers, processes, serverfiles, sshconfig
 from agent.movers.errors import MoverError
 from agent.movers.keys import public_key_line
-from kube.files import open_private, write_private
+from osutil.files import open_private, write_private
 
 
 class DestinationServer:

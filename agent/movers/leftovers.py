@@ -15,7 +15,7 @@ import logging
 from pathlib import Path
 
 from agent.movers import forced, processes, serverfiles
-from kube.files import write_private
+from osutil.files import write_private
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from kube.files import write_private
+from osutil.files import write_private
 
 log = logging.getLogger(__name__)
 

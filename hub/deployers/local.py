@@ -42,8 +42,8 @@ from hub import ocm
 from hub.deployers import DeployState
 from hub.deployers.supervisor import Supervisor
 from kube import clients, objects
-from kube.files import write_private
 from kube.rest import Kube, Resource
+from osutil.files import write_private
 
 log = logging.getLogger("volsync.hub.local")
 

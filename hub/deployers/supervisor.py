@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from kube.files import open_private, private_dir, write_private
+from osutil.files import open_private, private_dir, write_private
 
 log = logging.getLogger("volsync.hub.agents")
 

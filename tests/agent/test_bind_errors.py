@@ -7,7 +7,7 @@ import socket
 import pytest
 from support.harness import FIRST_ADDRESS, Harness
 
-from kube.rest import REPLICATION_DESTINATIONS
+from agent.kinds import REPLICATION_DESTINATIONS
 
 pytestmark = pytest.mark.timeout(120)
 

@@ -22,7 +22,8 @@ from support.harness import Harness, setup_pair
 
 from agent import iterations
 from agent.iterations import REASON_ITERATION_PRUNED
-from kube.rest import EVENTS, REPLICATION_SOURCES
+from agent.kinds import REPLICATION_SOURCES
+from kube.rest import EVENTS
 
 pytestmark = pytest.mark.timeout(180)
 CRDS = Path(__file__).resolve().parents[2] / "manifests" / "crds"

@@ -7,8 +7,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from support.harness import T0, Harness, setup_pair
 
+from agent.kinds import REPLICATION_SOURCES
 from kube.clock import parse_rfc3339
-from kube.rest import REPLICATION_SOURCES
 
 pytestmark = pytest.mark.timeout(180)
 

@@ -16,7 +16,8 @@ from typing import Any
 import pytest
 from support.harness import Harness, setup_pair
 
-from kube.rest import REPLICATION_DESTINATIONS, REPLICATION_SOURCES, Resource
+from agent.kinds import REPLICATION_DESTINATIONS, REPLICATION_SOURCES
+from kube.rest import Resource
 
 pytestmark = pytest.mark.timeout(180)
 Obj = dict[str, Any]

@@ -13,7 +13,7 @@ from datetime import timedelta
 import pytest
 from support.harness import T0, Harness, setup_pair
 
-from kube.rest import REPLICATION_SOURCES
+from agent.kinds import REPLICATION_SOURCES
 
 pytestmark = pytest.mark.timeout(180)
 

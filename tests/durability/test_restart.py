@@ -15,6 +15,8 @@ from support.apiserver import ROOT, ApiServer
 from support.store_db import integrity
 from support.waiting import eventually
 
+from manifests import CRD_DIR
+
 CM = "/api/v1/namespaces/default/configmaps"
 GROUP = "durable.example.com"
 CRDS = "/apis/apiextensions.k8s.io/v1/customresourcedefinitions"
@@ -91,7 +93,8 @@ def test_sigterm_with_an_open_watch_still_exits_0_promptly(make_server: Callable
 def test_a_second_server_on_the_same_data_dir_is_refused(make_server: Callable[..., ApiServer]) -> None:
     server = make_server().start()
     kubeconfig = server.kubeconfig.read_text()
-    cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(server.data_dir), "--clusters", "hub"]
+    cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(server.data_dir), "--clusters", "hub",
+           "--crd-dir", str(CRD_DIR)]
     second = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert second.returncode != 0
     assert "in use by another process" in second.stderr

@@ -28,8 +28,9 @@ from support.seed import copy_secret, create_destination, create_pvc, create_sou
 from support.trees import assert_trees_equal, make_sample_tree, snapshot_tree
 from support.waiting import eventually
 
+from agent.kinds import REPLICATION_DESTINATIONS, REPLICATION_SOURCES
 from kube import clients
-from kube.rest import REPLICATION_DESTINATIONS, REPLICATION_SOURCES, Kube
+from kube.rest import Kube
 
 pytestmark = pytest.mark.timeout(420)
 

@@ -29,7 +29,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from support.apiserver import ApiServer
 
-from kube.apiserver.server import Server
+from apiserver.server import Server
 
 REQUEST_TIMEOUT = 10.0  # seconds; a request slower than this is a hang
 IN_PROCESS_EXAMPLES = 2000  # 15-30 s (each watch lasts its 1 s timeout)
@@ -403,7 +403,7 @@ def in_process(tmp_path: Path) -> Iterator[tuple[Server, asyncio.AbstractEventLo
 
 def _reseed(server: Server) -> None:
     """Put back the namespace and the seed objects a previous example may have deleted."""
-    from kube.apiserver.writing import Options
+    from apiserver.writing import Options
 
     for cluster in server.clusters.values():
         ns_type = cluster.registry.by_key("/namespaces")

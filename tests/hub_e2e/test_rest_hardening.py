@@ -36,7 +36,7 @@ from support.waiting import eventually
 from agent.main import hub_client
 from hub.rest import MAX_BODY_BYTES
 from hub.tokens import AGENT_TOKEN_SECRET, LABEL_AGENT_TOKEN, new_token
-from kube import certs
+from osutil import certs
 
 pytestmark = pytest.mark.timeout(300)
 

@@ -12,13 +12,14 @@ import pytest
 from support.apiserver import ApiServer
 from support.harness import POOL, T0, Harness
 
+from agent.kinds import REPLICATION_DESTINATIONS
 from agent.localplatform import LocalPlatform
 from agent.reconciling import ReplicationController
 from agent.reporting import Reporter
 from api.hub import ReplicationReport, ReportBatch
 from kube import clients
 from kube.clock import FakeClock
-from kube.rest import REPLICATION_DESTINATIONS, Kube
+from kube.rest import Kube
 
 
 class Recorder:

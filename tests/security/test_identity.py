@@ -35,7 +35,7 @@ def test_volsync_apiserver_authenticates_by_default(tmp_path: Path) -> None:
 
 
 def test_insecure_no_auth_is_refused_off_loopback(tmp_path: Path) -> None:
-    cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(tmp_path / "api"), "--clusters", "hub",
+    cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(tmp_path / "api"), "--clusters", "hub",
            "--insecure-no-auth", "--host", "0.0.0.0"]  # refused before anything binds
     res = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=60)
     assert res.returncode == 2

@@ -20,9 +20,9 @@ import yaml
 from securitykit import status_of
 from support.hubprocess import Hub
 
+from apiserver.authn import ensure_tokens, read_token_file
 from hub import embedded
-from kube import certs
-from kube.apiserver.authn import ensure_tokens, read_token_file
+from osutil import certs
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -119,7 +119,7 @@ def test_a_kill_9_while_minting_a_token_leaves_the_old_tokens_and_no_partial_lin
     child = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from kube.apiserver.authn import ensure_tokens
+        from apiserver.authn import ensure_tokens
         os.fsync = lambda fd: os.kill(os.getpid(), signal.SIGKILL)  # dies with the new token written, unsynced
         ensure_tokens(Path({str(path)!r}), ["volsync-agent"])
     """)

@@ -15,7 +15,7 @@ from securitykit import agent_argv, status_of
 from support.hubprocess import Hub
 from support.waiting import eventually
 
-from kube.apiserver.authn import ensure_tokens, read_token_file, revoke_tokens
+from apiserver.authn import ensure_tokens, read_token_file, revoke_tokens
 
 INSTALL_LABEL = "addons.open-cluster-management.io/volsync"
 

@@ -15,6 +15,7 @@ from typing import Any
 import kubernetes
 import yaml
 
+from manifests import CRD_DIR
 from support import processes
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -50,8 +51,10 @@ class ApiServer:
 
     def start(self, timeout: float = 30.0) -> ApiServer:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "kube.apiserver.main", "--data-dir", str(self.data_dir),
+        cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(self.data_dir),
                "--clusters", ",".join(self.clusters), "--port", str(self.port), *self.extra_args]
+        if "--crd-dir" not in self.extra_args:
+            cmd += ["--crd-dir", str(CRD_DIR)]
         if not self.auth and "--auth" not in self.extra_args:
             cmd.append("--insecure-no-auth")
         self.proc, ready = processes.start_ready(cmd, "volsync-apiserver ready", self.data_dir / "apiserver.log",

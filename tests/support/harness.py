@@ -12,10 +12,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any
 
+from agent.kinds import REPLICATION_DESTINATIONS, REPLICATION_SOURCES
 from agent.localplatform import LocalPlatform
 from agent.reconciling import ReplicationController
 from kube.clock import FakeClock
-from kube.rest import PVCS, REPLICATION_DESTINATIONS, REPLICATION_SOURCES, SECRETS, Kube
+from kube.rest import PVCS, SECRETS, Kube
 from support.apiserver import ApiServer
 from support.waiting import eventually
 

@@ -14,7 +14,7 @@ from pathlib import Path
 
 import pytest
 
-from kube import files
+from osutil import files
 
 
 @pytest.fixture(autouse=True)
@@ -82,7 +82,7 @@ def test_kill_9_in_the_middle_of_a_write_leaves_the_old_content(tmp_path: Path) 
     child = textwrap.dedent(f"""
         import os, signal
         from pathlib import Path
-        from kube import files
+        from osutil import files
         real_fsync = os.fsync
         def die(fd):  # the data is written, not yet renamed into place
             os.kill(os.getpid(), signal.SIGKILL)

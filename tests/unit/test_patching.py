@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from kube.apiserver.errors import ApiError
-from kube.apiserver.patching import DEFAULT_MERGE_KEYS, json_patch, merge_patch, strategic_merge_patch
+from apiserver.errors import ApiError
+from apiserver.patching import DEFAULT_MERGE_KEYS, json_patch, merge_patch, strategic_merge_patch
 
 # ---------------------------------------------------------------------------------- RFC 7386
 

@@ -18,8 +18,8 @@ from typing import Any
 
 import pytest
 
-from kube.apiserver import protobuf
-from kube.apiserver.protobuf import ProtobufError, decode
+from apiserver import protobuf
+from apiserver.protobuf import ProtobufError, decode
 
 FIXTURES = Path(__file__).resolve().parent.parent / "fixtures" / "protobuf"
 
@@ -523,7 +523,7 @@ def test_matches_kubectls_own_json_rendering(name: str) -> None:
 
 def test_unknown_fields_are_skipped(caplog: pytest.LogCaptureFixture) -> None:
     raw = _meta("ns1", _lfield(99, "future"), _vfield(98, 7)) + _lfield(42, b"\x08\x01") + _vfield(43, 1)
-    with caplog.at_level(logging.DEBUG, logger="kube.apiserver.protobuf"):
+    with caplog.at_level(logging.DEBUG, logger="apiserver.protobuf"):
         obj = decode(_body("v1", "Namespace", raw))
     assert obj == {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": "ns1"}}
     assert "Namespace.42" in caplog.text

@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 import yaml
 
-from kube.apiserver.schema import default, prune, validate
+from apiserver.schema import default, prune, validate
 
 Obj = dict[str, Any]
 

@@ -6,8 +6,8 @@ from typing import Any
 
 import pytest
 
-from kube.apiserver.errors import ApiError
-from kube.apiserver.selectors import (
+from apiserver.errors import ApiError
+from apiserver.selectors import (
     LabelSelector,
     label_selector_from_dict,
     parse_field_selector,

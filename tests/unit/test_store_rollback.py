@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from kube.apiserver.store import Change, Store
+from apiserver.store import Change, Store
 
 
 def test_a_value_sqlite_cannot_bind_rolls_back_and_later_writes_succeed(tmp_path: Path) -> None:

@@ -27,8 +27,8 @@ from support.apiserver import ApiServer
 from support.objects import assert_status, http, unique
 from support.waiting import eventually
 
-from kube.apiserver.decoding import MAX_BODY, MAX_DEPTH
-from kube.apiserver.server import Server
+from apiserver.decoding import MAX_BODY, MAX_DEPTH
+from apiserver.server import Server
 
 MIB = 1024 * 1024
 

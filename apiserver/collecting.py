@@ -22,10 +22,10 @@ import contextlib
 import copy
 from collections import deque
 
-from kube.apiserver import builtins, errors
-from kube.apiserver.resources import Obj, Registry
-from kube.apiserver.store import Change, Event, EventType, Store
-from kube.apiserver.writing import Writer
+from apiserver import builtins, errors
+from apiserver.resources import Obj, Registry
+from apiserver.store import Change, Event, EventType, Store
+from apiserver.writing import Writer
 
 
 class Collector:

@@ -21,7 +21,7 @@ from collections.abc import Iterable, Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kube.apiserver import errors
+from apiserver import errors
 
 __all__ = [
     "FieldRequirement",

@@ -16,11 +16,11 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from kube.apiserver import applying, builtins, errors, metadata, patching, schema, schemacheck
-from kube.apiserver.decoding import APPLY, JSON_PATCH, MERGE, STRATEGIC
-from kube.apiserver.errors import FORBIDDEN, INVALID, cause
-from kube.apiserver.resources import Obj, ResourceType
-from kube.apiserver.store import Change, Event, Store
+from apiserver import applying, builtins, errors, metadata, patching, schema, schemacheck
+from apiserver.decoding import APPLY, JSON_PATCH, MERGE, STRATEGIC
+from apiserver.errors import FORBIDDEN, INVALID, cause
+from apiserver.resources import Obj, ResourceType
+from apiserver.store import Change, Event, Store
 
 _CR_GENERATION = frozenset({"metadata", "status"})
 _RACE_RETRIES = 5

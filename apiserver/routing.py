@@ -15,8 +15,8 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
 
-from kube.apiserver import errors
-from kube.apiserver.resources import Registry, ResourceType
+from apiserver import errors
+from apiserver.resources import Registry, ResourceType
 
 _INT64 = re.compile(r"[+-]?[0-9]{1,19}")
 _UINT64 = re.compile(r"[0-9]{1,20}")

@@ -14,8 +14,8 @@ import copy
 import json
 from typing import Any
 
-from kube.apiserver import errors, metadata
-from kube.apiserver.resources import Obj
+from apiserver import errors, metadata
+from apiserver.resources import Obj
 
 Path = tuple[str, ...]
 _IDENTITY: set[Path] = {("apiVersion",), ("kind",), ("metadata", "name"), ("metadata", "namespace")}

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from kube.apiserver.resources import Registry, ResourceType
+from apiserver.resources import Registry, ResourceType
 
 AGGREGATED_V2 = "application/json;g=apidiscovery.k8s.io;v=v2;as=APIGroupDiscoveryList"
 AGGREGATED_V2BETA1 = "application/json;g=apidiscovery.k8s.io;v=v2beta1;as=APIGroupDiscoveryList"

@@ -26,11 +26,11 @@ from pathlib import Path
 
 import uvicorn
 
-from kube import certs
-from kube.apiserver.authn import ensure_tokens, kubeconfig, token_file, write_kubeconfig
-from kube.apiserver.clientcaps import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_WATCHES, ClientCaps
-from kube.apiserver.server import DEFAULT_CRD_DIR, Server
-from kube.files import private_dir
+from apiserver.authn import ensure_tokens, kubeconfig, token_file, write_kubeconfig
+from apiserver.clientcaps import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_WATCHES, ClientCaps
+from apiserver.server import Server
+from osutil import certs
+from osutil.files import private_dir
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -39,7 +39,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clusters", default="hub,cluster1,cluster2", help="comma-separated cluster names")
     p.add_argument("--host", default="127.0.0.1", help="listen address (loopback by default)")
     p.add_argument("--port", type=int, default=0, help="listen port (0: pick a free one)")
-    p.add_argument("--crd-dir", type=Path, default=DEFAULT_CRD_DIR, help="CRD YAML installed in every cluster")
+    p.add_argument("--crd-dir", type=Path, default=None, help="CRD YAML installed in every cluster (none by default)")
     p.add_argument("--auth", action="store_true", help="the default, kept for old scripts: serve HTTPS (a "
                    "private CA in DIR/pki) and require bearer tokens (DIR/tokens/<cluster>.csv)")
     p.add_argument("--insecure-no-auth", action="store_true", help="plain HTTP, no authentication: anyone "

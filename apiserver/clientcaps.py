@@ -13,7 +13,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 
-from kube.apiserver import errors
+from apiserver import errors
 
 RETRY_AFTER_SECONDS = 1
 DEFAULT_MAX_WATCHES = 256  # the hub's informers hold ~a dozen per cluster, an agent ~8, `kubectl get -w` one

@@ -16,13 +16,13 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from kube.apiserver import decoding, discovery, errors, routing, selectors, tables, watching
-from kube.apiserver.cluster import Cluster
-from kube.apiserver.decoding import APPLY
-from kube.apiserver.resources import Obj, ResourceType
-from kube.apiserver.routing import Accept, Target
-from kube.apiserver.store import dumps
-from kube.apiserver.writing import Options, Outcome
+from apiserver import decoding, discovery, errors, routing, selectors, tables, watching
+from apiserver.cluster import Cluster
+from apiserver.decoding import APPLY
+from apiserver.resources import Obj, ResourceType
+from apiserver.routing import Accept, Target
+from apiserver.store import dumps
+from apiserver.writing import Options, Outcome
 
 JSON = "application/json"
 

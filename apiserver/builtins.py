@@ -12,9 +12,9 @@ import ipaddress
 from collections.abc import Callable
 from typing import Any
 
-from kube.apiserver import errors
-from kube.apiserver.resources import Column, Obj, ResourceType
-from kube.apiserver.tables import age
+from apiserver import errors
+from apiserver.resources import Column, Obj, ResourceType
+from apiserver.tables import age
 
 
 def _get(obj: Obj, *path: str) -> Any:

@@ -14,7 +14,7 @@ from collections.abc import Iterable
 from datetime import UTC, datetime
 from typing import Any
 
-from kube.apiserver.resources import Column, Obj, ResourceType
+from apiserver.resources import Column, Obj, ResourceType
 
 TABLE_COLUMN_NAME = {
     "name": "Name",

@@ -14,7 +14,7 @@ import subprocess
 from dataclasses import dataclass
 from pathlib import Path
 
-from kube.files import move_private, private_dir, write_private
+from osutil.files import move_private, private_dir, write_private
 
 
 @dataclass(frozen=True)
@@ -51,7 +51,7 @@ def ensure(directory: Path, hosts: list[str]) -> ServingCerts:
     certs = ServingCerts(directory / "ca.crt", directory / "serving.crt", directory / "serving.key")
     ca_key = directory / "ca.key"
     if not _pair(ca_key, certs.ca):
-        _new_pair(ca_key, certs.ca, "-x509", "-days", "3650", "-subj", "/CN=volsync-embedded-ca",
+        _new_pair(ca_key, certs.ca, "-x509", "-days", "3650", "-subj", "/CN=embedded-kube-ca",
                   "-addext", "basicConstraints=critical,CA:TRUE", "-addext", "keyUsage=critical,keyCertSign,cRLSign")
         certs.cert.unlink(missing_ok=True)
     san = _san(hosts)
@@ -81,7 +81,7 @@ def _new_serving(directory: Path, certs: ServingCerts, ca_key: Path, san: str) -
     csr, ext, tmp_cert = directory / "serving.csr", directory / "serving.ext", directory / "serving.crt.new"
     tmp_key = directory / "serving.key.new"
     _openssl("req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:prime256v1", "-nodes",
-             "-keyout", str(tmp_key), "-out", str(csr), "-subj", "/CN=volsync-embedded-apiserver")
+             "-keyout", str(tmp_key), "-out", str(csr), "-subj", "/CN=embedded-kube-apiserver")
     write_private(ext, f"subjectAltName={san}\nextendedKeyUsage=serverAuth\nkeyUsage=critical,digitalSignature\n")
     _openssl("x509", "-req", "-in", str(csr), "-CA", str(certs.ca), "-CAkey", str(ca_key), "-CAcreateserial",
              "-out", str(tmp_cert), "-days", "3650", "-extfile", str(ext))

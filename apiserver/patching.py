@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import MappingProxyType
 from typing import Any
 
-from kube.apiserver import errors
+from apiserver import errors
 
 __all__ = ["DEFAULT_MERGE_KEYS", "DEFAULT_SET_FIELDS", "json_patch", "merge_patch", "strategic_merge_patch"]
 

@@ -26,7 +26,7 @@ from typing import Any
 
 import yaml
 
-from kube.files import open_private, private_dir, write_private
+from osutil.files import open_private, private_dir, write_private
 
 TOKEN_DIR = "tokens"
 

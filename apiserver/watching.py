@@ -19,9 +19,9 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from typing import Any
 
-from kube.apiserver import errors, selectors, tables
-from kube.apiserver.resources import Obj, ResourceType
-from kube.apiserver.store import Event, Store, dumps
+from apiserver import errors, selectors, tables
+from apiserver.resources import Obj, ResourceType
+from apiserver.store import Event, Store, dumps
 
 
 @dataclass(frozen=True)

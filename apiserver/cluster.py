@@ -16,11 +16,11 @@ from typing import Any
 
 import yaml
 
-from kube.apiserver import builtins, errors
-from kube.apiserver.collecting import Collector
-from kube.apiserver.resources import Obj, Registry, from_crd
-from kube.apiserver.store import Change, Event, Store
-from kube.apiserver.writing import Options, Writer
+from apiserver import builtins, errors
+from apiserver.collecting import Collector
+from apiserver.resources import Obj, Registry, from_crd
+from apiserver.store import Change, Event, Store
+from apiserver.writing import Options, Writer
 
 
 def load_crd_files(directory: Path) -> list[Obj]:

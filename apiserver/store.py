@@ -24,9 +24,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
-from kube.apiserver import errors
-from kube.apiserver.resources import Obj
-from kube.files import open_private, private_dir
+from apiserver import errors
+from apiserver.resources import Obj
+from osutil.files import open_private, private_dir
 
 EventType = Literal["ADDED", "MODIFIED", "DELETED"]
 Key = tuple[str, str]  # (namespace, name)

@@ -18,9 +18,9 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping
 from typing import Any
 
-from kube.apiserver.errors import INVALID, NOT_SUPPORTED, REQUIRED, FieldCause, cause
-from kube.apiserver.resources import from_crd
-from kube.apiserver.schema import compiled_pattern
+from apiserver.errors import INVALID, NOT_SUPPORTED, REQUIRED, FieldCause, cause
+from apiserver.resources import from_crd
+from apiserver.schema import compiled_pattern
 
 MAX_FAN_OUT = 1000
 _TYPES = ("array", "boolean", "integer", "number", "object", "string")

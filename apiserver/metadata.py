@@ -11,7 +11,7 @@ import re
 from datetime import UTC, datetime
 from typing import Any
 
-from kube.apiserver.errors import INVALID, REQUIRED, TOO_LONG, FieldCause, cause
+from apiserver.errors import INVALID, REQUIRED, TOO_LONG, FieldCause, cause
 
 # Used with fullmatch only: `$` would also match before a trailing newline ("foo\n" is no name).
 _DNS1123_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]*[a-z0-9])?")

@@ -16,17 +16,14 @@ from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from kube.apiserver import errors
-from kube.apiserver.authn import Authenticator, Identity
-from kube.apiserver.clientcaps import RETRY_AFTER_SECONDS, ClientCaps, is_watch
-from kube.apiserver.cluster import Cluster, load_crd_files
-from kube.apiserver.serving import ClusterApp, error_response
-from kube.apiserver.store import Store
+from apiserver import errors
+from apiserver.authn import Authenticator, Identity
+from apiserver.clientcaps import RETRY_AFTER_SECONDS, ClientCaps, is_watch
+from apiserver.cluster import Cluster, load_crd_files
+from apiserver.serving import ClusterApp, error_response
+from apiserver.store import Store
 
 log = logging.getLogger("volsync.apiserver")
-
-DEFAULT_CRD_DIR = Path(__file__).resolve().parents[2] / "manifests" / "crds"
-
 
 class Server:
     """ASGI app serving every cluster; `clusters` maps a name to its Cluster."""
@@ -52,7 +49,7 @@ class Server:
         history: int = 50_000,
         bookmark_interval: float = 30.0,
     ) -> Server:
-        crds = load_crd_files(crd_dir or DEFAULT_CRD_DIR)
+        crds = load_crd_files(crd_dir) if crd_dir is not None else []
         clusters: dict[str, Cluster] = {}
         try:
             for n in names:

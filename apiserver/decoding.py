@@ -33,7 +33,7 @@ from typing import Any
 import yaml
 from starlette.requests import ClientDisconnect, Request
 
-from kube.apiserver import errors, protobuf
+from apiserver import errors, protobuf
 
 MAX_BODY = 3 * 1024 * 1024  # kube-apiserver's MaxRequestBodyBytes
 MAX_DEPTH = 100  # nesting levels of objects/arrays; our deepest CRD (ManifestWork) uses 23

@@ -29,7 +29,7 @@ from typing import Any
 
 import re2
 
-from kube.apiserver.errors import (
+from apiserver.errors import (
     DUPLICATE,
     INVALID,
     NOT_SUPPORTED,
