@@ -1,0 +1,156 @@
+"""The fabric: one network namespace per installation that routes between its clusters' Pods.
+
+Every Pod namespace of every embedded cluster of an installation is joined to the fabric by a
+routed veth pair (see `podnet`); the Service and load-balancer rules of each cluster are nft tables
+inside it (see `proxy`). The fabric has no link to the host's namespace and no default route, so
+nothing in it can reach off the machine, and the host's namespace is never changed.
+
+Liveness: every process using a fabric holds a shared flock on
+``/run/volsync-addon/fabrics/<name>.lock`` for its lifetime (`Fabric.hold`). A fabric whose lock
+nobody holds was left by a crashed run: `sweep_stale` deletes it and its Pods' namespaces.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import logging
+import os
+import re
+import threading
+from pathlib import Path
+
+from localcluster.network import netcmd
+from localcluster.network.addressing import GATEWAY_IP
+from osutil.files import private_dir
+
+log = logging.getLogger(__name__)
+
+LOCK_DIR = Path("/run/volsync-addon/fabrics")
+FABRIC_TABLE = "vsa_fabric"
+_FABRIC_NAME = re.compile(r"^vsa-fab-[0-9a-f]{10}$")
+
+# Only Pod, Service and load-balancer ranges are ever forwarded (defence in depth: there is no
+# route off the fabric anyway).
+_FABRIC_PROGRAM = f"""table ip {FABRIC_TABLE}
+delete table ip {FABRIC_TABLE}
+table ip {FABRIC_TABLE} {{
+    chain forward {{
+        type filter hook forward priority filter + 10; policy drop;
+        ip saddr {{ 10.0.0.0/8, 172.20.0.0/16 }} ip daddr {{ 10.0.0.0/8, 172.20.0.0/16 }} accept
+    }}
+}}
+"""
+
+_held: dict[str, int] = {}
+_held_lock = threading.Lock()
+
+
+class Fabric:
+    """One installation's fabric namespace (see the module docstring)."""
+
+    def __init__(self, name: str) -> None:
+        if not _FABRIC_NAME.match(name):
+            raise ValueError(f"fabric name {name!r} is not of the form vsa-fab-<10 hex digits>")
+        self.name = name
+
+    @property
+    def netns(self) -> str:
+        return self.name
+
+    @property
+    def netns_path(self) -> str:
+        return str(netcmd.NETNS_DIR / self.name)
+
+    @property
+    def pod_prefix(self) -> str:
+        """Prefix of the names of this fabric's Pod namespaces."""
+        return f"{self.name}-pod-"
+
+    def ensure(self) -> Fabric:
+        """Create the fabric if missing (idempotent): lo up, forwarding on, the fabric's nft table."""
+        self.hold()
+        netcmd.netns_add(self.name)
+        netcmd.run(["ip", "-n", self.name, "link", "set", "lo", "up"])
+        netcmd.sysctl(self.name, "net.ipv4.ip_forward", "1")
+        netcmd.sysctl(self.name, "net.ipv4.conf.all.send_redirects", "0")
+        netcmd.sysctl(self.name, "net.ipv4.conf.default.send_redirects", "0")
+        self.add_local_address(str(GATEWAY_IP))
+        netcmd.nft_apply(self.name, _FABRIC_PROGRAM)
+        return self
+
+    def add_local_address(self, ip: str) -> None:
+        """Put `ip`/32 on the fabric's lo (idempotent): the Pods' gateway, node IPs, forwarders."""
+        current = netcmd.run(["ip", "-n", self.name, "-o", "-4", "addr", "show", "dev", "lo"])
+        if f" {ip}/32 " not in current:
+            netcmd.run(["ip", "-n", self.name, "addr", "add", f"{ip}/32", "dev", "lo"])
+
+    def hold(self) -> None:
+        """Take (once per process) a shared flock on the fabric's lock file, kept until exit."""
+        with _held_lock:
+            if self.name in _held:
+                return
+            _held[self.name] = _lock(lock_path(self.name), fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        """Drop this process's hold (the fabric becomes sweepable once no process holds it)."""
+        with _held_lock:
+            fd = _held.pop(self.name, None)
+        if fd is not None:
+            os.close(fd)
+
+    def remove(self) -> None:
+        """Delete the fabric and every Pod namespace joined to it, then release the hold."""
+        _delete_fabric(self.name)
+        self.release()
+
+
+def lock_path(name: str) -> Path:
+    return LOCK_DIR / f"{name}.lock"
+
+
+def _lock(path: Path, mode: int) -> int:
+    """Open and flock `path`; retry when the file was unlinked (swept) while we waited for it."""
+    private_dir(path.parent)
+    while True:
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            fcntl.flock(fd, mode)
+            if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+                return fd
+        except BaseException:
+            os.close(fd)
+            raise
+        os.close(fd)
+
+
+def _delete_fabric(name: str) -> None:
+    for ns in netcmd.netns_names():
+        if ns.startswith(f"{name}-pod-"):
+            netcmd.netns_delete(ns)
+    netcmd.netns_delete(name)
+
+
+def sweep_stale() -> list[str]:
+    """Delete every fabric (and its Pods' namespaces) that no live process holds; return their names."""
+    names = {ns for ns in netcmd.netns_names() if _FABRIC_NAME.match(ns)}
+    orphans = {ns.split("-pod-")[0] for ns in netcmd.netns_names() if "-pod-" in ns}
+    names |= {ns for ns in orphans if _FABRIC_NAME.match(ns)}
+    if LOCK_DIR.is_dir():
+        names |= {p.stem for p in LOCK_DIR.glob("*.lock") if _FABRIC_NAME.match(p.stem)}
+    swept = []
+    for name in sorted(names):
+        path = lock_path(name)
+        private_dir(LOCK_DIR)
+        fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
+        try:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                continue  # a live process holds it
+            log.info("sweeping stale fabric %s", name)
+            _delete_fabric(name)
+            path.unlink(missing_ok=True)
+            swept.append(name)
+        finally:
+            os.close(fd)
+    return swept
