@@ -21,12 +21,14 @@ import os
 import signal
 import socket
 import sys
+from collections.abc import Callable
 from pathlib import Path
+from typing import Protocol
 
 import uvicorn
 from prometheus_client import CollectorRegistry
 
-from hub import clusters, embedded, rpo
+from hub import clusters, rpo
 from hub.addons import AddonManager
 from hub.deployers import Deployer
 from hub.deployers.local import LocalDeployer
@@ -88,6 +90,29 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
+class EmbeddedPlatform(Protocol):
+    """What the embedded default's composition root (`embedded/main.py`) hands the hub: the hub
+    cluster's kubeconfig, the managed clusters it registered, and per-agent credentials for the
+    local deployer. A real hub (`--kubeconfig`) has none."""
+
+    @property
+    def kubeconfig(self) -> Path: ...
+
+    @property
+    def hub_context(self) -> str: ...
+
+    @property
+    def cluster_names(self) -> list[str]: ...
+
+    def register_clusters(self, kube: Kube) -> None: ...
+
+    def agent_kubeconfig(self, cluster: str, path: Path) -> Path: ...
+
+    def revoke_agent(self, cluster: str) -> None: ...
+
+    def stop(self) -> None: ...
+
+
 def _listen(host: str, port: int) -> socket.socket:
     # proto=IPPROTO_TCP: asyncio only sets TCP_NODELAY on accepted sockets whose proto says TCP; without
     # it a small response on a kept-alive connection waits ~40 ms for a delayed ACK (as in apiserver).
@@ -98,18 +123,17 @@ def _listen(host: str, port: int) -> socket.socket:
     return sock
 
 
-async def run(args: argparse.Namespace) -> int:
+async def run(args: argparse.Namespace, api: EmbeddedPlatform | None = None) -> int:
+    """The hub: on a real hub cluster (`--kubeconfig`), or on the embedded platform `api`."""
     clock = SystemClock()
-    data_dir: Path = args.data_dir.resolve()
-    api: embedded.EmbeddedApi | None = None
-    names = [n.strip() for n in args.clusters.split(",") if n.strip()]
+    data_dir: Path = private_dir(args.data_dir.resolve())
     limits, tls = limits_from_args(args), rest_tls(args, data_dir, args.rest_host)
-    if args.kubeconfig:
-        kubeconfig, context = Path(args.kubeconfig), args.context
+    if api is not None:
+        kubeconfig, context, names = api.kubeconfig, api.hub_context, api.cluster_names
+    elif args.kubeconfig:
+        kubeconfig, context, names = Path(args.kubeconfig), args.context, []
     else:
-        private_dir(data_dir)
-        api = embedded.start_api(data_dir / "api", [args.hub_name, *names], port=args.api_port)
-        kubeconfig, context = api.kubeconfig, args.hub_name
+        raise RuntimeError("no hub: give --kubeconfig (a real hub), or run the embedded default (volsync-hub)")
     hub_api = clients.load(str(kubeconfig), context)
     kube = Kube(hub_api, field_manager="volsync-hub")
     sock = _listen(args.rest_host, args.rest_port)
@@ -117,8 +141,7 @@ async def run(args: argparse.Namespace) -> int:
     rest_url = https_url(host, port)
     hub_url = args.hub_url or rest_url
     if api is not None:
-        for name in names:
-            embedded.register_cluster(kube, name, f"{api.url}/clusters/{name}", clock)
+        api.register_clusters(kube)
     clusters.ensure_cluster_management_addon(kube)
     admin_token = ensure_admin_token(kube, args.namespace)
     token_path = data_dir / "admin-token"
@@ -157,7 +180,7 @@ async def run(args: argparse.Namespace) -> int:
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
     if server.started:
-        ready = {"kubeconfig": str(kubeconfig), "contexts": [args.hub_name, *names] if api else [context],
+        ready = {"kubeconfig": str(kubeconfig), "contexts": [context, *names],
                  "rest": rest_url, "adminTokenFile": str(token_path), "embedded": api is not None,
                  "caFile": str(tls.ca_file) if tls.ca_file is not None else None}
         print(f"volsync-hub ready {json.dumps(ready)}", flush=True)
@@ -178,15 +201,22 @@ async def run(args: argparse.Namespace) -> int:
     return 0
 
 
-def main(argv: list[str] | None = None) -> int:
-    args = parse_args(argv)
-    os.umask(0o077)  # stores, logs, tokens, kubeconfigs, agents' files: private to our user (embedded.py)
+def serve(args: argparse.Namespace, start_platform: Callable[[], EmbeddedPlatform] | None = None) -> int:
+    """Run the hub until SIGTERM/SIGINT, on the platform `start_platform` starts (embedded) or on
+    `--kubeconfig`; a start-up failure is one line on stderr and exit code 1."""
+    os.umask(0o077)  # stores, logs, tokens, kubeconfigs, agents' files: private to our user
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     try:
-        return asyncio.run(run(args))
+        platform = start_platform() if start_platform is not None and not args.kubeconfig else None
+        return asyncio.run(run(args, platform))
     except RuntimeError as exc:
         print(f"volsync-hub: {exc}", file=sys.stderr)
         return 1
+
+
+def main(argv: list[str] | None = None) -> int:
+    """The hub on a real hub cluster (`--kubeconfig`); the embedded default is `embedded.main`."""
+    return serve(parse_args(argv))
 
 
 if __name__ == "__main__":

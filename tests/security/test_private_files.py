@@ -21,7 +21,7 @@ from securitykit import status_of
 from support.hubprocess import Hub
 
 from apiserver.authn import ensure_tokens, read_token_file
-from hub import embedded
+from embedded import apiprocess as embedded
 from osutil import certs
 
 ROOT = Path(__file__).resolve().parents[2]

@@ -25,7 +25,7 @@ class Hub:
         self.ready: dict[str, Any] = {}
 
     def start(self) -> Hub:
-        cmd = [sys.executable, "-m", "hub.main", "--data-dir", str(self.data_dir),
+        cmd = [sys.executable, "-m", "embedded.main", "--data-dir", str(self.data_dir),
                "--stale-seconds", "4", "--renew-seconds", "0.5", "--log-level", "info", *self.extra_args]
         self.data_dir.mkdir(parents=True, exist_ok=True)
         self.proc, self.ready = processes.start_ready(cmd, "volsync-hub ready", self.data_dir / "hub.log", ROOT, 60)
