@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from apiserver import applying, builtins, errors, metadata, patching, schema, schemacheck
+from apiserver import applying, builtins, defaulting, errors, metadata, patching, schema, schemacheck
 from apiserver.decoding import APPLY, JSON_PATCH, MERGE, STRATEGIC
 from apiserver.errors import FORBIDDEN, INVALID, cause
 from apiserver.resources import Obj, ResourceType
@@ -70,7 +70,7 @@ class Writer:
         self.store = store
         self._rt = rt_lookup
         self._on_commit = on_commit
-        self.ips = builtins.ServiceIPs()
+        self.ips = defaulting.ServiceIPs()
         self._off_loop = threading.local()  # .loop: set while a write runs in a worker thread
         for _, svc in store.items("/services"):
             ip = (svc.get("spec") or {}).get("clusterIP")
@@ -147,7 +147,7 @@ class Writer:
             if k in meta and not meta[k]:  # ObjectMeta omits empty collections (a removed last label)
                 del meta[k]
         if rt.builtin:
-            builtins.apply_defaults(rt, obj, self.ips)
+            defaulting.apply_defaults(rt, obj, self.ips)
         else:
             sch = rt.schema(version)
             if sch is not None:
