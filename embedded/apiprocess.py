@@ -15,17 +15,12 @@ its namespace.
 
 from __future__ import annotations
 
-import contextlib
-import json
 import os
-import selectors
-import signal
 import subprocess
 import sys
-import time
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import yaml
 from kubernetes.client.exceptions import ApiException
@@ -36,9 +31,9 @@ from kube import objects
 from kube.clock import Clock, rfc3339
 from kube.rest import NAMESPACES, Kube
 from manifests import CRD_DIR
-from osutil.files import open_private, private_dir, write_private
+from osutil import procs
+from osutil.files import private_dir
 
-READY = b"volsync-apiserver ready "
 AGENT_USER = "volsync-agent"
 
 
@@ -47,9 +42,17 @@ class EmbeddedApi:
     url: str
     kubeconfig: Path
     contexts: list[str]
-    pid: int
-    proc: subprocess.Popen[bytes] | None  # None when adopted from a previous hub
+    daemon: procs.Daemon
     data_dir: Path
+
+    @property
+    def pid(self) -> int:
+        return self.daemon.pid
+
+    @property
+    def proc(self) -> subprocess.Popen[bytes] | None:
+        """The child we started (None when adopted from a previous hub)."""
+        return self.daemon.proc
 
     def agent_kubeconfig(self, cluster: str, path: Path) -> Path:
         """Write (when it changed) the kubeconfig of `cluster`'s agent: that cluster's server only, and
@@ -73,91 +76,30 @@ class EmbeddedApi:
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, and SIGKILL after `timeout`; returns once the process is gone."""
-        if self.proc is None or self.proc.poll() is None:  # never signal a reaped child's pid (reused)
-            try:
-                os.kill(self.pid, signal.SIGTERM)
-            except ProcessLookupError:
-                pass
-            else:
-                self._wait_or_kill(timeout)
-        if self.proc is not None and self.proc.stdout is not None:
-            self.proc.stdout.close()
-
-    def _wait_or_kill(self, timeout: float) -> None:
-        if self.proc is not None:
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-            return
-        if not _gone(self.pid, timeout):
-            with contextlib.suppress(ProcessLookupError):
-                os.kill(self.pid, signal.SIGKILL)
-            _gone(self.pid, timeout)  # its stores' locks are free once it is gone
+        self.daemon.stop(timeout)
 
 
-def _gone(pid: int, timeout: float) -> bool:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline and _alive(pid):
-        time.sleep(0.05)
-    return not _alive(pid)
+def start_api(data_dir: Path, names: list[str], *, port: int = 0, extra_args: Sequence[str] = (),
+              timeout: float = 30.0) -> EmbeddedApi:
+    """Start (or adopt) the API server serving `names` from `data_dir` (HTTPS, tokens per cluster).
 
-
-def _alive(pid: int) -> bool:
-    try:
-        with open(f"/proc/{pid}/stat") as fh:
-            return fh.read().split()[2] != "Z"
-    except (FileNotFoundError, IndexError):
-        return False
-
-
-def _cmdline(pid: int) -> list[str]:
-    try:
-        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
-    except OSError:
-        return []
-
-
-def start_api(data_dir: Path, names: list[str], *, port: int = 0, timeout: float = 30.0) -> EmbeddedApi:
-    """Start (or adopt) the API server serving `names` from `data_dir` (HTTPS, tokens per cluster)."""
+    A previous hub's API server is adopted when its ready file (written once it was up) names a live
+    process running exactly this command; any other API server of `data_dir` (other clusters, other
+    flags, or one whose ready file is missing, stale or unreadable: a hub killed before it wrote it)
+    is stopped first, so that a new one can take the stores' locks."""
     private_dir(data_dir)
-    readyfile = data_dir / "apiserver.ready"
-    adopted = _adopt(data_dir, names, readyfile)
-    if adopted is not None:
-        return adopted
     cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(data_dir), "--clusters", ",".join(names),
-           "--port", str(port), "--crd-dir", str(CRD_DIR)]
-    with open_private(data_dir / "apiserver.log", "ab") as log:
-        proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, start_new_session=True, umask=0o077)
-    assert proc.stdout is not None
-    line = _read_line(proc.stdout, timeout)
-    if not line.startswith(READY):
-        proc.kill()
-        proc.wait()
-        raise RuntimeError(f"the embedded API server did not start: {line!r} (see {data_dir / 'apiserver.log'})")
-    ready: dict[str, Any] = json.loads(line[len(READY):])
-    write_private(readyfile, json.dumps({**ready, "pid": proc.pid}))  # atomic: the next hub reads all or nothing
-    return EmbeddedApi(ready["url"], Path(ready["kubeconfig"]), names, proc.pid, proc, data_dir)
-
-
-def _adopt(data_dir: Path, names: list[str], readyfile: Path) -> EmbeddedApi | None:
-    """The API server a previous hub left running for `data_dir`, when its ready file (written once it
-    was up) names it and says it serves `names` over HTTPS.
-
-    Any other API server of `data_dir` (serving other clusters, without authentication, or one whose
-    ready file is missing, stale or unreadable: a hub killed before it wrote it) is stopped, so that
-    a new one can take the stores' locks."""
-    previous = _read_ready_file(readyfile)
-    adopted = None
+           "--port", str(port), "--crd-dir", str(CRD_DIR), *extra_args]
+    readyfile = data_dir / "apiserver.ready"
+    adopted = procs.adopt(readyfile, cmd)
     for pid in _apiservers_of(data_dir):
-        if (adopted is None and previous is not None and previous.get("pid") == pid
-                and previous.get("contexts") == names and str(previous.get("url")).startswith("https://")
-                and isinstance(previous.get("kubeconfig"), str)):
-            adopted = EmbeddedApi(previous["url"], Path(previous["kubeconfig"]), names, pid, None, data_dir)
-        else:
-            EmbeddedApi("", Path(), names, pid, None, data_dir).stop()  # SIGTERM, SIGKILL after a grace
-    return adopted
+        if adopted is None or pid != adopted.pid:
+            procs.Daemon(pid, {}).stop()  # SIGTERM, SIGKILL after a grace
+    daemon = adopted or procs.start(cmd, "volsync-apiserver", readyfile, data_dir / "apiserver.log", timeout=timeout)
+    if not str(daemon.ready.get("url", "")).startswith("https://"):
+        daemon.stop()
+        raise RuntimeError(f"the embedded API server does not serve HTTPS: {daemon.ready}")
+    return EmbeddedApi(daemon.ready["url"], Path(daemon.ready["kubeconfig"]), names, daemon, data_dir)
 
 
 def _apiservers_of(data_dir: Path) -> list[int]:
@@ -166,41 +108,15 @@ def _apiservers_of(data_dir: Path) -> list[int]:
     for entry in Path("/proc").iterdir():
         if not entry.name.isdigit():
             continue
-        cmd = _cmdline(int(entry.name))
+        cmd = procs.cmdline(int(entry.name))
         try:
             ours = entry.stat().st_uid == os.getuid()
         except OSError:
             continue
         if (ours and "apiserver.main" in cmd and "--data-dir" in cmd
-                and cmd[cmd.index("--data-dir") + 1:][:1] == [str(data_dir)] and _alive(int(entry.name))):
+                and cmd[cmd.index("--data-dir") + 1:][:1] == [str(data_dir)] and procs.alive(int(entry.name))):
             found.append(int(entry.name))
     return found
-
-
-def _read_ready_file(path: Path) -> dict[str, Any] | None:
-    try:
-        ready = json.loads(path.read_text())
-    except (OSError, ValueError):
-        return None
-    return ready if isinstance(ready, dict) else None
-
-
-def _read_line(stream: Any, timeout: float) -> bytes:
-    sel = selectors.DefaultSelector()
-    sel.register(stream, selectors.EVENT_READ)
-    deadline = time.monotonic() + timeout
-    line = b""
-    try:
-        while time.monotonic() < deadline and not line.endswith(b"\n"):
-            if not sel.select(max(deadline - time.monotonic(), 0)):
-                break
-            chunk = os.read(stream.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
-    finally:
-        sel.close()
-    return line
 
 
 def register_cluster(kube: Kube, name: str, url: str, clock: Clock) -> None:
