@@ -1,0 +1,94 @@
+"""The service proxy of one cluster: its Services' rules in the fabric (kube-proxy's job).
+
+A `Reconciler` on the cluster's `Runtime` watching Services, EndpointSlices and v1 Endpoints. Any
+change re-plans the whole cluster (`servicerules.plan_services`) and, when the program differs from
+the last one applied, replaces the cluster's nft table in the fabric in one ``nft -f`` transaction;
+loopback backends get user-space forwarders (`forwarder.LoopbackForwarder`) on their Service address,
+which is put on the fabric's lo. The table is left in place on `stop()` (a restarted proxy adopts
+it and rewrites it on start); forwarders are closed.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Hashable, Sequence
+
+from kube.controller import Runtime, Watch
+from kube.rest import ENDPOINT_SLICES, ENDPOINTS, SERVICES, Kube, Obj
+from localcluster.network import netcmd
+from localcluster.network.addressing import ClusterNet
+from localcluster.network.fabric import Fabric
+from localcluster.network.forwarder import LoopbackForwarder
+from localcluster.network.servicerules import LoopbackForward, ProxyPlan, plan_services, render_table
+
+log = logging.getLogger(__name__)
+
+_ALL = "all-services"
+
+
+def _whole_cluster(_obj: Obj) -> list[Hashable]:
+    return [_ALL]
+
+
+class ServiceProxy:
+    """Programs one cluster's Service addresses in the fabric (see the module docstring)."""
+
+    name = "service-proxy"
+
+    def __init__(self, runtime: Runtime, kube: Kube, fabric: Fabric, net: ClusterNet) -> None:
+        self.runtime = runtime
+        self.kube = kube
+        self.fabric = fabric
+        self.net = net
+        self.watches: Sequence[Watch] = (Watch(SERVICES, _whole_cluster), Watch(ENDPOINT_SLICES, _whole_cluster),
+                                         Watch(ENDPOINTS, _whole_cluster))
+        self._lock = threading.Lock()
+        self._applied: str | None = None
+        self._forwarders: dict[LoopbackForward, LoopbackForwarder] = {}
+        self._reported: set[str] = set()
+        fabric.ensure()
+        runtime.add(self).add(_ALL)
+
+    def reconcile(self, key: Hashable) -> float | None:
+        plan = plan_services(self.net, self.runtime.cache(SERVICES).items(),
+                             self.runtime.cache(ENDPOINT_SLICES).items(), self.runtime.cache(ENDPOINTS).items())
+        with self._lock:
+            self._report_ignored(plan)
+            program = render_table(self.net, plan)
+            if program != self._applied:
+                netcmd.nft_apply(self.fabric.netns, program)
+                self._applied = program
+                log.info("cluster %d: %d service ports programmed", self.net.index, len(plan.rules))
+            complete = self._sync_forwarders(plan)
+        return None if complete else 5.0
+
+    def stop(self) -> None:
+        """Close the forwarders (the nft table stays, to be adopted by the next proxy)."""
+        with self._lock:
+            for fwd in self._forwarders.values():
+                fwd.stop()
+            self._forwarders.clear()
+
+    def _report_ignored(self, plan: ProxyPlan) -> None:
+        for reason in plan.ignored:
+            if reason not in self._reported:
+                self._reported.add(reason)
+                log.warning("cluster %d: service ignored: %s", self.net.index, reason)
+
+    def _sync_forwarders(self, plan: ProxyPlan) -> bool:
+        """Open the missing forwarders, close the unwanted ones; False if one could not be opened."""
+        complete = True
+        wanted = set(plan.forwards)
+        for spec in [s for s in self._forwarders if s not in wanted]:
+            self._forwarders.pop(spec).stop()
+        for spec in sorted(wanted - self._forwarders.keys()):
+            self.fabric.add_local_address(spec.listen_ip)
+            try:
+                self._forwarders[spec] = LoopbackForwarder(self.fabric.netns_path, spec.listen_ip, spec.listen_port,
+                                                           spec.target_ip, spec.target_port)
+            except OSError as exc:
+                log.warning("cluster %d: cannot forward %s:%s: %s", self.net.index, spec.listen_ip,
+                            spec.listen_port, exc)
+                complete = False
+        return complete
