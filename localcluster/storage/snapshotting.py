@@ -1,17 +1,19 @@
-"""VolumeSnapshots on the local platform: what snapshot-controller and csi-snapshotter do on a real cluster.
+"""VolumeSnapshots of the local CSI-style driver: what snapshot-controller and csi-snapshotter do on a real cluster.
 
-One step per reconcile call:
+One step per reconcile call, for snapshots whose VolumeSnapshotClass names our driver (others are
+left alone, as csi-snapshotter leaves other drivers' snapshots):
 
 1. The snapshot class: the named one must exist; with none named, the default class is written
-   into `spec.volumeSnapshotClassName` (as snapshot-controller does).
-2. The source claim must be Bound to a volume the local platform provisioned (else: wait).
-3. Finalizer `volsync.local/snapshot-protection` on the VolumeSnapshot.
+   into `spec.volumeSnapshotClassName` (as snapshot-controller does) if it is ours.
+2. The source claim must be Bound to a volume our driver provisioned (else: wait).
+3. Finalizer `local.csi.volsync-addon.io/snapshot-protection` on the VolumeSnapshot.
 4. VolumeSnapshotContent `snapcontent-<snapshot uid>` (status: not ready, restoreSize), then the
    snapshot's `status.boundVolumeSnapshotContentName`.
-5. The copy: `<data_root>/snapshots/snapcontent-<snapshot uid>`, filled under a staging name
+5. The copy: `<pool>/snapshots/snapcontent-<snapshot uid>`, filled under a staging name
    while holding the source volume's lock (so its reclaim cannot remove it meanwhile) and
-   renamed into place when complete. A full copy, not hard links: later writes to the volume,
-   even in place, never reach it.
+   renamed into place when complete. A reflink copy in the pool (shared blocks, copy-on-write),
+   a full copy in a plain directory; never hard links: later writes to the volume, even in
+   place, never reach it.
 6. Content status ready (creationTime, snapshotHandle = the directory); 7. snapshot status ready.
 
 Deletion (deletionTimestamp and our finalizer): wait for restores that have started from the
@@ -28,11 +30,13 @@ from typing import TYPE_CHECKING
 
 from kubernetes.client.exceptions import ApiException
 
-from agent.storage.common import (
+from kube import objects
+from kube.rest import PVCS, PVS, VOLUME_SNAPSHOT_CLASSES, VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS, is_conflict
+from localcluster.storage.common import (
     DEFAULT_SNAPSHOT_CLASS,
+    DRIVER,
     NEXT_STEP,
     NORMAL,
-    PROVISIONER,
     RETRY,
     SNAPSHOT_API_VERSION,
     SNAPSHOT_FINALIZER,
@@ -48,13 +52,11 @@ from agent.storage.common import (
     to_bytes,
     with_rv,
 )
-from agent.storage.copying import copy_tree, populate, remove
-from agent.storage.provisioning import volume_path
-from kube import objects
-from kube.rest import PVCS, PVS, VOLUME_SNAPSHOT_CLASSES, VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS, is_conflict
+from localcluster.storage.copying import copy_tree, populate, remove
+from localcluster.storage.provisioning import volume_path
 
 if TYPE_CHECKING:
-    from agent.storage.provisioning import Provisioner
+    from localcluster.storage.provisioning import Provisioner
 
 log = logging.getLogger(__name__)
 
@@ -78,13 +80,17 @@ class Snapshotter:
         status = vs.get("status") or {}
         if status.get("readyToUse") and status.get("boundVolumeSnapshotContentName"):
             return None
+        named = dig(vs, "spec", "volumeSnapshotClassName")
+        klass = self.kube.get(VOLUME_SNAPSHOT_CLASSES, named) if named else None
+        if klass is not None and klass.get("driver") != DRIVER:
+            return None  # another driver's snapshot: not ours to take, nor to judge
         source = dig(vs, "spec", "source") or {}
         if source.get("volumeSnapshotContentName"):
             return self._failed(
                 vs,
                 "SnapshotContentUnsupported",
                 f"pre-provisioned snapshots (spec.source.volumeSnapshotContentName "
-                f"{source['volumeSnapshotContentName']!r}) are not supported by {PROVISIONER}: "
+                f"{source['volumeSnapshotContentName']!r}) are not supported by {DRIVER}: "
                 "take the snapshot from a PersistentVolumeClaim (spec.source.persistentVolumeClaimName)",
                 None,
             )
@@ -171,7 +177,9 @@ class Snapshotter:
             if objects.annotations_of(c).get(DEFAULT_SNAPSHOT_CLASS) == "true"
         ]
         if len(defaults) > 1:
-            defaults = [c for c in defaults if c.get("driver") == PROVISIONER] or defaults
+            defaults = [c for c in defaults if c.get("driver") == DRIVER] or defaults
+        if len(defaults) == 1 and defaults[0].get("driver") != DRIVER:
+            return None  # another driver's default: its snapshotter assigns it
         if len(defaults) != 1:
             problem = (
                 "no default VolumeSnapshotClass" if not defaults else f"{len(defaults)} default VolumeSnapshotClasses"
@@ -202,7 +210,7 @@ class Snapshotter:
         if pv is None or volume_path(self.layout, pv, pvc) is None:
             message = (
                 f"Failed to create snapshot content with error: claim {pvc_name} is bound to {volume}, "
-                f"which {PROVISIONER} did not provision"
+                f"which {DRIVER} did not provision"
             )
             return self._failed(vs, "SnapshotContentCreationFailed", message, RETRY)
         return pvc, pv
@@ -211,6 +219,8 @@ class Snapshotter:
         klass = self._snapshot_class(vs)
         if not isinstance(klass, dict):
             return klass
+        if klass.get("driver") != DRIVER:
+            return None  # another driver's snapshot: not ours to take
         found = self._source_volume(vs, pvc_name)
         if not isinstance(found, tuple):
             return found
@@ -224,7 +234,7 @@ class Snapshotter:
             "metadata": {"name": content_name},
             "spec": {
                 "deletionPolicy": klass.get("deletionPolicy") or "Delete",
-                "driver": PROVISIONER,
+                "driver": DRIVER,
                 "source": {"volumeHandle": objects.name_of(pv)},
                 "sourceVolumeMode": dig(pv, "spec", "volumeMode") or "Filesystem",
                 "volumeSnapshotClassName": objects.name_of(klass),
@@ -267,7 +277,7 @@ class Snapshotter:
         try:
             src = self.layout.volume(pv_name)
         except ValueError:
-            return self._content_failed(vs, content, f"its source volume {pv_name!r} is not a local platform volume")
+            return self._content_failed(vs, content, f"its source volume {pv_name!r} is not a volume of {DRIVER}")
         with self.ctx.locks.hold(f"dir:{src}", f"dir:{dest}"):
             pvc = self.kube.get(PVCS, pvc_name, objects.namespace_of(vs))
             pv = self.kube.get(PVS, pv_name)
@@ -277,14 +287,14 @@ class Snapshotter:
             if os.path.lexists(dest):
                 return NEXT_STEP
             self.ctx.record(
-                vs, NORMAL, "CreatingSnapshot", f"Waiting for a snapshot {key(vs)} to be created by {PROVISIONER}."
+                vs, NORMAL, "CreatingSnapshot", f"Waiting for a snapshot {key(vs)} to be created by {DRIVER}."
             )
             try:
-                populate(dest, lambda tmp: copy_tree(src, tmp))
+                populate(dest, lambda tmp: copy_tree(src, tmp, reflink=self.layout.reflink))
             except OSError as exc:
                 message = f"Failed to create snapshot: copying volume {pv_name} failed: {exc}"
                 return self._failed(vs, "SnapshotCreationFailed", message, RETRY)
-        self.ctx.record(vs, NORMAL, "SnapshotCreated", f"Snapshot {key(vs)} was successfully created by {PROVISIONER}.")
+        self.ctx.record(vs, NORMAL, "SnapshotCreated", f"Snapshot {key(vs)} was successfully created by {DRIVER}.")
         return NEXT_STEP
 
     # -- deletion -----------------------------------------------------------------------------------------

@@ -1,12 +1,13 @@
-"""Reclaiming the local platform's PersistentVolumes: what the PV controller and external-provisioner
+"""Reclaiming the local CSI-style driver's PersistentVolumes: what the PV controller and external-provisioner
 do on a real cluster once a volume's claim is gone.
 
 A PV whose claim no longer exists (deleted, or re-created under the same name with another uid)
 becomes Released. With reclaim policy Delete its directory is removed (only ever an entry
-directly under `<data_root>/volumes/`, never through a symlink), then the PV is deleted and the
+directly under `<pool>/volumes/`, never through a symlink), then the PV is deleted and the
 `external-provisioner.volume.kubernetes.io/finalizer` finalizer dropped; with Retain the data
 stays. A PV that someone deletes while its claim still exists waits for the claim, as
-`kubernetes.io/pv-protection` makes it. A PV whose path is not where the local platform put it
+`kubernetes.io/pv-protection` makes it. A PV whose path (`spec.local.path`, or `spec.hostPath.path`
+of older volumes) is not where we put it
 is never deleted: it becomes Failed with a Warning event.
 """
 
@@ -16,21 +17,22 @@ from pathlib import Path
 
 from kubernetes.client.exceptions import ApiException
 
-from agent.storage.common import (
+from kube import objects
+from kube.rest import PVCS, PVS, is_not_found
+from localcluster.storage.common import (
+    DRIVER,
     NEXT_STEP,
     PROVISIONED_BY,
-    PROVISIONER,
     PV_FINALIZER,
     RETRY,
     WARNING,
     Context,
     Obj,
     dig,
+    path_of,
     with_rv,
 )
-from agent.storage.copying import remove
-from kube import objects
-from kube.rest import PVCS, PVS, is_not_found
+from localcluster.storage.copying import remove
 
 
 class Reclaimer:
@@ -45,7 +47,7 @@ class Reclaimer:
 
     def _volume_step(self, name: str) -> float | None:
         pv = self.kube.get(PVS, name)
-        if pv is None or objects.annotations_of(pv).get(PROVISIONED_BY) != PROVISIONER:
+        if pv is None or objects.annotations_of(pv).get(PROVISIONED_BY) != DRIVER:
             return None
         ref = dig(pv, "spec", "claimRef") or {}
         if not ref.get("name"):
@@ -65,10 +67,10 @@ class Reclaimer:
             dest: Path | None = self.layout.volume(name)
         except ValueError:
             dest = None
-        if dest is None or dig(pv, "spec", "hostPath", "path") != str(dest):
+        if dest is None or path_of(pv) != str(dest):
             message = (
-                f"refusing to delete volume {name}: its path {dig(pv, 'spec', 'hostPath', 'path')!r} is not "
-                f"{str(dest)!r} under the local platform's data root"
+                f"refusing to delete volume {name}: its path {path_of(pv)!r} is not "
+                f"{str(dest)!r} in {DRIVER}'s storage pool"
             )
             self.ctx.record(pv, WARNING, "VolumeFailedDelete", message)
             if dig(pv, "status", "phase") != "Failed":

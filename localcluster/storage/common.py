@@ -1,4 +1,5 @@
-"""Names, annotations and small helpers shared by the local platform's provisioner and snapshotter."""
+"""Names, annotations and small helpers shared by the local CSI-style driver's provisioner, snapshotter
+and reclaimer."""
 
 from __future__ import annotations
 
@@ -15,14 +16,16 @@ from kube import objects
 from kube.clock import rfc3339
 
 if TYPE_CHECKING:
-    from agent.storage.copying import KeyedLocks, Layout
     from kube.rest import Kube
+    from localcluster.storage.copying import KeyedLocks, Layout
 
 Obj = dict[str, Any]
 Recorder = Callable[[Obj, str, str, str], None]
 
-PROVISIONER = "volsync.local/hostpath"
-DEFAULT_CLASS = "local"
+DRIVER = "local.csi.volsync-addon.io"  # the CSIDriver, provisioner and snapshot driver name
+DEFAULT_CLASS = "local-csi"  # the default StorageClass
+DEFAULT_SNAPSHOT_CLASS_NAME = "local-csi-snapclass"  # the default VolumeSnapshotClass
+HOSTNAME_LABEL = "kubernetes.io/hostname"  # the node label volumes and capacities are pinned by
 
 SNAPSHOT_GROUP = "snapshot.storage.k8s.io"
 SNAPSHOT_API_VERSION = f"{SNAPSHOT_GROUP}/v1"
@@ -36,7 +39,7 @@ BETA_STORAGE_PROVISIONER = "volume.beta.kubernetes.io/storage-provisioner"
 DEFAULT_STORAGE_CLASS = "storageclass.kubernetes.io/is-default-class"
 DEFAULT_SNAPSHOT_CLASS = "snapshot.storage.kubernetes.io/is-default-class"
 PV_FINALIZER = "external-provisioner.volume.kubernetes.io/finalizer"
-SNAPSHOT_FINALIZER = "volsync.local/snapshot-protection"
+SNAPSHOT_FINALIZER = "local.csi.volsync-addon.io/snapshot-protection"
 
 NORMAL = "Normal"
 WARNING = "Warning"
@@ -49,12 +52,20 @@ RETRY = 10.0  # something failed; the event / status says what
 
 @dataclass(frozen=True)
 class Context:
-    """What the provisioner and the snapshotter share: the API, the directories, the locks, the events."""
+    """What the provisioner, snapshotter and reclaimer share: the API, the directories, the locks, the
+    events, and the node the volumes live on."""
 
     kube: Kube
     layout: Layout
     locks: KeyedLocks
     record: Recorder
+    node_name: str
+
+
+def path_of(pv: Obj) -> str | None:
+    """A PersistentVolume's directory: `spec.local.path`, or `spec.hostPath.path` of older volumes."""
+    found = dig(pv, "spec", "local", "path") or dig(pv, "spec", "hostPath", "path")
+    return found if isinstance(found, str) else None
 
 
 def dig(obj: Any, *path: str) -> Any:

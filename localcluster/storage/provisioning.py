@@ -1,13 +1,15 @@
-"""PersistentVolumeClaim provisioning on the local platform: empty volumes, restores and clones.
+"""PersistentVolumeClaim provisioning by the local CSI-style driver: empty volumes, restores and clones.
 
-What external-provisioner and kube-controller-manager's PV controller do on a real cluster, for
-every storage class (the local platform provisions all of them, "gp2-csi" as well as "local" or
-none: a claim without `storageClassName` gets the default class, as the retroactive default
-StorageClass assignment does). One step per reconcile call:
+What external-provisioner and kube-controller-manager's PV controller do on a real cluster, for the
+claims whose StorageClass names our driver as its provisioner (a claim without `storageClassName`
+gets the default class, as the retroactive default StorageClass assignment does; a claim of another
+provisioner's class, or of a class that does not exist, is left alone and stays Pending). One step
+per reconcile call:
 
-1. PersistentVolume `pvc-<claim uid>` (phase Pending, `claimRef` to the claim): created *before*
-   any directory, so a directory always has an owner whose reclaim removes it.
-2. Its directory `<data_root>/volumes/pvc-<claim uid>`: empty, or a copy of the claim's data
+1. PersistentVolume `pvc-<claim uid>` (phase Pending, `claimRef` to the claim, `spec.local.path`
+   and a node affinity to this node): created *before* any directory, so a directory always has an
+   owner whose reclaim removes it.
+2. Its directory `<pool>/volumes/pvc-<claim uid>`: empty, or a (reflink) copy of the claim's data
    source (a ready VolumeSnapshot's content, or a Bound claim for a clone), filled under a
    staging name and renamed into place.
 3. PV status Bound; 4. claim `spec.volumeName` and bind annotations; 5. claim status Bound.
@@ -25,15 +27,18 @@ from pathlib import Path
 
 from kubernetes.client.exceptions import ApiException
 
-from agent.storage.common import (
+from kube import objects
+from kube.rest import PVCS, PVS, STORAGE_CLASSES, VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS, is_conflict
+from localcluster.storage.common import (
     BETA_STORAGE_PROVISIONER,
     BIND_COMPLETED,
     BOUND_BY_CONTROLLER,
     DEFAULT_STORAGE_CLASS,
+    DRIVER,
+    HOSTNAME_LABEL,
     NEXT_STEP,
     NORMAL,
     PROVISIONED_BY,
-    PROVISIONER,
     PV_FINALIZER,
     RETRY,
     SNAPSHOT_GROUP,
@@ -45,19 +50,18 @@ from agent.storage.common import (
     binary_quantity,
     dig,
     key,
+    path_of,
     to_bytes,
 )
-from agent.storage.copying import Layout, copy_tree, populate
-from kube import objects
-from kube.rest import PVCS, PVS, STORAGE_CLASSES, VOLUME_SNAPSHOT_CONTENTS, VOLUME_SNAPSHOTS, is_conflict
+from localcluster.storage.copying import Layout, copy_tree, populate
 
 log = logging.getLogger(__name__)
 
 _BIND_ANNOTATIONS = {
     BIND_COMPLETED: "yes",
     BOUND_BY_CONTROLLER: "yes",
-    STORAGE_PROVISIONER: PROVISIONER,
-    BETA_STORAGE_PROVISIONER: PROVISIONER,
+    STORAGE_PROVISIONER: DRIVER,
+    BETA_STORAGE_PROVISIONER: DRIVER,
 }
 
 
@@ -70,8 +74,8 @@ class Source:
 
 
 def volume_path(layout: Layout, pv: Obj | None, claim: Obj) -> Path | None:
-    """The directory of `pv` if the local platform provisioned it and it is bound to `claim`."""
-    if pv is None or objects.annotations_of(pv).get(PROVISIONED_BY) != PROVISIONER:
+    """The directory of `pv` if our driver provisioned it and it is bound to `claim`."""
+    if pv is None or objects.annotations_of(pv).get(PROVISIONED_BY) != DRIVER:
         return None
     if dig(pv, "spec", "claimRef", "uid") != objects.uid_of(claim):
         return None
@@ -79,7 +83,7 @@ def volume_path(layout: Layout, pv: Obj | None, claim: Obj) -> Path | None:
         path = layout.volume(objects.name_of(pv))
     except ValueError:
         return None
-    return path if dig(pv, "spec", "hostPath", "path") == str(path) else None
+    return path if path_of(pv) == str(path) else None
 
 
 def restores_from(pvc: Obj, kind: str, group: str, name: str) -> bool:
@@ -105,12 +109,17 @@ class Provisioner:
         pv_name = f"pvc-{objects.uid_of(pvc)}"
         bound_to = dig(pvc, "spec", "volumeName")
         if bound_to and bound_to != pv_name:
-            return None  # pre-bound to a volume the local platform did not provision: not ours to bind
+            return None  # pre-bound to a volume our driver did not provision: not ours to bind
         if bound_to and dig(pvc, "status", "phase") == "Bound":
             return None
         pv = self.kube.get(PVS, pv_name)
+        if pv is None and bound_to:
+            return self._lost(pvc)
         if pv is None:
-            return self._lost(pvc) if bound_to else self._create_volume(pvc, pv_name)
+            klass = self._class_of(pvc)
+            if klass is None or klass.get("provisioner") != DRIVER:
+                return None  # another provisioner's claim, or its class does not exist (yet): not ours
+            return self._create_volume(pvc, pv_name, klass)
         if dig(pv, "spec", "claimRef", "uid") != objects.uid_of(pvc):
             log.warning("PersistentVolume %s does not claim %s; leaving both alone", pv_name, key(pvc))
             return None
@@ -143,19 +152,19 @@ class Provisioner:
             return f"claim {key(pvc)} requests no valid size (spec.resources.requests.storage: {request!r})"
         if dig(pvc, "spec", "volumeMode") == "Block":
             return (
-                f"volumeMode Block is not supported by {PROVISIONER}: local platform volumes are directories "
+                f"volumeMode Block is not supported by {DRIVER}: its volumes are directories "
                 "(use volumeMode Filesystem)"
             )
         return None
 
-    def _create_volume(self, pvc: Obj, pv_name: str) -> float | None:
+    def _create_volume(self, pvc: Obj, pv_name: str, klass: Obj) -> float | None:
         problem = self._request_problem(pvc)
         if problem:
             return self._failed(pvc, problem, None)
         source = self._source(pvc, started=False)
         if not isinstance(source, Source):
             return source
-        class_name, policy = self._class_of(pvc)
+        policy = klass.get("reclaimPolicy") if klass.get("reclaimPolicy") in ("Delete", "Retain") else "Delete"
         self.ctx.record(
             pvc, NORMAL, "Provisioning", f'External provisioner is provisioning volume for claim "{key(pvc)}"'
         )
@@ -163,7 +172,9 @@ class Provisioner:
         spec: Obj = {
             "capacity": {"storage": dig(pvc, "spec", "resources", "requests", "storage")},
             "accessModes": dig(pvc, "spec", "accessModes") or ["ReadWriteOnce"],
-            "hostPath": {"path": str(self.layout.volume(pv_name)), "type": "DirectoryOrCreate"},
+            "local": {"path": str(self.layout.volume(pv_name))},
+            "nodeAffinity": {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+                {"key": HOSTNAME_LABEL, "operator": "In", "values": [self.ctx.node_name]}]}]}},
             "claimRef": {
                 "apiVersion": "v1",
                 "kind": "PersistentVolumeClaim",
@@ -173,10 +184,9 @@ class Provisioner:
             },
             "persistentVolumeReclaimPolicy": policy,
             "volumeMode": dig(pvc, "spec", "volumeMode") or "Filesystem",
+            "storageClassName": objects.name_of(klass),
         }
-        if class_name is not None:
-            spec["storageClassName"] = class_name
-        metadata: Obj = {"name": pv_name, "annotations": {PROVISIONED_BY: PROVISIONER}}
+        metadata: Obj = {"name": pv_name, "annotations": {PROVISIONED_BY: DRIVER}}
         if policy == "Delete":
             metadata["finalizers"] = [PV_FINALIZER]
         try:
@@ -186,17 +196,15 @@ class Provisioner:
                 raise
         return NEXT_STEP
 
-    def _class_of(self, pvc: Obj) -> tuple[str | None, str]:
-        """The claim's storage class (the default one if it names none) and that class's reclaim policy."""
+    def _class_of(self, pvc: Obj) -> Obj | None:
+        """The claim's StorageClass (the default one if it names none; `""` names none on purpose), if it exists."""
         name = dig(pvc, "spec", "storageClassName")
         if name is None:  # the newest default class wins, as in Kubernetes
             classes = self.kube.list(STORAGE_CLASSES)[0]
             defaults = [c for c in classes if objects.annotations_of(c).get(DEFAULT_STORAGE_CLASS) == "true"]
             defaults.sort(key=lambda c: (objects.meta(c).get("creationTimestamp") or "", objects.name_of(c)))
-            name = objects.name_of(defaults[-1]) if defaults else None
-        sc = self.kube.get(STORAGE_CLASSES, name) if name else None
-        policy = (sc or {}).get("reclaimPolicy")
-        return name, policy if policy in ("Delete", "Retain") else "Delete"
+            return defaults[-1] if defaults else None
+        return self.kube.get(STORAGE_CLASSES, name) if name else None
 
     # -- data sources -------------------------------------------------------------------------------------
     def _source(self, pvc: Obj, *, started: bool) -> Source | float | None:
@@ -206,14 +214,14 @@ class Provisioner:
             return Source(None, "an empty volume")
         kind, group, name = ref.get("kind"), ref.get("apiGroup") or "", ref.get("name") or ""
         if ref.get("namespace") not in (None, "", objects.namespace_of(pvc)):
-            return self._failed(pvc, f"cross-namespace data sources are not supported by {PROVISIONER}", None)
+            return self._failed(pvc, f"cross-namespace data sources are not supported by {DRIVER}", None)
         if kind == "VolumeSnapshot" and group == SNAPSHOT_GROUP:
             return self._snapshot_source(pvc, name, started)
         if kind == "PersistentVolumeClaim" and group == "":
             return self._clone_source(pvc, name)
         return self._failed(
             pvc,
-            f"data source {kind} {name!r} (apiGroup {group!r}) is not supported by {PROVISIONER}: "
+            f"data source {kind} {name!r} (apiGroup {group!r}) is not supported by {DRIVER}: "
             f"use a VolumeSnapshot ({SNAPSHOT_GROUP}) or a PersistentVolumeClaim",
             None,
         )
@@ -241,9 +249,9 @@ class Provisioner:
         content = self.kube.get(VOLUME_SNAPSHOT_CONTENTS, content_name)
         if content is None or dig(content, "spec", "volumeSnapshotRef", "uid") != objects.uid_of(vs):
             return self._failed(pvc, f"snapshot {name} has no VolumeSnapshotContent of its own ({content_name})", RETRY)
-        if dig(content, "spec", "driver") != PROVISIONER:
+        if dig(content, "spec", "driver") != DRIVER:
             driver = dig(content, "spec", "driver")
-            return self._failed(pvc, f"snapshot {name} was taken by {driver}, not by {PROVISIONER}", RETRY)
+            return self._failed(pvc, f"snapshot {name} was taken by {driver}, not by {DRIVER}", RETRY)
         try:
             path: Path | None = self.layout.snapshot(content_name)
         except ValueError:
@@ -274,7 +282,7 @@ class Provisioner:
         path = volume_path(self.layout, self.kube.get(PVS, volume), src)
         if path is None or not path.is_dir():
             return self._failed(
-                pvc, f"source claim {name} is bound to {volume}, which {PROVISIONER} did not provision", RETRY
+                pvc, f"source claim {name} is bound to {volume}, which {DRIVER} did not provision", RETRY
             )
         problem = self._too_small(pvc, to_bytes(dig(src, "status", "capacity", "storage") or 0), f"volume {name}")
         if problem:
@@ -309,7 +317,7 @@ class Provisioner:
 
             def fill(tmp: Path) -> None:
                 if src is not None:
-                    copy_tree(src, tmp)
+                    copy_tree(src, tmp, reflink=self.layout.reflink)
 
             try:
                 populate(dest, fill)

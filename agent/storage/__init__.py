@@ -1,1 +1,0 @@
-"""The local platform's storage: host directories behind PersistentVolumeClaims and VolumeSnapshots."""
