@@ -42,11 +42,11 @@ from agent.movers.source import SourceTransfer, TransferResult
 from agent.plans import Serve, StartTransfer
 from agent.platform import Controller
 from agent.source import TransferView
-from agent.storage import mounting
-from agent.storage.local import LocalStorage
 from kube import objects
 from kube.clock import Clock, SystemClock
+from kube.controller import Runtime
 from kube.rest import PVS, SERVICES, Kube
+from localcluster.storage.driver import StorageDriver  # interim: gone once the cluster runs the driver
 
 log = logging.getLogger("volsync.local")
 
@@ -63,20 +63,6 @@ def _secret_bytes(secret: Obj) -> dict[str, bytes]:
 class _Transfer:
     iteration: str
     mover: SourceTransfer
-
-
-class _StorageController:
-    kinds: tuple[str, ...] = ("pvc", "vs", "pv")
-
-    def __init__(self, storage: LocalStorage) -> None:
-        self.storage = storage
-
-    def reconcile(self, kind: str, namespace: str, name: str) -> float | None:
-        if kind == "pvc":
-            return self.storage.reconcile_pvc(namespace, name)
-        if kind == "vs":
-            return self.storage.reconcile_volume_snapshot(namespace, name)
-        return self.storage.reconcile_pv(name)
 
 
 class _LoadBalancer:
@@ -111,13 +97,13 @@ class LocalPlatform:
         self.data_root = data_root
         data_root.mkdir(parents=True, exist_ok=True)
         data_root.chmod(0o700)
-        self.inert = mounting.protect(data_root)
         self.pool = ipaddress.ip_network(address_pool)
         self.clock = clock or SystemClock()
         self.retries = retries
         self.backoff = tuple(backoff)
         self.compress = compress
-        self.storage = LocalStorage(kube.api, data_root)
+        self._storage_runtime = Runtime(kube)
+        self.storage = StorageDriver(self._storage_runtime, kube, data_root / "storage", node_name="local")
         self._lock = threading.RLock()
         self._allocated: set[str] = set()
         self._transfers: dict[str, _Transfer] = {}
@@ -131,8 +117,9 @@ class LocalPlatform:
 
     # -- wiring -------------------------------------------------------------------------------------
     def controllers(self) -> list[Controller]:
-        self.storage.ensure_defaults()
-        return [_StorageController(self.storage), _LoadBalancer(self.kube, self.pool)]
+        self.storage.start()
+        self._storage_runtime.start()
+        return [_LoadBalancer(self.kube, self.pool)]
 
     def on_change(self, callback: Callable[[str], None]) -> None:
         self._callbacks.append(callback)
@@ -158,7 +145,8 @@ class LocalPlatform:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(thread.is_alive() for thread in stoppers):
             log.warning("movers still stopping after %ss; their links are given back at the next start", CLOSE_WAIT)
-        mounting.release(self.data_root)
+        self._storage_runtime.stop()
+        self.storage.stop()
 
     # -- addresses ----------------------------------------------------------------------------------
     def prepare_service(self, svc: Obj) -> Obj:
