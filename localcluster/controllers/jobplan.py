@@ -1,0 +1,217 @@
+"""The Job controller's pure planner: one Job and its Pods in, a `Plan` out.
+
+Follows kube-controller-manager's Job controller (NonIndexed completion mode): Pods from the
+template up to `parallelism` (0 creates none), `completions` (nil with a parallelism: done when one
+Pod succeeded and none is active), `suspend` (active Pods deleted, condition `Suspended`),
+`backoffLimit` over failed Pods with a back-off before each replacement (10 s doubling, capped at
+6 min), `activeDeadlineSeconds`, `ttlSecondsAfterFinished`. A failing Job first gets
+`FailureTarget` (its active Pods are deleted) and `Failed` once none is left terminating; a
+succeeding one `SuccessCriteriaMet`, then `Complete`, as 1.31+ do.
+
+Finished Pods are counted once: the uids counted so far live in the Job's status
+(`status.countedPods`, ours; pruned once a Pod is gone), written in the same status update as the
+counters, so a restarted controller never counts a Pod twice.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+
+from kube import objects
+from kube.clock import parse_rfc3339, rfc3339
+from kube.patches import changes
+from kube.rest import JOBS, PODS, Obj
+from localcluster.controllers import pods as podfacts
+from localcluster.controllers.plans import Action, Create, Delete, Patch, Plan, soonest
+
+BACKOFF_BASE = 10.0
+BACKOFF_MAX = 360.0
+DEFAULT_BACKOFF_LIMIT = 6
+COUNTED = "countedPods"
+
+
+def pod_labels(job: Obj) -> dict[str, str]:
+    uid, name = objects.uid_of(job), objects.name_of(job)
+    return {"batch.kubernetes.io/controller-uid": uid, "controller-uid": uid,
+            "batch.kubernetes.io/job-name": name, "job-name": name}
+
+
+def selector(job: Obj) -> dict[str, Any]:
+    """The Job's selector, or (before the API server defaulted one) its controller-uid label."""
+    found = (job.get("spec") or {}).get("selector")
+    return found if found else {"matchLabels": {"batch.kubernetes.io/controller-uid": objects.uid_of(job)}}
+
+
+def backoff(failures: int) -> float:
+    return float(min(BACKOFF_BASE * 2 ** max(failures - 1, 0), BACKOFF_MAX))
+
+
+def _cond(type_: str, reason: str, message: str, status: str = "True") -> Obj:
+    return {"type": type_, "status": status, "reason": reason, "message": message}
+
+
+def _is_true(conditions: list[Obj], type_: str) -> bool:
+    found = objects.condition(conditions, type_)
+    return found is not None and found.get("status") == "True"
+
+
+def plan_job(job: Obj, pods: Sequence[Obj], now: datetime) -> Plan:
+    """The Plan for `job` given the Pods it owns (claimed already)."""
+    if objects.is_deleting(job):
+        return Plan()
+    spec, status = job.get("spec") or {}, dict(job.get("status") or {})
+    conditions: list[Obj] = list(status.get("conditions") or [])
+    stamp = rfc3339(now)
+    counted = status.get(COUNTED) or {}
+    known = {p: set(counted.get(p) or []) for p in ("succeeded", "failed")}
+    by_phase = {p: [x for x in pods if podfacts.phase(x) == ("Succeeded" if p == "succeeded" else "Failed")]
+                for p in ("succeeded", "failed")}
+    totals = {p: int(status.get(p) or 0) + sum(1 for x in by_phase[p] if objects.uid_of(x) not in known[p])
+              for p in ("succeeded", "failed")}
+    active = [p for p in pods if podfacts.is_active(p)]
+    terminating = [p for p in pods if objects.is_deleting(p) and not podfacts.is_finished(p)]
+    actions: list[Action] = []
+    requeue: float | None = None
+
+    finished = _is_true(conditions, "Complete") or _is_true(conditions, "Failed")
+    if finished:
+        if _is_true(conditions, "Failed"):
+            actions += _delete_pods(active)
+        ttl_action, requeue = _ttl(job, conditions, status, now)
+        actions += ttl_action
+    else:
+        step, requeue = _progress(job, spec, status, conditions, totals, active, terminating, by_phase, now)
+        actions += step.actions
+        conditions = list(step.conditions)
+        status.update(step.fields)
+    new_status = {
+        "active": len(active) - sum(1 for a in actions if isinstance(a, Delete) and a.res == PODS) or None,
+        "ready": sum(1 for p in active if podfacts.is_ready(p)),
+        "terminating": len(terminating),
+        "succeeded": totals["succeeded"] or None,
+        "failed": totals["failed"] or None,
+        "startTime": status.get("startTime"),
+        "completionTime": status.get("completionTime"),
+        "conditions": [{**c, "lastProbeTime": c.get("lastProbeTime", stamp)} for c in conditions] or None,
+        COUNTED: {p: sorted(objects.uid_of(x) for x in by_phase[p]) or None for p in ("succeeded", "failed")},
+    }
+    if changes(job.get("status") or {}, new_status):
+        actions.insert(0, Patch(JOBS, objects.namespace_of(job), objects.name_of(job), {"status": new_status},
+                                status=True))
+    return Plan(tuple(actions), requeue)
+
+
+class _Step:
+    def __init__(self) -> None:
+        self.actions: list[Action] = []
+        self.conditions: list[Obj] = []
+        self.fields: dict[str, Any] = {}
+
+
+def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: dict[str, int],
+              active: list[Obj], terminating: list[Obj], by_phase: dict[str, list[Obj]],
+              now: datetime) -> tuple[_Step, float | None]:
+    step, stamp = _Step(), rfc3339(now)
+    suspended = bool(spec.get("suspend"))
+    start = parse_rfc3339(status.get("startTime"))
+    if _is_true(conditions, "Suspended") and not suspended:
+        conditions = objects.set_condition(conditions, _cond("Suspended", "JobResumed", "Job resumed", "False"), stamp)
+        start = now
+    if start is None and not suspended:
+        start = now
+    step.fields["startTime"] = rfc3339(start) if start else None
+    requeue: float | None = None
+
+    failure = _failure(spec, conditions, totals["failed"], start, now, suspended)
+    if isinstance(failure, float):
+        requeue, failure = failure, None
+    completions = spec.get("completions", 1 if spec.get("parallelism") is None else None)
+    if failure is not None:
+        conditions = objects.set_condition(conditions, _cond("FailureTarget", *failure), stamp)
+        step.actions += _delete_pods(active)
+        if not terminating and not active:
+            conditions = objects.set_condition(conditions, _cond("Failed", *failure), stamp)
+        step.conditions = conditions
+        return step, None
+    done = (totals["succeeded"] >= int(completions) if completions is not None
+            else totals["succeeded"] > 0 and not active)
+    if done:
+        met = ("CompletionsReached", "Reached expected number of succeeded pods")
+        conditions = objects.set_condition(conditions, _cond("SuccessCriteriaMet", *met), stamp)
+        step.actions += _delete_pods(active)
+        if not terminating and not active:
+            conditions = objects.set_condition(conditions, _cond("Complete", *met), stamp)
+            step.fields["completionTime"] = stamp
+            ttl = spec.get("ttlSecondsAfterFinished")
+            requeue = float(ttl) if ttl is not None else None
+        step.conditions = conditions
+        return step, requeue
+
+    if suspended:
+        conditions = objects.set_condition(conditions, _cond("Suspended", "JobSuspended", "Job suspended"), stamp)
+        want = 0
+    elif completions is not None:
+        want = max(min(int(spec.get("parallelism", 1)), int(completions) - totals["succeeded"]), 0)
+    else:
+        parallelism = int(spec.get("parallelism", 1))  # after a success: no new Pods, the active ones finish
+        want = min(parallelism, len(active)) if totals["succeeded"] > 0 else parallelism
+    step.conditions = conditions
+    if len(active) > want:
+        step.actions += _delete_pods(podfacts.deletion_order(active)[: len(active) - want])
+    elif len(active) < want:
+        wait = _backoff_left(totals["failed"], by_phase["failed"], now)
+        if wait > 0:
+            return step, soonest(requeue, wait)
+        template = (job.get("spec") or {}).get("template") or {}
+        pod = podfacts.pod_from_template(template, job, generate_name=f"{objects.name_of(job)}-",
+                                         extra_labels=pod_labels(job))
+        step.actions += [Create(PODS, pod) for _ in range(want - len(active))]
+    return step, requeue
+
+
+def _failure(spec: Obj, conditions: list[Obj], failed: int, start: datetime | None, now: datetime,
+             suspended: bool) -> tuple[str, str] | float | None:
+    """(reason, message) when the Job has failed; else seconds until its deadline, or None."""
+    target = objects.condition(conditions, "FailureTarget")
+    if target is not None and target.get("status") == "True":
+        return str(target.get("reason") or ""), str(target.get("message") or "")
+    if failed > int(spec.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)):
+        return "BackoffLimitExceeded", "Job has reached the specified backoff limit"
+    deadline = spec.get("activeDeadlineSeconds")
+    if deadline is None or start is None or suspended:
+        return None
+    left = (start + timedelta(seconds=int(deadline)) - now).total_seconds()
+    if left <= 0:
+        return "DeadlineExceeded", "Job was active longer than specified deadline"
+    return left
+
+
+def _backoff_left(failures: int, failed: list[Obj], now: datetime) -> float:
+    """Seconds before a replacement for failed Pods may be created (0: now)."""
+    if failures <= 0:
+        return 0.0
+    times = [t for t in (podfacts.finished_at(p) for p in failed) if t is not None]
+    if not times:
+        return 0.0
+    return max((max(times) + timedelta(seconds=backoff(failures)) - now).total_seconds(), 0.0)
+
+
+def _delete_pods(pods: Sequence[Obj]) -> list[Action]:
+    return [Delete(PODS, objects.namespace_of(p), objects.name_of(p), objects.uid_of(p)) for p in pods]
+
+
+def _ttl(job: Obj, conditions: list[Obj], status: Obj, now: datetime) -> tuple[list[Action], float | None]:
+    """Delete a finished Job (and, in the background, its Pods) once its TTL has passed."""
+    ttl = (job.get("spec") or {}).get("ttlSecondsAfterFinished")
+    if ttl is None:
+        return [], None
+    finished = parse_rfc3339(status.get("completionTime"))
+    if finished is None:
+        cond = objects.condition(conditions, "Failed") or {}
+        finished = parse_rfc3339(cond.get("lastTransitionTime")) or now
+    left = (finished + timedelta(seconds=int(ttl)) - now).total_seconds()
+    if left > 0:
+        return [], left
+    return [Delete(JOBS, objects.namespace_of(job), objects.name_of(job), objects.uid_of(job))], None

@@ -1,0 +1,22 @@
+"""The Job controller: `jobplan.plan_job` for each Job, over the Pods it owns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+from kube.rest import JOBS, Obj
+from localcluster.controllers import jobplan
+from localcluster.controllers.plans import Plan
+from localcluster.controllers.reconciling import OwnerReconciler
+
+
+class JobController(OwnerReconciler):
+    name = "job-controller"
+    owner_res = JOBS
+
+    def selector(self, owner: Obj) -> dict[str, Any] | None:
+        return jobplan.selector(owner)
+
+    def plan(self, owner: Obj, owned: Sequence[Obj]) -> Plan:
+        return jobplan.plan_job(owner, owned, self.clock.now())

@@ -1,0 +1,99 @@
+"""The plan every workload controller's pure planner returns, and the one executor that applies it.
+
+A planner takes the controlled object and what the caches hold about it and returns a `Plan`: a
+tuple of typed actions (create, patch, delete) plus when to look again. `apply_plan` is the only
+place where a controller writes: it tolerates what a level-triggered controller must tolerate (an
+object already gone, already created, or changed since the cache saw it: the delete precondition
+fails and the next reconcile decides again) and records what it created or deleted in the
+`Expectations`, so the next reconcile does not act twice on a cache that has not caught up.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Hashable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from typing import assert_never
+
+from kubernetes.client.exceptions import ApiException
+
+from kube.rest import Kube, Obj, Resource
+from localcluster.controllers.expectations import Expectations
+
+
+@dataclass(frozen=True)
+class Create:
+    """Create `obj` (its metadata carries the namespace and a name or generateName)."""
+
+    res: Resource
+    obj: Obj
+
+
+@dataclass(frozen=True)
+class Patch:
+    """A JSON merge patch of an object, or of its status subresource with `status=True`."""
+
+    res: Resource
+    namespace: str
+    name: str
+    patch: Obj
+    status: bool = False
+
+
+@dataclass(frozen=True)
+class Delete:
+    """Delete an object; `uid` (when given) is a precondition, so a same-named successor survives."""
+
+    res: Resource
+    namespace: str
+    name: str
+    uid: str = ""
+    propagation: str = "Background"
+
+
+Action = Create | Patch | Delete
+
+
+@dataclass(frozen=True)
+class Plan:
+    """What one reconcile does: `actions` in order, then look again after `requeue` seconds (None: on change)."""
+
+    actions: tuple[Action, ...] = ()
+    requeue: float | None = None
+
+
+def soonest(*delays: float | None) -> float | None:
+    """The earliest of several requeue delays (None: no requeue)."""
+    present = [max(d, 0.0) for d in delays if d is not None]
+    return min(present) if present else None
+
+
+def apply_plan(kube: Kube, plan: Plan, expectations: Expectations | None = None,
+               key: Hashable | None = None) -> None:
+    """Apply `plan`'s actions in order; 404 on patch/delete and 409 AlreadyExists on create are no-ops."""
+    for action in plan.actions:
+        match action:
+            case Create(res=res, obj=obj):
+                created = kube.create(res, obj)
+                if expectations is not None and key is not None:
+                    expectations.created(key, str((created.get("metadata") or {}).get("name") or ""))
+            case Patch(res=res, namespace=ns, name=name, patch=patch, status=status):
+                with _tolerating(404):
+                    kube.patch(res, name, patch, ns or None, subresource="status" if status else "")
+            case Delete(res=res, namespace=ns, name=name, uid=uid, propagation=propagation):
+                pre = {"uid": uid} if uid else None
+                with _tolerating(404, 409):
+                    kube.delete(res, name, ns or None, preconditions=pre, propagation=propagation)
+                if expectations is not None and key is not None:
+                    expectations.deleted(key, name)
+            case _:
+                assert_never(action)
+
+
+@contextmanager
+def _tolerating(*statuses: int) -> Iterator[None]:
+    try:
+        yield
+    except ApiException as exc:
+        if exc.status not in statuses:
+            raise
