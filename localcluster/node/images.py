@@ -219,6 +219,6 @@ def _shared_libraries(binaries: list[str]) -> set[str]:
     libs: set[str] = set()
     for line in out.splitlines():
         for token in line.split():
-            if token.startswith("/"):
+            if token.startswith("/") and not token.endswith(":"):
                 libs.add(token)
     return libs

@@ -20,19 +20,23 @@ runtime itself keeps nothing in memory: a new `ContainerRuntime` over the same `
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
+import shutil
 import signal as signals
 import subprocess
 import sys
+import time
 from dataclasses import asdict, dataclass, field
-from datetime import datetime
+from datetime import UTC, datetime
 from pathlib import Path
 
 from localcluster.node import layout as files
-from localcluster.node.images import ImageError, ImageMap
+from localcluster.node import procinfo, sandbox
+from localcluster.node.images import ImageError, ImageMap, RootFs
 from localcluster.node.layout import NodeLayout
-from osutil.files import private_dir, write_private
+from osutil.files import open_private, private_dir, write_private
 
 __all__ = ["ContainerLaunch", "ContainerRecord", "ContainerRuntime", "ImageError", "Mount", "Tmpfs"]
 
@@ -116,31 +120,194 @@ class ContainerRuntime:
         self.layout = layout
         self.images = images
         self.allow_host_network = allow_host_network
+        self.tools = {name: shutil.which(name) or f"/usr/bin/{name}" for name in ("bwrap", "nsenter")}
 
     def start(self, launch: ContainerLaunch) -> ContainerRecord:
         """Start one container; returns once its main process runs (or already ended)."""
-        raise NotImplementedError
+        if not launch.argv:
+            raise ValueError(f"container {launch.name}: no command to run (the node has no image defaults)")
+        if launch.netns_path is None and not self.allow_host_network:
+            raise ValueError(f"container {launch.name}: no network namespace; Pods never share the host's")
+        rootfs = self.images.resolve(launch.image, self.layout.images_dir)
+        directory = self.layout.container_dir(launch.pod_uid, launch.name, launch.attempt)
+        if directory.exists():
+            raise ValueError(f"container {launch.name} attempt {launch.attempt} of Pod {launch.pod_uid} exists")
+        private_dir(directory)
+        targets = [m.target for m in launch.mounts] + [t.target for t in launch.tmpfs]
+        argv = sandbox.bwrap_argv(launch, rootfs, sandbox.root_layout(rootfs, targets), self._hidden(rootfs),
+                                  bwrap=self.tools["bwrap"], nsenter=self.tools["nsenter"])
+        write_private(directory / files.LAUNCH, json.dumps(_launch_json(launch, rootfs)))
+        write_private(directory / files.SANDBOX, json.dumps({"argv": argv}))
+        with open_private(directory / "shim.err", "ab") as err:
+            shim = subprocess.Popen([sys.executable, "-I", "-S", str(SHIM), str(directory)], stdin=subprocess.DEVNULL,
+                                    stdout=subprocess.PIPE, stderr=err, start_new_session=True, close_fds=True)
+        assert shim.stdout is not None
+        with shim.stdout:
+            answer = shim.stdout.readline().decode().strip()
+        shim.wait()
+        if not answer:
+            raise RuntimeError(f"the shim of {directory} ended without starting: see {directory / 'shim.err'}")
+        record = self.inspect(launch.pod_uid, launch.name, launch.attempt)
+        assert record is not None
+        return record
+
+    def _hidden(self, rootfs: RootFs) -> list[str]:
+        """Host paths a Pod of a host-root image must not read: the node's own state."""
+        if rootfs.root != Path("/"):
+            return []
+        state = str(self.layout.state_dir.resolve())
+        return [] if any(_under(state, s) for s in rootfs.scratch) else [state]
 
     def inspect(self, pod_uid: str, name: str, attempt: int) -> ContainerRecord | None:
-        """The container start's state from its files, None when it was never started."""
-        raise NotImplementedError
+        """The container start's state from its files, None when it was never started. A shim found
+        dead without an `exit` file is recorded as lost (137, `ContainerStatusUnknown`)."""
+        directory = self.layout.container_dir(pod_uid, name, attempt)
+        if not (directory / files.LAUNCH).exists():
+            return None
+        running = False
+        if not (directory / files.EXIT).exists():
+            shim = procinfo.read_pid_file(_read(directory / files.SHIM_PID))
+            if shim is not None and procinfo.alive(*shim):
+                running = True
+            elif (shim is not None or _age(directory / files.SANDBOX) > STARTING_SECONDS) \
+                    and not (directory / files.EXIT).exists():
+                self._record_lost(directory)
+        return self._record(pod_uid, name, attempt, directory, running)
+
+    def _record(self, pod_uid: str, name: str, attempt: int, directory: Path, running: bool) -> ContainerRecord:
+        main = procinfo.read_pid_file(_read(directory / files.MAIN_PID))
+        exit_text = _read(directory / files.EXIT).strip()
+        return ContainerRecord(
+            pod_uid=pod_uid, name=name, attempt=attempt, running=running and not exit_text,
+            pid=main[0] if main and running else None,
+            exit_code=int(exit_text) if exit_text else None,
+            started_at=_time(_read(directory / files.STARTED)),
+            finished_at=_time(_read(directory / files.FINISHED)) if exit_text else None,
+            log_path=directory / files.LOG, reason=_read(directory / files.REASON).strip() or None)
+
+    def _record_lost(self, directory: Path) -> None:
+        """The shim died without recording the end: kill what may remain, record 137."""
+        self._kill_namespace(directory, signals.SIGKILL)
+        write_private(directory / files.REASON, UNKNOWN_REASON + "\n")
+        write_private(directory / files.FINISHED, _now() + "\n")
+        write_private(directory / files.EXIT, f"{UNKNOWN_EXIT}\n")
 
     def containers(self, pod_uid: str) -> list[ContainerRecord]:
         """Every start of every container of the Pod, sorted by (name, attempt)."""
-        raise NotImplementedError
+        base = self.layout.containers_dir(pod_uid)
+        found: list[ContainerRecord] = []
+        for name in sorted(os.listdir(base)) if base.is_dir() else []:
+            attempts = sorted(int(a) for a in os.listdir(base / name) if a.isdigit())
+            for attempt in attempts:
+                record = self.inspect(pod_uid, name, attempt)
+                if record is not None:
+                    found.append(record)
+        return found
 
     def signal(self, record: ContainerRecord, sig: int) -> None:
         """Send `sig` to every process of the container (its PID namespace); no-op once it ended."""
-        raise NotImplementedError
+        self._kill_namespace(self.layout.container_dir(record.pod_uid, record.name, record.attempt), sig)
+
+    def _kill_namespace(self, directory: Path, sig: int) -> None:
+        namespace = None
+        for pid_file in (files.MAIN_PID, "sandbox.pid"):
+            known = procinfo.read_pid_file(_read(directory / pid_file))
+            if known is not None and procinfo.alive(*known):
+                namespace = procinfo.pid_namespace(known[0])
+                break
+        if namespace is None or namespace == procinfo.pid_namespace(os.getpid()):
+            return
+        for pid in procinfo.in_namespace(namespace):
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, sig)
 
     def remove_pod(self, pod_uid: str) -> None:
         """Delete the Pod's directory; refuses (RuntimeError) while one of its containers runs."""
-        raise NotImplementedError
+        running = [f"{r.name}/{r.attempt}" for r in self.containers(pod_uid) if r.running]
+        if running:
+            raise RuntimeError(f"Pod {pod_uid} still runs {', '.join(running)}")
+        shutil.rmtree(self.layout.pod_dir(pod_uid), ignore_errors=True)
 
     def exec_argv(self, record: ContainerRecord, command: list[str]) -> list[str]:
-        """argv (run from the host, as root) that runs `command` inside the running container."""
-        raise NotImplementedError
+        """argv (run from the host, as root) that runs `command` inside the running container: its
+        namespaces, root and working directory via `nsenter`, its user, groups and capability bound
+        via `setpriv`, its environment via `env -i`. Raises ValueError when it does not run."""
+        directory = self.layout.container_dir(record.pod_uid, record.name, record.attempt)
+        main = procinfo.read_pid_file(_read(directory / files.MAIN_PID))
+        if not record.running or main is None or not procinfo.alive(*main):
+            raise ValueError(f"container {record.name} of Pod {record.pod_uid} is not running")
+        spec = json.loads((directory / files.LAUNCH).read_text())
+        argv = [self.tools["nsenter"], f"--target={main[0]}", "--mount", "--uts", "--ipc", "--net", "--pid",
+                "--root", f"--wd={spec['working_dir'] or '/'}", "--"]
+        argv += _exec_privileges(spec)
+        env = [f"{k}={v}" for k, v in spec["env"].items()]
+        return argv + [spec["env_path"], "-i", *env, *command]
 
     def netns_of(self, record: ContainerRecord) -> str | None:
         """The network namespace path the container was started in."""
-        raise NotImplementedError
+        directory = self.layout.container_dir(record.pod_uid, record.name, record.attempt)
+        path = json.loads((directory / files.LAUNCH).read_text()).get("netns_path")
+        return str(path) if path else None
+
+
+STARTING_SECONDS = 30.0
+
+
+def _launch_json(launch: ContainerLaunch, rootfs: RootFs) -> dict[str, object]:
+    """The launch as recorded for adoption, exec and the kubelet (plus what exec needs of the image)."""
+    data = asdict(launch)
+    data["mounts"] = [{"source": str(m.source), "target": m.target, "read_only": m.read_only} for m in launch.mounts]
+    caps = sandbox.capabilities(launch)
+    data.update(env=sandbox.container_env(launch, rootfs), kind=rootfs.kind, setpriv=rootfs.setpriv,
+                env_path=rootfs.env, capabilities=None if caps is None else sorted(caps))
+    return data
+
+
+def _exec_privileges(spec: dict[str, object]) -> list[str]:
+    """setpriv arguments giving an exec'd process the container's user, groups and capability bound."""
+    caps = spec["capabilities"]
+    user, group = spec["run_as_user"], spec["run_as_group"]
+    groups = spec["supplementary_groups"]
+    argv = [str(spec["setpriv"])]
+    if isinstance(caps, list):
+        bound = ",".join(["-all", *(f"+{c.lower()}" for c in caps)])
+        argv += [f"--bounding-set={bound}", "--inh-caps=-all"]
+    if user is not None or group is not None or groups:
+        argv += [f"--reuid={user or 0}", f"--regid={group or 0}"]
+        argv += ["--groups", ",".join(str(g) for g in groups)] if isinstance(groups, list) and groups \
+            else ["--clear-groups"]
+    return argv + ["--"] if len(argv) > 1 else []
+
+
+def _read(path: Path) -> str:
+    try:
+        return path.read_text()
+    except FileNotFoundError:
+        return ""
+
+
+def _age(path: Path) -> float:
+    try:
+        return time.time() - path.stat().st_mtime
+    except FileNotFoundError:
+        return 0.0
+
+
+def _time(text: str) -> datetime | None:
+    """RFC3339 with nine fractional digits -> an aware datetime (microseconds kept)."""
+    text = text.strip()
+    if not text:
+        return None
+    seconds, _, fraction = text.rstrip("Z").partition(".")
+    parsed = datetime.strptime(seconds, "%Y-%m-%dT%H:%M:%S").replace(tzinfo=UTC)
+    return parsed.replace(microsecond=int((fraction or "0").ljust(9, "0")[:6]))
+
+
+def _now() -> str:
+    ns = time.time_ns()
+    return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S") \
+        + f".{ns % 1_000_000_000:09d}Z"
+
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")

@@ -1,0 +1,161 @@
+"""The argv of one sandboxed container: `[nsenter --net=<netns> --] bwrap <layout> -- [setpriv ...] argv`.
+
+Why bubblewrap: it builds an arbitrary mount layout in a fresh mount namespace from a list of
+arguments (no hand-written mount code, nothing touched on the host), unshares the PID/IPC/UTS
+namespaces, drops capabilities, and kills the sandbox when its parent (our shim) dies.
+
+The layout, in order (bwrap applies its arguments in order):
+1. the image root, read-only. `/` itself is bwrap's own tmpfs; each top-level entry of the image
+   root is bound read-only into it (symlinks recreated), and so is every entry of a directory
+   that must gain a mount point the image lacks (e.g. `/data`), so mount points can be created
+   without writing the image; `/` is remounted read-only at the end;
+2. `/proc` (the container's PID namespace), a minimal `/dev`, a private tmpfs on each scratch path
+   (`/tmp`, `/run`, `/var/tmp`, and `/root`, `/home`), the kept interpreter paths bound back;
+3. `hide`: empty read-only tmpfs over host paths no Pod may read (the node's own state);
+4. the launch's mounts (`--bind`/`--ro-bind`) and tmpfs mounts, in the order given.
+
+Capabilities: containerd's default set, minus `cap_drop`, plus `cap_add` (`ALL` allowed in both);
+`privileged` keeps every capability. A non-root `run_as_user` switches user with `setpriv` inside the
+sandbox, so the process keeps no capability (as on Kubernetes); root keeps the bounded set.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from pathlib import Path, PurePosixPath
+from typing import TYPE_CHECKING
+
+from localcluster.node.images import RootFs
+
+if TYPE_CHECKING:
+    from localcluster.node.runtime import ContainerLaunch
+
+DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP",
+                "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
+SPECIAL = ("/proc", "/dev", "/sys", "/lost+found")
+STATUS_FD = 3
+
+
+def capabilities(launch: ContainerLaunch) -> frozenset[str] | None:
+    """The container's capability names (no `CAP_` prefix); None means all of them."""
+    if launch.privileged:
+        return None
+    add = {_cap_name(c) for c in launch.cap_add}
+    drop = {_cap_name(c) for c in launch.cap_drop}
+    if "ALL" in add:
+        return None
+    caps = set() if "ALL" in drop else set(DEFAULT_CAPS) - drop
+    return frozenset(caps | add)
+
+
+def _cap_name(name: str) -> str:
+    upper = name.strip().upper()
+    return upper[4:] if upper.startswith("CAP_") else upper
+
+
+def container_env(launch: ContainerLaunch, rootfs: RootFs) -> dict[str, str]:
+    """The process environment: the launch's, plus PATH (from the image) and HOSTNAME when missing."""
+    env = {"PATH": rootfs.path, "HOSTNAME": launch.hostname}
+    if launch.run_as_user in (None, 0):
+        env["HOME"] = "/root"
+    env.update(launch.env)
+    return env
+
+
+def user_switch(launch: ContainerLaunch, rootfs: RootFs) -> list[str]:
+    """`setpriv ... --` when the launch names a user, group or supplementary groups; else nothing."""
+    if launch.run_as_user is None and launch.run_as_group is None and not launch.supplementary_groups:
+        return []
+    uid = launch.run_as_user or 0
+    gid = launch.run_as_group if launch.run_as_group is not None else 0
+    groups = (["--groups", ",".join(str(g) for g in launch.supplementary_groups)]
+              if launch.supplementary_groups else ["--clear-groups"])
+    return [rootfs.setpriv, f"--reuid={uid}", f"--regid={gid}", *groups, "--inh-caps=-all", "--"]
+
+
+def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], hide: Iterable[str],
+               *, bwrap: str = "bwrap", nsenter: str = "nsenter") -> list[str]:
+    """The whole argv the shim executes (the status JSON goes to fd `STATUS_FD`)."""
+    argv = [nsenter, f"--net={launch.netns_path}", "--"] if launch.netns_path else []
+    argv += [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
+             "--hostname", launch.hostname, "--json-status-fd", str(STATUS_FD), "--clearenv"]
+    for key, value in container_env(launch, rootfs).items():
+        argv += ["--setenv", key, value]
+    argv += root_layout
+    argv += ["--proc", "/proc", "--dev", "/dev"]
+    for path in rootfs.scratch:
+        argv += ["--perms", "1777" if path in ("/tmp", "/var/tmp") else "0755", "--tmpfs", path]
+    for path in rootfs.keep:
+        argv += ["--ro-bind", path, path]
+    for path in hide:
+        argv += ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
+    for mount in launch.mounts:
+        argv += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target]
+    for tmpfs in launch.tmpfs:
+        if tmpfs.size_bytes:
+            argv += ["--size", str(tmpfs.size_bytes)]
+        argv += ["--perms", "1777", "--tmpfs", tmpfs.target]
+    argv += ["--remount-ro", "/"]
+    caps = capabilities(launch)
+    if caps is not None:
+        argv += ["--cap-drop", "ALL"]
+        for cap in sorted(caps):
+            argv += ["--cap-add", f"CAP_{cap}"]
+    argv += ["--chdir", launch.working_dir or "/", "--"]
+    return argv + user_switch(launch, rootfs) + launch.argv
+
+
+def root_layout(rootfs: RootFs, targets: Iterable[str]) -> list[str]:
+    """bwrap arguments that make the image root appear read-only at `/` while every `target` (mount
+    points of the launch) can still be created: directories on a target's path that the image
+    lacks are built from tmpfs directories holding read-only binds of their entries. Reads the
+    image root's directories (the one I/O of this module)."""
+    creatable = tuple(rootfs.scratch) + tuple(targets)
+    expand = {"/"}
+    for target in targets:
+        expand |= _to_expand(rootfs.root, target, creatable)
+    return _emit(rootfs.root, "/", expand, rootfs.scratch)
+
+
+def _to_expand(root: Path, target: str, creatable: tuple[str, ...]) -> set[str]:
+    """The sandbox directories to rebuild so that `target` can be created inside the image root."""
+    current = PurePosixPath("/")
+    parts = PurePosixPath(os.path.normpath(target)).parts[1:]
+    for index, part in enumerate(parts):
+        step = current / part
+        if any(_under(str(step), c) for c in creatable if c != target):
+            return set()
+        host = root / str(step).lstrip("/")
+        if host.is_symlink():
+            link = os.readlink(host)
+            resolved = PurePosixPath(os.path.normpath(link if link.startswith("/") else str(current / link)))
+            return _to_expand(root, str(resolved.joinpath(*parts[index + 1:])), creatable)
+        if host.is_dir():
+            current = step
+            continue
+        if host.exists():
+            return set()  # a file on the way: bwrap reports it
+        return {str(p) for p in (current, *current.parents)}
+    return set()
+
+
+def _emit(root: Path, directory: str, expand: set[str], scratch: tuple[str, ...]) -> list[str]:
+    args: list[str] = []
+    host_dir = root / directory.lstrip("/")
+    for entry in sorted(os.listdir(host_dir)):
+        path = str(PurePosixPath(directory) / entry)
+        host = host_dir / entry
+        if path in SPECIAL or path in scratch:
+            continue
+        if host.is_symlink():
+            args += ["--symlink", os.readlink(host), path]
+        elif path in expand and host.is_dir():
+            args += ["--dir", path] + _emit(root, path, expand, scratch)
+        elif host.is_dir() or host.is_file():
+            args += ["--ro-bind", str(host), path]
+    return args
+
+
+def _under(path: str, parent: str) -> bool:
+    return path == parent or path.startswith(parent.rstrip("/") + "/")

@@ -1,0 +1,199 @@
+"""The per-container shim (conmon's role): `python -I -S shim.py <container dir>`.
+
+Standard library only (plus `osutil.files`, itself stdlib-only), so it starts fast. It
+1. forks and lets its parent exit (the runtime reaps that one): the shim itself is re-parented to
+   init and outlives the node process (`kill -9` of the node leaves containers running);
+2. writes `shim.pid`, spawns the argv of `sandbox.json` (`[nsenter --net=..] bwrap ...`) with stdin
+   `/dev/null`, stdout/stderr on pipes and bwrap's JSON status on fd 3;
+3. learns the sandbox's init pid from the status, waits for its first child (the container's main
+   process), writes `pid` and `started`, and then tells the runtime `started <pid>` on its stdout;
+4. copies both streams into `log` as CRI lines until both close, waits for bwrap, writes
+   `finished` and then, last, `exit` (the exit code; 128+n for a death by signal n).
+The sandbox has bwrap's `--die-with-parent`: a `kill -9` of the shim kills the container too.
+See `layout.py` for the files.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import select
+import sys
+import time
+from pathlib import Path
+
+sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
+
+from osutil.files import open_private, write_private
+
+PARTIAL_LIMIT = 16 * 1024
+STATUS_FD = 3
+
+
+def timestamp(ns: int) -> str:
+    """RFC3339 UTC with nine fractional digits."""
+    seconds, fraction = divmod(ns, 1_000_000_000)
+    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(seconds)) + f".{fraction:09d}Z"
+
+
+def start_time(pid: int) -> int | None:
+    """The process's start time in clock ticks (as `procinfo.start_time`; kept here to stay import-light)."""
+    try:
+        with open(f"/proc/{pid}/stat", "rb") as fh:
+            stat = fh.read()
+    except OSError:
+        return None
+    fields = stat[stat.rindex(b")") + 2:].split()
+    return None if fields[0] in (b"Z", b"X") else int(fields[19])
+
+
+class LogWriter:
+    """CRI lines from the chunks of two streams; a line over 16 KiB goes out as `P` pieces."""
+
+    def __init__(self, path: str) -> None:
+        self.file = open_private(path, "ab", buffering=0)  # type: ignore[arg-type]
+        self.pending = {"stdout": b"", "stderr": b""}
+
+    def feed(self, stream: str, data: bytes) -> None:
+        stamp = timestamp(time.time_ns()).encode()
+        prefix_f, prefix_p = b"%s %s F " % (stamp, stream.encode()), b"%s %s P " % (stamp, stream.encode())
+        buf = self.pending[stream] + data
+        out = []
+        while True:
+            newline = buf.find(b"\n")
+            if newline < 0 or newline > PARTIAL_LIMIT:
+                if len(buf) < PARTIAL_LIMIT:
+                    break
+                out.append(prefix_p + buf[:PARTIAL_LIMIT] + b"\n")
+                buf = buf[PARTIAL_LIMIT:]
+                continue
+            out.append(prefix_f + buf[: newline + 1])
+            buf = buf[newline + 1:]
+        if not data and buf:  # end of stream: the rest is a last, unterminated line
+            out.append(prefix_f + buf + b"\n")
+            buf = b""
+        self.pending[stream] = buf
+        if out:
+            self.file.write(b"".join(out))
+
+
+def spawn(argv: list[str]) -> tuple[int, dict[int, str], int]:
+    """Start the sandbox; returns its pid, {read fd: stream name} and the status read fd."""
+    out_r, out_w = os.pipe()
+    err_r, err_w = os.pipe()
+    st_r, st_w = os.pipe()
+    actions = [(os.POSIX_SPAWN_OPEN, 0, "/dev/null", os.O_RDONLY, 0),
+               (os.POSIX_SPAWN_DUP2, out_w, 1), (os.POSIX_SPAWN_DUP2, err_w, 2),
+               (os.POSIX_SPAWN_DUP2, st_w, STATUS_FD)]
+    pid = os.posix_spawn(argv[0], argv, {}, file_actions=actions)
+    for fd in (out_w, err_w, st_w):
+        os.close(fd)
+    return pid, {out_r: "stdout", err_r: "stderr"}, st_r
+
+
+def read_status(fd: int, buffer: bytes, decoded: list[dict[str, object]]) -> tuple[bytes, bool]:
+    """Read bwrap's JSON status documents from `fd` into `decoded`; False at end of stream."""
+    data = os.read(fd, 4096)
+    buffer += data
+    decoder = json.JSONDecoder()
+    text = buffer.decode(errors="replace").lstrip()
+    while text:
+        try:
+            doc, end = decoder.raw_decode(text)
+        except ValueError:
+            break
+        decoded.append(doc)
+        text = text[end:].lstrip()
+    return text.encode(), bool(data)
+
+
+def main_pid(init: int, deadline: float) -> int | None:
+    """The first child of the sandbox's init (the container's main process), once it exists."""
+    path = f"/proc/{init}/task/{init}/children"
+    while time.monotonic() < deadline:
+        try:
+            with open(path) as fh:
+                children = fh.read().split()
+        except OSError:
+            return None
+        if children:
+            return int(children[0])
+        if start_time(init) is None:
+            return None
+        time.sleep(0.0005)
+    return None
+
+
+def run(directory: str) -> int:
+    """Run the container of `directory` to its end; returns the exit code written."""
+    write_private_text(directory, "shim.pid", f"{os.getpid()} {start_time(os.getpid())}")
+    with open(os.path.join(directory, "sandbox.json")) as fh:
+        argv = json.load(fh)["argv"]
+    log = LogWriter(os.path.join(directory, "log"))
+    try:
+        pid, streams, status_fd = spawn(argv)
+    except OSError as error:
+        log.feed("stderr", f"cannot start the sandbox: {error}\n".encode())
+        return finish(directory, 128, tell=True)
+    statuses: list[dict[str, object]] = []
+    status_buf, status_open = b"", True
+    while status_open and not any("child-pid" in s for s in statuses):
+        status_buf, status_open = read_status(status_fd, status_buf, statuses)
+    init = next((int(str(s["child-pid"])) for s in statuses if "child-pid" in s), None)
+    main = main_pid(init, time.monotonic() + 10) if init else None
+    if main is not None:
+        write_private_text(directory, "sandbox.pid", f"{init} {start_time(init) if init else 0}")
+        write_private_text(directory, "pid", f"{main} {start_time(main) or 0}")
+    write_private_text(directory, "started", timestamp(time.time_ns()))
+    announce(f"started {main or 0}")
+    open_fds = dict(streams)
+    if status_open:
+        open_fds[status_fd] = "status"
+    while open_fds:
+        ready, _, _ = select.select(list(open_fds), [], [])
+        for fd in ready:
+            if open_fds[fd] == "status":
+                status_buf, more = read_status(fd, status_buf, statuses)
+            else:
+                data = os.read(fd, 65536)
+                log.feed(open_fds[fd], data)
+                more = bool(data)
+            if not more:
+                os.close(fd)
+                del open_fds[fd]
+    _, wait_status = os.waitpid(pid, 0)
+    code = next((int(str(s["exit-code"])) for s in statuses if "exit-code" in s), None)
+    if code is None:
+        code = os.waitstatus_to_exitcode(wait_status)
+        code = 128 - code if code < 0 else code
+    return finish(directory, code, tell=False)
+
+
+def finish(directory: str, code: int, *, tell: bool) -> int:
+    """Record the end: `finished`, then `exit` (its presence marks the container ended)."""
+    write_private_text(directory, "finished", timestamp(time.time_ns()))
+    write_private_text(directory, "exit", str(code))
+    if tell:
+        announce("finished")
+    return code
+
+
+def announce(line: str) -> None:
+    """Tell the runtime (waiting on our stdout) how the start went, then let go of stdout."""
+    try:
+        os.write(1, (line + "\n").encode())
+    except OSError:  # the runtime is gone: the files say it all
+        os.write(2, b"the runtime left before the start was announced\n")
+    null = os.open("/dev/null", os.O_WRONLY)
+    os.dup2(null, 1)
+    os.close(null)
+
+
+def write_private_text(directory: str, name: str, text: str) -> None:
+    write_private(Path(directory) / name, text + "\n")
+
+
+if __name__ == "__main__":
+    if os.fork() > 0:
+        os._exit(0)
+    sys.exit(0 if run(sys.argv[1]) >= 0 else 1)
