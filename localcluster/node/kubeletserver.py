@@ -1,0 +1,265 @@
+"""The node's kubelet HTTPS API: what the API server proxies `pods/log`, `pods/exec` and
+`pods/portforward` to, served from the container runtime's files and processes.
+
+    GET /containerLogs/{ns}/{pod}/{container}?follow&previous&tailLines&sinceSeconds&sinceTime&timestamps&limitBytes
+    WS  /exec/{ns}/{pod}/{container}?command=..&command=..&stdin&stdout&stderr&tty   (v5/v4.channel.k8s.io)
+    WS  /portForward/{ns}/{pod}                           (SPDY/3.1+portforward.k8s.io: SPDY in WebSocket messages)
+    GET /healthz
+
+It listens on `127.0.0.1:<free port>` and takes only clients with a certificate signed by
+`client_ca` (the API server's kubelet client certificate). `{ns}/{pod}` is resolved through the
+`pods` callable (the node's Pod cache: `runtime.cache(PODS).get`), then by uid to the runtime's
+container records. Refusals are `Status` bodies (400/404), which the API server hands to the client.
+
+Wiring (the cluster process):
+
+    server = KubeletServer(container_runtime, cert=..., key=..., client_ca=ca, pods=runtime.cache(PODS).get)
+    node.set_kubelet_port(server.start())
+    ...
+    server.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+import ssl
+import threading
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Protocol
+from urllib.parse import parse_qs
+
+import uvicorn
+
+from localcluster.kubeletapi import channels, logs, netns, portforward, spdy
+from localcluster.kubeletapi.asgi import Scope, WebSocket, http_reply, read_query
+
+PORTFORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
+Pod = Mapping[str, Any]
+
+
+class Record(Protocol):
+    """What the server reads of a container start (`runtime.ContainerRecord`)."""
+
+    @property
+    def name(self) -> str: ...
+    @property
+    def attempt(self) -> int: ...
+    @property
+    def running(self) -> bool: ...
+    @property
+    def log_path(self) -> Path: ...
+
+
+class Runtime(Protocol):
+    """What the server needs of the container runtime (`localcluster.node.runtime.ContainerRuntime`)."""
+
+    def containers(self, pod_uid: str) -> list[Any]: ...
+    def inspect(self, pod_uid: str, name: str, attempt: int) -> Any: ...
+    def exec_argv(self, record: Any, command: list[str]) -> list[str]: ...
+    def netns_of(self, record: Any) -> str | None: ...
+
+
+class Refused(Exception):
+    """A request the kubelet answers with a `Status` (`code`, `reason`) instead of serving it."""
+
+    def __init__(self, code: int, message: str) -> None:
+        super().__init__(message)
+        self.code = code
+        self.reason = {400: "BadRequest", 404: "NotFound"}.get(code, "InternalError")
+
+    def body(self) -> bytes:
+        return json.dumps({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
+                           "message": str(self), "reason": self.reason, "code": self.code}).encode() + b"\n"
+
+
+@dataclass(frozen=True)
+class _Target:
+    pod: Pod
+    uid: str
+    records: list[Any]  # this container's starts, oldest first (all containers' for a port-forward)
+
+
+class KubeletApp:
+    """The ASGI app (see the module docstring)."""
+
+    def __init__(self, runtime: Runtime, pods: Callable[[str, str], Pod | None]) -> None:
+        self.runtime = runtime
+        self.pods = pods
+
+    async def __call__(self, scope: Scope, receive: Any, send: Any) -> None:
+        if scope["type"] not in ("http", "websocket"):
+            return
+        parts = [p for p in scope["path"].split("/") if p]
+        query = parse_qs(scope.get("query_string", b"").decode("latin-1"), keep_blank_values=True)
+        try:
+            if scope["type"] == "http" and parts == ["healthz"]:
+                await http_reply(send, 200, b"ok", "text/plain")
+            elif scope["type"] == "http" and len(parts) == 4 and parts[0] == "containerLogs":
+                await self._logs(parts[1], parts[2], parts[3], read_query(query), send)
+            elif scope["type"] == "websocket" and len(parts) == 4 and parts[0] == "exec":
+                await self._exec(parts[1], parts[2], parts[3], query, WebSocket(scope, receive, send))
+            elif scope["type"] == "websocket" and len(parts) == 3 and parts[0] == "portForward":
+                await self._port_forward(parts[1], parts[2], WebSocket(scope, receive, send))
+            else:
+                raise Refused(404, f"the kubelet serves no {scope['path']}")
+        except Refused as refused:
+            if scope["type"] == "websocket":
+                await WebSocket(scope, receive, send).deny(refused.code, refused.body())
+            else:
+                await http_reply(send, refused.code, refused.body(), "application/json")
+
+    # -- lookups ------------------------------------------------------------------------------------
+    def _target(self, namespace: str, name: str, container: str | None) -> _Target:
+        pod = self.pods(namespace, name)
+        if pod is None:
+            raise Refused(404, f'pod "{name}" not found in namespace "{namespace}" on this node')
+        uid = str((pod.get("metadata") or {}).get("uid") or "")
+        records = sorted(self.runtime.containers(uid), key=lambda r: r.attempt)
+        if container is not None:
+            names = [c.get("name") for key in ("containers", "initContainers") for c in pod["spec"].get(key) or []]
+            if container not in names:
+                raise Refused(400, f'container "{container}" in pod "{name}" is not available')
+            records = [r for r in records if r.name == container]
+        return _Target(pod, uid, records)
+
+    def _log_record(self, target: _Target, container: str, previous: bool) -> Any:
+        """Which start's log to show, as kubelet's validateContainerLogStatus decides."""
+        name = target.pod["metadata"]["name"]
+        status = _status_of(target.pod, container)
+        waiting = (status.get("state") or {}).get("waiting")
+        records = target.records
+        if previous:
+            candidates = records if waiting and records and not records[-1].running else records[:-1]
+            if not candidates:
+                raise Refused(400, f'previous terminated container "{container}" in pod "{name}" not found')
+            return candidates[-1]
+        if not records:
+            reason = (waiting or {}).get("reason") or "ContainerCreating"
+            raise Refused(400, f'container "{container}" in pod "{name}" is waiting to start: {reason}')
+        return records[-1]
+
+    # -- handlers -----------------------------------------------------------------------------------
+    async def _logs(self, namespace: str, name: str, container: str, query: dict[str, str], send: Any) -> None:
+        try:
+            options = logs.parse_options(query)
+        except ValueError as exc:
+            raise Refused(400, str(exc)) from exc
+        target = self._target(namespace, name, container)
+        record = self._log_record(target, container, options.previous)
+        uid, attempt = target.uid, record.attempt
+
+        def running() -> bool:
+            current = self.runtime.inspect(uid, container, attempt)
+            return bool(current is not None and current.running)
+
+        await send({"type": "http.response.start", "status": 200,
+                    "headers": [(b"content-type", b"text/plain"), (b"cache-control", b"no-cache")]})
+        async for chunk in logs.stream(record.log_path, options, running):
+            await send({"type": "http.response.body", "body": chunk, "more_body": True})
+        await send({"type": "http.response.body", "body": b"", "more_body": False})
+
+    async def _exec(self, namespace: str, name: str, container: str, query: dict[str, list[str]],
+                    ws: WebSocket) -> None:
+        flags = read_query(query)
+        try:
+            request = channels.ExecRequest(
+                command=query.get("command") or [],
+                **{k: logs.parse_bool(k, flags[k]) for k in ("stdin", "stdout", "stderr", "tty") if k in flags},
+            )
+        except ValueError as exc:
+            raise Refused(400, str(exc)) from exc
+        if not request.command:
+            raise Refused(400, "you must specify at least one command for the container")
+        protocol = channels.choose(ws.subprotocols)
+        if protocol is None:
+            raise Refused(400, f"none of the offered protocols is supported: {ws.subprotocols}; "
+                               f"this kubelet speaks {', '.join(channels.PROTOCOLS)}")
+        running = [r for r in self._target(namespace, name, container).records if r.running]
+        if not running:
+            raise Refused(400, f'container not found ("{container}")')
+        argv = self.runtime.exec_argv(running[-1], request.command)
+        await ws.accept(protocol)
+        await channels.run(argv, request, ws.send_bytes, ws.receive_bytes)
+        await ws.close()
+
+    async def _port_forward(self, namespace: str, name: str, ws: WebSocket) -> None:
+        if PORTFORWARD_PROTOCOL not in ws.subprotocols:
+            raise Refused(400, f"port-forward needs the WebSocket subprotocol {PORTFORWARD_PROTOCOL}")
+        target = self._target(namespace, name, None)
+        running = [r for r in target.records if r.running]
+        if not running:
+            raise Refused(400, f'pod "{name}" has no running container to forward to')
+        netns_path = self.runtime.netns_of(running[-1])
+        await ws.accept(PORTFORWARD_PROTOCOL)
+        forwarder = portforward.Forwarder(lambda: session, lambda port: netns.dial(netns_path, port), name,
+                                          target.uid)
+        session = spdy.Session(ws.send_bytes, forwarder.on_stream)
+        try:
+            while (chunk := await ws.receive_bytes()) is not None and not session.gone:
+                await session.feed(chunk)
+        except spdy.ProtocolError:
+            pass
+        finally:
+            session.end()
+            for task in list(forwarder.tasks):
+                task.cancel()
+            await asyncio.gather(*forwarder.tasks, return_exceptions=True)
+            await ws.close()
+
+
+def _status_of(pod: Pod, container: str) -> Mapping[str, Any]:
+    status = pod.get("status") or {}
+    for key in ("containerStatuses", "initContainerStatuses"):
+        for entry in status.get(key) or []:
+            if entry.get("name") == container:
+                return entry  # type: ignore[no-any-return]
+    return {}
+
+
+class KubeletServer:
+    """The kubelet API on `host:port` (0: a free port), HTTPS with client certificates required."""
+
+    def __init__(self, runtime: Runtime, *, cert: Path, key: Path, client_ca: Path,
+                 pods: Callable[[str, str], Pod | None], host: str = "127.0.0.1", port: int = 0) -> None:
+        self.app = KubeletApp(runtime, pods)
+        self._tls = (cert, key, client_ca)
+        self._address = (host, port)
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+        self.port = 0
+
+    def start(self, timeout: float = 15.0) -> int:
+        """Serve on a thread of its own; returns the port once it accepts connections."""
+        sock = socket.socket(socket.AF_INET, socket.SOCK_STREAM, socket.IPPROTO_TCP)
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind(self._address)
+        sock.listen(128)
+        self.port = sock.getsockname()[1]
+        cert, key, ca = self._tls
+        config = uvicorn.Config(
+            self.app, ws="wsproto", lifespan="off", log_level="warning", access_log=False,
+            ssl_certfile=str(cert), ssl_keyfile=str(key), ssl_ca_certs=str(ca), ssl_cert_reqs=ssl.CERT_REQUIRED,
+            timeout_graceful_shutdown=2, ws_ping_interval=None,
+        )
+        server = self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=lambda: asyncio.run(server.serve(sockets=[sock])),
+                                        name="kubelet-server", daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + timeout
+        while not server.started:
+            if not self._thread.is_alive() or time.monotonic() > deadline:
+                raise RuntimeError("the kubelet server did not start")
+            time.sleep(0.02)
+        return self.port
+
+    def stop(self, timeout: float = 10.0) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(timeout)
+        self._server = self._thread = None
