@@ -14,8 +14,10 @@ import logging
 import threading
 from collections.abc import Hashable, Sequence
 
+from kubernetes.client.exceptions import ApiException
+
 from kube.controller import Runtime, Watch
-from kube.rest import ENDPOINT_SLICES, ENDPOINTS, SERVICES, Kube, Obj
+from kube.rest import ENDPOINT_SLICES, ENDPOINTS, SERVICES, Kube, Obj, Resource
 from localcluster.network import netcmd
 from localcluster.network.addressing import ClusterNet
 from localcluster.network.fabric import Fabric
@@ -31,6 +33,17 @@ def _whole_cluster(_obj: Obj) -> list[Hashable]:
     return [_ALL]
 
 
+def _serves(kube: Kube, res: Resource) -> bool:
+    """Whether the API server serves `res` (an old or minimal server may not serve EndpointSlices)."""
+    try:
+        found = kube.request("GET", f"/apis/{res.group}/{res.version}" if res.group else f"/api/{res.version}")
+    except ApiException as exc:
+        if exc.status == 404:
+            return False
+        raise
+    return any(r.get("name") == res.plural for r in (found or {}).get("resources") or [])
+
+
 class ServiceProxy:
     """Programs one cluster's Service addresses in the fabric (see the module docstring)."""
 
@@ -41,8 +54,11 @@ class ServiceProxy:
         self.kube = kube
         self.fabric = fabric
         self.net = net
-        self.watches: Sequence[Watch] = (Watch(SERVICES, _whole_cluster), Watch(ENDPOINT_SLICES, _whole_cluster),
-                                         Watch(ENDPOINTS, _whole_cluster))
+        self._slices = _serves(kube, ENDPOINT_SLICES)
+        if not self._slices:
+            log.warning("cluster %d: the API serves no EndpointSlices; v1 Endpoints only", net.index)
+        self.watches: Sequence[Watch] = (Watch(SERVICES, _whole_cluster), Watch(ENDPOINTS, _whole_cluster),
+                                         *([Watch(ENDPOINT_SLICES, _whole_cluster)] if self._slices else []))
         self._lock = threading.Lock()
         self._applied: str | None = None
         self._forwarders: dict[LoopbackForward, LoopbackForwarder] = {}
@@ -51,8 +67,9 @@ class ServiceProxy:
         runtime.add(self).add(_ALL)
 
     def reconcile(self, key: Hashable) -> float | None:
-        plan = plan_services(self.net, self.runtime.cache(SERVICES).items(),
-                             self.runtime.cache(ENDPOINT_SLICES).items(), self.runtime.cache(ENDPOINTS).items())
+        slices = self.runtime.cache(ENDPOINT_SLICES).items() if self._slices else []
+        plan = plan_services(self.net, self.runtime.cache(SERVICES).items(), slices,
+                             self.runtime.cache(ENDPOINTS).items())
         with self._lock:
             self._report_ignored(plan)
             program = render_table(self.net, plan)

@@ -3,7 +3,9 @@ and a snapshot of the host namespace's addresses, routes and links to prove noth
 
 from __future__ import annotations
 
+import socket
 import subprocess
+import threading
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,3 +43,21 @@ def servers() -> Iterator[list[subprocess.Popen[bytes]]]:
         p.kill()
         p.wait()
 
+
+@pytest.fixture
+def host_listener() -> Iterator[socket.socket]:
+    """A server on the host's 127.0.0.1 answering 'host-api'."""
+    srv = socket.create_server(("127.0.0.1", 0))
+
+    def serve() -> None:
+        while True:
+            try:
+                conn, _ = srv.accept()
+            except OSError:
+                return
+            with conn:
+                conn.sendall(b"host-api\n")
+
+    threading.Thread(target=serve, daemon=True).start()
+    yield srv
+    srv.close()

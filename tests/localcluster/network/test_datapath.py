@@ -4,12 +4,9 @@ from __future__ import annotations
 
 import socket
 import subprocess
-import threading
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import pytest
 from nethelpers import fetch, fetch_until, host_view, start_echo_server
 
 from localcluster.network import netcmd
@@ -98,25 +95,6 @@ def test_lb_address_reachable_from_other_cluster_but_pod_ip_is_not(
     ping = subprocess.run(["ip", "netns", "exec", Path(client.netns_path).name, "busybox", "ping", "-c1", "-W2",
                            web.ip], capture_output=True, text=True)
     assert ping.returncode != 0
-
-
-@pytest.fixture
-def host_listener() -> Iterator[socket.socket]:
-    """A server on the host's 127.0.0.1 answering 'host-api'."""
-    srv = socket.create_server(("127.0.0.1", 0))
-
-    def serve() -> None:
-        while True:
-            try:
-                conn, _ = srv.accept()
-            except OSError:
-                return
-            with conn:
-                conn.sendall(b"host-api\n")
-
-    threading.Thread(target=serve, daemon=True).start()
-    yield srv
-    srv.close()
 
 
 def test_loopback_forwarder_reaches_host_loopback(
