@@ -166,20 +166,21 @@ def _under(path: str, parent: str) -> bool:
 
 def ensure_busybox_root(root: Path) -> Path:
     """Build the busybox root at `root` once (crash-safe: built aside, renamed into place, under a lock)."""
-    if (root / ".complete").exists():
+    complete = root.with_name(root.name + ".complete")
+    if complete.exists():
         return root
     private_dir(root.parent)
-    with open_private(root.parent / ".busybox.lock", "w") as lock:
+    with open_private(root.parent / f".{root.name}.lock", "w") as lock:
         fcntl.flock(lock, fcntl.LOCK_EX)
-        if (root / ".complete").exists():
+        if complete.exists():
             return root
-        staging = Path(tempfile.mkdtemp(prefix=".busybox-", dir=root.parent))
+        staging = Path(tempfile.mkdtemp(prefix=f".{root.name}-", dir=root.parent))
         try:
             _populate_busybox(staging)
-            (staging / ".complete").write_text("")
             if root.exists():
                 shutil.rmtree(root)
             os.rename(staging, root)
+            complete.write_text("")
         finally:
             shutil.rmtree(staging, ignore_errors=True)
     return root
