@@ -12,8 +12,11 @@ from typing import Any
 import kubernetes
 from kubernetes.client.exceptions import ApiException
 
+from localcluster.storage.driver import StorageDriver
+
 SNAP = ("snapshot.storage.k8s.io", "v1")
 Obj = dict[str, Any]
+NewDriver = Callable[..., StorageDriver]  # the `new_driver` fixture: a started driver (a new process) per call
 
 
 def settle(fn: Callable[..., float | None], *args: str, timeout: float = 60.0, max_calls: int = 50) -> int:
@@ -57,7 +60,7 @@ class Cluster:
         name: str,
         size: str = "1Gi",
         *,
-        storage_class: str | None = "local",
+        storage_class: str | None = "local-csi",
         data_source: Obj | None = None,
         data_source_ref: Obj | None = None,
         volume_mode: str | None = None,
@@ -92,7 +95,8 @@ class Cluster:
         self.core.delete_persistent_volume(name)
 
     # snapshots
-    def create_vs(self, namespace: str, name: str, pvc: str | None, *, klass: str | None = "local") -> Obj:
+    def create_vs(self, namespace: str, name: str, pvc: str | None, *,
+                  klass: str | None = "local-csi-snapclass") -> Obj:
         spec: Obj = {"source": {"persistentVolumeClaimName": pvc}}
         if klass is not None:
             spec["volumeSnapshotClassName"] = klass
@@ -127,7 +131,7 @@ class Cluster:
             "apiVersion": "snapshot.storage.k8s.io/v1",
             "kind": "VolumeSnapshotClass",
             "metadata": {"name": name},
-            "driver": "volsync.local/hostpath",
+            "driver": "local.csi.volsync-addon.io",
             "deletionPolicy": deletion_policy,
         }
         self.custom.create_cluster_custom_object(*SNAP, "volumesnapshotclasses", body)

@@ -69,7 +69,7 @@ def _serve(platform: LocalPlatform, cluster: Cluster, namespace: str, name: str,
                             destination_pub=PAIR.destination_pub, workdir=tmp_path / f"client-{name}", retries=1,
                             backoff=(0.05,))
     client.prepare()
-    return Served(action.key, action, pvc, volume_dir(platform.data_root, pvc), client)
+    return Served(action.key, action, pvc, volume_dir(platform.storage.layout.root, pvc), client)
 
 
 def _server(platform: LocalPlatform, key: str) -> DestinationServer:
@@ -176,9 +176,10 @@ def test_close_stops_every_server_at_once_within_its_bound(
 
 
 def test_a_restarted_agent_deleting_a_destination_stops_the_old_sshd_and_gives_the_links_back(
-        api: kubernetes.client.ApiClient, cluster: Cluster, namespace: str, data_root: Path, tmp_path: Path) -> None:
+        api: kubernetes.client.ApiClient, cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    data_root = tmp_path / "data"
     first = LocalPlatform(Kube(api), data_root, address_pool="127.254.254.0/30")
-    first.storage.ensure_defaults()
+    first.controllers()
     second: LocalPlatform | None = None
     orphan: DestinationServer | None = None
     try:

@@ -10,30 +10,51 @@ from pathlib import Path
 
 import kubernetes
 import pytest
-from storage_helpers import Cluster, leftovers, settle, steps, volume_dir
+import urllib3
+from storage_helpers import Cluster, NewDriver, leftovers, settle, steps, volume_dir
 
-from agent.storage.copying import Layout, remove
-from agent.storage.local import LocalStorage
+from kube.rest import Kube
+from localcluster.storage.copying import Layout, remove
+from localcluster.storage.driver import StorageDriver
 
 
-def test_ensure_defaults_creates_the_default_classes_once(storage: LocalStorage, cluster: Cluster) -> None:
-    sc = cluster.api.sanitize_for_serialization(cluster.storage.read_storage_class("local"))
-    assert sc["provisioner"] == "volsync.local/hostpath" == LocalStorage.PROVISIONER
+def test_start_creates_the_driver_and_its_classes_once(new_driver: NewDriver, cluster: Cluster) -> None:
+    new_driver()
+    sc = cluster.api.sanitize_for_serialization(cluster.storage.read_storage_class("local-csi"))
+    assert sc["provisioner"] == "local.csi.volsync-addon.io" == StorageDriver.DRIVER
     assert sc["reclaimPolicy"] == "Delete"
     assert sc["volumeBindingMode"] == "Immediate"
+    assert sc["allowVolumeExpansion"] is False
     assert sc["metadata"]["annotations"]["storageclass.kubernetes.io/is-default-class"] == "true"
-    vsc = cluster.custom.get_cluster_custom_object("snapshot.storage.k8s.io", "v1", "volumesnapshotclasses", "local")
-    assert vsc["driver"] == "volsync.local/hostpath"
+    gp2 = cluster.api.sanitize_for_serialization(cluster.storage.read_storage_class("gp2-csi"))
+    assert gp2["provisioner"] == StorageDriver.DRIVER and "annotations" not in gp2["metadata"]
+    snap = ("snapshot.storage.k8s.io", "v1", "volumesnapshotclasses")
+    vsc = cluster.custom.get_cluster_custom_object(*snap, "local-csi-snapclass")
+    assert vsc["driver"] == "local.csi.volsync-addon.io"
     assert vsc["deletionPolicy"] == "Delete"
     assert vsc["metadata"]["annotations"]["snapshot.storage.kubernetes.io/is-default-class"] == "true"
+    for name in ("csi-aws-vsc", "gp2-csi"):
+        extra = cluster.custom.get_cluster_custom_object(*snap, name)
+        assert extra["driver"] == StorageDriver.DRIVER and "annotations" not in extra["metadata"]
+    try:
+        driver = cluster.api.sanitize_for_serialization(cluster.storage.read_csi_driver(StorageDriver.DRIVER))
+    except kubernetes.client.exceptions.ApiException as exc:  # the API server may not serve csidrivers yet
+        assert exc.status == 404
+    else:
+        assert driver["spec"]["attachRequired"] is False
 
-    storage.ensure_defaults()  # already there: nothing changes
-    again = cluster.api.sanitize_for_serialization(cluster.storage.read_storage_class("local"))
+    cluster.storage.patch_storage_class("gp2-csi", {"metadata": {"labels": {"edited": "by-an-admin"}}})
+    gp2 = cluster.api.sanitize_for_serialization(cluster.storage.read_storage_class("gp2-csi"))
+    new_driver(pool_size=0)  # another start: nothing is overwritten
+    again = cluster.api.sanitize_for_serialization(cluster.storage.read_storage_class("local-csi"))
     assert again["metadata"]["resourceVersion"] == sc["metadata"]["resourceVersion"]
+    gp2_again = cluster.api.sanitize_for_serialization(cluster.storage.read_storage_class("gp2-csi"))
+    assert gp2_again["metadata"]["labels"] == {"edited": "by-an-admin"}
+    assert gp2_again["metadata"]["resourceVersion"] == gp2["metadata"]["resourceVersion"]
 
 
-def test_provisions_a_claim_of_any_storage_class(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+def test_provisions_a_claim_of_our_storage_classes(
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     created = cluster.create_pvc(namespace, "data", "2Gi", storage_class="gp2-csi")
     uid = created["metadata"]["uid"]
@@ -46,15 +67,18 @@ def test_provisions_a_claim_of_any_storage_class(
     annotations = pvc["metadata"]["annotations"]
     assert annotations["pv.kubernetes.io/bind-completed"] == "yes"
     assert annotations["pv.kubernetes.io/bound-by-controller"] == "yes"
-    assert annotations["volume.kubernetes.io/storage-provisioner"] == "volsync.local/hostpath"
+    assert annotations["volume.kubernetes.io/storage-provisioner"] == "local.csi.volsync-addon.io"
 
     pv = cluster.pv(f"pvc-{uid}")
     assert pv is not None
     directory = data_root / "volumes" / f"pvc-{uid}"
-    assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == "volsync.local/hostpath"
+    assert pv["metadata"]["annotations"]["pv.kubernetes.io/provisioned-by"] == "local.csi.volsync-addon.io"
     assert pv["spec"]["capacity"] == {"storage": "2Gi"}
     assert pv["spec"]["accessModes"] == ["ReadWriteOnce"]
-    assert pv["spec"]["hostPath"] == {"path": str(directory), "type": "DirectoryOrCreate"}
+    assert pv["spec"]["local"] == {"path": str(directory)}
+    assert "hostPath" not in pv["spec"]
+    assert pv["spec"]["nodeAffinity"] == {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": ["cluster1"]}]}]}}
     assert pv["spec"]["claimRef"] == {
         "apiVersion": "v1",
         "kind": "PersistentVolumeClaim",
@@ -78,7 +102,7 @@ def test_provisions_a_claim_of_any_storage_class(
     succeeded = cluster.event(pvc, "ProvisioningSucceeded")
     assert succeeded["type"] == "Normal"
     assert succeeded["message"] == f"Successfully provisioned volume pvc-{uid}"
-    assert succeeded["source"]["component"] == "volsync.local/hostpath"
+    assert succeeded["source"]["component"] == "local.csi.volsync-addon.io"
 
     # Settled: more calls change nothing and say nothing.
     assert storage.reconcile_pvc(namespace, "data") is None
@@ -88,18 +112,18 @@ def test_provisions_a_claim_of_any_storage_class(
 
 
 def test_a_claim_without_a_class_gets_the_default_class(
-    storage: LocalStorage, cluster: Cluster, namespace: str
+    storage: StorageDriver, cluster: Cluster, namespace: str
 ) -> None:
     cluster.create_pvc(namespace, "plain", "1Gi", storage_class=None)
     settle(storage.reconcile_pvc, namespace, "plain")
     pvc = cluster.pvc(namespace, "plain")
     assert pvc["status"]["phase"] == "Bound"
-    assert pvc["spec"]["storageClassName"] == "local"
+    assert pvc["spec"]["storageClassName"] == "local-csi"
     pv = cluster.pv(pvc["spec"]["volumeName"])
-    assert pv is not None and pv["spec"]["storageClassName"] == "local"
+    assert pv is not None and pv["spec"]["storageClassName"] == "local-csi"
 
 
-def test_block_volumes_are_refused_with_an_event(storage: LocalStorage, cluster: Cluster, namespace: str) -> None:
+def test_block_volumes_are_refused_with_an_event(storage: StorageDriver, cluster: Cluster, namespace: str) -> None:
     created = cluster.create_pvc(namespace, "raw", volume_mode="Block")
     assert storage.reconcile_pvc(namespace, "raw") is None  # nothing will change that: no retry
     assert cluster.pv(f"pvc-{created['metadata']['uid']}") is None
@@ -110,7 +134,7 @@ def test_block_volumes_are_refused_with_an_event(storage: LocalStorage, cluster:
     assert "volumeMode Block is not supported" in failed["message"]
 
 
-def test_failures_are_aggregated_into_one_event(storage: LocalStorage, cluster: Cluster, namespace: str) -> None:
+def test_failures_are_aggregated_into_one_event(storage: StorageDriver, cluster: Cluster, namespace: str) -> None:
     cluster.create_pvc(namespace, "raw", volume_mode="Block")
     for _ in range(3):
         storage.reconcile_pvc(namespace, "raw")
@@ -120,7 +144,7 @@ def test_failures_are_aggregated_into_one_event(storage: LocalStorage, cluster: 
 
 
 def test_deleting_a_claim_removes_its_volume(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     cluster.create_pvc(namespace, "gone")
     settle(storage.reconcile_pvc, namespace, "gone")
@@ -146,7 +170,7 @@ def test_deleting_a_claim_removes_its_volume(
 
 
 def test_a_claim_recreated_under_the_same_name_does_not_keep_the_old_volume(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     cluster.create_pvc(namespace, "again")
     settle(storage.reconcile_pvc, namespace, "again")
@@ -167,14 +191,14 @@ def test_a_claim_recreated_under_the_same_name_does_not_keep_the_old_volume(
 
 
 def test_retain_keeps_the_data_of_a_deleted_claim(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     klass = f"keep-{namespace}"[:63]
     body = {
         "apiVersion": "storage.k8s.io/v1",
         "kind": "StorageClass",
         "metadata": {"name": klass},
-        "provisioner": "volsync.local/hostpath",
+        "provisioner": "local.csi.volsync-addon.io",
         "reclaimPolicy": "Retain",
     }
     cluster.storage.create_storage_class(body)
@@ -198,7 +222,7 @@ def test_retain_keeps_the_data_of_a_deleted_claim(
 
 
 def test_a_volume_deleted_while_its_claim_exists_waits_for_the_claim(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     cluster.create_pvc(namespace, "busy")
     settle(storage.reconcile_pvc, namespace, "busy")
@@ -216,7 +240,7 @@ def test_a_volume_deleted_while_its_claim_exists_waits_for_the_claim(
     assert not volume_dir(data_root, pvc).exists()
 
 
-def test_a_bound_claim_whose_volume_vanished_is_lost(storage: LocalStorage, cluster: Cluster, namespace: str) -> None:
+def test_a_bound_claim_whose_volume_vanished_is_lost(storage: StorageDriver, cluster: Cluster, namespace: str) -> None:
     cluster.create_pvc(namespace, "lost")
     settle(storage.reconcile_pvc, namespace, "lost")
     pvc = cluster.pvc(namespace, "lost")
@@ -236,14 +260,13 @@ def test_a_bound_claim_whose_volume_vanished_is_lost(storage: LocalStorage, clus
 
 @pytest.mark.parametrize("done", range(5))
 def test_a_restart_after_any_step_finishes_the_claim(
-    api: kubernetes.client.ApiClient, cluster: Cluster, namespace: str, data_root: Path, done: int
+    new_driver: NewDriver, cluster: Cluster, namespace: str, data_root: Path, done: int
 ) -> None:
-    first = LocalStorage(api, data_root)
-    first.ensure_defaults()
+    first = new_driver()
     cluster.create_pvc(namespace, "c", "3Gi")
     steps(first.reconcile_pvc, namespace, "c", count=done)
 
-    restarted = LocalStorage(api, data_root)  # a new process: nothing but the API and the directories
+    restarted = new_driver()  # a new process: nothing but the API and the directories
     assert settle(restarted.reconcile_pvc, namespace, "c") == 5 - done
     pvc = cluster.pvc(namespace, "c")
     assert pvc["status"]["phase"] == "Bound"
@@ -256,10 +279,9 @@ def test_a_restart_after_any_step_finishes_the_claim(
 
 
 def test_a_crash_while_filling_leaves_no_complete_looking_volume(
-    api: kubernetes.client.ApiClient, cluster: Cluster, namespace: str, data_root: Path
+    new_driver: NewDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
-    first = LocalStorage(api, data_root)
-    first.ensure_defaults()
+    first = new_driver()
     cluster.create_pvc(namespace, "c")
     steps(first.reconcile_pvc, namespace, "c", count=1)  # the PV exists, the directory not yet
     uid = cluster.pvc(namespace, "c")["metadata"]["uid"]
@@ -268,14 +290,14 @@ def test_a_crash_while_filling_leaves_no_complete_looking_volume(
     staging.mkdir()
     (staging / "half-written").write_bytes(b"\0" * 100)
 
-    restarted = LocalStorage(api, data_root)
+    restarted = new_driver()
     settle(restarted.reconcile_pvc, namespace, "c")
     assert list((data_root / "volumes" / f"pvc-{uid}").iterdir()) == []
     assert leftovers(data_root) == []
 
 
 def test_claims_are_provisioned_concurrently(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     names = [f"c{i}" for i in range(8)]
     for name in names:
@@ -300,7 +322,7 @@ def test_claims_are_provisioned_concurrently(
 
 
 def test_removal_never_follows_symlinks_out_of_the_data_root(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path, tmp_path: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path, tmp_path: Path
 ) -> None:
     outside = tmp_path / "outside"
     outside.mkdir()
@@ -312,7 +334,7 @@ def test_removal_never_follows_symlinks_out_of_the_data_root(
     swapped = cluster.pvc(namespace, "swapped")
     # A link inside a volume pointing out of it; and a volume directory replaced by such a link.
     (volume_dir(data_root, inner) / "escape").symlink_to(outside)
-    os.rename(volume_dir(data_root, swapped), tmp_path / "moved-away")
+    os.rename(volume_dir(data_root, swapped), data_root / "moved-away")  # same filesystem (the pool)
     volume_dir(data_root, swapped).symlink_to(outside)
 
     for name, pvc in (("inner", inner), ("swapped", swapped)):
@@ -324,7 +346,7 @@ def test_removal_never_follows_symlinks_out_of_the_data_root(
 
 
 def test_a_volume_whose_path_was_changed_is_not_deleted(
-    storage: LocalStorage, cluster: Cluster, namespace: str, tmp_path: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, tmp_path: Path
 ) -> None:
     elsewhere = tmp_path / "elsewhere"
     elsewhere.mkdir()
@@ -332,7 +354,7 @@ def test_a_volume_whose_path_was_changed_is_not_deleted(
     cluster.create_pvc(namespace, "moved")
     settle(storage.reconcile_pvc, namespace, "moved")
     pv_name = cluster.pvc(namespace, "moved")["spec"]["volumeName"]
-    cluster.core.patch_persistent_volume(pv_name, {"spec": {"hostPath": {"path": str(elsewhere)}}})
+    cluster.core.patch_persistent_volume(pv_name, {"spec": {"local": {"path": str(elsewhere)}}})
     cluster.delete_pvc(namespace, "moved")
 
     settle(storage.reconcile_pv, pv_name)
@@ -378,7 +400,7 @@ def test_an_unprivileged_agent_removes_read_only_directories() -> None:
 
 
 def test_a_claim_deleted_before_it_was_bound_leaves_nothing_behind(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     created = cluster.create_pvc(namespace, "brief")
     steps(storage.reconcile_pvc, namespace, "brief", count=2)  # the PV and the directory, not yet bound
@@ -393,12 +415,14 @@ def test_a_claim_deleted_before_it_was_bound_leaves_nothing_behind(
     assert list((data_root / "volumes").iterdir()) == []
 
 
-def test_an_unreachable_api_server_means_retry_later_not_an_exception(data_root: Path) -> None:
+def test_an_unreachable_api_server_means_retry_later_not_an_exception(new_driver: NewDriver) -> None:
     config = kubernetes.client.Configuration()
     config.host = "http://127.0.0.1:9"  # discard port: connection refused
     config.retries = False
     with kubernetes.client.ApiClient(config) as api:
-        storage = LocalStorage(api, data_root)
+        storage = new_driver(kube=Kube(api), start=False, pool_size=0)
+        with pytest.raises(urllib3.exceptions.HTTPError):
+            storage.start()  # the classes cannot be ensured: start says so
         for delay in (storage.reconcile_pvc("ns", "c"), storage.reconcile_volume_snapshot("ns", "s")):
             assert delay is not None and delay > 0
         assert storage.reconcile_pv("pvc-1") is not None

@@ -10,21 +10,21 @@ from storage_helpers import Cluster, leftovers, settle, volume_dir
 from support.apiserver import ApiServer
 from support.trees import assert_trees_equal, make_sample_tree, snapshot_tree
 
-from agent.storage.local import LocalStorage
+from localcluster.storage.driver import StorageDriver
 
 FROM_SNAPSHOT = {"kind": "VolumeSnapshot", "apiGroup": "snapshot.storage.k8s.io"}
 CONTEXT = "cluster1"
 
 
-def bound_volume(storage: LocalStorage, cluster: Cluster, namespace: str, name: str, size: str = "2Gi") -> Path:
+def bound_volume(storage: StorageDriver, cluster: Cluster, namespace: str, name: str, size: str = "2Gi") -> Path:
     cluster.create_pvc(namespace, name, size)
     settle(storage.reconcile_pvc, namespace, name)
-    return volume_dir(storage.data_root, cluster.pvc(namespace, name))
+    return volume_dir(storage.layout.root, cluster.pvc(namespace, name))
 
 
 @pytest.mark.kubectl
 def test_the_user_procedure_turns_a_snapshot_into_a_usable_claim(
-    apiserver: ApiServer, storage: LocalStorage, cluster: Cluster, namespace: str
+    apiserver: ApiServer, storage: StorageDriver, cluster: Cluster, namespace: str
 ) -> None:
     """Section 3 of the procedure: a PVC with `dataSource` VolumeSnapshot and 2Gi, then `kubectl get pvc`."""
     source_claim = f"""
@@ -38,7 +38,7 @@ spec:
 """
     apiserver.apply_yaml(source_claim, context=CONTEXT)
     settle(storage.reconcile_pvc, namespace, "source")
-    source = volume_dir(storage.data_root, cluster.pvc(namespace, "source"))
+    source = volume_dir(storage.layout.root, cluster.pvc(namespace, "source"))
     make_sample_tree(source)
     expected = snapshot_tree(source)
 
@@ -83,11 +83,11 @@ spec:
     uid = cluster.pvc(namespace, "restored")["metadata"]["uid"]
     assert rows["restored"][1:5] == ["Bound", f"pvc-{uid}", "2Gi", "RWO"]
     assert rows["source"][1] == "Bound"
-    assert_trees_equal(expected, volume_dir(storage.data_root, cluster.pvc(namespace, "restored")))
+    assert_trees_equal(expected, volume_dir(storage.layout.root, cluster.pvc(namespace, "restored")))
 
 
 def test_a_restore_smaller_than_the_snapshot_is_refused(
-    storage: LocalStorage, cluster: Cluster, namespace: str
+    storage: StorageDriver, cluster: Cluster, namespace: str
 ) -> None:
     bound_volume(storage, cluster, namespace, "src", "2Gi")
     cluster.create_vs(namespace, "snap", "src")
@@ -101,7 +101,7 @@ def test_a_restore_smaller_than_the_snapshot_is_refused(
     assert pvc["status"]["phase"] == "Pending"
     assert not pvc["spec"].get("volumeName")
     assert cluster.pv(f"pvc-{created['metadata']['uid']}") is None
-    assert not volume_dir(storage.data_root, pvc).exists()
+    assert not volume_dir(storage.layout.root, pvc).exists()
     failed = cluster.event(pvc, "ProvisioningFailed")
     assert failed["type"] == "Warning"
     assert failed["message"] == (
@@ -111,7 +111,7 @@ def test_a_restore_smaller_than_the_snapshot_is_refused(
     assert failed["count"] == 2
 
 
-def test_a_restore_may_be_larger_than_the_snapshot(storage: LocalStorage, cluster: Cluster, namespace: str) -> None:
+def test_a_restore_may_be_larger_than_the_snapshot(storage: StorageDriver, cluster: Cluster, namespace: str) -> None:
     source = bound_volume(storage, cluster, namespace, "src", "2Gi")
     (source / "file").write_text("data")
     cluster.create_vs(namespace, "snap", "src")
@@ -120,10 +120,10 @@ def test_a_restore_may_be_larger_than_the_snapshot(storage: LocalStorage, cluste
     settle(storage.reconcile_pvc, namespace, "big")
     pvc = cluster.pvc(namespace, "big")
     assert pvc["status"]["capacity"] == {"storage": "5Gi"}
-    assert (volume_dir(storage.data_root, pvc) / "file").read_text() == "data"
+    assert (volume_dir(storage.layout.root, pvc) / "file").read_text() == "data"
 
 
-def test_a_restore_waits_for_the_snapshot_to_be_ready(storage: LocalStorage, cluster: Cluster, namespace: str) -> None:
+def test_a_restore_waits_for_the_snapshot_to_be_ready(storage: StorageDriver, cluster: Cluster, namespace: str) -> None:
     source = bound_volume(storage, cluster, namespace, "src")
     (source / "file").write_text("eventually")
     created = cluster.create_pvc(namespace, "early", "2Gi", data_source={**FROM_SNAPSHOT, "name": "snap"})
@@ -139,21 +139,21 @@ def test_a_restore_waits_for_the_snapshot_to_be_ready(storage: LocalStorage, clu
     settle(storage.reconcile_pvc, namespace, "early")
     pvc = cluster.pvc(namespace, "early")
     assert pvc["status"]["phase"] == "Bound"
-    assert (volume_dir(storage.data_root, pvc) / "file").read_text() == "eventually"
+    assert (volume_dir(storage.layout.root, pvc) / "file").read_text() == "eventually"
     assert "ProvisioningSucceeded" in cluster.reasons(pvc)
 
 
-def test_data_source_ref_works_like_data_source(storage: LocalStorage, cluster: Cluster, namespace: str) -> None:
+def test_data_source_ref_works_like_data_source(storage: StorageDriver, cluster: Cluster, namespace: str) -> None:
     source = bound_volume(storage, cluster, namespace, "src")
     (source / "file").write_text("by ref")
     cluster.create_vs(namespace, "snap", "src")
     settle(storage.reconcile_volume_snapshot, namespace, "snap")
     cluster.create_pvc(namespace, "ref", "2Gi", data_source_ref={**FROM_SNAPSHOT, "name": "snap"})
     settle(storage.reconcile_pvc, namespace, "ref")
-    assert (volume_dir(storage.data_root, cluster.pvc(namespace, "ref")) / "file").read_text() == "by ref"
+    assert (volume_dir(storage.layout.root, cluster.pvc(namespace, "ref")) / "file").read_text() == "by ref"
 
 
-def test_a_clone_copies_a_bound_claim(storage: LocalStorage, cluster: Cluster, namespace: str) -> None:
+def test_a_clone_copies_a_bound_claim(storage: StorageDriver, cluster: Cluster, namespace: str) -> None:
     source = bound_volume(storage, cluster, namespace, "src")
     make_sample_tree(source)
     expected = snapshot_tree(source)
@@ -161,17 +161,17 @@ def test_a_clone_copies_a_bound_claim(storage: LocalStorage, cluster: Cluster, n
     settle(storage.reconcile_pvc, namespace, "clone")
     pvc = cluster.pvc(namespace, "clone")
     assert pvc["status"]["phase"] == "Bound"
-    clone = volume_dir(storage.data_root, pvc)
+    clone = volume_dir(storage.layout.root, pvc)
     assert_trees_equal(expected, clone)
 
     with (source / "hello.txt").open("r+b") as f:  # independent of its source from then on
         f.write(b"CHANGED")
     assert (clone / "hello.txt").read_bytes() == b"hello world\n"
-    assert leftovers(storage.data_root) == []
+    assert leftovers(storage.layout.root) == []
 
 
 def test_a_clone_waits_for_its_source_and_refuses_to_shrink(
-    storage: LocalStorage, cluster: Cluster, namespace: str
+    storage: StorageDriver, cluster: Cluster, namespace: str
 ) -> None:
     cluster.create_pvc(namespace, "src", "2Gi")
     created = cluster.create_pvc(
@@ -189,7 +189,7 @@ def test_a_clone_waits_for_its_source_and_refuses_to_shrink(
     ) in [e["message"] for e in cluster.events(created)]
 
 
-def test_an_unsupported_data_source_is_reported(storage: LocalStorage, cluster: Cluster, namespace: str) -> None:
+def test_an_unsupported_data_source_is_reported(storage: StorageDriver, cluster: Cluster, namespace: str) -> None:
     created = cluster.create_pvc(
         namespace, "odd", data_source_ref={"kind": "Backup", "apiGroup": "example.com", "name": "b"}
     )

@@ -11,9 +11,8 @@ import time
 from datetime import UTC, datetime
 from pathlib import Path
 
-import kubernetes
 import pytest
-from storage_helpers import Cluster, content_dir, leftovers, settle, steps, volume_dir
+from storage_helpers import Cluster, NewDriver, content_dir, leftovers, settle, steps, volume_dir
 from support.trees import (
     HARDLINKS,
     LARGE_SIZE,
@@ -27,24 +26,24 @@ from support.trees import (
     snapshot_tree,
 )
 
-from agent.storage.local import LocalStorage
+from localcluster.storage.driver import StorageDriver
 
 SNAPSHOT_STEPS = 6  # with a named class: finalizer, content, bound name, copy, content ready, snapshot ready
 
 
-def provision(storage: LocalStorage, cluster: Cluster, namespace: str, name: str, size: str = "2Gi") -> Path:
+def provision(storage: StorageDriver, cluster: Cluster, namespace: str, name: str, size: str = "2Gi") -> Path:
     cluster.create_pvc(namespace, name, size)
     settle(storage.reconcile_pvc, namespace, name)
     pvc = cluster.pvc(namespace, name)
     assert pvc["status"]["phase"] == "Bound"
-    return Path(cluster.pv(pvc["spec"]["volumeName"])["spec"]["hostPath"]["path"])  # type: ignore[index]
+    return Path(cluster.pv(pvc["spec"]["volumeName"])["spec"]["local"]["path"])  # type: ignore[index]
 
 
 def getfacl(path: Path) -> str:
     return subprocess.run(["getfacl", "-pn", str(path)], capture_output=True, text=True, check=True).stdout
 
 
-def snapshot(storage: LocalStorage, cluster: Cluster, namespace: str, name: str, pvc: str) -> dict:  # type: ignore[type-arg]
+def snapshot(storage: StorageDriver, cluster: Cluster, namespace: str, name: str, pvc: str) -> dict:  # type: ignore[type-arg]
     cluster.create_vs(namespace, name, pvc)
     settle(storage.reconcile_volume_snapshot, namespace, name)
     vs = cluster.vs(namespace, name)
@@ -52,7 +51,7 @@ def snapshot(storage: LocalStorage, cluster: Cluster, namespace: str, name: str,
     return vs
 
 
-def test_a_snapshot_of_a_claim(storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path) -> None:
+def test_a_snapshot_of_a_claim(storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path) -> None:
     source = provision(storage, cluster, namespace, "src")
     make_sample_tree(source)
     before = time.time_ns()
@@ -65,7 +64,7 @@ def test_a_snapshot_of_a_claim(storage: LocalStorage, cluster: Cluster, namespac
     uid = vs["metadata"]["uid"]
     content_name = f"snapcontent-{uid}"
     directory = data_root / "snapshots" / content_name
-    assert vs["metadata"]["finalizers"] == ["volsync.local/snapshot-protection"]
+    assert vs["metadata"]["finalizers"] == ["local.csi.volsync-addon.io/snapshot-protection"]
     assert vs["status"]["boundVolumeSnapshotContentName"] == content_name
     assert vs["status"]["readyToUse"] is True
     assert vs["status"]["restoreSize"] == "2Gi"
@@ -78,10 +77,10 @@ def test_a_snapshot_of_a_claim(storage: LocalStorage, cluster: Cluster, namespac
     assert content is not None
     assert content["spec"] == {
         "deletionPolicy": "Delete",
-        "driver": "volsync.local/hostpath",
+        "driver": "local.csi.volsync-addon.io",
         "source": {"volumeHandle": pvc["spec"]["volumeName"]},
         "sourceVolumeMode": "Filesystem",
-        "volumeSnapshotClassName": "local",
+        "volumeSnapshotClassName": "local-csi-snapclass",
         "volumeSnapshotRef": {
             "apiVersion": "snapshot.storage.k8s.io/v1",
             "kind": "VolumeSnapshot",
@@ -107,7 +106,7 @@ def test_a_snapshot_of_a_claim(storage: LocalStorage, cluster: Cluster, namespac
 
 
 def test_a_snapshot_keeps_every_kind_of_metadata(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     source = provision(storage, cluster, namespace, "src")
     make_sample_tree(source)
@@ -149,7 +148,7 @@ def test_a_snapshot_keeps_every_kind_of_metadata(
 
 
 def test_a_snapshot_is_a_point_in_time_copy(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     source = provision(storage, cluster, namespace, "src")
     make_sample_tree(source)
@@ -199,7 +198,7 @@ def test_a_snapshot_is_a_point_in_time_copy(
 
 
 def test_a_snapshot_waits_for_its_claim_to_be_bound(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     cluster.create_pvc(namespace, "later")
     cluster.create_vs(namespace, "snap", "later")
@@ -217,7 +216,7 @@ def test_a_snapshot_waits_for_its_claim_to_be_bound(
 
 
 def test_a_snapshot_of_a_missing_claim_reports_an_error(
-    storage: LocalStorage, cluster: Cluster, namespace: str
+    storage: StorageDriver, cluster: Cluster, namespace: str
 ) -> None:
     cluster.create_vs(namespace, "snap", "nobody")
     assert storage.reconcile_volume_snapshot(namespace, "snap") is not None
@@ -228,7 +227,7 @@ def test_a_snapshot_of_a_missing_claim_reports_an_error(
 
 
 def test_a_missing_snapshot_class_is_an_error_until_it_exists(
-    storage: LocalStorage, cluster: Cluster, namespace: str
+    storage: StorageDriver, cluster: Cluster, namespace: str
 ) -> None:
     provision(storage, cluster, namespace, "src")
     klass = f"late-{namespace}"[:63]
@@ -264,19 +263,19 @@ def test_a_missing_snapshot_class_is_an_error_until_it_exists(
 
 
 def test_without_a_class_the_default_class_is_written_into_the_snapshot(
-    storage: LocalStorage, cluster: Cluster, namespace: str
+    storage: StorageDriver, cluster: Cluster, namespace: str
 ) -> None:
     provision(storage, cluster, namespace, "src")
     cluster.create_vs(namespace, "snap", "src", klass=None)
     assert settle(storage.reconcile_volume_snapshot, namespace, "snap") == SNAPSHOT_STEPS + 1
     vs = cluster.vs(namespace, "snap")
     assert vs is not None
-    assert vs["spec"]["volumeSnapshotClassName"] == "local"
+    assert vs["spec"]["volumeSnapshotClassName"] == "local-csi-snapclass"
     assert vs["status"]["readyToUse"] is True
 
 
 def test_pre_provisioned_snapshots_are_reported_unsupported(
-    storage: LocalStorage, cluster: Cluster, namespace: str
+    storage: StorageDriver, cluster: Cluster, namespace: str
 ) -> None:
     body = {
         "apiVersion": "snapshot.storage.k8s.io/v1",
@@ -296,7 +295,7 @@ def test_pre_provisioned_snapshots_are_reported_unsupported(
 
 
 def test_deleting_a_snapshot_removes_its_content(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     source = provision(storage, cluster, namespace, "src")
     (source / "file").write_text("data")
@@ -316,7 +315,7 @@ def test_deleting_a_snapshot_removes_its_content(
 
 
 def test_a_retained_snapshot_keeps_its_content(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     provision(storage, cluster, namespace, "src")
     klass = f"retain-{namespace}"[:63]
@@ -341,7 +340,7 @@ def test_a_retained_snapshot_keeps_its_content(
 
 
 def test_a_snapshot_outlives_its_source_claim(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     source = provision(storage, cluster, namespace, "src")
     (source / "file").write_text("survives")
@@ -363,7 +362,7 @@ def test_a_snapshot_outlives_its_source_claim(
 
 
 def test_a_claim_deleted_before_the_copy_fails_the_snapshot_cleanly(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     provision(storage, cluster, namespace, "src")
     cluster.create_vs(namespace, "snap", "src")
@@ -391,16 +390,15 @@ def test_a_claim_deleted_before_the_copy_fails_the_snapshot_cleanly(
 
 @pytest.mark.parametrize("done", range(SNAPSHOT_STEPS))
 def test_a_restart_after_any_step_finishes_the_snapshot(
-    api: kubernetes.client.ApiClient, cluster: Cluster, namespace: str, data_root: Path, done: int
+    new_driver: NewDriver, cluster: Cluster, namespace: str, data_root: Path, done: int
 ) -> None:
-    first = LocalStorage(api, data_root)
-    first.ensure_defaults()
+    first = new_driver()
     source = provision(first, cluster, namespace, "src")
     make_sample_tree(source, large_size=1024 * 1024)
     cluster.create_vs(namespace, "snap", "src")
     steps(first.reconcile_volume_snapshot, namespace, "snap", count=done)
 
-    restarted = LocalStorage(api, data_root)
+    restarted = new_driver()
     assert settle(restarted.reconcile_volume_snapshot, namespace, "snap") == SNAPSHOT_STEPS - done
     vs = cluster.vs(namespace, "snap")
     assert vs is not None and vs["status"]["readyToUse"] is True
@@ -410,10 +408,9 @@ def test_a_restart_after_any_step_finishes_the_snapshot(
 
 
 def test_a_crash_while_copying_leaves_no_complete_looking_snapshot(
-    api: kubernetes.client.ApiClient, cluster: Cluster, namespace: str, data_root: Path
+    new_driver: NewDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
-    first = LocalStorage(api, data_root)
-    first.ensure_defaults()
+    first = new_driver()
     source = provision(first, cluster, namespace, "src")
     (source / "file").write_text("whole")
     cluster.create_vs(namespace, "snap", "src")
@@ -425,14 +422,14 @@ def test_a_crash_while_copying_leaves_no_complete_looking_snapshot(
     (staging / "fi").write_text("wh")  # half a copy, as a crash leaves it
     assert cluster.vs(namespace, "snap")["status"]["readyToUse"] is False  # type: ignore[index]
 
-    restarted = LocalStorage(api, data_root)
+    restarted = new_driver()
     settle(restarted.reconcile_volume_snapshot, namespace, "snap")
     assert sorted(p.name for p in content_dir(data_root, vs).iterdir()) == ["file"]
     assert leftovers(data_root) == []
 
 
 def test_snapshot_deletion_waits_for_a_restore_in_progress(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     source = provision(storage, cluster, namespace, "src")
     (source / "file").write_text("needed")
@@ -456,7 +453,7 @@ def test_snapshot_deletion_waits_for_a_restore_in_progress(
 
 
 def test_a_restore_cannot_start_from_a_snapshot_being_deleted(
-    storage: LocalStorage, cluster: Cluster, namespace: str
+    storage: StorageDriver, cluster: Cluster, namespace: str
 ) -> None:
     provision(storage, cluster, namespace, "src")
     snapshot(storage, cluster, namespace, "snap", "src")
@@ -475,7 +472,7 @@ def test_a_restore_cannot_start_from_a_snapshot_being_deleted(
 
 
 def test_snapshots_are_taken_concurrently(
-    storage: LocalStorage, cluster: Cluster, namespace: str, data_root: Path
+    storage: StorageDriver, cluster: Cluster, namespace: str, data_root: Path
 ) -> None:
     names = [f"s{i}" for i in range(6)]
     for name in names:
