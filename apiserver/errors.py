@@ -7,6 +7,7 @@ and the Python client raises the matching `ApiException` subclass.
     ApiError
      ├── bad_request            400 BadRequest
      ├── unauthorized           401 Unauthorized
+     ├── forbidden              403 Forbidden
      ├── not_found              404 NotFound
      ├── method_not_allowed     405 MethodNotAllowed
      ├── already_exists         409 AlreadyExists
@@ -19,7 +20,8 @@ and the Python client raises the matching `ApiException` subclass.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+import json
+from dataclasses import dataclass
 from typing import Any
 
 # Field error types as kube-apiserver spells them: (cause reason, human prefix).
@@ -78,15 +80,21 @@ def _format_value(value: Any) -> str:
 
 @dataclass
 class ApiError(Exception):
+    """One rejection. `details` is None when kube-apiserver's Status has no details (BadRequest,
+    Unauthorized, Expired, UnsupportedMediaType) and `{}` where it sends an empty `"details":{}`
+    (an unknown path, a method the path does not take)."""
+
     code: int
     reason: str
     message: str
-    details: dict[str, Any] = field(default_factory=dict)
+    details: dict[str, Any] | None = None
 
     def __str__(self) -> str:
         return f"{self.code} {self.reason}: {self.message}"
 
     def status(self) -> dict[str, Any]:
+        """The `Status` in the field order of Go's `metav1.Status` (and of its details and causes),
+        empty fields omitted as `omitempty` does: clients that compare bodies see kube's text."""
         body: dict[str, Any] = {
             "kind": "Status",
             "apiVersion": "v1",
@@ -94,11 +102,26 @@ class ApiError(Exception):
             "status": "Failure",
             "message": self.message,
             "reason": self.reason,
-            "code": self.code,
         }
-        if self.details:
-            body["details"] = self.details
+        if self.details is not None:
+            body["details"] = _ordered_details(self.details)
+        body["code"] = self.code
         return body
+
+    def body_text(self) -> str:
+        """The response body as kube-apiserver writes it: compact JSON and a trailing newline."""
+        return json.dumps(self.status(), separators=(",", ":"), ensure_ascii=False) + "\n"
+
+
+_DETAIL_ORDER = ("name", "group", "kind", "uid", "causes", "retryAfterSeconds")
+_CAUSE_ORDER = ("reason", "message", "field")
+
+
+def _ordered_details(details: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {k: details[k] for k in _DETAIL_ORDER if details.get(k)}
+    if "causes" in out:
+        out["causes"] = [{k: c[k] for k in _CAUSE_ORDER if c.get(k)} for c in out["causes"]]
+    return out
 
 
 def _qualified(plural: str, group: str) -> str:
@@ -106,12 +129,7 @@ def _qualified(plural: str, group: str) -> str:
 
 
 def _details(name: str, group: str, kind: str) -> dict[str, Any]:
-    d: dict[str, Any] = {"kind": kind}
-    if name:
-        d["name"] = name
-    if group:
-        d["group"] = group
-    return d
+    return {"name": name, "group": group, "kind": kind}
 
 
 def bad_request(message: str) -> ApiError:
@@ -131,7 +149,14 @@ def path_not_found() -> ApiError:
 
 
 def method_not_allowed(message: str) -> ApiError:
-    return ApiError(405, "MethodNotAllowed", message)
+    return ApiError(405, "MethodNotAllowed", message, {})
+
+
+def forbidden(plural: str, group: str, name: str, why: str) -> ApiError:
+    """403 Forbidden as an admission refusal words it: `pods "x" is forbidden: <why>`."""
+    return ApiError(
+        403, "Forbidden", f'{_qualified(plural, group)} "{name}" is forbidden: {why}', _details(name, group, plural)
+    )
 
 
 def already_exists(plural: str, group: str, name: str) -> ApiError:
@@ -180,4 +205,4 @@ def invalid(kind: str, group: str, name: str, causes: list[FieldCause]) -> ApiEr
 
 
 def internal(message: str) -> ApiError:
-    return ApiError(500, "InternalError", f"Internal error occurred: {message}")
+    return ApiError(500, "InternalError", f"Internal error occurred: {message}", {"causes": [{"message": message}]})

@@ -70,7 +70,7 @@ def json_response(
 
 
 def error_response(exc: errors.ApiError) -> Response:
-    return json_response(exc.status(), exc.code)
+    return Response(exc.body_text(), status_code=exc.code, media_type=JSON)
 
 
 def _warning_headers(warnings: list[str]) -> dict[str, str]:

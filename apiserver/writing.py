@@ -60,22 +60,25 @@ def _spec_part(obj: Obj) -> Obj:
     return {k: v for k, v in obj.items() if k not in _CR_GENERATION}
 
 
+# Admission plugins of a cluster (Service addresses, the ServiceAccount plugin): (type, old or None
+# on create, new object to change in place, options); raises an ApiError to refuse the write.
+Admission = Callable[[ResourceType, "Obj | None", Obj, Options], None]
+
+
 class Writer:
     """Applies writes for one cluster's registry and store. `on_event` sees every committed event
-    (the collector and the CRD registrar hang off it)."""
+    (the collector and the CRD registrar hang off it); `admission` runs after defaulting and the
+    namespace check of every create and update."""
 
     def __init__(
-        self, store: Store, rt_lookup: Callable[[str], ResourceType | None], on_commit: Callable[[list[Event]], None]
+        self, store: Store, rt_lookup: Callable[[str], ResourceType | None], on_commit: Callable[[list[Event]], None],
+        admission: Admission | None = None,
     ) -> None:
         self.store = store
         self._rt = rt_lookup
         self._on_commit = on_commit
-        self.ips = defaulting.ServiceIPs()
+        self._admission = admission
         self._off_loop = threading.local()  # .loop: set while a write runs in a worker thread
-        for _, svc in store.items("/services"):
-            ip = (svc.get("spec") or {}).get("clusterIP")
-            if ip:
-                self.ips.used.add(ip)
 
     # -- helpers ----------------------------------------------------------------------------------
     def commit(self, changes: list[Change]) -> list[Event]:
@@ -132,11 +135,11 @@ class Writer:
         if ns is None:
             raise errors.not_found("namespaces", "", namespace)
         if (ns.get("metadata") or {}).get("deletionTimestamp"):
-            raise errors.ApiError(
-                403,
-                "Forbidden",
-                f'{rt.qualified} "{name}" is forbidden: unable to create new '
-                f"content in namespace {namespace} because it is being terminated",
+            raise errors.forbidden(
+                rt.plural,
+                rt.group,
+                name,
+                f"unable to create new content in namespace {namespace} because it is being terminated",
             )
 
     def admit(self, rt: ResourceType, obj: Obj, version: str, opts: Options) -> list[str]:
@@ -147,7 +150,7 @@ class Writer:
             if k in meta and not meta[k]:  # ObjectMeta omits empty collections (a removed last label)
                 del meta[k]
         if rt.builtin:
-            defaulting.apply_defaults(rt, obj, self.ips)
+            defaulting.apply_defaults(rt, obj)
         else:
             sch = rt.schema(version)
             if sch is not None:
@@ -213,6 +216,8 @@ class Writer:
             obj.pop("status", None)  # status is the controllers' to write, through /status
         warnings = self.admit(rt, obj, version, opts)
         self._check_namespace(rt, meta.get("namespace", ""), meta["name"])
+        if self._admission is not None:
+            self._admission(rt, None, obj, opts)
         if self.store.get(rt.key, meta.get("namespace", ""), meta["name"]) is not None:
             raise errors.already_exists(rt.plural, rt.group, meta["name"])
         if rt.key == builtins.CRD_KEY:
@@ -313,6 +318,8 @@ class Writer:
         if "managedFields" in old_meta and "managedFields" not in meta:
             meta["managedFields"] = old_meta["managedFields"]
         warnings = self.admit(rt, new, version, opts)
+        if self._admission is not None and subresource != "status":
+            self._admission(rt, old, new, opts)
         if "generation" in old_meta:
             self._generation(rt, old, new)
         else:
