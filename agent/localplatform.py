@@ -53,6 +53,7 @@ log = logging.getLogger("volsync.local")
 Obj = dict[str, Any]
 RETRY_MAX = 300.0
 CLOSE_WAIT = 6.0  # seconds `close` waits for movers to stop
+AGENT_LB_CLASS = "volsync-addon.io/agent-loopback"  # the class of the Services whose ingress the agent publishes
 
 
 def _secret_bytes(secret: Obj) -> dict[str, bytes]:
@@ -151,6 +152,10 @@ class LocalPlatform:
     # -- addresses ----------------------------------------------------------------------------------
     def prepare_service(self, svc: Obj) -> Obj:
         spec = svc.setdefault("spec", {})
+        if spec.get("type") == "LoadBalancer":
+            # Its loopback ingress is published by _LoadBalancer below, so the cluster's own cloud
+            # load balancer must leave it alone (a real cloud ignores a class it does not own).
+            spec.setdefault("loadBalancerClass", AGENT_LB_CLASS)
         if spec.get("clusterIP"):
             return svc
         with self._lock:
