@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any
 
 from kube.rest import JOBS, Obj
 from localcluster.controllers import jobplan
+from localcluster.controllers import pods as podfacts
 from localcluster.controllers.plans import Plan
 from localcluster.controllers.reconciling import OwnerReconciler
 
@@ -15,7 +15,7 @@ class JobController(OwnerReconciler):
     name = "job-controller"
     owner_res = JOBS
 
-    def selector(self, owner: Obj) -> dict[str, Any] | None:
+    def selector(self, owner: Obj) -> podfacts.Selector | None:
         return jobplan.selector(owner)
 
     def plan(self, owner: Obj, owned: Sequence[Obj]) -> Plan:

@@ -8,7 +8,6 @@ expectations, ownership claims, writing) is here once.
 from __future__ import annotations
 
 from collections.abc import Hashable, Sequence
-from typing import Any
 
 from kube.clock import Clock
 from kube.controller import Runtime, Watch, owner_keys
@@ -37,7 +36,7 @@ class OwnerReconciler:
     def extra_watches(self, runtime: Runtime) -> Sequence[Watch]:
         return ()
 
-    def selector(self, owner: Obj) -> dict[str, Any] | None:
+    def selector(self, owner: Obj) -> podfacts.Selector | None:
         return (owner.get("spec") or {}).get("selector")
 
     def plan(self, owner: Obj, owned: Sequence[Obj]) -> Plan:

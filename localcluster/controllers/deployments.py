@@ -1,0 +1,19 @@
+"""The Deployment controller: `deployplan.plan_deployment` over the ReplicaSets each Deployment owns."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+from kube.rest import DEPLOYMENTS, REPLICA_SETS, Obj
+from localcluster.controllers.deployplan import plan_deployment
+from localcluster.controllers.plans import Plan
+from localcluster.controllers.reconciling import OwnerReconciler
+
+
+class DeploymentController(OwnerReconciler):
+    name = "deployment-controller"
+    owner_res = DEPLOYMENTS
+    child_res = REPLICA_SETS
+
+    def plan(self, owner: Obj, owned: Sequence[Obj]) -> Plan:
+        return plan_deployment(owner, owned, self.clock.now())

@@ -1,0 +1,207 @@
+"""The Deployment controller's pure planner: a Deployment and the ReplicaSets it owns in, a Plan out.
+
+One ReplicaSet per template (`<deployment>-<pod-template-hash>`, the hash also a label of its
+selector and Pods), revisions in `deployment.kubernetes.io/revision`, RollingUpdate and Recreate
+(`rollout.py`), old ReplicaSets beyond `revisionHistoryLimit` deleted once the rollout completed,
+status and the conditions `kubectl rollout status` reads (`Available`, `Progressing`).
+"""
+
+from __future__ import annotations
+
+import copy
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+
+from kube import objects
+from kube.clock import parse_rfc3339, rfc3339
+from kube.patches import changes
+from kube.rest import DEPLOYMENTS, REPLICA_SETS, Obj
+from localcluster.controllers import rollout as ro
+from localcluster.controllers.plans import Action, Create, Delete, Patch, Plan
+
+DEFAULT_PROGRESS_DEADLINE = 600
+DEFAULT_HISTORY = 10
+
+
+def new_replica_set(deploy: Obj, old: Sequence[Obj]) -> Obj:
+    """The ReplicaSet for the Deployment's current template (not yet created)."""
+    spec = deploy.get("spec") or {}
+    template = copy.deepcopy(spec.get("template") or {})
+    digest = ro.template_hash(template, int((deploy.get("status") or {}).get("collisionCount") or 0))
+    tmeta = template.setdefault("metadata", {})
+    tmeta["labels"] = {**(tmeta.get("labels") or {}), ro.HASH_LABEL: digest}
+    selector = copy.deepcopy(spec.get("selector") or {})
+    selector["matchLabels"] = {**(selector.get("matchLabels") or {}), ro.HASH_LABEL: digest}
+    rev = max((ro.revision(rs) for rs in old), default=0) + 1
+    surge, _ = ro.bounds(deploy)
+    rs: Obj = {
+        "metadata": {
+            "name": objects.short_name(f"{objects.name_of(deploy)}-{digest}", 253),
+            "namespace": objects.namespace_of(deploy),
+            "labels": dict(tmeta["labels"]),
+            "annotations": {ro.REVISION: str(rev), ro.DESIRED: str(ro.replicas_of(deploy)),
+                            ro.MAX_REPLICAS: str(ro.replicas_of(deploy) + surge)},
+            "ownerReferences": [objects.owner_ref(deploy)],
+        },
+        "spec": {"replicas": 0, "minReadySeconds": int(spec.get("minReadySeconds") or 0),
+                 "selector": selector, "template": template},
+    }
+    if (spec.get("strategy") or {}).get("type") == "Recreate":
+        rs["spec"]["replicas"] = 0 if any(ro.replicas_of(r) or ro.st(r, "replicas") for r in old) \
+            else ro.replicas_of(deploy)
+    else:
+        rs["spec"]["replicas"] = ro.rolling_new(deploy, rs, old)
+    return rs
+
+
+def plan_deployment(deploy: Obj, owned: Sequence[Obj], now: datetime) -> Plan:
+    if objects.is_deleting(deploy):
+        return Plan()
+    spec = deploy.get("spec") or {}
+    template = spec.get("template") or {}
+    live = [rs for rs in owned if not objects.is_deleting(rs)]
+    digest = ro.template_hash(template, int((deploy.get("status") or {}).get("collisionCount") or 0))
+    matching = [rs for rs in live if ro.without_hash((rs.get("spec") or {}).get("template") or {}) == template
+                or objects.labels_of(rs).get(ro.HASH_LABEL) == digest]
+    new = min(matching, key=lambda rs: str(objects.meta(rs).get("creationTimestamp") or ""), default=None)
+    old = [rs for rs in live if rs is not new]
+    actions: list[Action] = []
+    event = ""
+    if new is None:
+        if spec.get("paused"):
+            return _with_status(deploy, None, old, actions, "", now)
+        new = new_replica_set(deploy, old)
+        actions.append(Create(REPLICA_SETS, new))
+        return _with_status(deploy, new, old, actions, "NewReplicaSetCreated", now)
+    actions += _revision(deploy, new, old)
+    sizes = _next_sizes(deploy, new, old)
+    for rs in [new, *old]:
+        name = objects.name_of(rs)
+        if name in sizes and sizes[name] != ro.replicas_of(rs):
+            annotations = {ro.DESIRED: str(ro.replicas_of(deploy))}
+            actions.append(Patch(REPLICA_SETS, objects.namespace_of(rs), name,
+                                 {"metadata": {"annotations": annotations}, "spec": {"replicas": sizes[name]}}))
+            event = "ReplicaSetUpdated"
+    if not event and _complete(deploy, new, old):
+        actions += _cleanup(deploy, old)
+    return _with_status(deploy, new, old, actions, event, now)
+
+
+def _next_sizes(deploy: Obj, new: Obj, old: Sequence[Obj]) -> dict[str, int]:
+    """Next `spec.replicas` per ReplicaSet name (only those that change)."""
+    spec = deploy.get("spec") or {}
+    name = objects.name_of(new)
+    if spec.get("paused"):
+        return {} if any(ro.replicas_of(rs) for rs in old) else {name: ro.replicas_of(deploy)}
+    if (spec.get("strategy") or {}).get("type") == "Recreate":
+        shrink, size = ro.recreate_sizes(deploy, new, old)
+        return {**shrink, name: size}
+    size = ro.rolling_new(deploy, new, [new, *old])
+    if size != ro.replicas_of(new):
+        return {name: size}
+    return ro.rolling_old(deploy, new, old, [new, *old])
+
+
+def _revision(deploy: Obj, new: Obj, old: Sequence[Obj]) -> list[Action]:
+    """The new ReplicaSet's revision above every old one's (a rollback re-uses an old ReplicaSet),
+    and the Deployment's annotation equal to it."""
+    actions: list[Action] = []
+    top = max((ro.revision(rs) for rs in old), default=0)
+    rev = ro.revision(new)
+    if rev <= top:
+        rev = top + 1
+        actions.append(Patch(REPLICA_SETS, objects.namespace_of(new), objects.name_of(new),
+                             {"metadata": {"annotations": {ro.REVISION: str(rev)}}}))
+    if objects.annotations_of(deploy).get(ro.REVISION) != str(rev):
+        actions.append(Patch(DEPLOYMENTS, objects.namespace_of(deploy), objects.name_of(deploy),
+                             {"metadata": {"annotations": {ro.REVISION: str(rev)}}}))
+    return actions
+
+
+def _complete(deploy: Obj, new: Obj, old: Sequence[Obj]) -> bool:
+    wanted = ro.replicas_of(deploy)
+    return (ro.replicas_of(new) == wanted and ro.st(new, "replicas") == wanted
+            and ro.st(new, "availableReplicas") == wanted and not any(ro.st(rs, "replicas") for rs in old))
+
+
+def _cleanup(deploy: Obj, old: Sequence[Obj]) -> list[Action]:
+    limit = int((deploy.get("spec") or {}).get("revisionHistoryLimit", DEFAULT_HISTORY))
+    idle = sorted((rs for rs in old if not ro.replicas_of(rs) and not ro.st(rs, "replicas")), key=ro.revision)
+    doomed = idle[: max(len(idle) - limit, 0)]
+    return [Delete(REPLICA_SETS, objects.namespace_of(rs), objects.name_of(rs), objects.uid_of(rs)) for rs in doomed]
+
+
+def _with_status(deploy: Obj, new: Obj | None, old: Sequence[Obj], actions: list[Action], event: str,
+                 now: datetime) -> Plan:
+    """Append the status patch (if it changed) and return the Plan with the progress-deadline requeue."""
+    everything = [*([new] if new is not None else []), *old]
+    wanted = ro.replicas_of(deploy)
+    _, unavailable = ro.bounds(deploy)
+    available = sum(ro.st(rs, "availableReplicas") for rs in everything)
+    current = deploy.get("status") or {}
+    status: Obj = {
+        "observedGeneration": objects.meta(deploy).get("generation"),
+        "replicas": sum(ro.st(rs, "replicas") for rs in everything),
+        "updatedReplicas": ro.st(new, "replicas") if new is not None else 0,
+        "readyReplicas": sum(ro.st(rs, "readyReplicas") for rs in everything),
+        "availableReplicas": available,
+        "unavailableReplicas": max(sum(ro.replicas_of(rs) for rs in everything) - available, 0),
+    }
+    conditions = list(current.get("conditions") or [])
+    stamp = rfc3339(now)
+    ok = available >= wanted - unavailable
+    message = "Deployment has minimum availability." if ok else "Deployment does not have minimum availability."
+    conditions = _set(conditions, "Available", "True" if ok else "False",
+                      "MinimumReplicasAvailable" if ok else "MinimumReplicasUnavailable", message, stamp, False)
+    conditions, requeue = _progressing(deploy, new, old, status, current, conditions, event, now)
+    status["conditions"] = conditions
+    if changes(current, status):
+        actions.append(Patch(DEPLOYMENTS, objects.namespace_of(deploy), objects.name_of(deploy), {"status": status},
+                             status=True))
+    return Plan(tuple(actions), requeue)
+
+
+def _progressing(deploy: Obj, new: Obj | None, old: Sequence[Obj], status: Obj, current: Obj,
+                 conditions: list[Obj], event: str, now: datetime) -> tuple[list[Obj], float | None]:
+    stamp = rfc3339(now)
+    if new is None:
+        return conditions, None
+    rs_name = objects.name_of(new)
+    if event == "NewReplicaSetCreated":
+        return _set(conditions, "Progressing", "True", event, f'Created new replica set "{rs_name}"', stamp, True), None
+    if _complete(deploy, new, old):
+        return _set(conditions, "Progressing", "True", "NewReplicaSetAvailable",
+                    f'ReplicaSet "{rs_name}" has successfully progressed.', stamp, False), None
+    moved = event or any(int(status.get(f) or 0) > int(current.get(f) or 0)
+                         for f in ("updatedReplicas", "readyReplicas", "availableReplicas"))
+    moved = moved or int(status["replicas"]) < int(current.get("replicas") or 0)
+    found = objects.condition(conditions, "Progressing")
+    if moved or found is None or found.get("reason") == "NewReplicaSetAvailable":
+        return _set(conditions, "Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.',
+                    stamp, True), _deadline(deploy)
+    if found.get("reason") == "ProgressDeadlineExceeded":
+        return conditions, None
+    updated = parse_rfc3339(found.get("lastUpdateTime")) or now
+    left = (updated + timedelta(seconds=_deadline(deploy)) - now).total_seconds()
+    if left > 0:
+        return conditions, left
+    return _set(conditions, "Progressing", "False", "ProgressDeadlineExceeded",
+                f'ReplicaSet "{rs_name}" has timed out progressing.', stamp, True), None
+
+
+def _deadline(deploy: Obj) -> float:
+    return float((deploy.get("spec") or {}).get("progressDeadlineSeconds") or DEFAULT_PROGRESS_DEADLINE)
+
+
+def _set(conditions: list[Obj], type_: str, status: str, reason: str, message: str, stamp: str,
+         update: bool) -> list[Obj]:
+    """A Deployment condition: lastTransitionTime moves with status, lastUpdateTime with progress."""
+    old = objects.condition(conditions, type_)
+    before = old or {}
+    same = before.get("status") == status
+    keep = same and not update and before.get("reason") == reason
+    new = {"type": type_, "status": status,
+           "lastUpdateTime": before.get("lastUpdateTime") if keep else stamp,
+           "lastTransitionTime": before.get("lastTransitionTime") if same else stamp,
+           "reason": reason, "message": message}
+    return [*(c for c in conditions if c.get("type") != type_), new]
