@@ -32,6 +32,7 @@ class StatusExtras:
     started: frozenset[str] = frozenset()  # container ids whose startup probe passed (or have none)
     image_errors: Mapping[str, str] = field(default_factory=dict)
     image_pull_backoff: frozenset[str] = frozenset()
+    config_errors: Mapping[str, str] = field(default_factory=dict)  # CreateContainerConfigError messages
     mount_error: str = ""
 
 
@@ -54,6 +55,8 @@ def _state(v: ContainerView, pod: Mapping[str, Any], extras: StatusExtras, initi
     if v.name in extras.image_errors and (obs is None or not obs.running):
         reason = "ImagePullBackOff" if v.name in extras.image_pull_backoff else "ErrImagePull"
         return {"waiting": {"reason": reason, "message": extras.image_errors[v.name]}}
+    if v.name in extras.config_errors and (obs is None or not obs.running):
+        return {"waiting": {"reason": "CreateContainerConfigError", "message": extras.config_errors[v.name]}}
     if obs is None:
         return {"waiting": {"reason": "PodInitializing" if initializing and not v.init else "ContainerCreating"}}
     if obs.running:

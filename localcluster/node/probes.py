@@ -1,0 +1,213 @@
+"""Readiness, liveness and startup probes: `exec` inside the container, `tcpSocket` inside the Pod's netns.
+
+A `Prober` holds one `ProbeTrack` per (container id, probe kind) of every running container the
+kubelet registers with `track`; its thread runs each probe when due (`initialDelaySeconds`, then
+every `periodSeconds`, each attempt bounded by `timeoutSeconds`) and folds the outcomes with the
+thresholds (`successThreshold`, `failureThreshold`) into three verdicts the kubelet reads:
+`ready` (readiness passes, or the container has no readiness probe), `started` (startup probe
+passed, or none) and `unhealthy` (liveness or startup failed `failureThreshold` times in a row).
+Readiness and liveness wait for the startup probe, as kubelet's do. When a verdict changes the
+Prober calls `on_change(pod key)`, so the kubelet rewrites the status at once. Verdicts live in
+memory only: after a restart every probe starts over (kubelet does the same).
+"""
+
+from __future__ import annotations
+
+import ctypes
+import logging
+import os
+import socket
+import subprocess
+import threading
+from collections.abc import Callable, Hashable, Mapping
+from dataclasses import dataclass, field
+from typing import Any
+
+log = logging.getLogger("localcluster.kubelet.probes")
+CLONE_NEWNET = 0x40000000
+KINDS = ("startupProbe", "readinessProbe", "livenessProbe")
+
+
+@dataclass(frozen=True)
+class ProbeTarget:
+    """How to reach one running container: its Pod key, netns, IP and an argv-builder for exec."""
+
+    pod_key: Hashable
+    container_id: str
+    spec: Mapping[str, Any]
+    netns_path: str
+    pod_ip: str
+    exec_argv: Callable[[list[str]], list[str]]
+
+
+@dataclass
+class ProbeTrack:
+    kind: str
+    probe: Mapping[str, Any]
+    next_at: float
+    successes: int = 0
+    failures: int = 0
+    passed: bool = False
+    failed: bool = False
+    last_message: str = ""
+    busy: bool = False
+
+
+@dataclass
+class _Container:
+    target: ProbeTarget
+    tracks: dict[str, ProbeTrack] = field(default_factory=dict)
+
+
+def tcp_connect(netns_path: str, host: str, port: int, timeout: float) -> str:
+    """Connect to host:port from inside `netns_path`; '' on success, else why not."""
+    outcome: list[str] = ["timeout"]
+
+    def attempt() -> None:
+        try:
+            libc = ctypes.CDLL(None, use_errno=True)
+            fd = os.open(netns_path, os.O_RDONLY)
+            try:
+                if libc.setns(fd, CLONE_NEWNET) != 0:
+                    outcome[0] = f"setns: {os.strerror(ctypes.get_errno())}"
+                    return
+            finally:
+                os.close(fd)
+            with socket.create_connection((host, port), timeout=timeout):
+                outcome[0] = ""
+        except OSError as exc:
+            outcome[0] = f"dial tcp {host}:{port}: {exc.strerror or exc}"
+
+    # a thread of its own: its network namespace changes, and it ends with the attempt
+    thread = threading.Thread(target=attempt, name="tcp-probe", daemon=True)
+    thread.start()
+    thread.join(timeout + 1)
+    return outcome[0]
+
+
+def run_probe(probe: Mapping[str, Any], target: ProbeTarget) -> str:
+    """Run one probe attempt; '' when it passed, else the failure message (as kubelet's event says)."""
+    timeout = float(probe.get("timeoutSeconds") or 1)
+    if "exec" in probe:
+        argv = target.exec_argv([str(a) for a in (probe["exec"] or {}).get("command") or []])
+        try:
+            done = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
+        except subprocess.TimeoutExpired:
+            return f"command timed out after {timeout:g}s"
+        if done.returncode == 0:
+            return ""
+        output = (done.stdout + done.stderr).decode(errors="replace").strip()
+        return f"command failed with exit code {done.returncode}: {output}"[:512]
+    if "tcpSocket" in probe:
+        tcp = probe["tcpSocket"] or {}
+        port = _port(tcp.get("port"), target.spec)
+        host = str(tcp.get("host") or target.pod_ip or "127.0.0.1")
+        return tcp_connect(target.netns_path, host, port, timeout)
+    return "unsupported probe handler (only exec and tcpSocket)"
+
+
+def _port(port: Any, container: Mapping[str, Any]) -> int:
+    if isinstance(port, int):
+        return port
+    for p in container.get("ports") or []:
+        if p.get("name") == port:
+            return int(p.get("containerPort", 0))
+    return int(str(port)) if str(port).isdigit() else 0
+
+
+class Prober:
+    """Runs the probes of the registered containers (see the module docstring)."""
+
+    def __init__(self, on_change: Callable[[Hashable], None], on_unhealthy: Callable[[ProbeTarget, str, str], None],
+                 monotonic: Callable[[], float]) -> None:
+        self.on_change = on_change
+        self.on_unhealthy = on_unhealthy
+        self.monotonic = monotonic
+        self._lock = threading.Lock()
+        self._containers: dict[str, _Container] = {}
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="kubelet-prober", daemon=True)
+
+    def start(self) -> None:
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+    def track(self, target: ProbeTarget) -> None:
+        """Probe this running container (a no-op when it is tracked already)."""
+        with self._lock:
+            if target.container_id in self._containers:
+                return
+            now = self.monotonic()
+            entry = _Container(target)
+            for kind in KINDS:
+                probe = target.spec.get(kind)
+                if probe:
+                    entry.tracks[kind] = ProbeTrack(kind, probe, now + float(probe.get("initialDelaySeconds") or 0))
+            self._containers[target.container_id] = entry
+
+    def untrack_except(self, pod_key: Hashable, keep: set[str]) -> None:
+        """Forget the Pod's containers that are no longer running."""
+        with self._lock:
+            for cid in [c for c, e in self._containers.items() if e.target.pod_key == pod_key and c not in keep]:
+                del self._containers[cid]
+
+    def verdicts(self, container_ids: set[str]) -> tuple[frozenset[str], frozenset[str], frozenset[str]]:
+        """(ready, started, unhealthy) among `container_ids` (untracked ones count as ready and started)."""
+        ready, started, unhealthy = set(), set(), set()
+        with self._lock:
+            for cid in container_ids:
+                entry = self._containers.get(cid)
+                tracks = entry.tracks if entry else {}
+                startup = tracks.get("startupProbe")
+                is_started = startup is None or startup.passed
+                readiness = tracks.get("readinessProbe")
+                if is_started:
+                    started.add(cid)
+                    if readiness is None or readiness.passed:
+                        ready.add(cid)
+                if any(t.failed for k, t in tracks.items() if k != "readinessProbe"):
+                    unhealthy.add(cid)
+        return frozenset(ready), frozenset(started), frozenset(unhealthy)
+
+    def _loop(self) -> None:
+        while not self._stop.wait(0.1):
+            now = self.monotonic()
+            with self._lock:
+                due = [(e, t) for e in self._containers.values() for t in e.tracks.values()
+                       if not t.busy and now >= t.next_at and self._gated(e, t)]
+                for _, t in due:
+                    t.busy = True
+            for entry, t in due:
+                threading.Thread(target=self._attempt, args=(entry, t), name="probe", daemon=True).start()
+
+    @staticmethod
+    def _gated(entry: _Container, track: ProbeTrack) -> bool:
+        startup = entry.tracks.get("startupProbe")
+        return track.kind == "startupProbe" or startup is None or startup.passed
+
+    def _attempt(self, entry: _Container, t: ProbeTrack) -> None:
+        message = run_probe(t.probe, entry.target)
+        changed, fired = self._fold(t, message)
+        if fired:
+            self.on_unhealthy(entry.target, t.kind, message)
+        if changed:
+            self.on_change(entry.target.pod_key)
+
+    def _fold(self, t: ProbeTrack, message: str) -> tuple[bool, bool]:
+        with self._lock:
+            t.busy = False
+            t.next_at = self.monotonic() + float(t.probe.get("periodSeconds") or 10)
+            before = (t.passed, t.failed)
+            if not message:
+                t.successes, t.failures = t.successes + 1, 0
+                if t.successes >= int(t.probe.get("successThreshold") or 1):
+                    t.passed, t.failed = True, False
+            else:
+                t.successes, t.failures = 0, t.failures + 1
+                t.last_message = message
+                if t.failures >= int(t.probe.get("failureThreshold") or 3):
+                    t.passed = False
+                    t.failed = t.kind != "readinessProbe"
+            return (t.passed, t.failed) != before, bool(message)
