@@ -28,6 +28,8 @@ import uvicorn
 
 from apiserver.authn import ensure_tokens, kubeconfig, token_file, write_kubeconfig
 from apiserver.clientcaps import DEFAULT_MAX_INFLIGHT, DEFAULT_MAX_WATCHES, ClientCaps
+from apiserver.kubeletdial import KubeletCredentials
+from apiserver.listeners import open_listeners, parse_service_cidrs
 from apiserver.server import Server
 from osutil import certs
 from osutil.files import private_dir
@@ -40,6 +42,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--host", default="127.0.0.1", help="listen address (loopback by default)")
     p.add_argument("--port", type=int, default=0, help="listen port (0: pick a free one)")
     p.add_argument("--crd-dir", type=Path, default=None, help="CRD YAML installed in every cluster (none by default)")
+    p.add_argument("--service-cidr", action="append", default=[], metavar="NAME=CIDR",
+                   help="the Service CIDR of cluster NAME (repeatable; default 10.96.0.0/16); its first address "
+                   "is the cluster's kubernetes Service")
+    p.add_argument("--cluster-listeners", action="store_true", help="also serve each cluster at the root path "
+                   "on 127.0.0.1:<free port> with a certificate for its kubernetes Service (ports in "
+                   "DIR/listeners.json and the ready line), the target of its default/kubernetes Service")
     p.add_argument("--auth", action="store_true", help="the default, kept for old scripts: serve HTTPS (a "
                    "private CA in DIR/pki) and require bearer tokens (DIR/tokens/<cluster>.csv)")
     p.add_argument("--insecure-no-auth", action="store_true", help="plain HTTP, no authentication: anyone "
@@ -51,6 +59,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "(default %(default)s)")
     p.add_argument("--history", type=int, default=50_000, help="revisions kept for watch resume")
     p.add_argument("--bookmark-interval", type=float, default=30.0, help="seconds between watch bookmarks")
+    p.add_argument("--kubelet-client-certificate", type=Path, default=None,
+                   help="client certificate for kubelets (pods/log, exec, port-forward); without the three "
+                   "--kubelet-* flags those subresources answer 503")
+    p.add_argument("--kubelet-client-key", type=Path, default=None, help="its private key")
+    p.add_argument("--kubelet-certificate-authority", type=Path, default=None,
+                   help="the CA that signs the kubelets' serving certificates")
     p.add_argument("--log-level", default="warning")
     return p.parse_args(argv)
 
@@ -73,8 +87,18 @@ def _usage_error(args: argparse.Namespace, names: list[str]) -> str | None:
         return "--auth and --insecure-no-auth exclude each other"
     if args.insecure_no_auth and not _loopback(args.host):
         return f"--insecure-no-auth serves anyone: only on a loopback address, not {args.host}"
+    kubelet = (args.kubelet_client_certificate, args.kubelet_client_key, args.kubelet_certificate_authority)
+    if any(kubelet) and not all(kubelet):
+        return ("--kubelet-client-certificate, --kubelet-client-key and --kubelet-certificate-authority "
+                "go together")
     if args.max_watches_per_client < 1 or args.max_inflight_per_client < 1:
         return "--max-watches-per-client and --max-inflight-per-client must be at least 1"
+    if args.cluster_listeners and args.insecure_no_auth:
+        return "--cluster-listeners serves HTTPS with authentication: not with --insecure-no-auth"
+    try:
+        parse_service_cidrs(args.service_cidr, names)
+    except ValueError as exc:
+        return str(exc)
     return None
 
 
@@ -102,6 +126,10 @@ async def serve(args: argparse.Namespace) -> int:
             caps=ClientCaps(args.max_watches_per_client, args.max_inflight_per_client),
             history=args.history,
             bookmark_interval=args.bookmark_interval,
+            service_cidrs=parse_service_cidrs(args.service_cidr, names),
+            kubelet=KubeletCredentials(args.kubelet_client_certificate, args.kubelet_client_key,
+                                       args.kubelet_certificate_authority)
+            if args.kubelet_client_certificate else None,
         )
     except RuntimeError as exc:
         print(f"volsync-apiserver: {exc}", file=sys.stderr)
@@ -116,13 +144,15 @@ async def serve(args: argparse.Namespace) -> int:
     gc.set_threshold(10_000, 50, 50)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    tls = certs.ensure(data_dir / "pki", [host]) if token_files is not None else None
+    made = certs.ensure(data_dir / "pki", [host])  # the CA is published (kube-root-ca.crt) even without TLS
+    tls = made if token_files is not None else None
+    server.publish_root_ca(made.ca.read_text())
     scheme = "https" if tls else "http"
     base = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
     kubeconfig_path = data_dir / "kubeconfig"
     write_kubeconfig(kubeconfig_path, kubeconfig(base, names, tokens, ca=tls.ca.read_bytes() if tls else None))
     config = uvicorn.Config(
-        server, log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2,
+        server, log_level=args.log_level, access_log=False, lifespan="on", timeout_graceful_shutdown=2, ws="wsproto",
         ssl_certfile=str(tls.cert) if tls else None, ssl_keyfile=str(tls.key) if tls else None,
     )
     uv = uvicorn.Server(config)
@@ -130,15 +160,20 @@ async def serve(args: argparse.Namespace) -> int:
     # these handlers make that re-raise a no-op so the stores are closed and we exit 0.
     for sig in (signal.SIGTERM, signal.SIGINT):
         signal.signal(sig, lambda *_: setattr(uv, "should_exit", True))
+    listeners = await open_listeners(server, data_dir, args.log_level) if args.cluster_listeners else None
     task = asyncio.create_task(uv.serve(sockets=[sock]))
     while not uv.started and not task.done():
         await asyncio.sleep(0.01)
     if uv.started:
-        ready = {"url": base, "kubeconfig": str(kubeconfig_path), "contexts": names}
+        ready: dict[str, object] = {"url": base, "kubeconfig": str(kubeconfig_path), "contexts": names}
         if tls:
             ready["ca"] = str(tls.ca)
+        if listeners is not None:
+            ready["listeners"] = listeners.ports
         print(f"volsync-apiserver ready {json.dumps(ready)}", flush=True)
     await task
+    if listeners is not None:
+        await listeners.stop()
     server.close()
     return 0
 
