@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import resource
 import shutil
 import statistics
 import subprocess
@@ -64,10 +65,24 @@ def wait_port(client_ns: str, ip: str, port: int, deadline: float = 20) -> None:
             raise RuntimeError(f"{ip}:{port} does not answer from {client_ns}")
 
 
-def rsync_once(client_ns: str, work: Path, src: Path, dst: Path, ip: str, port: int) -> float:
+def reaped_cpu(pid: int) -> float:
+    """CPU seconds of the reaped descendants of `pid` (sshd's sessions once they ended)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[13]) + int(fields[14])) / os.sysconf("SC_CLK_TCK")
+
+
+def children_cpu() -> float:
+    usage = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return usage.ru_utime + usage.ru_stime
+
+
+def rsync_once(client_ns: str, work: Path, src: Path, dst: Path, ip: str, port: int,
+               sshd_pid: int) -> tuple[float, float]:
+    """One timed copy: (wall seconds, CPU seconds of the client's and the server's processes)."""
     shutil.rmtree(dst, ignore_errors=True)
     dst.mkdir()
     subprocess.run(["sync"], check=True)
+    cpu0 = children_cpu() + reaped_cpu(sshd_pid)
     ssh = (f"ssh -p {port} -i {work / 'client'} -o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
            "-o LogLevel=ERROR -c aes128-gcm@openssh.com")
     start = time.monotonic()
@@ -76,7 +91,17 @@ def rsync_once(client_ns: str, work: Path, src: Path, dst: Path, ip: str, port: 
     elapsed = time.monotonic() - start
     if (dst / "data.bin").stat().st_size != (src / "data.bin").stat().st_size:
         raise RuntimeError("destination differs from the source")
-    return elapsed
+    end = time.monotonic() + 10  # the server's session is reaped by sshd shortly after the client ends
+    cpu = children_cpu() + reaped_cpu(sshd_pid) - cpu0
+    while time.monotonic() < end and len(sessions(sshd_pid)) > 0:
+        time.sleep(0.05)
+        cpu = children_cpu() + reaped_cpu(sshd_pid) - cpu0
+    return elapsed, cpu
+
+
+def sessions(sshd_pid: int) -> list[str]:
+    """The live children of sshd (sessions still running)."""
+    return [c for c in Path(f"/proc/{sshd_pid}/task/{sshd_pid}/children").read_text().split() if c]
 
 
 def program_service(fabric: Fabric, server_ip: str) -> None:
@@ -93,7 +118,10 @@ def program_service(fabric: Fabric, server_ip: str) -> None:
         netcmd.nft_apply(fabric.netns, render_table(net, plan_services(net, services, [eps], [])))
 
 
-def measure(args: argparse.Namespace, fabric: Fabric, work: Path) -> dict[str, list[float]]:
+Samples = dict[str, list[tuple[float, float]]]
+
+
+def measure(args: argparse.Namespace, fabric: Fabric, work: Path) -> Samples:
     c1 = PodNetwork(fabric, ClusterNet(1), work / "c1")
     c2 = PodNetwork(fabric, ClusterNet(2), work / "c2")
     server, client1, client2 = c1.attach("bench-server"), c1.attach("bench-client"), c2.attach("bench-client2")
@@ -112,13 +140,14 @@ def measure(args: argparse.Namespace, fabric: Fabric, work: Path) -> dict[str, l
                  "lb": (ns["c2"], LB_IP, 22)}
         for client_ns, ip, port in cases.values():
             wait_port(client_ns, ip, port)
-        times: dict[str, list[float]] = {k: [] for k in cases}
+        times: Samples = {k: [] for k in cases}
         order = list(cases)
         for run in range(args.runs):
             for name in order[run % len(order):] + order[:run % len(order)]:
                 client_ns, ip, port = cases[name]
-                times[name].append(rsync_once(client_ns, work, src, dst, ip, port))
-                print(f"run {run + 1} {name:9s} {times[name][-1]:7.2f} s", flush=True)
+                times[name].append(rsync_once(client_ns, work, src, dst, ip, port, sshd.pid))
+                wall, cpu = times[name][-1]
+                print(f"run {run + 1} {name:9s} {wall:7.2f} s wall {cpu:7.2f} s cpu", flush=True)
         return times
     finally:
         sshd.terminate()
@@ -139,13 +168,20 @@ def main() -> int:
         fabric.remove()
         lock_path(fabric.name).unlink(missing_ok=True)
         shutil.rmtree(work, ignore_errors=True)
-    direct = statistics.median(times["direct"])
-    mb = args.size_mib * (1 << 20) / 1e6
-    print(f"\n{args.size_mib} MiB, rsync -a over ssh, {args.runs} runs, median (min) seconds:")
-    for name, values in times.items():
-        med = statistics.median(values)
-        print(f"  {name:9s} {med:7.2f} ({min(values):.2f})  {mb / med:6.1f} MB/s  ratio vs direct {med / direct:.3f}")
+    report(args, times)
     return 0
+
+
+def report(args: argparse.Namespace, times: Samples) -> None:
+    walls = {k: [w for w, _ in v] for k, v in times.items()}
+    cpus = {k: [c for _, c in v] for k, v in times.items()}
+    direct_wall, direct_cpu = statistics.median(walls["direct"]), statistics.median(cpus["direct"])
+    mb = args.size_mib * (1 << 20) / 1e6
+    print(f"\n{args.size_mib} MiB, rsync -a over ssh, {args.runs} runs, median (min) seconds; load {os.getloadavg()}")
+    for name in times:
+        med, cpu = statistics.median(walls[name]), statistics.median(cpus[name])
+        print(f"  {name:9s} wall {med:7.2f} ({min(walls[name]):.2f})  {mb / med:6.1f} MB/s  "
+              f"ratio {med / direct_wall:.3f} | cpu {cpu:6.2f} ({min(cpus[name]):.2f}) ratio {cpu / direct_cpu:.3f}")
 
 
 if __name__ == "__main__":
