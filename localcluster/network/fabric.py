@@ -6,8 +6,9 @@ inside it (see `proxy`). The fabric has no link to the host's namespace and no d
 nothing in it can reach off the machine, and the host's namespace is never changed.
 
 Liveness: every process using a fabric holds a shared flock on
-``/run/volsync-addon/fabrics/<name>.lock`` for its lifetime (`Fabric.hold`). A fabric whose lock
-nobody holds was left by a crashed run: `sweep_stale` deletes it and its Pods' namespaces.
+``/run/volsync-addon/fabrics/<name>.lock`` for its lifetime (`Fabric.hold`), and so may the
+processes it leaves running on purpose (`Fabric.lock_fd`, inherited by Pods' shims). A fabric whose
+lock nobody holds was left by a crashed run: `sweep_stale` deletes it and its Pods' namespaces.
 """
 
 from __future__ import annotations
@@ -90,6 +91,14 @@ class Fabric:
             if self.name in _held:
                 return
             _held[self.name] = _lock(lock_path(self.name), fcntl.LOCK_SH)
+
+    def lock_fd(self) -> int:
+        """The fd of this process's hold, for `subprocess.Popen(pass_fds=[fd])`: a long-lived child (a
+        container's shim) that inherits it keeps the fabric alive after this process is killed, since
+        a flock belongs to the open file, so `sweep_stale` leaves the fabric of adopted Pods alone."""
+        self.hold()
+        with _held_lock:
+            return _held[self.name]
 
     def release(self) -> None:
         """Drop this process's hold (the fabric becomes sweepable once no process holds it)."""

@@ -69,3 +69,22 @@ def test_fabric_name_validated() -> None:
         ClusterNet(0)
     with pytest.raises(ValueError):
         ClusterNet(201)
+
+
+def test_inherited_lock_keeps_fabric_alive(tmp_path: Path) -> None:
+    name = fabric_name(f"inherit-{uuid.uuid4()}")
+    fab = Fabric(name).ensure()
+    # a long-lived child (as a container's shim would be) inherits the hold
+    child = subprocess.Popen(["sleep", "600"], pass_fds=[fab.lock_fd()])
+    try:
+        fab.release()
+        assert name not in sweep_stale() and netcmd.netns_exists(name)
+        child.kill()
+        child.wait()
+        assert name in sweep_stale() and not netcmd.netns_exists(name)
+    finally:
+        if child.poll() is None:
+            child.kill()
+            child.wait()
+        fab.remove()
+        lock_path(name).unlink(missing_ok=True)
