@@ -7,7 +7,7 @@ import base64
 from pathlib import Path
 from typing import Any
 
-from conftest import KubeletEnv
+from kubeletenv import KubeletEnv
 from support.waiting import eventually
 
 from kube.rest import CONFIGMAPS, SECRETS
