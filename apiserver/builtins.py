@@ -7,6 +7,7 @@ Defaulting and validation of these kinds on every write live in `defaulting.py`.
 from __future__ import annotations
 
 from apiserver import printers as p
+from apiserver import workloadprinters as w
 from apiserver.resources import Column, ResourceType
 
 
@@ -20,6 +21,7 @@ def _rt(
     status: bool = False,
     columns: tuple[Column, ...] = (p.AGE,),
     categories: tuple[str, ...] = (),
+    subresources: tuple[str, ...] = (),
 ) -> ResourceType:
     return ResourceType(
         group=group,
@@ -33,6 +35,7 @@ def _rt(
         columns=columns,
         builtin=True,
         categories=categories,
+        subresources=subresources,
     )
 
 
@@ -151,54 +154,49 @@ BUILTINS: tuple[ResourceType, ...] = (
         False,
         (p.col("Secrets", type="integer", fn=p.count("secrets")), p.AGE),
     ),
-    _rt(
-        "",
-        "v1",
-        "Pod",
-        "pods",
-        True,
-        ("po",),
-        True,
-        (
-            p.col("Ready", fn=p.pod_ready),
-            p.col("Status", ".status.phase"),
-            p.col("Restarts", type="integer", fn=p.restarts),
-            p.AGE,
-            p.col("IP", ".status.podIP", priority=1),
-            p.col("Node", ".spec.nodeName", priority=1),
-        ),
-        ("all",),
-    ),
+    _rt("", "v1", "Pod", "pods", True, ("po",), True, w.POD_COLUMNS, ("all",), ("binding",)),
     _rt("", "v1", "Endpoints", "endpoints", True, ("ep",), False, (p.AGE,)),
     _rt("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), True, (p.AGE,)),
     _rt("", "v1", "LimitRange", "limitranges", True, ("limits",), False, (p.AGE,)),
-    _rt("", "v1", "Node", "nodes", False, ("no",), True, (p.col("Status", fn=lambda o: "Ready"), p.AGE)),
+    _rt("", "v1", "Node", "nodes", False, ("no",), True, w.NODE_COLUMNS),
     _rt(
-        "apps",
+        "",
         "v1",
-        "Deployment",
-        "deployments",
+        "ReplicationController",
+        "replicationcontrollers",
         True,
-        ("deploy",),
+        ("rc",),
         True,
-        (
-            p.col("Ready", fn=p.deploy_ready),
-            p.col("Up-to-date", ".status.updatedReplicas", type="integer"),
-            p.col("Available", ".status.availableReplicas", type="integer"),
-            p.AGE,
-        ),
+        w.REPLICA_COLUMNS,
         ("all",),
+        ("scale",),
     ),
+    _rt("apps", "v1", "Deployment", "deployments", True, ("deploy",), True, w.DEPLOYMENT_COLUMNS, ("all",), ("scale",)),
+    _rt("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), True, w.REPLICA_COLUMNS, ("all",), ("scale",)),
+    _rt("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), True, w.DAEMONSET_COLUMNS, ("all",)),
+    _rt("batch", "v1", "Job", "jobs", True, (), True, w.JOB_COLUMNS, ("all",)),
+    _rt("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True, (), False, w.ENDPOINTSLICE_COLUMNS),
     _rt(
-        "batch",
+        "apiregistration.k8s.io",
         "v1",
-        "Job",
-        "jobs",
-        True,
+        "APIService",
+        "apiservices",
+        False,
         (),
         True,
-        (p.col("Status", fn=p.job_status), p.col("Completions", fn=p.job_completions), p.AGE),
-        ("all",),
+        w.APISERVICE_COLUMNS,
+        ("api-extensions",),
+    ),
+    _rt("storage.k8s.io", "v1", "CSIDriver", "csidrivers", False, (), False, w.CSIDRIVER_COLUMNS),
+    _rt(
+        "storage.k8s.io",
+        "v1",
+        "CSIStorageCapacity",
+        "csistoragecapacities",
+        True,
+        (),
+        False,
+        w.CSISTORAGECAPACITY_COLUMNS,
     ),
     _rt("rbac.authorization.k8s.io", "v1", "Role", "roles", True, (), False, (p.CREATED_AT,)),
     _rt(

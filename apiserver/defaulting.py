@@ -7,10 +7,9 @@ PVCs start `Pending`. Custom resources are defaulted from their schema instead (
 from __future__ import annotations
 
 import base64
-import ipaddress
 from typing import Any
 
-from apiserver import errors
+from apiserver import errors, podspecs, workloaddefaults
 from apiserver.builtins import NAMESPACE_KEY
 from apiserver.resources import Obj, ResourceType
 
@@ -36,36 +35,14 @@ def _default_secret(obj: Obj) -> None:
         obj["data"] = data
 
 
-class ServiceIPs:
-    """Allocates ClusterIPs from 10.96.0.0/16 for Services that do not ask for one (no routing:
-    the embedded default's data paths use the local platform's loopback addresses instead)."""
-
-    def __init__(self) -> None:
-        self._net = ipaddress.ip_network("10.96.0.0/16")
-        self.used: set[str] = set()
-
-    def allocate(self) -> str:
-        for host in self._net.hosts():
-            ip = str(host)
-            if ip.endswith(".0.1") or ip in self.used:
-                continue
-            self.used.add(ip)
-            return ip
-        raise RuntimeError("service IP range exhausted")
-
-
-def _default_service(obj: Obj, ips: ServiceIPs) -> None:
+def _default_service(obj: Obj) -> None:
+    """Ports and policies; the addresses (clusterIP, nodePorts) are allocated by `serviceips.py`."""
     spec = obj.setdefault("spec", {})
     spec.setdefault("type", "ClusterIP")
     spec.setdefault("sessionAffinity", "None")
     for port in spec.get("ports") or []:
         port.setdefault("protocol", "TCP")
         port.setdefault("targetPort", port.get("port"))
-    if spec["type"] != "ExternalName" and not spec.get("clusterIP"):
-        spec["clusterIP"] = ips.allocate()
-    if spec.get("clusterIP") and spec["clusterIP"] != "None":
-        ips.used.add(spec["clusterIP"])
-        spec.setdefault("clusterIPs", [spec["clusterIP"]])
     spec.setdefault("ipFamilies", ["IPv4"])
     spec.setdefault("ipFamilyPolicy", "SingleStack")
     spec.setdefault("internalTrafficPolicy", "Cluster")
@@ -86,7 +63,10 @@ def _default_pv(obj: Obj) -> None:
 
 
 def _default_pod(obj: Obj) -> None:
-    obj.setdefault("status", {}).setdefault("phase", "Pending")
+    podspecs.default_pod(obj)
+    causes = podspecs.pod_spec_causes(obj.get("spec"), "spec")
+    if causes:
+        raise errors.invalid("Pod", "", (obj.get("metadata") or {}).get("name", ""), causes)
 
 
 _B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")
@@ -117,7 +97,7 @@ def _check_string_map(kind: str, field: str, value: Any, b64: bool) -> None:
                 raise errors.bad_request(prefix + f"illegal base64 data at input byte {bad}")
 
 
-def apply_defaults(rt: ResourceType, obj: Obj, ips: ServiceIPs) -> None:
+def apply_defaults(rt: ResourceType, obj: Obj) -> None:
     """Built-in defaulting, in place. Custom resources are defaulted from their schema instead."""
     if rt.key == "/secrets":
         _check_string_map("Secret", "data", obj.get("data"), b64=True)
@@ -130,10 +110,12 @@ def apply_defaults(rt: ResourceType, obj: Obj, ips: ServiceIPs) -> None:
     elif rt.key == "/secrets":
         _default_secret(obj)
     elif rt.key == "/services":
-        _default_service(obj, ips)
+        _default_service(obj)
     elif rt.key == "/persistentvolumeclaims":
         _default_pvc(obj)
     elif rt.key == "/persistentvolumes":
         _default_pv(obj)
     elif rt.key == "/pods":
         _default_pod(obj)
+    elif rt.key in workloaddefaults.WORKLOAD_KINDS:
+        workloaddefaults.default_and_validate(rt, obj)

@@ -56,15 +56,37 @@ def _resource_entry(rt: ResourceType, version: str) -> dict[str, Any]:
         entry["shortNames"] = list(rt.short_names)
     if rt.categories:
         entry["categories"] = list(rt.categories)
-    if rt.has_status:
-        entry["subresources"] = [
-            {
-                "subresource": "status",
-                "responseKind": {"group": rt.group, "version": version, "kind": rt.kind},
-                "verbs": _STATUS_VERBS,
-            }
-        ]
+    subs = [
+        {"subresource": name, "responseKind": {"group": g, "version": v, "kind": k}, "verbs": verbs}
+        for name, g, v, k, verbs in _subresources(rt, version)
+    ]
+    if subs:
+        entry["subresources"] = subs
     return entry
+
+
+# Subresources other than status: the kind each answers with and its verbs, as kube-apiserver lists them.
+_SUBRESOURCE_KINDS: dict[str, tuple[str, str, str, list[str]]] = {
+    "scale": ("autoscaling", "v1", "Scale", ["get", "patch", "update"]),
+    "binding": ("", "v1", "Binding", ["create"]),
+    "eviction": ("policy", "v1", "Eviction", ["create"]),
+    "log": ("", "v1", "Pod", ["get"]),
+    "exec": ("", "v1", "PodExecOptions", ["create", "get"]),
+    "attach": ("", "v1", "PodAttachOptions", ["create", "get"]),
+    "portforward": ("", "v1", "PodPortForwardOptions", ["create", "get"]),
+    "proxy": ("", "v1", "PodProxyOptions", ["create", "delete", "get", "patch", "update"]),
+}
+
+
+def _subresources(rt: ResourceType, version: str) -> list[tuple[str, str, str, str, list[str]]]:
+    """(name, group, version, kind, verbs) of each subresource `rt` serves, status first."""
+    out = [("status", rt.group, version, rt.kind, list(_STATUS_VERBS))] if rt.has_status else []
+    for name in rt.subresources:
+        group, v, kind, verbs = _SUBRESOURCE_KINDS.get(name, (rt.group, version, rt.kind, ["get"]))
+        if name == "proxy" and rt.kind == "Node":
+            kind = "NodeProxyOptions"
+        out.append((name, group, v, kind, verbs))
+    return out
 
 
 def aggregated(registry: Registry, core: bool, media_type: str) -> dict[str, Any]:
@@ -132,15 +154,16 @@ def resource_list(registry: Registry, group: str, version: str) -> dict[str, Any
         if rt.categories:
             entry["categories"] = list(rt.categories)
         resources.append(entry)
-        if rt.has_status:
-            resources.append(
-                {
-                    "name": f"{rt.plural}/status",
-                    "singularName": "",
-                    "namespaced": rt.namespaced,
-                    "kind": rt.kind,
-                    "verbs": _STATUS_VERBS,
-                }
-            )
+        for name, g, v, kind, verbs in _subresources(rt, version):
+            sub: dict[str, Any] = {
+                "name": f"{rt.plural}/{name}",
+                "singularName": "",
+                "namespaced": rt.namespaced,
+                "kind": kind,
+                "verbs": verbs,
+            }
+            if (g, v) != (rt.group, version):
+                sub["group"], sub["version"] = g, v
+            resources.append(sub)
     gv = f"{group}/{version}" if group else version
     return {"kind": "APIResourceList", "apiVersion": "v1", "groupVersion": gv, "resources": resources}

@@ -54,31 +54,6 @@ def external_ip(o: Obj) -> str:
     return "<pending>" if get(o, "spec", "type") == "LoadBalancer" else "<none>"
 
 
-def pod_ready(o: Obj) -> str:
-    statuses = get(o, "status", "containerStatuses") or []
-    total = len(get(o, "spec", "containers") or [])
-    return f"{sum(1 for s in statuses if s.get('ready'))}/{total}"
-
-
-def restarts(o: Obj) -> int:
-    return sum(int(s.get("restartCount", 0)) for s in get(o, "status", "containerStatuses") or [])
-
-
-def deploy_ready(o: Obj) -> str:
-    return f"{get(o, 'status', 'readyReplicas') or 0}/{get(o, 'spec', 'replicas') or 0}"
-
-
-def job_status(o: Obj) -> str:
-    for c in get(o, "status", "conditions") or []:
-        if c.get("status") == "True" and c.get("type") in ("Complete", "Failed", "Suspended"):
-            return str(c["type"])
-    return "Running"
-
-
-def job_completions(o: Obj) -> str:
-    return f"{get(o, 'status', 'succeeded') or 0}/{get(o, 'spec', 'completions') or 1}"
-
-
 def event_object(o: Obj) -> str:
     io = o.get("involvedObject") or {}
     return f"{str(io.get('kind', '')).lower()}/{io.get('name', '')}"

@@ -42,6 +42,7 @@ class ResourceType:
     short_names: tuple[str, ...] = ()
     categories: tuple[str, ...] = ()
     has_status: bool = False
+    subresources: tuple[str, ...] = ()  # besides status: scale, binding, log, exec, ...
     columns: tuple[Column, ...] = ()
     schemas: Mapping[str, Mapping[str, Any]] = field(default_factory=dict)  # version -> openAPIV3Schema
     builtin: bool = False

@@ -63,7 +63,7 @@ def resolve(registry: Registry, path: str) -> Target | None:
         raise errors.path_not_found()
     name = rest[1] if len(rest) > 1 else ""
     sub = rest[2] if len(rest) > 2 else ""
-    if sub and (sub != "status" or not rt.has_status):
+    if sub and not ((sub == "status" and rt.has_status) or sub in rt.subresources):
         raise errors.path_not_found()
     if namespace and not rt.namespaced:
         raise errors.path_not_found()

@@ -16,7 +16,7 @@ from typing import Any
 from starlette.requests import Request
 from starlette.responses import Response, StreamingResponse
 
-from apiserver import decoding, discovery, errors, routing, selectors, tables, watching
+from apiserver import decoding, discovery, errors, routing, selectors, subresources, tables, watching
 from apiserver.cluster import Cluster
 from apiserver.decoding import APPLY
 from apiserver.resources import Obj, ResourceType
@@ -118,6 +118,8 @@ class ClusterApp:
             raise errors.path_not_found()
         accept = routing.negotiate(request.headers.get("accept", ""))
         routing.check_query(request.query_params)
+        if target.subresource in subresources.SERVED:
+            return await subresources.serve(self.cluster, request, target)
         handlers: dict[tuple[str, bool], Callable[[Request, Target, Accept], Awaitable[Response]]] = {
             ("GET", True): self._list_or_watch,
             ("GET", False): self._get,

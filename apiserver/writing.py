@@ -16,7 +16,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from apiserver import applying, builtins, defaulting, errors, metadata, patching, schema, schemacheck
+from apiserver import applying, builtins, defaulting, errors, metadata, patching, podlifecycle, schema, schemacheck
 from apiserver.decoding import APPLY, JSON_PATCH, MERGE, STRATEGIC
 from apiserver.errors import FORBIDDEN, INVALID, cause
 from apiserver.resources import Obj, ResourceType
@@ -318,6 +318,8 @@ class Writer:
         if "managedFields" in old_meta and "managedFields" not in meta:
             meta["managedFields"] = old_meta["managedFields"]
         warnings = self.admit(rt, new, version, opts)
+        if rt.key == "/pods" and subresource != "status":
+            podlifecycle.check_update(old, new)
         if self._admission is not None and subresource != "status":
             self._admission(rt, old, new, opts)
         if "generation" in old_meta:
@@ -421,6 +423,10 @@ class Writer:
             and self.store.dependents(meta.get("uid", ""))
         ):
             finalizers.append("foregroundDeletion")
+        if rt.key == "/pods" and (kept := podlifecycle.graceful_deletion(obj, options)) is not None:
+            if kept is not obj and not dry_run:
+                self.commit([Change("MODIFIED", rt.key, kept)])
+            return kept, False
         is_namespace = rt.key == builtins.NAMESPACE_KEY
         if finalizers or is_namespace:
             if meta.get("deletionTimestamp"):
