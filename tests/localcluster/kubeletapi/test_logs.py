@@ -5,9 +5,11 @@ from __future__ import annotations
 
 import re
 import time
+from pathlib import Path
 
 import pytest
 from conftest import Cluster, running, terminated
+from support.apiserver import ApiServer, dump
 
 pytestmark = pytest.mark.kubectl
 
@@ -70,3 +72,21 @@ def test_a_pod_not_started_yet_is_waiting(cluster: Cluster, namespace: str) -> N
     out = cluster.kubectl("logs", "pending", "-n", namespace, check=False)
     assert out.returncode != 0
     assert 'container "main" in pod "pending" is waiting to start: ContainerCreating' in out.stderr
+
+
+def test_without_kubelet_credentials_the_subresources_answer_503(tmp_path: Path) -> None:
+    api = ApiServer(tmp_path / "api", clusters=("cluster1",), auth=True).start()
+    try:
+        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": "default"},
+               "spec": {"nodeName": "somewhere", "containers": [{"name": "c", "image": "busybox"}]}}
+        node = {"apiVersion": "v1", "kind": "Node", "metadata": {"name": "somewhere"}}
+        api.kubectl("create", "-f", "-", context="cluster1", input=dump(pod) + "---\n" + dump(node))
+        api.kubectl("patch", "node", "somewhere", "--subresource=status", "--type=merge", "-p",
+                    '{"status":{"daemonEndpoints":{"kubeletEndpoint":{"Port":10250}}}}', context="cluster1")
+        for args in (("logs", "p"), ("exec", "p", "--", "true")):
+            out = api.kubectl(*args, context="cluster1", check=False)
+            assert out.returncode != 0
+            assert "ServiceUnavailable" in out.stderr or "no kubelet client credentials" in out.stderr, out.stderr
+            assert "--kubelet-client-certificate" in out.stderr
+    finally:
+        api.stop()

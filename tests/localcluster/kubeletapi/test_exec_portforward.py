@@ -1,0 +1,104 @@
+"""`kubectl exec` (stdout, stderr, exit code, stdin) and `kubectl port-forward` into a Pod's network
+namespace, through the API server's WebSocket relay and the kubelet server, with real kubectl 1.32."""
+
+from __future__ import annotations
+
+import socket
+import subprocess
+from typing import Any
+
+import pytest
+from conftest import Cluster, running
+from support.waiting import eventually
+
+pytestmark = pytest.mark.kubectl
+
+
+@pytest.fixture
+def sleeper(cluster: Cluster, namespace: str) -> dict[str, Any]:
+    pod = cluster.create_pod(namespace, "sleeper", ["main"])
+    cluster.start(pod, "main", ["sleep", "3600"])
+    cluster.set_status(pod, [running("main")])
+    return pod
+
+
+def test_exec_streams_and_exit_code(cluster: Cluster, namespace: str, sleeper: dict[str, Any]) -> None:
+    out = cluster.kubectl("exec", "sleeper", "-n", namespace, "-v=8", "--", "sh", "-c",
+                          "echo out; echo err >&2; exit 3", check=False)
+    assert out.returncode == 3, out.stderr
+    assert out.stdout == "out\n"
+    assert "err\n" in out.stderr and "command terminated with exit code 3" in out.stderr
+    assert "v5.channel.k8s.io" in out.stderr  # the protocol kubectl negotiated (-v=8 prints the upgrade)
+    ok = cluster.kubectl("exec", "sleeper", "-n", namespace, "--", "hostname")
+    assert ok.stdout == "pod\n"
+
+
+def test_exec_with_stdin(cluster: Cluster, namespace: str, sleeper: dict[str, Any]) -> None:
+    payload = "".join(f"line {i}\n" for i in range(2000))
+    out = cluster.kubectl("exec", "-i", "sleeper", "-n", namespace, "--", "sh", "-c", "cat; echo end", input=payload)
+    assert out.stdout == payload + "end\n"
+
+
+def test_exec_refusals(cluster: Cluster, namespace: str, sleeper: dict[str, Any]) -> None:
+    out = cluster.kubectl("exec", "sleeper", "-n", namespace, "-c", "nope", "--", "true", check=False)
+    assert out.returncode != 0 and "container nope is not valid for pod sleeper" in out.stderr
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_port_forward_reaches_the_pods_namespace(cluster: Cluster, namespace: str) -> None:
+    pod = cluster.create_pod(namespace, "server", ["main"])
+    # one answer per connection (a persistent listener), that only exists inside the Pod's network namespace
+    cluster.start(pod, "main", ["nc", "-ll", "-p", "8080", "-e", "echo", "hello-from-pod"])
+    cluster.set_status(pod, [running("main")])
+
+    def listening() -> bool:  # kubectl port-forward ends at the first failed connection: wait for nc first
+        probe = ["exec", "server", "-n", namespace, "--", "sh", "-c", "netstat -ltn | grep -q ':8080 '"]
+        return cluster.kubectl(*probe, check=False).returncode == 0
+
+    eventually(listening, timeout=20, what="nc listening in the Pod")
+    local = _free_port()
+    argv = cluster.api.kubectl_argv("port-forward", "server", "-n", namespace, f"{local}:8080", "-v=8",
+                                    context="cluster1")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cluster.api.kubectl_env())
+    try:
+        assert proc.stdout is not None
+        first = proc.stdout.readline()
+        assert f"Forwarding from 127.0.0.1:{local} -> 8080" in first, first
+
+        def answer() -> str | None:
+            with socket.create_connection(("127.0.0.1", local), timeout=10) as conn:
+                data = b""
+                while chunk := conn.recv(4096):
+                    data += chunk
+            return data.decode() or None
+
+        assert eventually(answer, timeout=20, what="an answer through the port-forward") == "hello-from-pod\n"
+        assert eventually(answer, timeout=20, what="a second connection") == "hello-from-pod\n"
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert "SPDY/3.1+portforward.k8s.io" in err  # negotiated over WebSocket, as kubectl -v=8 shows
+    assert "an error occurred forwarding" not in err
+
+
+def test_port_forward_to_a_closed_port_reports_the_error(cluster: Cluster, namespace: str,
+                                                          sleeper: dict[str, Any]) -> None:
+    local = _free_port()
+    argv = cluster.api.kubectl_argv("port-forward", "sleeper", "-n", namespace, f"{local}:9", context="cluster1")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cluster.api.kubectl_env())
+    try:
+        assert proc.stdout is not None
+        assert "Forwarding from" in proc.stdout.readline()
+        with socket.create_connection(("127.0.0.1", local), timeout=10) as conn:
+            assert conn.recv(4096) == b""
+        _, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert "error forwarding port 9 to pod sleeper" in err and "Connection refused" in err
