@@ -128,7 +128,7 @@ class ImageMap:
         if kind == "busybox":
             root = ensure_busybox_root(images_dir / "busybox")
             return RootFs(kind, root, "/usr/sbin:/usr/bin:/sbin:/bin", ("/tmp", "/run", "/var/tmp", "/root", "/home"),
-                          (), BUSYBOX_SETPRIV, "/bin/env")
+                          (), BUSYBOX_SETPRIV, "/usr/bin/env")
         bin_dir = str(self.venv / "bin")
         scratch = ("/tmp", "/run", "/var/tmp", "/root", "/home")
         keep = tuple(sorted({str(p) for p in (Path(sys.base_prefix), self.venv, project_root())

@@ -28,7 +28,7 @@ import signal as signals
 import subprocess
 import sys
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -133,9 +133,7 @@ class ContainerRuntime:
         if directory.exists():
             raise ValueError(f"container {launch.name} attempt {launch.attempt} of Pod {launch.pod_uid} exists")
         private_dir(directory)
-        targets = [m.target for m in launch.mounts] + [t.target for t in launch.tmpfs]
-        argv = sandbox.bwrap_argv(launch, rootfs, sandbox.root_layout(rootfs, targets), self._hidden(rootfs),
-                                  bwrap=self.tools["bwrap"], nsenter=self.tools["nsenter"])
+        argv = self._sandbox_argv(launch, rootfs)
         write_private(directory / files.LAUNCH, json.dumps(_launch_json(launch, rootfs)))
         write_private(directory / files.SANDBOX, json.dumps({"argv": argv}))
         with open_private(directory / "shim.err", "ab") as err:
@@ -150,6 +148,17 @@ class ContainerRuntime:
         record = self.inspect(launch.pod_uid, launch.name, launch.attempt)
         assert record is not None
         return record
+
+    def _sandbox_argv(self, launch: ContainerLaunch, rootfs: RootFs) -> list[str]:
+        """The shim's argv for `launch`, its mount targets resolved inside the image first."""
+        def resolve(target: str) -> str:
+            return sandbox.resolve_target(rootfs.root, target, rootfs.scratch)
+
+        launch = replace(launch, mounts=[replace(m, target=resolve(m.target)) for m in launch.mounts],
+                         tmpfs=[replace(t, target=resolve(t.target)) for t in launch.tmpfs])
+        targets = [m.target for m in launch.mounts] + [t.target for t in launch.tmpfs]
+        return sandbox.bwrap_argv(launch, rootfs, sandbox.root_layout(rootfs, targets), self._hidden(rootfs),
+                                  bwrap=self.tools["bwrap"], nsenter=self.tools["nsenter"])
 
     def _hidden(self, rootfs: RootFs) -> list[str]:
         """Host paths a Pod of a host-root image must not read: the node's own state."""
@@ -238,7 +247,7 @@ class ContainerRuntime:
             raise ValueError(f"container {record.name} of Pod {record.pod_uid} is not running")
         spec = json.loads((directory / files.LAUNCH).read_text())
         argv = [self.tools["nsenter"], f"--target={main[0]}", "--mount", "--uts", "--ipc", "--net", "--pid",
-                "--root", f"--wd={spec['working_dir'] or '/'}", "--"]
+                "--root", "--wd", "--"]  # --wd: the main process's cwd (a path given here would be the host's)
         argv += _exec_privileges(spec)
         env = [f"{k}={v}" for k, v in spec["env"].items()]
         return argv + [spec["env_path"], "-i", *env, *command]

@@ -91,8 +91,10 @@ def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], 
     for path in hide:
         argv += ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
     for mount in launch.mounts:
+        argv += _parents(mount.target)
         argv += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target]
     for tmpfs in launch.tmpfs:
+        argv += _parents(tmpfs.target)
         if tmpfs.size_bytes:
             argv += ["--size", str(tmpfs.size_bytes)]
         argv += ["--perms", "1777", "--tmpfs", tmpfs.target]
@@ -104,6 +106,38 @@ def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], 
             argv += ["--cap-add", f"CAP_{cap}"]
     argv += ["--chdir", launch.working_dir or "/", "--"]
     return argv + user_switch(launch, rootfs) + launch.argv
+
+
+def _parents(target: str) -> list[str]:
+    """`--dir` for each parent of a mount point: a no-op where it exists, else made 0755 (bwrap would
+    create a missing parent 0700, which a non-root user could not traverse)."""
+    args: list[str] = []
+    for parent in reversed(PurePosixPath(os.path.normpath(target)).parents[:-1]):
+        args += ["--dir", str(parent)]
+    return args
+
+
+def resolve_target(root: Path, target: str, scratch: tuple[str, ...] = ()) -> str:
+    """`target` with the image's symlinks on its path resolved inside the image root (bwrap would
+    resolve an absolute link such as `/var/run -> /run` outside the sandbox and fail); below a
+    `scratch` path (a fresh tmpfs in the sandbox) the image's content does not count."""
+    parts = list(PurePosixPath(os.path.normpath(target)).parts[1:])
+    current = PurePosixPath("/")
+    hops = 0
+    while parts:
+        if any(_under(str(current), s) for s in scratch):
+            return str(current.joinpath(*parts))
+        step = current / parts.pop(0)
+        host = root / str(step).lstrip("/")
+        if host.is_symlink() and hops < 40:
+            hops += 1
+            link = os.readlink(host)
+            joined = PurePosixPath(link) if link.startswith("/") else current / link
+            parts = list(PurePosixPath(os.path.normpath(joined)).parts[1:]) + parts
+            current = PurePosixPath("/")
+            continue
+        current = step
+    return str(current)
 
 
 def root_layout(rootfs: RootFs, targets: Iterable[str]) -> list[str]:
