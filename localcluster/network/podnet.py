@@ -5,7 +5,8 @@ a /32, with a link-local gateway (169.254.1.1, a local address of the fabric ans
 and the default route through it; the fabric side of the pair (``vp<hash>``) carries the /32 route
 back to the Pod. Allocations are persisted (atomic writes) in ``<state_dir>/pod-ips.json`` before
 any link is made, so a restarted process gets the same address back for a Pod that is still
-attached; a half-made attachment found on the way is torn down and made again.
+attached; a half-made attachment found on the way is torn down and made again. Namespaces of this
+cluster that exist but are not recorded (a lost state file) are adopted at construction.
 """
 
 from __future__ import annotations
@@ -36,6 +37,7 @@ class PodNetwork:
         self._lock = threading.Lock()
         fabric.ensure()
         fabric.add_local_address(str(net.node_ip))
+        self._adopt_namespaces()
 
     # ----- the seam -----
 
@@ -69,6 +71,25 @@ class PodNetwork:
             return dict(self._load())
 
     # ----- allocation state -----
+
+    def _adopt_namespaces(self) -> None:
+        """Add to the allocations the Pod namespaces of this cluster that exist but are not recorded
+        (a lost or older state file): the address is read back from their ``eth0``."""
+        prefix = self.fabric.pod_prefix
+        with self._lock:
+            allocations = self._load()
+            found: dict[str, str] = {}
+            for ns in netcmd.netns_names():
+                uid = ns[len(prefix):] if ns.startswith(prefix) else ""
+                if not uid or uid in allocations or pod_netns_name(self.fabric.name, uid) != ns:
+                    continue
+                out = netcmd.run(["ip", "-n", ns, "-o", "-4", "addr", "show", "dev", "eth0"], check=False)
+                ips = [w.split("/")[0] for w in out.split() if w.endswith("/32")]
+                if ips and self.net.owns_pod_ip(ips[0]) and ips[0] not in allocations.values():
+                    found[uid] = ips[0]
+            if found:
+                log.info("adopting %d pod namespaces not in %s", len(found), self._file)
+                self._save({**allocations, **found})
 
     def _load(self) -> dict[str, str]:
         try:

@@ -124,6 +124,8 @@ def test_restart_adopts_allocations(fabric: Fabric, tmp_path: Path) -> None:
     again.detach("a")
     assert not Path(a.netns_path).exists()
     assert PodNetwork(fabric, ClusterNet(3), tmp_path / "state").attached() == {"b": b.ip}
+    (tmp_path / "state" / "pod-ips.json").unlink()  # a lost state file: re-derived from the namespaces
+    assert PodNetwork(fabric, ClusterNet(3), tmp_path / "state").attach("b") == b
 
 
 def test_host_namespace_unchanged(tmp_path: Path, host_listener: socket.socket) -> None:
