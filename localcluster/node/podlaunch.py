@@ -22,7 +22,8 @@ from localcluster.node.podnet import PodAttachment
 from localcluster.node.runtime import ContainerLaunch, Mount, Tmpfs
 from localcluster.node.volumes import HostBind, MemoryDir, PodVolumes, container_mounts
 
-IMAGE_ENTRYPOINTS: dict[str, list[str]] = {"busybox": ["sh"], "python": ["python3"], "host": []}
+IMAGE_CMDS: dict[str, list[str]] = {"busybox": ["sh"], "python": ["python3"], "host": []}
+"""The images' default CMD (none has an ENTRYPOINT): `args` alone replace it, as with Docker's images."""
 ObjectSource = Callable[[str, str, str], Mapping[str, Any] | None]
 
 
@@ -93,8 +94,7 @@ class LaunchBuilder:
         except EnvError as exc:
             raise ConfigError(str(exc)) from exc
         image = str(container.get("image", ""))
-        entry = IMAGE_ENTRYPOINTS.get(self.images.kind_of(image), [])
-        argv = command_line(container, entry, [], env)
+        argv = command_line(container, [], IMAGE_CMDS.get(self.images.kind_of(image), []), env)
         if not argv:
             raise ConfigError(f'container "{container.get("name")}": no command given and image "{image}" '
                               "has no default entrypoint on this node")
