@@ -17,6 +17,7 @@ from kube.clock import parse_rfc3339, rfc3339
 from kube.patches import changes
 from kube.rest import DEPLOYMENTS, REPLICA_SETS, Obj
 from localcluster.controllers import rollout as ro
+from localcluster.controllers.conditions import put
 from localcluster.controllers.plans import Action, Create, Delete, Patch, Plan
 
 DEFAULT_PROGRESS_DEADLINE = 600
@@ -196,12 +197,5 @@ def _deadline(deploy: Obj) -> float:
 def _set(conditions: list[Obj], type_: str, status: str, reason: str, message: str, stamp: str,
          update: bool) -> list[Obj]:
     """A Deployment condition: lastTransitionTime moves with status, lastUpdateTime with progress."""
-    old = objects.condition(conditions, type_)
-    before = old or {}
-    same = before.get("status") == status
-    keep = same and not update and before.get("reason") == reason
-    new = {"type": type_, "status": status,
-           "lastUpdateTime": before.get("lastUpdateTime") if keep else stamp,
-           "lastTransitionTime": before.get("lastTransitionTime") if same else stamp,
-           "reason": reason, "message": message}
-    return [*(c for c in conditions if c.get("type") != type_), new]
+    new = {"type": type_, "status": status, "reason": reason, "message": message}
+    return put(conditions, new, stamp, touch=update, update_time=True)

@@ -24,6 +24,7 @@ from kube.clock import parse_rfc3339, rfc3339
 from kube.patches import changes
 from kube.rest import JOBS, PODS, Obj
 from localcluster.controllers import pods as podfacts
+from localcluster.controllers.conditions import put
 from localcluster.controllers.plans import Action, Create, Delete, Patch, Plan, soonest
 
 BACKOFF_BASE = 10.0
@@ -117,7 +118,7 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
     suspended = bool(spec.get("suspend"))
     start = parse_rfc3339(status.get("startTime"))
     if _is_true(conditions, "Suspended") and not suspended:
-        conditions = objects.set_condition(conditions, _cond("Suspended", "JobResumed", "Job resumed", "False"), stamp)
+        conditions = put(conditions, _cond("Suspended", "JobResumed", "Job resumed", "False"), stamp)
         start = now
     if start is None and not suspended:
         start = now
@@ -129,20 +130,20 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
         requeue, failure = failure, None
     completions = spec.get("completions", 1 if spec.get("parallelism") is None else None)
     if failure is not None:
-        conditions = objects.set_condition(conditions, _cond("FailureTarget", *failure), stamp)
+        conditions = put(conditions, _cond("FailureTarget", *failure), stamp)
         step.actions += _delete_pods(active)
         if not terminating and not active:
-            conditions = objects.set_condition(conditions, _cond("Failed", *failure), stamp)
+            conditions = put(conditions, _cond("Failed", *failure), stamp)
         step.conditions = conditions
         return step, None
     done = (totals["succeeded"] >= int(completions) if completions is not None
             else totals["succeeded"] > 0 and not active)
     if done:
         met = ("CompletionsReached", "Reached expected number of succeeded pods")
-        conditions = objects.set_condition(conditions, _cond("SuccessCriteriaMet", *met), stamp)
+        conditions = put(conditions, _cond("SuccessCriteriaMet", *met), stamp)
         step.actions += _delete_pods(active)
         if not terminating and not active:
-            conditions = objects.set_condition(conditions, _cond("Complete", *met), stamp)
+            conditions = put(conditions, _cond("Complete", *met), stamp)
             step.fields["completionTime"] = stamp
             ttl = spec.get("ttlSecondsAfterFinished")
             requeue = float(ttl) if ttl is not None else None
@@ -150,7 +151,7 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
         return step, requeue
 
     if suspended:
-        conditions = objects.set_condition(conditions, _cond("Suspended", "JobSuspended", "Job suspended"), stamp)
+        conditions = put(conditions, _cond("Suspended", "JobSuspended", "Job suspended"), stamp)
         want = 0
     elif completions is not None:
         want = max(min(int(spec.get("parallelism", 1)), int(completions) - totals["succeeded"]), 0)

@@ -72,6 +72,11 @@ class FakeKubelet:
         }
         return self.kube.patch_status(PODS, pod["metadata"]["name"], status, self.namespace)
 
+    def remove(self, name: str) -> None:
+        """What the kubelet does once a deleted Pod's containers stopped: delete it with grace period 0."""
+        body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0}
+        self.kube.request("DELETE", PODS.path(self.namespace, name), body=body)
+
     @contextmanager
     def serve(self) -> Iterator[None]:
         """Mark every Pod of the namespace Running and Ready once, as soon as it is created."""

@@ -65,7 +65,7 @@ def test_endpoints_list_ready_and_not_ready_addresses_per_port_set(kube: Kube, n
     kubelet.run(made["a"], ready=False)
     eventually(lambda: [s.get("addresses") for s in subsets()] == [None, [address("c")]])
     kube.delete(PODS, "c", namespace)
-    eventually(lambda: len(subsets()) == 1)
+    eventually(lambda: len(subsets()) == 1, what="a terminating Pod leaves the Endpoints")
     kube.delete(SERVICES, "web", namespace)
     eventually(lambda: kube.get(ENDPOINTS, "web", namespace) is None, what="endpoints of a deleted service go")
 
@@ -111,5 +111,8 @@ def test_endpointslices_carry_conditions_ports_and_owner(kube: Kube, namespace: 
          "nodeName": "node-a", "targetRef": ref(made["b"])},
     ]
     assert [e["targetRef"]["name"] for e in second["endpoints"]] == ["c"]
-    kube.delete(PODS, "c", namespace)
+    kube.delete(PODS, "c", namespace)  # bound to a node: it terminates first, and says so
+    eventually(lambda: [e["conditions"] for e in slices()[1]["endpoints"]]
+               == [{"ready": False, "serving": True, "terminating": True}], what="c terminating")
+    kubelet.remove("c")
     eventually(lambda: len(slices()) == 1, what="the emptied port set's slice is deleted")
