@@ -8,7 +8,9 @@ the kubelet client certificate (`kubeletdial.py`). Without those certificates (n
 exec and port-forward are WebSocket upgrades relayed message by message (the kubelet speaks
 v5/v4.channel.k8s.io and SPDY/3.1-in-WebSocket itself). A plain SPDY upgrade (kubectl's fallback
 when the WebSocket upgrade fails) is not served: such requests get the same checks and then a 400
-saying so. `pods/attach` is not served (400).
+saying so, or, when the WebSocket attempt of the same request was just refused (kubectl falls back
+to SPDY after any refused upgrade), with that refusal, so the user reads the real reason.
+`pods/attach` is not served (400).
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ import asyncio
 import contextlib
 import json
 import re
+import time
 from collections.abc import AsyncIterator, Mapping, MutableMapping
 from dataclasses import dataclass
 from typing import Any
@@ -33,6 +36,8 @@ from apiserver.store import dumps
 _PATH = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/(log|exec|portforward|attach)/?")
 _BOOLS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
           "0": False, "f": False, "F": False, "false": False, "FALSE": False, "False": False}
+DENIAL_MEMORY_SECONDS = 30.0
+DENIAL_MEMORY_ENTRIES = 1000
 _RFC3339 = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:\d\d)")
 
 
@@ -131,6 +136,17 @@ class NodeProxy:
 
     def __init__(self, credentials: KubeletCredentials | None) -> None:
         self.credentials = credentials
+        self._denied: dict[str, tuple[float, errors.ApiError]] = {}  # request -> its refused WebSocket upgrade
+
+    def _remember(self, key: str, exc: errors.ApiError) -> None:
+        now = time.monotonic()
+        recent = [(k, v) for k, v in self._denied.items() if now - v[0] < DENIAL_MEMORY_SECONDS]
+        self._denied = dict(recent[-DENIAL_MEMORY_ENTRIES:])
+        self._denied[key] = (now, exc)
+
+    def _recalled(self, key: str) -> errors.ApiError | None:
+        when, exc = self._denied.pop(key, (0.0, None))
+        return exc if exc is not None and time.monotonic() - when < DENIAL_MEMORY_SECONDS else None
 
     def _resolve(self, cluster: Cluster, target: PodSubresource) -> tuple[dict[str, Any], int | None]:
         """The Pod and its kubelet's port (None: the Pod has no node yet)."""
@@ -181,6 +197,9 @@ class NodeProxy:
         if target.subresource != "log":
             request.scope["cluster"] = cluster
             self._kubelet_path(request, target)
+            recalled = self._recalled(_request_key(cluster, request.scope))
+            if recalled is not None:
+                raise recalled
             raise errors.bad_request(
                 f"pods/{target.subresource} is served over WebSocket only (v5.channel.k8s.io, "
                 "SPDY/3.1+portforward.k8s.io): this server does not take SPDY/3.1 upgrades")
@@ -217,10 +236,16 @@ class NodeProxy:
             except (OSError, TimeoutError) as exc:
                 raise unavailable(f"error dialing backend: {exc}") from exc
         except errors.ApiError as exc:
+            self._remember(_request_key(cluster, scope), exc)
             await deny(send, exc)
             return
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
         await _relay_websocket(upstream, receive, send)
+
+
+def _request_key(cluster: Cluster, scope: MutableMapping[str, Any]) -> str:
+    """What identifies a streaming request across kubectl's WebSocket try and its SPDY retry."""
+    return f"{cluster.name} {scope['path']}?{scope.get('query_string', b'').decode('latin-1')}"
 
 
 async def deny(send: Any, exc: errors.ApiError) -> None:

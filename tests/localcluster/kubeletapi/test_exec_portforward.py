@@ -42,6 +42,11 @@ def test_exec_with_stdin(cluster: Cluster, namespace: str, sleeper: dict[str, An
 def test_exec_refusals(cluster: Cluster, namespace: str, sleeper: dict[str, Any]) -> None:
     out = cluster.kubectl("exec", "sleeper", "-n", namespace, "-c", "nope", "--", "true", check=False)
     assert out.returncode != 0 and "container nope is not valid for pod sleeper" in out.stderr
+    created = cluster.create_pod(namespace, "creating", ["main"])  # bound, no container started yet
+    out = cluster.kubectl("exec", "creating", "-n", namespace, "--", "true", check=False)
+    # the kubelet's refusal of the WebSocket upgrade, also after kubectl's SPDY retry
+    assert out.returncode != 0 and 'container not found ("main")' in out.stderr, out.stderr
+    assert created["metadata"]["name"] == "creating"
 
 
 def _free_port() -> int:
