@@ -9,8 +9,9 @@ with `kill -9` adopts its containers on restart by reading them (`ContainerRunti
   pods/<pod uid>/                 one Pod: the kubelet's own files (volumes, netns path, ...) go here too
     containers/<name>/<attempt>/ one start of one container (attempt 0, 1, ... = restartCount)
       launch.json                 the ContainerLaunch (runtime, before the shim starts)
-      sandbox.json                the argv the shim runs (runtime, before the shim starts)
+      sandbox.argv                the argv the shim runs, NUL-terminated arguments (runtime, before)
       shim.pid                    "<pid> <starttime>" of the shim (the shim, first thing)
+      sandbox.pid                 "<pid> <starttime>" of bwrap's init (pid 1 of the container)
       pid                         "<pid> <starttime>" of the container's main process, a host pid
       started                     RFC3339Nano UTC, when the main process was seen running
       finished                    RFC3339Nano UTC, when the sandbox ended
@@ -19,8 +20,9 @@ with `kill -9` adopts its containers on restart by reading them (`ContainerRunti
       log                         CRI log lines: `<RFC3339Nano UTC> stdout|stderr F|P <text>\\n`
 ```
 
-Every small file is replaced atomically (written aside, fsynced, renamed), so a reader sees either
-no file or its whole content. Timestamps always carry nine fractional digits
+Every small file is replaced atomically (written aside, renamed), so a reader sees either no file or
+its whole content; `finished` and `exit` are fsynced too (pids mean nothing after a power loss).
+Timestamps always carry nine fractional digits
 (`2026-12-07T20:01:02.123456789Z`). A log line longer than 16 KiB is split into `P` (partial) lines
 followed by the `F` line that ends it, as containerd writes them.
 """
@@ -31,7 +33,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 LAUNCH = "launch.json"
-SANDBOX = "sandbox.json"
+SANDBOX = "sandbox.argv"
+SANDBOX_PID = "sandbox.pid"
 SHIM_PID = "shim.pid"
 MAIN_PID = "pid"
 STARTED = "started"

@@ -36,6 +36,7 @@ from localcluster.node import layout as files
 from localcluster.node import procinfo, sandbox
 from localcluster.node.images import ImageError, ImageMap, RootFs
 from localcluster.node.layout import NodeLayout
+from localcluster.node.shim import replace_file
 from osutil.files import open_private, private_dir, write_private
 
 __all__ = ["ContainerLaunch", "ContainerRecord", "ContainerRuntime", "ImageError", "Mount", "Tmpfs"]
@@ -134,8 +135,9 @@ class ContainerRuntime:
             raise ValueError(f"container {launch.name} attempt {launch.attempt} of Pod {launch.pod_uid} exists")
         private_dir(directory)
         argv = self._sandbox_argv(launch, rootfs)
-        write_private(directory / files.LAUNCH, json.dumps(_launch_json(launch, rootfs)))
-        write_private(directory / files.SANDBOX, json.dumps({"argv": argv}))
+        # not fsynced (the shim's replace_file): after a power loss no container runs anyway
+        replace_file(str(directory), files.SANDBOX, "\0".join(argv) + "\0", newline=False)
+        replace_file(str(directory), files.LAUNCH, json.dumps(_launch_json(launch, rootfs)))
         with open_private(directory / "shim.err", "ab") as err:
             shim = subprocess.Popen([sys.executable, "-I", "-S", str(SHIM), str(directory)], stdin=subprocess.DEVNULL,
                                     stdout=subprocess.PIPE, stderr=err, start_new_session=True, close_fds=True)
@@ -219,7 +221,7 @@ class ContainerRuntime:
 
     def _kill_namespace(self, directory: Path, sig: int) -> None:
         namespace = None
-        for pid_file in (files.MAIN_PID, "sandbox.pid"):
+        for pid_file in (files.MAIN_PID, files.SANDBOX_PID):
             known = procinfo.read_pid_file(_read(directory / pid_file))
             if known is not None and procinfo.alive(*known):
                 namespace = procinfo.pid_namespace(known[0])

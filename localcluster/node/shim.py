@@ -1,10 +1,11 @@
 """The per-container shim (conmon's role): `python -I -S shim.py <container dir>`.
 
-Standard library only (plus `osutil.files`, itself stdlib-only), so it starts fast. It
+It imports nothing but `os`, `select`, `sys` and `time` (no `json`, no `pathlib`: each would cost
+more than the rest of a container start), so it starts fast. It
 1. forks and lets its parent exit (the runtime reaps that one): the shim itself is re-parented to
    init and outlives the node process (`kill -9` of the node leaves containers running);
-2. writes `shim.pid`, spawns the argv of `sandbox.json` (`[nsenter --net=..] bwrap ...`) with stdin
-   `/dev/null`, stdout/stderr on pipes and bwrap's JSON status on fd 3;
+2. writes `shim.pid`, spawns the argv of `sandbox.argv` (`[nsenter --net=..] bwrap ...`, NUL-terminated
+   arguments) with stdin `/dev/null`, stdout/stderr on pipes and bwrap's JSON status on fd 3;
 3. learns the sandbox's init pid from the status, waits for its first child (the container's main
    process), writes `pid` and `started`, and then tells the runtime `started <pid>` on its stdout;
 4. copies both streams into `log` as CRI lines until both close, waits for bwrap, writes
@@ -15,16 +16,10 @@ See `layout.py` for the files.
 
 from __future__ import annotations
 
-import json
 import os
 import select
 import sys
 import time
-from pathlib import Path
-
-sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))))
-
-from osutil.files import open_private, write_private
 
 PARTIAL_LIMIT = 16 * 1024
 STATUS_FD = 3
@@ -51,7 +46,7 @@ class LogWriter:
     """CRI lines from the chunks of two streams; a line over 16 KiB goes out as `P` pieces."""
 
     def __init__(self, path: str) -> None:
-        self.file = open_private(path, "ab", buffering=0)  # type: ignore[arg-type]
+        self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.pending = {"stdout": b"", "stderr": b""}
 
     def feed(self, stream: str, data: bytes) -> None:
@@ -74,7 +69,7 @@ class LogWriter:
             buf = b""
         self.pending[stream] = buf
         if out:
-            self.file.write(b"".join(out))
+            os.write(self.fd, b"".join(out))
 
 
 def spawn(argv: list[str]) -> tuple[int, dict[int, str], int]:
@@ -91,20 +86,20 @@ def spawn(argv: list[str]) -> tuple[int, dict[int, str], int]:
     return pid, {out_r: "stdout", err_r: "stderr"}, st_r
 
 
-def read_status(fd: int, buffer: bytes, decoded: list[dict[str, object]]) -> tuple[bytes, bool]:
-    """Read bwrap's JSON status documents from `fd` into `decoded`; False at end of stream."""
+def read_status(fd: int, buffer: bytes, found: dict[str, int]) -> tuple[bytes, bool]:
+    """Read bwrap's JSON status documents from `fd`, keeping the integer fields `child-pid` and
+    `exit-code` in `found` (a scan rather than `json`: importing it costs more than the whole rest);
+    False at end of stream."""
     data = os.read(fd, 4096)
     buffer += data
-    decoder = json.JSONDecoder()
-    text = buffer.decode(errors="replace").lstrip()
-    while text:
-        try:
-            doc, end = decoder.raw_decode(text)
-        except ValueError:
-            break
-        decoded.append(doc)
-        text = text[end:].lstrip()
-    return text.encode(), bool(data)
+    while b"}" in buffer:
+        document, _, buffer = buffer.partition(b"}")
+        for key in ("child-pid", "exit-code"):
+            at = document.find(b'"%s"' % key.encode())
+            if at >= 0:
+                value = document[at:].split(b":", 1)[1].split(b",", 1)[0].strip()
+                found[key] = int(value)
+    return buffer, bool(data)
 
 
 def main_pid(init: int, deadline: float) -> int | None:
@@ -126,25 +121,25 @@ def main_pid(init: int, deadline: float) -> int | None:
 
 def run(directory: str) -> int:
     """Run the container of `directory` to its end; returns the exit code written."""
-    write_private_text(directory, "shim.pid", f"{os.getpid()} {start_time(os.getpid())}")
-    with open(os.path.join(directory, "sandbox.json")) as fh:
-        argv = json.load(fh)["argv"]
+    replace_file(directory, "shim.pid", f"{os.getpid()} {start_time(os.getpid())}")
+    with open(os.path.join(directory, "sandbox.argv"), "rb") as fh:
+        argv = [arg.decode() for arg in fh.read().split(b"\0")[:-1]]
     log = LogWriter(os.path.join(directory, "log"))
     try:
         pid, streams, status_fd = spawn(argv)
     except OSError as error:
         log.feed("stderr", f"cannot start the sandbox: {error}\n".encode())
         return finish(directory, 128, tell=True)
-    statuses: list[dict[str, object]] = []
+    status: dict[str, int] = {}
     status_buf, status_open = b"", True
-    while status_open and not any("child-pid" in s for s in statuses):
-        status_buf, status_open = read_status(status_fd, status_buf, statuses)
-    init = next((int(str(s["child-pid"])) for s in statuses if "child-pid" in s), None)
+    while status_open and "child-pid" not in status:
+        status_buf, status_open = read_status(status_fd, status_buf, status)
+    init = status.get("child-pid")
     main = main_pid(init, time.monotonic() + 10) if init else None
-    if main is not None:
-        write_private_text(directory, "sandbox.pid", f"{init} {start_time(init) if init else 0}")
-        write_private_text(directory, "pid", f"{main} {start_time(main) or 0}")
-    write_private_text(directory, "started", timestamp(time.time_ns()))
+    if init is not None and main is not None:
+        replace_file(directory, "sandbox.pid", f"{init} {start_time(init) or 0}")
+        replace_file(directory, "pid", f"{main} {start_time(main) or 0}")
+    replace_file(directory, "started", timestamp(time.time_ns()))
     announce(f"started {main or 0}")
     open_fds = dict(streams)
     if status_open:
@@ -153,7 +148,7 @@ def run(directory: str) -> int:
         ready, _, _ = select.select(list(open_fds), [], [])
         for fd in ready:
             if open_fds[fd] == "status":
-                status_buf, more = read_status(fd, status_buf, statuses)
+                status_buf, more = read_status(fd, status_buf, status)
             else:
                 data = os.read(fd, 65536)
                 log.feed(open_fds[fd], data)
@@ -162,7 +157,7 @@ def run(directory: str) -> int:
                 os.close(fd)
                 del open_fds[fd]
     _, wait_status = os.waitpid(pid, 0)
-    code = next((int(str(s["exit-code"])) for s in statuses if "exit-code" in s), None)
+    code = status.get("exit-code")
     if code is None:
         code = os.waitstatus_to_exitcode(wait_status)
         code = 128 - code if code < 0 else code
@@ -171,8 +166,8 @@ def run(directory: str) -> int:
 
 def finish(directory: str, code: int, *, tell: bool) -> int:
     """Record the end: `finished`, then `exit` (its presence marks the container ended)."""
-    write_private_text(directory, "finished", timestamp(time.time_ns()))
-    write_private_text(directory, "exit", str(code))
+    replace_file(directory, "finished", timestamp(time.time_ns()), durable=True)
+    replace_file(directory, "exit", str(code), durable=True)
     if tell:
         announce("finished")
     return code
@@ -189,8 +184,26 @@ def announce(line: str) -> None:
     os.close(null)
 
 
-def write_private_text(directory: str, name: str, text: str) -> None:
-    write_private(Path(directory) / name, text + "\n")
+def replace_file(directory: str, name: str, text: str, *, durable: bool = False, newline: bool = True) -> None:
+    """`osutil.files.write_private`'s atomic replace (0600, written aside, renamed), in `os` calls only
+    (`pathlib` alone would double the shim's start time). Only `durable` files are fsynced: pids and
+    the start time mean nothing after a power loss, the exit code does."""
+    path = os.path.join(directory, name)
+    tmp = os.path.join(directory, f".{name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC | os.O_CLOEXEC, 0o600)
+    try:
+        os.write(fd, (text + "\n" if newline else text).encode())
+        if durable:
+            os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.rename(tmp, path)
+    if durable:
+        dir_fd = os.open(directory, os.O_RDONLY | os.O_DIRECTORY)
+        try:
+            os.fsync(dir_fd)
+        finally:
+            os.close(dir_fd)
 
 
 if __name__ == "__main__":
