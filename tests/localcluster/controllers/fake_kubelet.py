@@ -9,6 +9,8 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 
+from kubernetes.client.exceptions import ApiException
+
 from kube.clock import Clock, rfc3339
 from kube.informing import Informer
 from kube.rest import PODS, Kube, Obj
@@ -75,15 +77,23 @@ class FakeKubelet:
     def remove(self, name: str) -> None:
         """What the kubelet does once a deleted Pod's containers stopped: delete it with grace period 0."""
         body = {"kind": "DeleteOptions", "apiVersion": "v1", "gracePeriodSeconds": 0}
-        self.kube.request("DELETE", PODS.path(self.namespace, name), body=body)
+        try:
+            self.kube.request("DELETE", PODS.path(self.namespace, name), body=body)
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
 
     @contextmanager
     def serve(self) -> Iterator[None]:
-        """Mark every Pod of the namespace Running and Ready once, as soon as it is created."""
+        """Mark every Pod of the namespace Running and Ready once, as soon as it is created, and remove
+        deleted Pods as soon as they are marked for deletion (their containers stop at once)."""
 
         def handle(kind: str, obj: Obj, _prev: Obj | None) -> None:
-            if kind == "ADDED" and (obj.get("status") or {}).get("phase", "Pending") == "Pending" \
-                    and not obj["metadata"].get("deletionTimestamp"):
+            if kind == "DELETED":
+                return
+            if obj["metadata"].get("deletionTimestamp"):
+                self.remove(obj["metadata"]["name"])
+            elif kind == "ADDED" and (obj.get("status") or {}).get("phase", "Pending") == "Pending":
                 self.run(obj)
 
         informer = Informer(self.kube, PODS, handle, namespace=self.namespace).start()
