@@ -100,7 +100,8 @@ def test_apiservices(apiserver: ApiServer, namespace: str) -> None:
                     "versionPriority": 15, "service": {"namespace": namespace, "name": "metrics"}}}
     apiserver.apply_yaml(json.dumps(svc))
     assert headers(apiserver, "apiservices") == ["NAME", "SERVICE", "AVAILABLE", "AGE"]
-    rows = {r.split()[0]: r.split() for r in apiserver.kubectl("get", "apiservices", "--no-headers").stdout.splitlines()}
+    listed = apiserver.kubectl("get", "apiservices", "--no-headers").stdout.splitlines()
+    rows = {r.split()[0]: r.split() for r in listed}
     assert rows[name][1:3] == [f"{namespace}/metrics", "Unknown"]
     apiserver.kubectl("patch", "apiservice", name, "--subresource=status", "--type=merge", "-p", json.dumps(
         {"status": {"conditions": [{"type": "Available", "status": "False", "reason": "MissingEndpoints"}]}}))
