@@ -129,6 +129,9 @@ class ContainerRuntime:
             raise ValueError(f"container {launch.name}: no command to run (the node has no image defaults)")
         if launch.netns_path is None and not self.allow_host_network:
             raise ValueError(f"container {launch.name}: no network namespace; Pods never share the host's")
+        relative = [t for t in [m.target for m in launch.mounts] + [t.target for t in launch.tmpfs] if t[:1] != "/"]
+        if relative:
+            raise ValueError(f"container {launch.name}: mount targets must be absolute paths: {', '.join(relative)}")
         rootfs = self.images.resolve(launch.image, self.layout.images_dir)
         directory = self.layout.container_dir(launch.pod_uid, launch.name, launch.attempt)
         if directory.exists():

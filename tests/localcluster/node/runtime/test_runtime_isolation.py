@@ -3,11 +3,16 @@ volumes bound where asked, written with the container's uid/gid."""
 
 from __future__ import annotations
 
+import shutil
+import tempfile
 from pathlib import Path
 
+import pytest
 from conftest import Node
 
-from localcluster.node.runtime import Mount, Tmpfs
+from localcluster.node.images import ImageMap
+from localcluster.node.layout import NodeLayout
+from localcluster.node.runtime import ContainerRuntime, Mount, Tmpfs
 
 PROJECT_IMAGE = "quay.io/backube/volsync-addon-agent:latest"
 
@@ -93,3 +98,25 @@ def test_tmpfs_mount_with_size(node: Node) -> None:
                       tmpfs=[Tmpfs("/cache", 4 * 1024 * 1024)])
     lines = node.stdout(record).splitlines()
     assert lines[0].split()[1] == "4096" and lines[1] == "x"
+
+
+def test_volumes_under_a_hidden_node_state_are_still_mounted(netns: str) -> None:
+    """The node's state dir (outside the scratch paths) is hidden from host-root images, but a Pod's
+    volume kept under it is still bound where asked."""
+    state = Path(tempfile.mkdtemp(prefix="lcrt-", dir="/srv"))
+    try:
+        runtime = ContainerRuntime(NodeLayout(state), ImageMap())
+        volume = runtime.layout.pod_dir("p") / "volumes" / "data"
+        volume.mkdir(parents=True)
+        (volume / "f").write_text("kept\n")
+        node = Node(runtime, netns, "p")
+        record = node.run(["sh", "-c", f"cat /data/f; ls {state}/pods || echo hidden"], image=PROJECT_IMAGE,
+                          mounts=[Mount(volume, "/data")])
+        assert node.stdout(record) == "kept\nhidden\n"
+    finally:
+        shutil.rmtree(state)
+
+
+def test_relative_mount_target_is_refused(node: Node, tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="absolute"):
+        node.runtime.start(node.launch(["true"], mounts=[Mount(tmp_path, "data")]))
