@@ -108,7 +108,9 @@ def terminated(name: str, code: int) -> dict[str, Any]:
             "state": {"terminated": {"exitCode": code, "reason": "Completed" if code == 0 else "Error"}}}
 
 
-def _pki(data_dir: Path) -> dict[str, Path]:
+def issue_kubelet_pki(data_dir: Path) -> dict[str, Path]:
+    """The kubelet client certificate (the API server's) and the kubelet's serving certificate,
+    signed by the CA the API server then adopts (`data_dir/pki`)."""
     pki = data_dir / "pki"
     client_cert, client_key = issue_certificate(pki, "apiserver-kubelet-client", cn="kube-apiserver-kubelet-client",
                                                 client=True, organization="system:masters")
@@ -120,7 +122,7 @@ def _pki(data_dir: Path) -> dict[str, Path]:
 @pytest.fixture(scope="module")
 def cluster(tmp_path_factory: pytest.TempPathFactory, netns: str) -> Iterator[Cluster]:
     data_dir = tmp_path_factory.mktemp("kubeletapi")
-    tls = _pki(data_dir / "api")
+    tls = issue_kubelet_pki(data_dir / "api")
     api = ApiServer(data_dir / "api", clusters=(CLUSTER,), auth=True, extra_args=[
         "--kubelet-client-certificate", str(tls["client_cert"]), "--kubelet-client-key", str(tls["client_key"]),
         "--kubelet-certificate-authority", str(tls["ca"])]).start()
