@@ -17,6 +17,7 @@ with `kill -9` adopts its containers on restart by reading them (`ContainerRunti
       finished                    RFC3339Nano UTC, when the sandbox ended
       exit                        the exit code, decimal; written LAST, so its presence = finished
       reason                      optional: `ContainerStatusUnknown` when the shim died unseen
+      shim.err                    the shim's own stderr (empty unless something went wrong)
       log                         CRI log lines: `<RFC3339Nano UTC> stdout|stderr F|P <text>\\n`
 ```
 

@@ -9,7 +9,9 @@ runtime itself keeps nothing in memory: a new `ContainerRuntime` over the same `
 
 - `start(launch)` returns once the container's main process runs (or has already ended); it raises
   `ImageError` (reason `ErrImagePull`) when the image cannot be mapped and `ValueError` for a launch
-  the node refuses (no `netns_path` without `allow_host_network`, an attempt that already exists).
+  the node refuses (no `netns_path` without `allow_host_network`, an attempt that already exists,
+  a relative mount target), `RuntimeError` when the host cannot run containers at all (`problems`:
+  not root, bwrap/nsenter/setpriv/busybox missing; the kubelet reports them on its Node).
 - `inspect` reads the files. A shim that died without writing `exit` (kill -9) means the container
   died with it (bwrap `--die-with-parent`): the runtime records exit code 137 and reason
   `ContainerStatusUnknown` (as kubelet reports a container it lost), and kills any straggler.
@@ -122,9 +124,17 @@ class ContainerRuntime:
         self.images = images
         self.allow_host_network = allow_host_network
         self.tools = {name: shutil.which(name) or f"/usr/bin/{name}" for name in ("bwrap", "nsenter")}
+        self.problems = host_problems()
+
+    @property
+    def ready(self) -> bool:
+        """True when this host can run containers with full fidelity (see `problems` otherwise)."""
+        return not self.problems
 
     def start(self, launch: ContainerLaunch) -> ContainerRecord:
         """Start one container; returns once its main process runs (or already ended)."""
+        if self.problems:
+            raise RuntimeError("this node cannot run containers: " + "; ".join(self.problems))
         if not launch.argv:
             raise ValueError(f"container {launch.name}: no command to run (the node has no image defaults)")
         if launch.netns_path is None and not self.allow_host_network:
@@ -265,6 +275,19 @@ class ContainerRuntime:
 
 
 STARTING_SECONDS = 30.0
+REQUIRED_TOOLS = {"bwrap": "bubblewrap", "nsenter": "util-linux", "setpriv": "util-linux", "busybox": "busybox"}
+
+
+def host_problems() -> list[str]:
+    """What keeps this host from running containers as a real node would (empty: nothing). Root is
+    needed for bwrap's mount layout without a user namespace, for volumes written with the
+    container's uid/gid and ownership preserved, for capabilities and for network namespaces."""
+    problems = [f"`{tool}` is missing (Debian package {package})"
+                for tool, package in REQUIRED_TOOLS.items() if shutil.which(tool) is None]
+    if os.geteuid() != 0:
+        problems.append(f"the node runs as uid {os.geteuid()}: sandboxes with per-container uid/gid, capabilities "
+                        "and network namespaces need root")
+    return problems
 
 
 def _launch_json(launch: ContainerLaunch, rootfs: RootFs) -> dict[str, object]:

@@ -133,3 +133,15 @@ def test_runtime_constructor_allows_host_network_only_when_asked(node: Node) -> 
     runtime = ContainerRuntime(node.runtime.layout, node.runtime.images, allow_host_network=True)
     record = runtime.start(node.launch(["true"], netns_path=None))
     assert node.wait_ended(record).exit_code == 0
+
+
+def test_host_problems_are_named(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
+    assert node.runtime.ready and node.runtime.problems == []
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    monkeypatch.setattr("shutil.which", lambda name: None if name == "bwrap" else f"/usr/bin/{name}")
+    lame = ContainerRuntime(node.runtime.layout, node.runtime.images)
+    assert not lame.ready
+    assert any("bwrap" in p and "bubblewrap" in p for p in lame.problems)
+    assert any("uid 1000" in p and "root" in p for p in lame.problems)
+    with pytest.raises(RuntimeError, match="cannot run containers"):
+        lame.start(node.launch(["true"]))
