@@ -182,7 +182,10 @@ class KubeletApp:
         running = [r for r in self._target(namespace, name, container).records if r.running]
         if not running:
             raise Refused(400, f'container not found ("{container}")')
-        argv = self.runtime.exec_argv(running[-1], request.command)
+        try:
+            argv = self.runtime.exec_argv(running[-1], request.command)
+        except ValueError as exc:  # it ended since it was listed
+            raise Refused(400, f'container not found ("{container}")') from exc
         await ws.accept(protocol)
         await channels.run(argv, request, ws.send_bytes, ws.receive_bytes)
         await ws.close()
