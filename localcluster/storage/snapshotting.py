@@ -53,7 +53,7 @@ from localcluster.storage.common import (
     with_rv,
 )
 from localcluster.storage.copying import copy_tree, populate, remove
-from localcluster.storage.provisioning import volume_path
+from localcluster.storage.sources import volume_path
 
 if TYPE_CHECKING:
     from localcluster.storage.provisioning import Provisioner
