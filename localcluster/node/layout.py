@@ -9,14 +9,17 @@ with `kill -9` adopts its containers on restart by reading them (`ContainerRunti
   pods/<pod uid>/                 one Pod: the kubelet's own files (volumes, netns path, ...) go here too
     containers/<name>/<attempt>/ one start of one container (attempt 0, 1, ... = restartCount)
       launch.json                 the ContainerLaunch (runtime, before the shim starts)
-      sandbox.argv                the argv the shim runs, NUL-terminated arguments (runtime, before)
+      sandbox.argv                NUL-terminated: the container's command name, then the argv the shim
+                                  runs (runtime, before the shim starts)
       shim.pid                    "<pid> <starttime>" of the shim (the shim, first thing)
       sandbox.pid                 "<pid> <starttime>" of bwrap's init (pid 1 of the container)
       pid                         "<pid> <starttime>" of the container's main process, a host pid
       started                     RFC3339Nano UTC, when the main process was seen running
       finished                    RFC3339Nano UTC, when the sandbox ended
       exit                        the exit code, decimal; written LAST, so its presence = finished
-      reason                      optional: `ContainerStatusUnknown` when the shim died unseen
+      reason                      optional: `StartError` (exit 128: the command could not be started) or
+                                  `ContainerStatusUnknown` (exit 137: the shim died unseen)
+      message                     optional: why, with `reason`
       shim.err                    the shim's own stderr (empty unless something went wrong)
       log                         CRI log lines: `<RFC3339Nano UTC> stdout|stderr F|P <text>\\n`
 ```
@@ -42,6 +45,7 @@ STARTED = "started"
 FINISHED = "finished"
 EXIT = "exit"
 REASON = "reason"
+MESSAGE = "message"
 LOG = "log"
 
 

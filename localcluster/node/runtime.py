@@ -97,8 +97,10 @@ class ContainerRecord:
     """What the files say about one container start.
 
     `running` True: the shim and the sandbox live. `exit_code`/`finished_at` are set once it ended;
-    `reason` is `ContainerStatusUnknown` when the shim was lost (exit code 137 then), else None
-    (the kubelet derives `Completed`/`Error` from the exit code). `pid` is the main process (a host
+    `reason` is `ContainerStatusUnknown` when the shim was lost (exit code 137 then), `StartError`
+    when the command could not be started (exit code 128, `message` says why: e.g. bwrap's
+    `execvp foo: No such file or directory`), else None (the kubelet derives `Completed`/`Error`
+    from the exit code). Neither running nor ended: the start is still being set up. `pid` is the main process (a host
     pid) while known."""
 
     pod_uid: str
@@ -111,6 +113,7 @@ class ContainerRecord:
     finished_at: datetime | None
     log_path: Path
     reason: str | None = None
+    message: str | None = None
 
 
 class ContainerRuntime:
@@ -149,7 +152,7 @@ class ContainerRuntime:
         private_dir(directory)
         argv = self._sandbox_argv(launch, rootfs)
         # not fsynced (the shim's replace_file): after a power loss no container runs anyway
-        replace_file(str(directory), files.SANDBOX, "\0".join(argv) + "\0", newline=False)
+        replace_file(str(directory), files.SANDBOX, "\0".join([launch.argv[0], *argv]) + "\0", newline=False)
         replace_file(str(directory), files.LAUNCH, json.dumps(_launch_json(launch, rootfs)))
         with open_private(directory / "shim.err", "ab") as err:
             shim = subprocess.Popen([sys.executable, "-I", "-S", str(SHIM), str(directory)], stdin=subprocess.DEVNULL,
@@ -207,12 +210,14 @@ class ContainerRuntime:
             exit_code=int(exit_text) if exit_text else None,
             started_at=_time(_read(directory / files.STARTED)),
             finished_at=_time(_read(directory / files.FINISHED)) if exit_text else None,
-            log_path=directory / files.LOG, reason=_read(directory / files.REASON).strip() or None)
+            log_path=directory / files.LOG, reason=_read(directory / files.REASON).strip() or None,
+            message=_read(directory / files.MESSAGE).strip() or None)
 
     def _record_lost(self, directory: Path) -> None:
         """The shim died without recording the end: kill what may remain, record 137."""
         self._kill_namespace(directory, signals.SIGKILL)
         write_private(directory / files.REASON, UNKNOWN_REASON + "\n")
+        write_private(directory / files.MESSAGE, "the container's shim ended without recording its exit\n")
         write_private(directory / files.FINISHED, _now() + "\n")
         write_private(directory / files.EXIT, f"{UNKNOWN_EXIT}\n")
 

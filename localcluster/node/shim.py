@@ -4,12 +4,15 @@ It imports nothing but `os`, `select`, `sys` and `time` (no `json`, no `pathlib`
 more than the rest of a container start), so it starts fast. It
 1. forks and lets its parent exit (the runtime reaps that one): the shim itself is re-parented to
    init and outlives the node process (`kill -9` of the node leaves containers running);
-2. writes `shim.pid`, spawns the argv of `sandbox.argv` (`[nsenter --net=..] bwrap ...`, NUL-terminated
-   arguments) with stdin `/dev/null`, stdout/stderr on pipes and bwrap's JSON status on fd 3;
+2. writes `shim.pid`, spawns the argv of `sandbox.argv` (NUL-terminated: the container's command
+   name, then `[nsenter --net=..] bwrap ...`) with stdin `/dev/null`, stdout/stderr on pipes and
+   bwrap's JSON status on fd 3;
 3. learns the sandbox's init pid from the status, waits for its first child (the container's main
    process), writes `pid` and `started`, and then tells the runtime `started <pid>` on its stdout;
 4. copies both streams into `log` as CRI lines until both close, waits for bwrap, writes
-   `finished` and then, last, `exit` (the exit code; 128+n for a death by signal n).
+   `finished` and then, last, `exit` (the exit code; 128+n for a death by signal n). When bwrap or
+   setpriv could not run the command (missing program, bad mount source), `reason` says
+   `StartError`, `message` holds their complaint and the exit code is 128, as containerd reports it.
 The sandbox has bwrap's `--die-with-parent`: a `kill -9` of the shim kills the container too.
 See `layout.py` for the files.
 """
@@ -23,6 +26,7 @@ import time
 
 PARTIAL_LIMIT = 16 * 1024
 STATUS_FD = 3
+START_ERROR_EXIT = 128
 
 
 def timestamp(ns: int) -> str:
@@ -48,11 +52,24 @@ class LogWriter:
     def __init__(self, path: str) -> None:
         self.fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT | os.O_CLOEXEC, 0o600)
         self.pending = {"stdout": b"", "stderr": b""}
+        self.first_error = b""  # the first stderr line: tells a start error from the program's own exit
+
+    def start_error(self, command: str, ran: bool) -> str | None:
+        """bwrap's or setpriv's own complaint when the sandbox could not run `command`, else None:
+        any bwrap message when the sandbox never got a main process (`ran` False: setup failed),
+        else only the exact exec failure line of bwrap or setpriv naming the command."""
+        line = self.first_error.split(b"\n", 1)[0].decode(errors="replace")
+        exec_failures = (f"bwrap: execvp {command}: ", f"setpriv: failed to execute {command}: ")
+        if line.startswith(exec_failures) or not ran and line.startswith("bwrap: "):
+            return line
+        return None
 
     def feed(self, stream: str, data: bytes) -> None:
         stamp = timestamp(time.time_ns()).encode()
         prefix_f, prefix_p = b"%s %s F " % (stamp, stream.encode()), b"%s %s P " % (stamp, stream.encode())
         buf = self.pending[stream] + data
+        if stream == "stderr" and len(self.first_error) < 1024:
+            self.first_error += data[:1024]
         out = []
         while True:
             newline = buf.find(b"\n")
@@ -123,13 +140,15 @@ def run(directory: str) -> int:
     """Run the container of `directory` to its end; returns the exit code written."""
     replace_file(directory, "shim.pid", f"{os.getpid()} {start_time(os.getpid())}")
     with open(os.path.join(directory, "sandbox.argv"), "rb") as fh:
-        argv = [arg.decode() for arg in fh.read().split(b"\0")[:-1]]
+        command, *argv = [arg.decode() for arg in fh.read().split(b"\0")[:-1]]
     log = LogWriter(os.path.join(directory, "log"))
     try:
         pid, streams, status_fd = spawn(argv)
     except OSError as error:
         log.feed("stderr", f"cannot start the sandbox: {error}\n".encode())
-        return finish(directory, 128, tell=True)
+        replace_file(directory, "reason", "StartError")
+        replace_file(directory, "message", f"cannot start the sandbox: {error}")
+        return finish(directory, START_ERROR_EXIT, tell=True)
     status: dict[str, int] = {}
     status_buf, status_open = b"", True
     while status_open and "child-pid" not in status:
@@ -141,8 +160,25 @@ def run(directory: str) -> int:
         replace_file(directory, "pid", f"{main} {start_time(main) or 0}")
     replace_file(directory, "started", timestamp(time.time_ns()))
     announce(f"started {main or 0}")
+    status_buf = pump(log, streams, status_fd if status_open else None, status_buf, status)
+    _, wait_status = os.waitpid(pid, 0)
+    code = status.get("exit-code")
+    if code is None:
+        code = os.waitstatus_to_exitcode(wait_status)
+        code = 128 - code if code < 0 else code
+    problem = log.start_error(command, main is not None) if code in (1, 127) else None
+    if problem is not None:  # as containerd's StartError: 128 and the reason
+        replace_file(directory, "reason", "StartError")
+        replace_file(directory, "message", problem)
+        code = START_ERROR_EXIT
+    return finish(directory, code, tell=False)
+
+
+def pump(log: LogWriter, streams: dict[int, str], status_fd: int | None, status_buf: bytes,
+         status: dict[str, int]) -> bytes:
+    """Copy both streams into the log and read the rest of bwrap's status until all are closed."""
     open_fds = dict(streams)
-    if status_open:
+    if status_fd is not None:
         open_fds[status_fd] = "status"
     while open_fds:
         ready, _, _ = select.select(list(open_fds), [], [])
@@ -156,12 +192,7 @@ def run(directory: str) -> int:
             if not more:
                 os.close(fd)
                 del open_fds[fd]
-    _, wait_status = os.waitpid(pid, 0)
-    code = status.get("exit-code")
-    if code is None:
-        code = os.waitstatus_to_exitcode(wait_status)
-        code = 128 - code if code < 0 else code
-    return finish(directory, code, tell=False)
+    return status_buf
 
 
 def finish(directory: str, code: int, *, tell: bool) -> int:

@@ -4,12 +4,13 @@ image mapping, and no container on the host's network."""
 from __future__ import annotations
 
 import re
+from pathlib import Path
 
 import pytest
 from conftest import Node
 
 from localcluster.node.images import ImageError, ImageMap
-from localcluster.node.runtime import ContainerRuntime
+from localcluster.node.runtime import ContainerRuntime, Mount
 
 CRI_LINE = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{9}Z (stdout|stderr) (F|P) .*\n$", re.S)
 DEFAULT_CAPS_MASK = 0x00000000A80425FB  # containerd's default set (CHOWN ... SETFCAP)
@@ -145,3 +146,21 @@ def test_host_problems_are_named(node: Node, monkeypatch: pytest.MonkeyPatch) ->
     assert any("uid 1000" in p and "root" in p for p in lame.problems)
     with pytest.raises(RuntimeError, match="cannot run containers"):
         lame.start(node.launch(["true"]))
+
+
+@pytest.mark.parametrize("user", [None, 1000])
+def test_missing_command_is_a_start_error(node: Node, user: int | None) -> None:
+    record = node.run(["no-such-program", "x"], run_as_user=user)
+    assert (record.exit_code, record.reason) == (128, "StartError")
+    assert record.message is not None and "no-such-program" in record.message
+
+
+def test_program_writing_to_stderr_and_failing_is_no_start_error(node: Node) -> None:
+    record = node.run(["sh", "-c", "echo 'bwrap: not really' >&2; exit 1"])
+    assert (record.exit_code, record.reason) == (1, None)
+
+
+def test_missing_mount_source_is_a_start_error(node: Node, tmp_path: Path) -> None:
+    record = node.run(["true"], mounts=[Mount(tmp_path / "absent", "/data")])
+    assert (record.exit_code, record.reason) == (128, "StartError")
+    assert record.message is not None and "absent" in record.message
