@@ -25,6 +25,8 @@ def test_logs_of_an_ended_container(cluster: Cluster, namespace: str) -> None:
     assert len(stamped) == 2
     for line in stamped:
         assert re.fullmatch(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d{1,9})?Z (two|three)", line), line
+    assert cluster.kubectl("logs", "done", "-n", namespace, "--since=1h").stdout == out
+    assert cluster.kubectl("logs", "done", "-n", namespace, "--since-time=2999-01-01T00:00:00Z").stdout == ""
 
 
 def test_follow_ends_when_the_container_ends(cluster: Cluster, namespace: str) -> None:

@@ -106,6 +106,17 @@ def test_logs_follow_and_previous(env: Env) -> None:
     assert env.kubectl("logs", "crasher", "--previous").stdout == "started\n"
 
 
+def test_kubectl_cp_both_ways(env: Env, tmp_path: Path) -> None:
+    env.kubectl("run", "box", "--image=busybox", "--", "sleep", "3600")
+    env.wait_ready("box")
+    source = tmp_path / "payload.bin"
+    source.write_bytes(bytes(range(256)) * 4096)  # 1 MiB, every byte value
+    env.kubectl("cp", str(source), f"{env.namespace}/box:/tmp/payload.bin")
+    back = tmp_path / "back.bin"
+    env.kubectl("cp", f"{env.namespace}/box:/tmp/payload.bin", str(back))
+    assert back.read_bytes() == source.read_bytes()
+
+
 def test_exec_and_port_forward(env: Env) -> None:
     env.kubectl("run", "web", "--image=busybox", "--", "nc", "-ll", "-p", "8080", "-e", "echo", "hello-from-web")
     env.wait_ready("web")
