@@ -266,11 +266,7 @@ class ContainerRuntime:
         if not record.running or main is None or not procinfo.alive(*main):
             raise ValueError(f"container {record.name} of Pod {record.pod_uid} is not running")
         spec = json.loads((directory / files.LAUNCH).read_text())
-        argv = [self.tools["nsenter"], f"--target={main[0]}", "--mount", "--uts", "--ipc", "--net", "--pid",
-                "--root", "--wd", "--"]  # --wd: the main process's cwd (a path given here would be the host's)
-        argv += _exec_privileges(spec)
-        env = [f"{k}={v}" for k, v in spec["env"].items()]
-        return argv + [spec["env_path"], "-i", *env, *command]
+        return sandbox.exec_argv(spec, main[0], command, nsenter=self.tools["nsenter"])
 
     def netns_of(self, record: ContainerRecord) -> str | None:
         """The network namespace path the container was started in."""
@@ -303,22 +299,6 @@ def _launch_json(launch: ContainerLaunch, rootfs: RootFs) -> dict[str, object]:
     data.update(env=sandbox.container_env(launch, rootfs), kind=rootfs.kind, setpriv=rootfs.setpriv,
                 env_path=rootfs.env, capabilities=None if caps is None else sorted(caps))
     return data
-
-
-def _exec_privileges(spec: dict[str, object]) -> list[str]:
-    """setpriv arguments giving an exec'd process the container's user, groups and capability bound."""
-    caps = spec["capabilities"]
-    user, group = spec["run_as_user"], spec["run_as_group"]
-    groups = spec["supplementary_groups"]
-    argv = [str(spec["setpriv"])]
-    if isinstance(caps, list):
-        bound = ",".join(["-all", *(f"+{c.lower()}" for c in caps)])
-        argv += [f"--bounding-set={bound}", "--inh-caps=-all"]
-    if user is not None or group is not None or groups:
-        argv += [f"--reuid={user or 0}", f"--regid={group or 0}"]
-        argv += ["--groups", ",".join(str(g) for g in groups)] if isinstance(groups, list) and groups \
-            else ["--clear-groups"]
-    return argv + ["--"] if len(argv) > 1 else []
 
 
 def _read(path: Path) -> str:

@@ -1,4 +1,5 @@
-"""The argv of one sandboxed container: `[nsenter --net=<netns> --] bwrap <layout> -- [setpriv ...] argv`.
+"""The argv of one sandboxed container, `[nsenter --net=<netns> --] bwrap <layout> -- [setpriv ...] argv`,
+and of a command entering it, `nsenter --target=<pid> ... -- [setpriv ...] env -i ... command`.
 
 Why bubblewrap: it builds an arbitrary mount layout in a fresh mount namespace from a list of
 arguments (no hand-written mount code, nothing touched on the host), unshares the PID/IPC/UTS
@@ -22,9 +23,9 @@ sandbox, so the process keeps no capability (as on Kubernetes); root keeps the b
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from localcluster.node.images import RootFs
 
@@ -72,6 +73,32 @@ def user_switch(launch: ContainerLaunch, rootfs: RootFs) -> list[str]:
     groups = (["--groups", ",".join(str(g) for g in launch.supplementary_groups)]
               if launch.supplementary_groups else ["--clear-groups"])
     return [rootfs.setpriv, f"--reuid={uid}", f"--regid={gid}", *groups, "--inh-caps=-all", "--"]
+
+
+def exec_argv(spec: Mapping[str, Any], pid: int, command: list[str], *, nsenter: str = "nsenter") -> list[str]:
+    """argv entering the container whose main process is `pid` (`spec`: its recorded launch.json):
+    its namespaces, root and cwd (`nsenter --wd` without a path: the main process's cwd; a path
+    would be the host's), its capability bound, user and groups (`setpriv`), its env (`env -i`)."""
+    argv = [nsenter, f"--target={pid}", "--mount", "--uts", "--ipc", "--net", "--pid", "--root", "--wd", "--"]
+    argv += _exec_privileges(spec)
+    env = [f"{k}={v}" for k, v in spec["env"].items()]
+    return argv + [spec["env_path"], "-i", *env, *command]
+
+
+def _exec_privileges(spec: Mapping[str, Any]) -> list[str]:
+    """setpriv arguments giving an exec'd process the container's user, groups and capability bound."""
+    caps = spec["capabilities"]
+    user, group = spec["run_as_user"], spec["run_as_group"]
+    groups = spec["supplementary_groups"]
+    argv = [str(spec["setpriv"])]
+    if isinstance(caps, list):
+        bound = ",".join(["-all", *(f"+{c.lower()}" for c in caps)])
+        argv += [f"--bounding-set={bound}", "--inh-caps=-all"]
+    if user is not None or group is not None or groups:
+        argv += [f"--reuid={user or 0}", f"--regid={group or 0}"]
+        argv += ["--groups", ",".join(str(g) for g in groups)] if isinstance(groups, list) and groups \
+            else ["--clear-groups"]
+    return argv + ["--"] if len(argv) > 1 else []
 
 
 def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], hide: Iterable[str],
