@@ -18,6 +18,7 @@ whatever the number of reconcilers watching it.
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass, field
@@ -26,6 +27,8 @@ from typing import Protocol
 from kube.clock import Clock, SystemClock
 from kube.informing import Informer, WorkQueue, drain_forever, reconcile_one
 from kube.rest import Kube, Obj, Resource
+
+log = logging.getLogger("kube.controller")
 
 
 def own_key(obj: Obj) -> Iterable[Hashable]:
@@ -95,7 +98,10 @@ class Runtime:
 
             def fan_out(_kind: str, obj: Obj, prev: Obj | None) -> None:
                 for handler in handlers:
-                    handler(obj, prev)
+                    try:  # a key function failing on one object must not stop the informer's watch
+                        handler(obj, prev)
+                    except Exception:
+                        log.exception("mapping a %s event to keys failed", res.kind)
 
             inf = Informer(self.kube, res, fan_out, namespace=None if not res.namespaced else self.namespace)
             self._informers[key] = inf
@@ -103,6 +109,8 @@ class Runtime:
 
     def add(self, reconciler: Reconciler) -> WorkQueue:
         """Register `reconciler`; its queue is returned (to enqueue keys from outside the watches)."""
+        if self._started:
+            raise RuntimeError(f"reconciler {reconciler.name} added after start: it would never run")
         queue = WorkQueue(self.clock)
         for watch in reconciler.watches:
             self.cache(watch.res)
@@ -122,6 +130,7 @@ class Runtime:
             inf.start()
         for inf in self._informers.values():
             if not inf.wait_synced(timeout):
+                self.stop()
                 raise RuntimeError(f"informer for {inf.res.plural} did not sync within {timeout}s")
         for run in self._running:
             for i in range(self.workers):
