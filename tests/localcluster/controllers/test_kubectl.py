@@ -1,0 +1,56 @@
+"""The controllers as kubectl sees them: `wait --for=condition=complete`, `rollout status`, `scale`."""
+
+from __future__ import annotations
+
+import subprocess
+
+import pytest
+from fake_kubelet import FakeKubelet
+from support.apiserver import ApiServer
+from support.waiting import eventually
+
+from kube.controller import Runtime
+
+pytestmark = pytest.mark.kubectl
+
+
+def kubectl(apiserver: ApiServer, namespace: str, *args: str, timeout: float = 60) -> str:
+    return apiserver.kubectl("-n", namespace, *args, context="cluster1", timeout=timeout).stdout
+
+
+def test_kubectl_wait_for_a_job_to_complete(apiserver: ApiServer, namespace: str, runtime: Runtime,
+                                            kubelet: FakeKubelet) -> None:
+    kubectl(apiserver, namespace, "create", "job", "hello", "--image=busybox", "--", "echo", "hi")
+    argv = apiserver.kubectl_argv("-n", namespace, "wait", "--for=condition=complete", "job/hello",
+                                  "--timeout=60s", context="cluster1")
+    with subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                          env=apiserver.kubectl_env()) as waiting:
+        [pod] = eventually(lambda: kubelet.pods(**{"job-name": "hello"}), what="the job's pod")
+        assert waiting.poll() is None, "not complete before its Pod succeeded"
+        kubelet.finish(pod)
+        out, err = waiting.communicate(timeout=60)
+    assert waiting.returncode == 0, err
+    assert out.strip() == "job.batch/hello condition met"
+    table = kubectl(apiserver, namespace, "get", "job", "hello")
+    assert "Complete" in table and "1/1" in table
+
+
+def test_kubectl_rollout_status_and_scale(apiserver: ApiServer, namespace: str, runtime: Runtime,
+                                          kubelet: FakeKubelet) -> None:
+    with kubelet.serve():
+        kubectl(apiserver, namespace, "create", "deployment", "web", "--image=busybox", "--replicas=2",
+                "--", "sleep", "3600")
+        out = kubectl(apiserver, namespace, "rollout", "status", "deployment/web", "--timeout=60s", timeout=90)
+        assert 'deployment "web" successfully rolled out' in out
+        assert kubectl(apiserver, namespace, "scale", "deployment/web", "--replicas=3").strip() \
+            == "deployment.apps/web scaled"
+        out = kubectl(apiserver, namespace, "rollout", "status", "deployment/web", "--timeout=60s", timeout=90)
+        assert 'deployment "web" successfully rolled out' in out
+        kubectl(apiserver, namespace, "set", "env", "deployment/web", "VERSION=2")
+        out = kubectl(apiserver, namespace, "rollout", "status", "deployment/web", "--timeout=60s", timeout=90)
+        assert 'deployment "web" successfully rolled out' in out
+    pods = [p for p in kubelet.pods(app="web") if not p["metadata"].get("deletionTimestamp")]
+    assert len(pods) == 3
+    assert all(any(e.get("name") == "VERSION" for e in p["spec"]["containers"][0].get("env") or []) for p in pods)
+    history = kubectl(apiserver, namespace, "rollout", "history", "deployment/web")
+    assert "1 " in history and "2 " in history
