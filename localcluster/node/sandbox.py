@@ -10,8 +10,9 @@ The layout, in order (bwrap applies its arguments in order):
    root is bound read-only into it (symlinks recreated), and so is every entry of a directory
    that must gain a mount point the image lacks (e.g. `/data`), so mount points can be created
    without writing the image; `/` is remounted read-only at the end;
-2. `/proc` (the container's PID namespace), a minimal `/dev`, a private tmpfs on each scratch path
-   (`/tmp`, `/run`, `/var/tmp`, and `/root`, `/home`), the kept interpreter paths bound back;
+2. `/proc` (the container's PID namespace), a minimal `/dev` with a 64 MiB `/dev/shm`, a private
+   tmpfs on each scratch path (`/tmp`, `/run`, `/var/tmp`, `/root`, `/home`), the kept interpreter
+   paths bound back;
 3. `hide`: empty read-only tmpfs over host paths no Pod may read (the node's own state);
 4. the launch's mounts (`--bind`/`--ro-bind`) and tmpfs mounts, in the order given.
 
@@ -36,6 +37,7 @@ DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW",
                 "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
 SPECIAL = ("/proc", "/dev", "/sys", "/lost+found")
 STATUS_FD = 3
+SHM_BYTES = 64 * 1024 * 1024  # Kubernetes' default /dev/shm
 
 
 def capabilities(launch: ContainerLaunch) -> frozenset[str] | None:
@@ -57,9 +59,8 @@ def _cap_name(name: str) -> str:
 
 def container_env(launch: ContainerLaunch, rootfs: RootFs) -> dict[str, str]:
     """The process environment: the launch's, plus PATH (from the image) and HOSTNAME when missing."""
-    env = {"PATH": rootfs.path, "HOSTNAME": launch.hostname}
-    if launch.run_as_user in (None, 0):
-        env["HOME"] = "/root"
+    env = {"PATH": rootfs.path, "HOSTNAME": launch.hostname,
+           "HOME": "/root" if launch.run_as_user in (None, 0) else "/"}  # "/": a user the image does not know
     env.update(launch.env)
     return env
 
@@ -110,7 +111,7 @@ def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], 
     for key, value in container_env(launch, rootfs).items():
         argv += ["--setenv", key, value]
     argv += root_layout
-    argv += ["--proc", "/proc", "--dev", "/dev"]
+    argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--perms", "1777", "--tmpfs", "/dev/shm"]
     for path in rootfs.scratch:
         argv += ["--perms", "1777" if path in ("/tmp", "/var/tmp") else "0755", "--tmpfs", path]
     for path in rootfs.keep:

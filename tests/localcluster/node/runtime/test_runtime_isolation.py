@@ -120,3 +120,11 @@ def test_volumes_under_a_hidden_node_state_are_still_mounted(netns: str) -> None
 def test_relative_mount_target_is_refused(node: Node, tmp_path: Path) -> None:
     with pytest.raises(ValueError, match="absolute"):
         node.runtime.start(node.launch(["true"], mounts=[Mount(tmp_path, "data")]))
+
+
+def test_dev_shm_and_home_for_a_non_root_user(node: Node) -> None:
+    record = node.run(["sh", "-c", 'echo x > /dev/shm/a && cat /dev/shm/a && echo "$HOME" && df -k /dev/shm | tail -1'],
+                      run_as_user=1000)
+    lines = node.stdout(record).splitlines()
+    assert lines[:2] == ["x", "/"], node.stdout(record, "stderr")
+    assert lines[2].split()[1] == str(64 * 1024)
