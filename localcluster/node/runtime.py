@@ -30,6 +30,7 @@ import signal as signals
 import subprocess
 import sys
 import time
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field, replace
 from datetime import UTC, datetime
 from pathlib import Path
@@ -119,12 +120,17 @@ class ContainerRecord:
 class ContainerRuntime:
     """Starts containers and reads their state back from `layout` (see the module docstring).
 
+    Images that run on the host's root (the project's, python) see the host's files read-only, except
+    the scratch paths (private tmpfs), the node's state dir and every path of `hide` (empty there):
+    pass the installation's data root(s) so Pods cannot read other components' keys and stores.
     `allow_host_network` lets a launch without `netns_path` share the host's network namespace; it
     exists for the runtime's own tests only (Pods never get the host network)."""
 
-    def __init__(self, layout: NodeLayout, images: ImageMap, *, allow_host_network: bool = False) -> None:
+    def __init__(self, layout: NodeLayout, images: ImageMap, *, hide: Sequence[Path] = (),
+                 allow_host_network: bool = False) -> None:
         self.layout = layout
         self.images = images
+        self.hide = (layout.state_dir, *hide)
         self.allow_host_network = allow_host_network
         self.tools = {name: shutil.which(name) or f"/usr/bin/{name}" for name in ("bwrap", "nsenter")}
         self.problems = host_problems()
@@ -179,11 +185,11 @@ class ContainerRuntime:
                                   bwrap=self.tools["bwrap"], nsenter=self.tools["nsenter"])
 
     def _hidden(self, rootfs: RootFs) -> list[str]:
-        """Host paths a Pod of a host-root image must not read: the node's own state."""
+        """Host paths a Pod of a host-root image must not read: the node's own state and `hide`."""
         if rootfs.root != Path("/"):
             return []
-        state = str(self.layout.state_dir.resolve())
-        return [] if any(_under(state, s) for s in rootfs.scratch) else [state]
+        paths = [str(p.resolve()) for p in self.hide if p.exists()]
+        return [p for p in paths if not any(_under(p, s) for s in rootfs.scratch)]
 
     def inspect(self, pod_uid: str, name: str, attempt: int) -> ContainerRecord | None:
         """The container start's state from its files, None when it was never started. A shim found

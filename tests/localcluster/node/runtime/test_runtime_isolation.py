@@ -100,21 +100,24 @@ def test_tmpfs_mount_with_size(node: Node) -> None:
     assert lines[0].split()[1] == "4096" and lines[1] == "x"
 
 
-def test_volumes_under_a_hidden_node_state_are_still_mounted(netns: str) -> None:
+def test_node_state_and_hidden_paths_are_unreadable_but_volumes_under_them_bound(netns: str) -> None:
     """The node's state dir (outside the scratch paths) is hidden from host-root images, but a Pod's
     volume kept under it is still bound where asked."""
     state = Path(tempfile.mkdtemp(prefix="lcrt-", dir="/srv"))
+    secrets = Path(tempfile.mkdtemp(prefix="lcrt-", dir="/srv"))
     try:
-        runtime = ContainerRuntime(NodeLayout(state), ImageMap())
+        (secrets / "ca.key").write_text("private\n")
+        runtime = ContainerRuntime(NodeLayout(state / "node"), ImageMap(), hide=[secrets])
         volume = runtime.layout.pod_dir("p") / "volumes" / "data"
         volume.mkdir(parents=True)
         (volume / "f").write_text("kept\n")
         node = Node(runtime, netns, "p")
-        record = node.run(["sh", "-c", f"cat /data/f; ls {state}/pods || echo hidden"], image=PROJECT_IMAGE,
-                          mounts=[Mount(volume, "/data")])
-        assert node.stdout(record) == "kept\nhidden\n"
+        record = node.run(["sh", "-c", f"cat /data/f; ls {state}/node/pods || echo hidden; cat {secrets}/ca.key || "
+                                       "echo hidden"], image=PROJECT_IMAGE, mounts=[Mount(volume, "/data")])
+        assert node.stdout(record) == "kept\nhidden\nhidden\n"
     finally:
         shutil.rmtree(state)
+        shutil.rmtree(secrets)
 
 
 def test_relative_mount_target_is_refused(node: Node, tmp_path: Path) -> None:
