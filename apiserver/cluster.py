@@ -16,7 +16,7 @@ from typing import Any
 
 import yaml
 
-from apiserver import builtins, errors
+from apiserver import apiservices, builtins, errors
 from apiserver.collecting import Collector
 from apiserver.resources import Obj, Registry, from_crd
 from apiserver.store import Change, Event, Store
@@ -46,6 +46,7 @@ class Cluster:
         for crd in crds or []:
             self.install_crd(crd)
         self._ensure_default_namespaces()
+        self._ensure_apiservices()
         self.collector.resume()
 
     # -- CRDs ---------------------------------------------------------------------------------------
@@ -90,6 +91,12 @@ class Cluster:
         for ns in ("default", "kube-system", "kube-public"):
             if self.store.get(rt.key, "", ns) is None:
                 self.writer.create(rt, "", {"metadata": {"name": ns}}, "v1", Options())
+
+    def _ensure_apiservices(self) -> None:
+        rt = self.registry.by_key(apiservices.KEY)
+        assert rt is not None
+        apiservices.ensure_local(self.registry, lambda name: self.store.get(rt.key, "", name) is not None,
+                                 lambda obj: self.writer.create(rt, "", obj, "v1", Options()))
 
     # -- convenience for in-process callers -------------------------------------------------------
     def resource(self, api_version: str, kind: str) -> Any:

@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from apiserver import errors, podspecs, workloaddefaults
+from apiserver import apiservices, errors, podspecs, workloaddefaults
 from apiserver.builtins import NAMESPACE_KEY
 from apiserver.resources import Obj, ResourceType
 
@@ -117,5 +117,7 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> None:
         _default_pv(obj)
     elif rt.key == "/pods":
         _default_pod(obj)
+    elif rt.key == apiservices.KEY:
+        apiservices.default_status(obj)
     elif rt.key in workloaddefaults.WORKLOAD_KINDS:
         workloaddefaults.default_and_validate(rt, obj)

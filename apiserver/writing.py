@@ -16,7 +16,18 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from apiserver import applying, builtins, defaulting, errors, metadata, patching, podlifecycle, schema, schemacheck
+from apiserver import (
+    apiservices,
+    applying,
+    builtins,
+    defaulting,
+    errors,
+    metadata,
+    patching,
+    podlifecycle,
+    schema,
+    schemacheck,
+)
 from apiserver.decoding import APPLY, JSON_PATCH, MERGE, STRATEGIC
 from apiserver.errors import FORBIDDEN, INVALID, cause
 from apiserver.resources import Obj, ResourceType
@@ -168,6 +179,8 @@ class Writer:
                 if problems:
                     raise errors.invalid(rt.kind, rt.group, meta.get("name", ""), problems)
         problems = metadata.validate(meta, namespace_kind=rt.key == builtins.NAMESPACE_KEY, namespaced=rt.namespaced)
+        if rt.key == apiservices.KEY:  # named `<version>.<group>`, `v1.` for the core group
+            problems = apiservices.name_causes(obj, problems)
         if rt.key == builtins.CRD_KEY:
             problems += schemacheck.crd_causes(obj)
         if problems:

@@ -94,15 +94,18 @@ def test_endpointslices(apiserver: ApiServer, namespace: str) -> None:
 
 
 def test_apiservices(apiserver: ApiServer, namespace: str) -> None:
+    assert headers(apiserver, "apiservices") == ["NAME", "SERVICE", "AVAILABLE", "AGE"]
+    listed = apiserver.kubectl("get", "apiservices", "--no-headers").stdout.splitlines()
+    rows = {r.split()[0]: r.split() for r in listed}
+    for local in ("v1.", "v1.apps", "v1.batch", "v1.discovery.k8s.io", "v1.apiregistration.k8s.io"):
+        assert rows[local][1:3] == ["Local", "True"], rows.get(local)
     name = f"v1beta1.{namespace}.example.com"
     svc = {"apiVersion": "apiregistration.k8s.io/v1", "kind": "APIService", "metadata": {"name": name},
            "spec": {"group": f"{namespace}.example.com", "version": "v1beta1", "groupPriorityMinimum": 1000,
                     "versionPriority": 15, "service": {"namespace": namespace, "name": "metrics"}}}
     apiserver.apply_yaml(json.dumps(svc))
-    assert headers(apiserver, "apiservices") == ["NAME", "SERVICE", "AVAILABLE", "AGE"]
-    listed = apiserver.kubectl("get", "apiservices", "--no-headers").stdout.splitlines()
-    rows = {r.split()[0]: r.split() for r in listed}
-    assert rows[name][1:3] == [f"{namespace}/metrics", "Unknown"]
+    row = apiserver.kubectl("get", "apiservice", name, "--no-headers").stdout.split()
+    assert row[1:4] == [f"{namespace}/metrics", "False", "(FailedDiscoveryCheck)"]
     apiserver.kubectl("patch", "apiservice", name, "--subresource=status", "--type=merge", "-p", json.dumps(
         {"status": {"conditions": [{"type": "Available", "status": "False", "reason": "MissingEndpoints"}]}}))
     row = apiserver.kubectl("get", "apiservice", name, "--no-headers").stdout.split()
