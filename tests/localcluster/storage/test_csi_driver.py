@@ -7,6 +7,8 @@ from __future__ import annotations
 
 import logging
 import os
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -21,6 +23,7 @@ from localcluster.storage.common import to_bytes
 from localcluster.storage.driver import StorageDriver
 
 MiB = 1 << 20
+ROOT = Path(__file__).resolve().parents[3]
 SNAP = {"kind": "VolumeSnapshot", "apiGroup": "snapshot.storage.k8s.io"}
 CLAIM = {"kind": "PersistentVolumeClaim"}
 
@@ -208,3 +211,36 @@ def test_the_pools_free_space_is_published_per_storage_class(running: StorageDri
     assert found["storageClassName"] == "local-csi"
     assert found["nodeTopology"] == {"matchLabels": {"kubernetes.io/hostname": "cluster1"}}
     assert to_bytes(found["maximumVolumeSize"]) == total
+
+
+_CHILD = """
+import sys
+from pathlib import Path
+from kube import clients
+from kube.controller import Runtime
+from kube.rest import Kube
+from localcluster.storage.driver import StorageDriver
+kube = Kube(clients.load(sys.argv[1], "cluster1"))
+runtime = Runtime(kube)
+driver = StorageDriver(runtime, kube, Path(sys.argv[2]), node_name="cluster1", pool_size=4 << 30).start()
+runtime.start()
+print("ready", flush=True)
+sys.stdin.read()
+"""
+
+
+def test_a_driver_killed_with_sigkill_leaves_its_pool_to_the_next_one(
+        new_driver: NewDriver, apiserver: Any, storage_root: Path, data_root: Path) -> None:
+    child = subprocess.Popen([sys.executable, "-c", _CHILD, str(apiserver.kubeconfig), str(storage_root)],
+                             stdin=subprocess.PIPE, stdout=subprocess.PIPE, text=True, cwd=ROOT)
+    try:
+        assert child.stdout is not None and child.stdout.readline().strip() == "ready"
+        (data_root / "volumes" / "marker").write_text("made by the killed process")
+    finally:
+        child.kill()
+        child.communicate()  # reaps it and closes its pipes
+    assert _mounts_at(data_root) == 1  # nobody released it
+
+    adopting = new_driver()
+    assert adopting.pool is not None and adopting.pool.adopted and _mounts_at(data_root) == 1
+    assert (data_root / "volumes" / "marker").read_text() == "made by the killed process"
