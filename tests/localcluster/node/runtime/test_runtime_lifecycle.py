@@ -45,6 +45,9 @@ def test_container_survives_the_node_process_and_is_adopted(node: Node) -> None:
     record = adopted.inspect(node.uid, "c", 0)
     assert record is not None and record.running and record.pid == main_pid
     assert [r.name for r in adopted.containers(node.uid)] == ["c"]
+    entered = subprocess.run(adopted.exec_argv(record, ["sh", "-c", "echo $$; pidof sleep"]), capture_output=True,
+                             text=True, check=True, timeout=30).stdout.split()
+    assert entered[1] == "2"  # the adopted container's own PID namespace: bwrap's init is 1, sleep 2
     adopted.signal(record, signal.SIGTERM)
     ended = node.wait_ended(record)
     assert ended.exit_code == 128 + signal.SIGTERM
@@ -124,3 +127,13 @@ def test_remove_pod_only_when_nothing_runs(node: Node) -> None:
 def _exec(node: Node, record: object, command: list[str]) -> str:
     argv = node.runtime.exec_argv(record, command)  # type: ignore[arg-type]
     return subprocess.run(argv, capture_output=True, text=True, check=True, timeout=30).stdout
+
+
+def test_containers_of_a_pod_share_its_network_but_not_their_processes(node: Node) -> None:
+    server = node.runtime.start(node.launch(["sh", "-c", "echo pong | nc -l -p 8080"], name="server"))
+    assert server.pid is not None
+    sockets = ["cat", "/proc/net/tcp", "/proc/net/tcp6"]
+    eventually(lambda: ":1F90 " in _exec(node, server, sockets), timeout=10, interval=0.01, what="listening on 8080")
+    client = node.run(["sh", "-c", "nc 127.0.0.1 8080 </dev/null; pidof nc || echo alone"], name="client")
+    assert node.stdout(client) == "pong\nalone\n"
+    assert node.wait_ended(server).exit_code == 0
