@@ -151,3 +151,13 @@ def default_and_validate(rt: ResourceType, obj: Obj) -> None:
         causes.append(cause(INVALID, "spec.replicas", "must be greater than or equal to 0", replicas))
     if causes:
         raise errors.invalid(rt.kind, rt.group, (obj.get("metadata") or {}).get("name", ""), causes)
+
+
+def check_update(rt: ResourceType, old: Obj, new: Obj) -> None:
+    """422 when an update changes what upstream makes immutable: the selector of the apps/v1 kinds and Jobs."""
+    if rt.key == "/replicationcontrollers":
+        return
+    before, after = (old.get("spec") or {}).get("selector"), (new.get("spec") or {}).get("selector")
+    if before != after:
+        problem = cause(INVALID, "spec.selector", "field is immutable", after)
+        raise errors.invalid(rt.kind, rt.group, (new.get("metadata") or {}).get("name", ""), [problem])

@@ -27,6 +27,7 @@ from apiserver import (
     podlifecycle,
     schema,
     schemacheck,
+    workloaddefaults,
 )
 from apiserver.decoding import APPLY, JSON_PATCH, MERGE, STRATEGIC
 from apiserver.errors import FORBIDDEN, INVALID, cause
@@ -333,6 +334,8 @@ class Writer:
         warnings = self.admit(rt, new, version, opts)
         if rt.key == "/pods" and subresource != "status":
             podlifecycle.check_update(old, new)
+        elif rt.key in workloaddefaults.WORKLOAD_KINDS and subresource != "status":
+            workloaddefaults.check_update(rt, old, new)
         if self._admission is not None and subresource != "status":
             self._admission(rt, old, new, opts)
         if "generation" in old_meta:

@@ -106,3 +106,15 @@ def test_kubectl_scale_and_client_scale(apiserver: ApiServer, namespace: str) ->
     assert apiserver.get("rc", "rc", "-n", namespace)["spec"]["replicas"] == 2
     res = apiserver.kubectl("scale", "rc/rc", "--replicas=-1", "-n", namespace, check=False)
     assert res.returncode != 0
+
+
+def test_selector_is_immutable(apiserver: ApiServer, namespace: str) -> None:
+    apiserver.kubectl("create", "deployment", "web", "-n", namespace, "--image=busybox", "--", "sleep", "9")
+    patch = {"spec": {"selector": {"matchLabels": {"app": "web", "tier": "x"}},
+                      "template": {"metadata": {"labels": {"app": "web", "tier": "x"}}}}}
+    res = apiserver.kubectl("patch", "deployment", "web", "-n", namespace, "--type=merge", "-p", json.dumps(patch),
+                            check=False)
+    assert res.returncode == 1
+    assert 'The Deployment "web" is invalid: spec.selector: Invalid value:' in res.stderr
+    assert "field is immutable" in res.stderr
+    apiserver.kubectl("label", "deployment", "web", "-n", namespace, "tier=y")  # metadata changes are fine
