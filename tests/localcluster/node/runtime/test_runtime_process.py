@@ -164,3 +164,13 @@ def test_missing_mount_source_is_a_start_error(node: Node, tmp_path: Path) -> No
     record = node.run(["true"], mounts=[Mount(tmp_path / "absent", "/data")])
     assert (record.exit_code, record.reason) == (128, "StartError")
     assert record.message is not None and "absent" in record.message
+
+
+def test_image_map_from_yaml_and_json_files(tmp_path: Path) -> None:
+    (tmp_path / "images.yaml").write_text("registry.example.com/tools/*: busybox\nbusybox: host\n")
+    images = ImageMap.from_file(tmp_path / "images.yaml")
+    assert images.kind_of("registry.example.com/tools/shell:2") == "busybox"
+    assert images.kind_of("busybox:1.36") == "host"  # the file's rules come before the defaults
+    (tmp_path / "images.json").write_text('{"example.com/*": "ubuntu"}')
+    with pytest.raises(ValueError, match="unknown kind 'ubuntu'"):
+        ImageMap.from_file(tmp_path / "images.json")
