@@ -63,9 +63,9 @@ def plan_daemonset(ds: Obj, pods: Sequence[Obj], nodes: Sequence[Obj], now: date
         if not group:
             pod = podfacts.pod_from_template(spec.get("template") or {}, ds, generate_name=f"{name}-",
                                              extra_labels=labels, node_name=node)
-            actions.append(Create(PODS, pod))
+            actions.append(Create(PODS, pod, announce=ds))
     doomed += _outdated(ds, digest, [by_node[n][0] for n in eligible if by_node.get(n)], len(eligible), min_ready, now)
-    actions += [Delete(PODS, ns, objects.name_of(p), objects.uid_of(p)) for p in doomed]
+    actions += [Delete(PODS, ns, objects.name_of(p), objects.uid_of(p), announce=ds) for p in doomed]
     status, requeue = _status(ds, digest, eligible, by_node, min_ready, now)
     if changes(ds.get("status") or {}, status):
         actions.insert(0, Patch(DAEMON_SETS, ns, name, {"status": status}, status=True))

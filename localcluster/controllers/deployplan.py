@@ -18,7 +18,7 @@ from kube.patches import changes
 from kube.rest import DEPLOYMENTS, REPLICA_SETS, Obj
 from localcluster.controllers import rollout as ro
 from localcluster.controllers.conditions import put
-from localcluster.controllers.plans import Action, Create, Delete, Patch, Plan
+from localcluster.controllers.plans import Action, Create, Delete, Emit, Patch, Plan
 
 DEFAULT_PROGRESS_DEADLINE = 600
 DEFAULT_HISTORY = 10
@@ -73,6 +73,7 @@ def plan_deployment(deploy: Obj, owned: Sequence[Obj], now: datetime) -> Plan:
             return _with_status(deploy, None, old, actions, "", now)
         new = new_replica_set(deploy, old)
         actions.append(Create(REPLICA_SETS, new))
+        actions.append(_scaled(deploy, new, 0, ro.replicas_of(new)))
         return _with_status(deploy, new, old, actions, "NewReplicaSetCreated", now)
     actions += _revision(deploy, new, old)
     sizes = _next_sizes(deploy, new, old)
@@ -82,10 +83,17 @@ def plan_deployment(deploy: Obj, owned: Sequence[Obj], now: datetime) -> Plan:
             annotations = {ro.DESIRED: str(ro.replicas_of(deploy))}
             actions.append(Patch(REPLICA_SETS, objects.namespace_of(rs), name,
                                  {"metadata": {"annotations": annotations}, "spec": {"replicas": sizes[name]}}))
+            actions.append(_scaled(deploy, rs, ro.replicas_of(rs), sizes[name]))
             event = "ReplicaSetUpdated"
     if not event and _complete(deploy, new, old):
         actions += _cleanup(deploy, old)
     return _with_status(deploy, new, old, actions, event, now)
+
+
+def _scaled(deploy: Obj, rs: Obj, before: int, after: int) -> Emit:
+    way = "up" if after > before else "down"
+    return Emit(deploy, "Normal", "ScalingReplicaSet",
+                f"Scaled {way} replica set {objects.name_of(rs)} from {before} to {after}")
 
 
 def _next_sizes(deploy: Obj, new: Obj, old: Sequence[Obj]) -> dict[str, int]:

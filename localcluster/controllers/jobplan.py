@@ -25,7 +25,7 @@ from kube.patches import changes
 from kube.rest import JOBS, PODS, Obj
 from localcluster.controllers import pods as podfacts
 from localcluster.controllers.conditions import put
-from localcluster.controllers.plans import Action, Create, Delete, Patch, Plan, soonest
+from localcluster.controllers.plans import Action, Create, Delete, Emit, Patch, Plan, soonest
 
 BACKOFF_BASE = 10.0
 BACKOFF_MAX = 360.0
@@ -79,7 +79,7 @@ def plan_job(job: Obj, pods: Sequence[Obj], now: datetime) -> Plan:
     finished = _is_true(conditions, "Complete") or _is_true(conditions, "Failed")
     if finished:
         if _is_true(conditions, "Failed"):
-            actions += _delete_pods(active)
+            actions += _delete_pods(active, job)
         ttl_action, requeue = _ttl(job, conditions, status, now)
         actions += ttl_action
     else:
@@ -98,6 +98,7 @@ def plan_job(job: Obj, pods: Sequence[Obj], now: datetime) -> Plan:
         "conditions": [{**c, "lastProbeTime": c.get("lastProbeTime", stamp)} for c in conditions] or None,
         COUNTED: {p: sorted(objects.uid_of(x) for x in by_phase[p]) or None for p in ("succeeded", "failed")},
     }
+    actions += _transitions(job, list((job.get("status") or {}).get("conditions") or []), conditions)
     if changes(job.get("status") or {}, new_status):
         actions.insert(0, Patch(JOBS, objects.namespace_of(job), objects.name_of(job), {"status": new_status},
                                 status=True))
@@ -131,7 +132,7 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
     completions = spec.get("completions", 1 if spec.get("parallelism") is None else None)
     if failure is not None:
         conditions = put(conditions, _cond("FailureTarget", *failure), stamp)
-        step.actions += _delete_pods(active)
+        step.actions += _delete_pods(active, job)
         if not terminating and not active:
             conditions = put(conditions, _cond("Failed", *failure), stamp)
         step.conditions = conditions
@@ -141,7 +142,7 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
     if done:
         met = ("CompletionsReached", "Reached expected number of succeeded pods")
         conditions = put(conditions, _cond("SuccessCriteriaMet", *met), stamp)
-        step.actions += _delete_pods(active)
+        step.actions += _delete_pods(active, job)
         if not terminating and not active:
             conditions = put(conditions, _cond("Complete", *met), stamp)
             step.fields["completionTime"] = stamp
@@ -160,7 +161,7 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
         want = min(parallelism, len(active)) if totals["succeeded"] > 0 else parallelism
     step.conditions = conditions
     if len(active) > want:
-        step.actions += _delete_pods(podfacts.deletion_order(active)[: len(active) - want])
+        step.actions += _delete_pods(podfacts.deletion_order(active)[: len(active) - want], job)
     elif len(active) < want:
         wait = _backoff_left(totals["failed"], by_phase["failed"], now)
         if wait > 0:
@@ -168,7 +169,7 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
         template = (job.get("spec") or {}).get("template") or {}
         pod = podfacts.pod_from_template(template, job, generate_name=f"{objects.name_of(job)}-",
                                          extra_labels=pod_labels(job))
-        step.actions += [Create(PODS, pod) for _ in range(want - len(active))]
+        step.actions += [Create(PODS, pod, announce=job) for _ in range(want - len(active))]
     return step, requeue
 
 
@@ -199,8 +200,26 @@ def _backoff_left(failures: int, failed: list[Obj], now: datetime) -> float:
     return max((max(times) + timedelta(seconds=backoff(failures)) - now).total_seconds(), 0.0)
 
 
-def _delete_pods(pods: Sequence[Obj]) -> list[Action]:
-    return [Delete(PODS, objects.namespace_of(p), objects.name_of(p), objects.uid_of(p)) for p in pods]
+def _delete_pods(pods: Sequence[Obj], owner: Obj) -> list[Action]:
+    return [Delete(PODS, objects.namespace_of(p), objects.name_of(p), objects.uid_of(p), announce=owner) for p in pods]
+
+
+_ANNOUNCED = {"Complete": ("Normal", "Completed", "Job completed"),
+              "Suspended": ("Normal", "Suspended", "Job suspended")}
+
+
+def _transitions(job: Obj, before: list[Obj], after: list[Obj]) -> list[Action]:
+    """Events for conditions that just turned True (and for a resumed Job), as upstream records them."""
+    out: list[Action] = []
+    for cond in after:
+        if cond.get("status") == "True" and not _is_true(before, str(cond.get("type"))):
+            if cond["type"] == "Failed":
+                out.append(Emit(job, "Warning", str(cond.get("reason")), str(cond.get("message"))))
+            elif cond["type"] in _ANNOUNCED:
+                out.append(Emit(job, *_ANNOUNCED[cond["type"]]))
+        elif cond.get("type") == "Suspended" and cond.get("status") == "False" and _is_true(before, "Suspended"):
+            out.append(Emit(job, "Normal", "Resumed", "Job resumed"))
+    return out
 
 
 def _ttl(job: Obj, conditions: list[Obj], status: Obj, now: datetime) -> tuple[list[Action], float | None]:

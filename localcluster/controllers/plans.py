@@ -17,16 +17,19 @@ from typing import assert_never
 
 from kubernetes.client.exceptions import ApiException
 
+from kube.events import Recorder
 from kube.rest import Kube, Obj, Resource
 from localcluster.controllers.expectations import Expectations
 
 
 @dataclass(frozen=True)
 class Create:
-    """Create `obj` (its metadata carries the namespace and a name or generateName)."""
+    """Create `obj` (its metadata carries the namespace and a name or generateName); with `announce`,
+    record `SuccessfulCreate` on that object (the owner), as upstream's controllers do."""
 
     res: Resource
     obj: Obj
+    announce: Obj | None = None
 
 
 @dataclass(frozen=True)
@@ -42,16 +45,28 @@ class Patch:
 
 @dataclass(frozen=True)
 class Delete:
-    """Delete an object; `uid` (when given) is a precondition, so a same-named successor survives."""
+    """Delete an object; `uid` (when given) is a precondition, so a same-named successor survives;
+    with `announce`, record `SuccessfulDelete` on that object (the owner)."""
 
     res: Resource
     namespace: str
     name: str
     uid: str = ""
     propagation: str = "Background"
+    announce: Obj | None = None
 
 
-Action = Create | Patch | Delete
+@dataclass(frozen=True)
+class Emit:
+    """An Event about `obj` (Normal or Warning), aggregated by the recorder."""
+
+    obj: Obj
+    type: str
+    reason: str
+    message: str
+
+
+Action = Create | Patch | Delete | Emit
 
 
 @dataclass(frozen=True)
@@ -69,23 +84,32 @@ def soonest(*delays: float | None) -> float | None:
 
 
 def apply_plan(kube: Kube, plan: Plan, expectations: Expectations | None = None,
-               key: Hashable | None = None) -> None:
-    """Apply `plan`'s actions in order; 404 on patch/delete and 409 AlreadyExists on create are no-ops."""
+               key: Hashable | None = None, recorder: Recorder | None = None) -> None:
+    """Apply `plan`'s actions in order; 404 on patch/delete (and 409 on a delete's uid precondition)
+    are no-ops; a 409 on create raises (the runtime retries soon, on a fresher cache)."""
     for action in plan.actions:
         match action:
-            case Create(res=res, obj=obj):
+            case Create(res=res, obj=obj, announce=owner):
                 created = kube.create(res, obj)
+                name = str((created.get("metadata") or {}).get("name") or "")
                 if expectations is not None and key is not None:
-                    expectations.created(key, str((created.get("metadata") or {}).get("name") or ""))
+                    expectations.created(key, name)
+                if owner is not None and recorder is not None:
+                    recorder.event(owner, "Normal", "SuccessfulCreate", f"Created {res.kind.lower()}: {name}")
             case Patch(res=res, namespace=ns, name=name, patch=patch, status=status):
                 with _tolerating(404):
                     kube.patch(res, name, patch, ns or None, subresource="status" if status else "")
-            case Delete(res=res, namespace=ns, name=name, uid=uid, propagation=propagation):
+            case Delete(res=res, namespace=ns, name=name, uid=uid, propagation=propagation, announce=owner):
                 pre = {"uid": uid} if uid else None
                 with _tolerating(404, 409):
                     kube.delete(res, name, ns or None, preconditions=pre, propagation=propagation)
                 if expectations is not None and key is not None:
                     expectations.deleted(key, name)
+                if owner is not None and recorder is not None:
+                    recorder.event(owner, "Normal", "SuccessfulDelete", f"Deleted {res.kind.lower()}: {name}")
+            case Emit(obj=obj, type=type_, reason=reason, message=message):
+                if recorder is not None:
+                    recorder.event(obj, type_, reason, message)
             case _:
                 assert_never(action)
 

@@ -11,6 +11,7 @@ from collections.abc import Hashable, Sequence
 
 from kube.clock import Clock
 from kube.controller import Runtime, Watch, owner_keys
+from kube.events import Recorder
 from kube.rest import PODS, Kube, Obj, Resource
 from localcluster.controllers import pods as podfacts
 from localcluster.controllers.expectations import Expectations
@@ -32,6 +33,7 @@ class OwnerReconciler:
         self.watches: Sequence[Watch] = (Watch(self.owner_res), Watch(self.child_res, owner_keys(self.owner_res.kind)),
                                          *self.extra_watches(runtime))
         self.expectations = Expectations()
+        self.recorder = Recorder(kube, self.name, clock=self.clock)
 
     def extra_watches(self, runtime: Runtime) -> Sequence[Watch]:
         return ()
@@ -53,5 +55,6 @@ class OwnerReconciler:
             return None  # the watch events of our own writes bring the key back
         claimed = podfacts.claim(self.children.items(namespace), owner, self.selector(owner), self.child_res)
         plan = self.plan(owner, claimed.owned)
-        apply_plan(self.kube, Plan(claimed.patches + plan.actions, plan.requeue), self.expectations, key)
+        apply_plan(self.kube, Plan(claimed.patches + plan.actions, plan.requeue), self.expectations, key,
+                   self.recorder)
         return plan.requeue

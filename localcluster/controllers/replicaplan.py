@@ -49,10 +49,10 @@ def plan_replicas(owner: Obj, res: Resource, pods: Sequence[Obj], now: datetime)
     actions: list[Action] = []
     if len(active) < wanted:
         pod = podfacts.pod_from_template(spec.get("template") or {}, owner, generate_name=f"{name}-")
-        actions += [Create(PODS, pod) for _ in range(min(wanted - len(active), BURST))]
+        actions += [Create(PODS, pod, announce=owner) for _ in range(min(wanted - len(active), BURST))]
     elif len(active) > wanted:
         doomed = podfacts.deletion_order(active)[: min(len(active) - wanted, BURST)]
-        actions += [Delete(PODS, ns, objects.name_of(p), objects.uid_of(p)) for p in doomed]
+        actions += [Delete(PODS, ns, objects.name_of(p), objects.uid_of(p), announce=owner) for p in doomed]
     status, requeue = replica_status(owner, pods, now)
     current = owner.get("status") or {}
     for key in ("conditions",):

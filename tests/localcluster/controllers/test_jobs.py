@@ -9,7 +9,7 @@ from support.waiting import eventually
 
 from kube.clock import FakeClock
 from kube.controller import Runtime
-from kube.rest import JOBS, PODS, Kube, Obj
+from kube.rest import EVENTS, JOBS, PODS, Kube, Obj
 from localcluster import controllers
 
 
@@ -60,6 +60,12 @@ def test_pods_carry_labels_owner_and_complete_the_job(kube: Kube, namespace: str
     assert complete and met and complete["reason"] == "CompletionsReached"
     assert complete["message"] == "Reached expected number of succeeded pods"
     assert len(kubelet.pods(**{"job-name": "two"})) == 2
+    events = eventually(lambda: (lambda e: e if {"Completed", "SuccessfulCreate"} <= set(e) else None)(
+        {e["reason"]: e for e in kube.list(EVENTS, namespace)[0] if e["involvedObject"].get("name") == "two"}))
+    assert events["Completed"]["message"] == "Job completed"
+    assert events["SuccessfulCreate"]["message"] == f"Created pod: {first['metadata']['name']}" \
+        or events["SuccessfulCreate"]["message"] == f"Created pod: {second['metadata']['name']}"
+    assert events["Completed"]["involvedObject"]["kind"] == "Job"
 
 
 def test_backoff_limit_fails_after_two_pods_with_pod_failure_backoff(kube: Kube, namespace: str, runtime: Runtime,
