@@ -126,7 +126,7 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
     step.fields["startTime"] = rfc3339(start) if start else None
     requeue: float | None = None
 
-    failure = _failure(spec, conditions, totals["failed"], start, now, suspended)
+    failure = _failure(spec, conditions, totals["failed"] + _restarts(spec, active), start, now, suspended)
     if isinstance(failure, float):
         requeue, failure = failure, None
     completions = spec.get("completions", 1 if spec.get("parallelism") is None else None)
@@ -188,6 +188,17 @@ def _failure(spec: Obj, conditions: list[Obj], failed: int, start: datetime | No
     if left <= 0:
         return "DeadlineExceeded", "Job was active longer than specified deadline"
     return left
+
+
+def _restarts(spec: Obj, active: Sequence[Obj]) -> int:
+    """With `restartPolicy: OnFailure` the kubelet restarts failed containers in place: their restarts
+    count as failures towards `backoffLimit`, as upstream counts them."""
+    policy = (((spec.get("template") or {}).get("spec") or {}).get("restartPolicy"))
+    if policy != "OnFailure":
+        return 0
+    return sum(int(c.get("restartCount") or 0) for p in active
+               for c in [*((p.get("status") or {}).get("initContainerStatuses") or []),
+                         *((p.get("status") or {}).get("containerStatuses") or [])])
 
 
 def _backoff_left(failures: int, failed: list[Obj], now: datetime) -> float:

@@ -1,0 +1,112 @@
+"""The pure planners and their arithmetic, without a server."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+from kube.rest import PODS, Obj
+from localcluster.controllers import endpointplan, jobplan, rollout
+from localcluster.controllers import pods as podfacts
+from localcluster.controllers.plans import Create, Delete, Emit, Patch
+
+NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
+
+
+def deploy(replicas: int, **strategy: object) -> Obj:
+    return {"metadata": {"name": "d"}, "spec": {"replicas": replicas, "strategy": strategy}}
+
+
+def rs(name: str, replicas: int, available: int, created: str = "2026-01-01T00:00:00Z") -> Obj:
+    return {"metadata": {"name": name, "creationTimestamp": created}, "spec": {"replicas": replicas},
+            "status": {"replicas": replicas, "availableReplicas": available}}
+
+
+def test_surge_and_unavailability_resolve_like_upstream() -> None:
+    assert rollout.bounds(deploy(4)) == (1, 1)
+    assert rollout.bounds(deploy(3)) == (1, 0), "surge rounds up, unavailability down"
+    zero = {"type": "RollingUpdate", "rollingUpdate": {"maxSurge": 0, "maxUnavailable": 0}}
+    assert rollout.bounds(deploy(3, **zero)) == (0, 1)
+    assert rollout.bounds(deploy(3, type="Recreate")) == (0, 0)
+
+
+def test_a_rolling_step_surges_then_scales_old_down_keeping_availability() -> None:
+    d, old = deploy(4), rs("old", 4, 4)
+    new = rs("new", 0, 0)
+    assert rollout.rolling_new(d, new, [new, old]) == 1
+    new = rs("new", 1, 0)
+    assert rollout.rolling_old(d, new, [old], [new, old]) == {"old": 3}
+    new = rs("new", 1, 1)
+    assert rollout.rolling_new(d, new, [new, rs("old", 3, 3)]) == 2
+    assert rollout.rolling_old(d, rs("new", 4, 4), [rs("old", 0, 0)], []) == {}
+
+
+def test_template_hash_is_stable_and_safe() -> None:
+    template = {"metadata": {"labels": {"app": "x"}}, "spec": {"containers": [{"name": "m"}]}}
+    first = rollout.template_hash(template)
+    assert first == rollout.template_hash({"spec": template["spec"], "metadata": template["metadata"]})
+    assert first != rollout.template_hash(template, collisions=1)
+    assert set(first) <= set("bcdfghjklmnpqrstvwxz2456789")
+
+
+def test_selectors_and_deletion_order() -> None:
+    sel = {"matchLabels": {"app": "x"}, "matchExpressions": [{"key": "tier", "operator": "In", "values": ["a"]},
+                                                              {"key": "old", "operator": "DoesNotExist"}]}
+    assert podfacts.selector_matches(sel, {"app": "x", "tier": "a"})
+    assert not podfacts.selector_matches(sel, {"app": "x", "tier": "a", "old": "1"})
+    assert not podfacts.selector_matches(None, {"app": "x"}) and podfacts.selector_matches({}, {})
+    ready = {"type": "Ready", "status": "True", "lastTransitionTime": "2026-01-01T00:00:00Z"}
+    pods = [{"metadata": {"name": "ready"}, "spec": {"nodeName": "n"}, "status": {"phase": "Running",
+                                                                                  "conditions": [ready]}},
+            {"metadata": {"name": "running"}, "spec": {"nodeName": "n"}, "status": {"phase": "Running"}},
+            {"metadata": {"name": "pending"}, "spec": {"nodeName": "n"}, "status": {"phase": "Pending"}},
+            {"metadata": {"name": "unscheduled"}, "spec": {}, "status": {"phase": "Pending"}}]
+    assert [p["metadata"]["name"] for p in podfacts.deletion_order(pods)] == [
+        "unscheduled", "pending", "running", "ready"]
+
+
+def job(**spec: object) -> Obj:
+    template = {"spec": {"restartPolicy": "Never", "containers": [{"name": "m"}]}}
+    return {"apiVersion": "batch/v1", "kind": "Job",
+            "metadata": {"name": "j", "namespace": "ns", "uid": "u1"},
+            "spec": {"template": template, **spec}, "status": {"startTime": "2026-03-01T11:00:00Z"}}
+
+
+def failed_pod(name: str, finished: datetime) -> Obj:
+    stamp = finished.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return {"metadata": {"name": name, "uid": name}, "status": {"phase": "Failed", "containerStatuses": [
+        {"name": "m", "state": {"terminated": {"exitCode": 1, "finishedAt": stamp}}}]}}
+
+
+def test_pod_failure_backoff_doubles_and_is_capped() -> None:
+    assert [jobplan.backoff(n) for n in (1, 2, 3, 6, 7, 20)] == [10, 20, 40, 320, 360, 360]
+    plan = jobplan.plan_job(job(), [failed_pod("a", NOW - timedelta(seconds=15)),
+                                    failed_pod("b", NOW - timedelta(seconds=5))], NOW)
+    assert plan.requeue == 15.0, "second failure: 20 s after the last one finished"
+    assert not any(isinstance(a, Create) for a in plan.actions)
+    later = jobplan.plan_job(job(), [failed_pod("a", NOW - timedelta(seconds=35)),
+                                     failed_pod("b", NOW - timedelta(seconds=25))], NOW)
+    assert [a.res for a in later.actions if isinstance(a, Create)] == [PODS]
+
+
+def test_restarts_count_towards_the_backoff_limit_with_on_failure() -> None:
+    spec = job(backoffLimit=2)
+    spec["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    running = {"metadata": {"name": "p", "uid": "p"},
+               "status": {"phase": "Running", "containerStatuses": [{"name": "m", "restartCount": 3}]}}
+    plan = jobplan.plan_job(spec, [running], NOW)
+    [status] = [a for a in plan.actions if isinstance(a, Patch)]
+    target = next(c for c in status.patch["status"]["conditions"] if c["type"] == "FailureTarget")
+    assert target["reason"] == "BackoffLimitExceeded"
+    assert [a.name for a in plan.actions if isinstance(a, Delete)] == ["p"]
+    assert not any(isinstance(a, Emit) and a.reason == "BackoffLimitExceeded" for a in plan.actions), \
+        "Failed (and its event) only once no Pod is left"
+
+
+def test_target_ports_by_number_name_and_unresolved() -> None:
+    pod = {"spec": {"containers": [{"ports": [{"name": "web", "containerPort": 8080},
+                                              {"name": "dns", "containerPort": 53, "protocol": "UDP"}]}]}}
+    assert endpointplan.target_port({"port": 80, "targetPort": 9000}, pod) == 9000
+    assert endpointplan.target_port({"port": 80, "targetPort": "web"}, pod) == 8080
+    assert endpointplan.target_port({"port": 53, "targetPort": "dns", "protocol": "UDP"}, pod) == 53
+    assert endpointplan.target_port({"port": 53, "targetPort": "dns"}, pod) is None, "protocol must match"
+    assert endpointplan.target_port({"port": 81}, pod) == 81
