@@ -115,7 +115,7 @@ def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], 
     for path in rootfs.scratch:
         argv += ["--perms", "1777" if path in ("/tmp", "/var/tmp") else "0755", "--tmpfs", path]
     for path in rootfs.keep:
-        argv += ["--ro-bind", path, path]
+        argv += [*_parents(path), "--ro-bind", path, path]
     for path in hide:
         argv += ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
     for mount in launch.mounts:

@@ -174,3 +174,11 @@ def test_image_map_from_yaml_and_json_files(tmp_path: Path) -> None:
     (tmp_path / "images.json").write_text('{"example.com/*": "ubuntu"}')
     with pytest.raises(ValueError, match="unknown kind 'ubuntu'"):
         ImageMap.from_file(tmp_path / "images.json")
+
+
+def test_python_image_runs_for_a_non_root_user_too(node: Node) -> None:
+    """The interpreter may live under /root (pyenv): it is bound back, traversable by any user."""
+    record = node.run(["python", "-c", "import kubernetes, os; print(os.getuid())"], image="python:3.12",
+                      run_as_user=1000)
+    assert record.exit_code == 0, node.stdout(record, "stderr")
+    assert node.stdout(record) == "1000\n"
