@@ -49,8 +49,16 @@ def test_kubectl_rollout_status_and_scale(apiserver: ApiServer, namespace: str, 
         kubectl(apiserver, namespace, "set", "env", "deployment/web", "VERSION=2")
         out = kubectl(apiserver, namespace, "rollout", "status", "deployment/web", "--timeout=60s", timeout=90)
         assert 'deployment "web" successfully rolled out' in out
+        pods = [p for p in kubelet.pods(app="web") if not p["metadata"].get("deletionTimestamp")]
+        assert len(pods) == 3
+        assert all(any(e.get("name") == "VERSION" for e in p["spec"]["containers"][0].get("env") or [])
+                   for p in pods)
+        history = kubectl(apiserver, namespace, "rollout", "history", "deployment/web")
+        assert "1 " in history and "2 " in history
+        kubectl(apiserver, namespace, "rollout", "undo", "deployment/web")
+        out = kubectl(apiserver, namespace, "rollout", "status", "deployment/web", "--timeout=60s", timeout=90)
+        assert 'deployment "web" successfully rolled out' in out
     pods = [p for p in kubelet.pods(app="web") if not p["metadata"].get("deletionTimestamp")]
-    assert len(pods) == 3
-    assert all(any(e.get("name") == "VERSION" for e in p["spec"]["containers"][0].get("env") or []) for p in pods)
-    history = kubectl(apiserver, namespace, "rollout", "history", "deployment/web")
-    assert "1 " in history and "2 " in history
+    assert len(pods) == 3 and not any(p["spec"]["containers"][0].get("env") for p in pods)
+    revision = apiserver.get("-n", namespace, "deployment", "web", context="cluster1")["metadata"]["annotations"]
+    assert revision["deployment.kubernetes.io/revision"] == "3", "the first ReplicaSet comes back as revision 3"
