@@ -132,7 +132,7 @@ class ImageMap:
         bin_dir = str(self.venv / "bin")
         scratch = ("/tmp", "/run", "/var/tmp", "/root", "/home")
         keep = tuple(sorted({str(p) for p in (Path(sys.base_prefix), self.venv, project_root())
-                             if any(_under(str(p), s) for s in scratch)}))
+                             if any(under(str(p), s) for s in scratch)}))
         return RootFs(kind, Path("/"), f"{bin_dir}:{SYSTEM_PATH}", scratch, keep, "/usr/bin/setpriv", "/usr/bin/env")
 
 
@@ -160,7 +160,8 @@ def project_root() -> Path:
     return Path(__file__).resolve().parents[2]
 
 
-def _under(path: str, parent: str) -> bool:
+def under(path: str, parent: str) -> bool:
+    """`path` is `parent` or lies below it (plain string paths, normalised by the caller)."""
     return path == parent or path.startswith(parent.rstrip("/") + "/")
 
 

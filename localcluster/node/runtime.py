@@ -15,7 +15,9 @@ runtime itself keeps nothing in memory: a new `ContainerRuntime` over the same `
 - `inspect` reads the files. A shim that died without writing `exit` (kill -9) means the container
   died with it (bwrap `--die-with-parent`): the runtime records exit code 137 and reason
   `ContainerStatusUnknown` (as kubelet reports a container it lost), and kills any straggler.
-- `signal` reaches every process of the container (its own PID namespace).
+- `signal` reaches every process of the container (its own PID namespace). bwrap's reaper is pid 1
+  there and the command pid 2, so a SIGTERM ends a program without a handler (as `docker --init`
+  does), and the whole namespace dies with the command.
 - `exec_argv` builds the argv that runs a command inside a running container (its mount, UTS, IPC,
   network and PID namespaces, its root and working directory, its user, capabilities and env).
 """
@@ -37,7 +39,7 @@ from pathlib import Path
 
 from localcluster.node import layout as files
 from localcluster.node import procinfo, sandbox
-from localcluster.node.images import ImageError, ImageMap, RootFs
+from localcluster.node.images import ImageError, ImageMap, RootFs, under
 from localcluster.node.layout import NodeLayout
 from localcluster.node.shim import replace_file
 from osutil.files import open_private, private_dir, write_private
@@ -189,7 +191,7 @@ class ContainerRuntime:
         if rootfs.root != Path("/"):
             return []
         paths = [str(p.resolve()) for p in self.hide if p.exists()]
-        return [p for p in paths if not any(_under(p, s) for s in rootfs.scratch)]
+        return [p for p in paths if not any(under(p, s) for s in rootfs.scratch)]
 
     def inspect(self, pod_uid: str, name: str, attempt: int) -> ContainerRecord | None:
         """The container start's state from its files, None when it was never started. A shim found
@@ -335,7 +337,3 @@ def _now() -> str:
     ns = time.time_ns()
     return datetime.fromtimestamp(ns // 1_000_000_000, UTC).strftime("%Y-%m-%dT%H:%M:%S") \
         + f".{ns % 1_000_000_000:09d}Z"
-
-
-def _under(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")

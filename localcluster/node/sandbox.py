@@ -28,7 +28,7 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
-from localcluster.node.images import RootFs
+from localcluster.node.images import RootFs, under
 
 if TYPE_CHECKING:
     from localcluster.node.runtime import ContainerLaunch
@@ -153,7 +153,7 @@ def resolve_target(root: Path, target: str, scratch: tuple[str, ...] = ()) -> st
     current = PurePosixPath("/")
     hops = 0
     while parts:
-        if any(_under(str(current), s) for s in scratch):
+        if any(under(str(current), s) for s in scratch):
             return str(current.joinpath(*parts))
         step = current / parts.pop(0)
         host = root / str(step).lstrip("/")
@@ -186,7 +186,7 @@ def _to_expand(root: Path, target: str, creatable: tuple[str, ...]) -> set[str]:
     parts = PurePosixPath(os.path.normpath(target)).parts[1:]
     for index, part in enumerate(parts):
         step = current / part
-        if any(_under(str(step), c) for c in creatable if c != target):
+        if any(under(str(step), c) for c in creatable if c != target):
             return set()
         host = root / str(step).lstrip("/")
         if host.is_symlink():
@@ -217,7 +217,3 @@ def _emit(root: Path, directory: str, expand: set[str], scratch: tuple[str, ...]
         elif host.is_dir() or host.is_file():
             args += ["--ro-bind", str(host), path]
     return args
-
-
-def _under(path: str, parent: str) -> bool:
-    return path == parent or path.startswith(parent.rstrip("/") + "/")
