@@ -7,6 +7,9 @@ other, so a cluster1 credential is 401 on the hub and on cluster2. A file is re-
 changes (a token appended by the hub for an agent works without a restart, and one it revokes when
 the agent is uninstalled is refused from the next request on).
 
+A bearer token that is in no token file and has the shape of a JWT is handed to the ServiceAccount
+token verifier (`satokens.py`, wired by the server), which answers the ServiceAccount's identity.
+
 Tokens are compared as SHA-256 digests of their bytes: no token text is compared character by
 character (constant time), and a header with bytes outside ASCII is just an unknown token (401),
 never an error. Files and their directory are created 0600/0700: they hold credentials.
@@ -19,7 +22,7 @@ import csv
 import fcntl
 import hashlib
 import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -92,12 +95,18 @@ class TokenFile:
         return self._by_digest.get(_digest(presented))
 
 
-class Authenticator:
-    """Bearer-token authentication per cluster; `files` None means no authentication (anonymous)."""
+# (cluster, presented token) -> the ServiceAccount the token proves, or None
+JwtVerifier = Callable[[str, str], Identity | None]
 
-    def __init__(self, files: dict[str, Path] | None) -> None:
+
+class Authenticator:
+    """Bearer-token authentication per cluster; `files` None means no authentication (anonymous).
+    `service_accounts` verifies ServiceAccount tokens (JWTs) that no token file holds."""
+
+    def __init__(self, files: dict[str, Path] | None, service_accounts: JwtVerifier | None = None) -> None:
         self.enabled = files is not None
         self._files = {c: TokenFile(p, c) for c, p in (files or {}).items()}
+        self._service_accounts = service_accounts
 
     def identify(self, cluster: str, authorization: str) -> Identity | None:
         """The identity a request's `Authorization` header proves on `cluster`, or None (401)."""
@@ -109,7 +118,10 @@ class Authenticator:
             return None
         # Starlette decodes header bytes as latin-1: encoding back gives the bytes that were sent.
         presented = credential.strip().encode("latin-1", errors="replace")
-        return token_file_of_cluster.lookup(presented) if presented else None
+        found = token_file_of_cluster.lookup(presented) if presented else None
+        if found is None and self._service_accounts is not None and presented.count(b".") == 2:
+            return self._service_accounts(cluster, presented.decode("ascii", errors="replace"))
+        return found
 
 
 def ensure_tokens(path: Path, users: Iterable[str]) -> dict[str, str]:

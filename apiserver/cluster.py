@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import secrets
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,10 @@ import yaml
 
 from apiserver import apiservices, builtins, errors
 from apiserver.collecting import Collector
-from apiserver.resources import Obj, Registry, from_crd
+from apiserver.resources import Obj, Registry, ResourceType, from_crd
+from apiserver.satokens import TokenIssuer
+from apiserver.serviceaccounts import ServiceAccounts
+from apiserver.serviceips import DEFAULT_SERVICE_CIDR, ServiceAddresses
 from apiserver.store import Change, Event, Store
 from apiserver.writing import Options, Writer
 
@@ -33,13 +37,17 @@ def load_crd_files(directory: Path) -> list[Obj]:
 
 
 class Cluster:
-    def __init__(self, name: str, store: Store, crds: list[Obj] | None = None) -> None:
+    def __init__(self, name: str, store: Store, crds: list[Obj] | None = None, *,
+                 service_cidr: str = DEFAULT_SERVICE_CIDR, signing_secret: bytes | None = None) -> None:
         self.name = name
         self.store = store
+        self.tokens = TokenIssuer(signing_secret or secrets.token_bytes(32), name)  # ServiceAccount tokens
         self.registry = Registry()
         for rt in builtins.BUILTINS:
             self.registry.add(rt)
-        self.writer = Writer(store, self.registry.by_key, self._committed)
+        self.addresses = ServiceAddresses(service_cidr, (svc for _, svc in store.items("/services")))
+        self.accounts = ServiceAccounts(store, self._create_own, self._replace_own)
+        self.writer = Writer(store, self.registry.by_key, self._committed, self._admit)
         self.collector = Collector(store, self.registry, self.writer)
         for _, crd in store.items(builtins.CRD_KEY):
             self._register(crd)
@@ -47,6 +55,7 @@ class Cluster:
             self.install_crd(crd)
         self._ensure_default_namespaces()
         self._ensure_apiservices()
+        self.accounts.publish(None)
         self.collector.resume()
 
     # -- CRDs ---------------------------------------------------------------------------------------
@@ -76,6 +85,28 @@ class Cluster:
             else:
                 self._register(ev.obj)
         self.collector.observe(events)
+        self.addresses.observe(events)
+        self.accounts.observe(events)
+
+    # -- admission plugins and the objects the cluster keeps itself (serviceaccounts.py) ------------
+    def _admit(self, rt: ResourceType, old: Obj | None, new: Obj, opts: Options) -> None:
+        if rt.key == "/services":
+            self.addresses.admit(old, new, dry_run=opts.dry_run)
+        elif rt.key == "/pods" and old is None:
+            self.accounts.admit_pod(new)
+
+    def _create_own(self, key: str, namespace: str, obj: Obj) -> None:
+        rt = self.registry.by_key(key)
+        assert rt is not None
+        with contextlib.suppress(errors.ApiError):  # made meanwhile, or its namespace is going
+            self.writer.create(rt, namespace, obj, rt.storage_version, Options())
+
+    def _replace_own(self, key: str, namespace: str, obj: Obj) -> None:
+        rt = self.registry.by_key(key)
+        assert rt is not None
+        with contextlib.suppress(errors.ApiError):
+            self.writer.update(rt, namespace, obj["metadata"]["name"], obj, rt.storage_version, Options(),
+                               require_rv=False)
 
     def _unregister(self, crd: Obj) -> None:
         spec = crd.get("spec") or {}

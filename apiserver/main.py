@@ -144,9 +144,9 @@ async def serve(args: argparse.Namespace) -> int:
     gc.set_threshold(10_000, 50, 50)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    made = certs.ensure(data_dir / "pki", [host])  # the CA is published (kube-root-ca.crt) even without TLS
-    tls = made if token_files is not None else None
-    server.publish_root_ca(made.ca.read_text())
+    tls = certs.ensure(data_dir / "pki", [host]) if token_files is not None else None
+    if tls is not None:  # kube-root-ca.crt in every namespace, and token volumes in Pods: with TLS only
+        server.publish_root_ca(tls.ca.read_text())
     scheme = "https" if tls else "http"
     base = f"{scheme}://{'[' + host + ']' if ':' in host else host}:{port}"
     kubeconfig_path = data_dir / "kubeconfig"
