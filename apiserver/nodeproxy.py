@@ -10,7 +10,7 @@ v5/v4.channel.k8s.io and SPDY/3.1-in-WebSocket itself). A plain SPDY upgrade (ku
 when the WebSocket upgrade fails) is not served: such requests get the same checks and then a 400
 saying so, or, when the WebSocket attempt of the same request was just refused (kubectl falls back
 to SPDY after any refused upgrade), with that refusal, so the user reads the real reason.
-`pods/attach` is not served (400).
+`pods/attach` streams the container's output only (the node's containers have no stdin to attach).
 """
 
 from __future__ import annotations
@@ -121,11 +121,11 @@ def log_query(pod_name: str, query: Mapping[str, str]) -> dict[str, str]:
 def stream_query(subresource: str, query: HTTPConnection) -> str:
     """The kubelet's query for exec (the streams and the command) or port-forward (the ports)."""
     params = query.query_params
-    if subresource == "exec":
+    if subresource in ("exec", "attach"):
         flags = {k: _bool(params, k) for k in ("stdin", "stdout", "stderr", "tty")}
         if not (flags["stdin"] or flags["stdout"] or flags["stderr"]):
             raise errors.bad_request("you must specify at least 1 of stdin, stdout, stderr")
-        pairs = [("command", c) for c in params.getlist("command")]
+        pairs = [("command", c) for c in params.getlist("command")] if subresource == "exec" else []
         pairs += [(k, "true") for k, on in flags.items() if on]
         return urlencode(pairs)
     return urlencode([("port", p) for p in params.getlist("ports")])
@@ -174,14 +174,13 @@ class NodeProxy:
 
     def _kubelet_path(self, conn: HTTPConnection, target: PodSubresource) -> tuple[int, str]:
         """Every check of an exec/port-forward request; the kubelet's port and path."""
-        if target.subresource == "attach":
-            raise errors.bad_request("pods/attach is not supported by this server's nodes (use exec)")
         creds_missing = self.credentials is None
         pod, port = self._resolve(conn.scope["cluster"], target)
         ns, name = target.namespace, target.name
-        if target.subresource == "exec":
+        if target.subresource in ("exec", "attach"):
             container = container_of(pod, conn.query_params.get("container", ""))
-            path = f"/exec/{ns}/{name}/{container}?{stream_query('exec', conn)}"
+            kind = target.subresource
+            path = f"/{kind}/{ns}/{name}/{container}?{stream_query(kind, conn)}"
         else:
             path = f"/portForward/{ns}/{name}?{stream_query('portforward', conn)}"
         if port is None:

@@ -18,7 +18,7 @@ import os
 import signal
 import struct
 import termios
-from collections.abc import Awaitable, Callable
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 
 V5 = "v5.channel.k8s.io"
@@ -161,3 +161,17 @@ def _resize(master: int, data: bytes) -> None:
         return
     if 0 < width < 65536 and 0 < height < 65536:
         fcntl.ioctl(master, termios.TIOCSWINSZ, struct.pack("HHHH", height, width, 0, 0))
+
+
+async def attach_output(batches: AsyncIterator[list[bytes]], request: ExecRequest, send: Send) -> None:
+    """`attach` without stdin: the container's output as it is logged (CRI lines) on stdout/stderr
+    (both on stdout for a TTY), until the log ends."""
+    async for batch in batches:
+        for line in batch:
+            parts = line.split(b" ", 3)
+            if len(parts) < 3:
+                continue
+            text = (parts[3] if len(parts) == 4 else b"") + (b"\n" if parts[2] == b"F" else b"")
+            channel = STDERR if parts[1] == b"stderr" and not request.tty else STDOUT
+            if request.stdout if channel == STDOUT else request.stderr:
+                await send(bytes([channel]) + text)

@@ -128,10 +128,10 @@ class _Budget:
         return self.left is not None and self.left <= 0
 
 
-async def stream(path: Path, options: LogOptions, running: Callable[[], bool]) -> AsyncIterator[bytes]:
-    """The log of one container start as text chunks; with `follow`, until `running()` turns False
-    and the file holds nothing more."""
-    budget = _Budget(options.limit_bytes)
+async def batches(path: Path, *, follow: bool, running: Callable[[], bool],
+                  from_end: bool = False) -> AsyncIterator[list[bytes]]:
+    """Complete CRI lines of the file in batches: what it holds now (nothing with `from_end`), then,
+    with `follow`, what is appended until `running()` turns False and the file holds nothing more."""
     try:
         handle = path.open("rb")
     except FileNotFoundError:
@@ -139,22 +139,32 @@ async def stream(path: Path, options: LogOptions, running: Callable[[], bool]) -
     with handle:
         lines = handle.read().split(b"\n")
         pending = lines.pop()  # bytes after the last newline: a line still being written
-        if options.tail_lines is not None:
-            lines = lines[-options.tail_lines:] if options.tail_lines else []
-        for chunk in _rendered(lines, options, budget):
-            yield chunk
-        while options.follow and not budget.spent:
+        yield [] if from_end else lines
+        while follow:
             alive = running()  # asked before reading: whatever was written before the end is read
             more = handle.read()
             if more:
                 lines = (pending + more).split(b"\n")
                 pending = lines.pop()
-                for chunk in _rendered(lines, options, budget):
-                    yield chunk
+                yield lines
             elif not alive:
                 return
             else:
                 await asyncio.sleep(FOLLOW_POLL_SECONDS)
+
+
+async def stream(path: Path, options: LogOptions, running: Callable[[], bool]) -> AsyncIterator[bytes]:
+    """The log of one container start as text chunks; with `follow`, until `running()` turns False
+    and the file holds nothing more."""
+    budget, first = _Budget(options.limit_bytes), True
+    async for lines in batches(path, follow=options.follow, running=running):
+        if first and options.tail_lines is not None:
+            lines = lines[-options.tail_lines:] if options.tail_lines else []
+        first = False
+        for chunk in _rendered(lines, options, budget):
+            yield chunk
+        if budget.spent:
+            return
 
 
 def _rendered(lines: list[bytes], options: LogOptions, budget: _Budget) -> list[bytes]:

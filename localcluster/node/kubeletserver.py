@@ -3,6 +3,7 @@
 
     GET /containerLogs/{ns}/{pod}/{container}?follow&previous&tailLines&sinceSeconds&sinceTime&timestamps&limitBytes
     WS  /exec/{ns}/{pod}/{container}?command=..&command=..&stdin&stdout&stderr&tty   (v5/v4.channel.k8s.io)
+    WS  /attach/{ns}/{pod}/{container}?stdout&stderr&tty                          (output only: no stdin)
     WS  /portForward/{ns}/{pod}                           (SPDY/3.1+portforward.k8s.io: SPDY in WebSocket messages)
     GET /healthz
 
@@ -103,6 +104,8 @@ class KubeletApp:
                 await self._logs(parts[1], parts[2], parts[3], read_query(query), send)
             elif scope["type"] == "websocket" and len(parts) == 4 and parts[0] == "exec":
                 await self._exec(parts[1], parts[2], parts[3], query, WebSocket(scope, receive, send))
+            elif scope["type"] == "websocket" and len(parts) == 4 and parts[0] == "attach":
+                await self._attach(parts[1], parts[2], parts[3], query, WebSocket(scope, receive, send))
             elif scope["type"] == "websocket" and len(parts) == 3 and parts[0] == "portForward":
                 await self._port_forward(parts[1], parts[2], WebSocket(scope, receive, send))
             else:
@@ -163,8 +166,9 @@ class KubeletApp:
             await send({"type": "http.response.body", "body": chunk, "more_body": True})
         await send({"type": "http.response.body", "body": b"", "more_body": False})
 
-    async def _exec(self, namespace: str, name: str, container: str, query: dict[str, list[str]],
-                    ws: WebSocket) -> None:
+    @staticmethod
+    def _stream_request(query: dict[str, list[str]], ws: WebSocket) -> tuple[channels.ExecRequest, str]:
+        """The streams and command an exec/attach asks for, and the channel protocol to speak."""
         flags = read_query(query)
         try:
             request = channels.ExecRequest(
@@ -173,21 +177,56 @@ class KubeletApp:
             )
         except ValueError as exc:
             raise Refused(400, str(exc)) from exc
-        if not request.command:
-            raise Refused(400, "you must specify at least one command for the container")
         protocol = channels.choose(ws.subprotocols)
         if protocol is None:
             raise Refused(400, f"none of the offered protocols is supported: {ws.subprotocols}; "
                                f"this kubelet speaks {', '.join(channels.PROTOCOLS)}")
+        return request, protocol
+
+    def _running(self, namespace: str, name: str, container: str) -> Any:
         running = [r for r in self._target(namespace, name, container).records if r.running]
         if not running:
             raise Refused(400, f'container not found ("{container}")')
+        return running[-1]
+
+    async def _exec(self, namespace: str, name: str, container: str, query: dict[str, list[str]],
+                    ws: WebSocket) -> None:
+        request, protocol = self._stream_request(query, ws)
+        if not request.command:
+            raise Refused(400, "you must specify at least one command for the container")
+        record = self._running(namespace, name, container)
         try:
-            argv = self.runtime.exec_argv(running[-1], request.command)
+            argv = self.runtime.exec_argv(record, request.command)
         except ValueError as exc:  # it ended since it was listed
             raise Refused(400, f'container not found ("{container}")') from exc
         await ws.accept(protocol)
         await channels.run(argv, request, ws.send_bytes, ws.receive_bytes)
+        await ws.close()
+
+    async def _attach(self, namespace: str, name: str, container: str, query: dict[str, list[str]],
+                      ws: WebSocket) -> None:
+        """The container's output from now on until it ends; its stdin cannot be attached (the
+        runtime gives containers /dev/null)."""
+        request, protocol = self._stream_request(query, ws)
+        if request.stdin:
+            raise Refused(400, "attaching to a container's stdin is not supported by this node "
+                               "(containers run with stdin /dev/null): use kubectl exec -i")
+        record = self._running(namespace, name, container)
+        uid, attempt = record.pod_uid, record.attempt
+
+        def alive() -> bool:
+            current = self.runtime.inspect(uid, container, attempt)
+            return bool(current is not None and current.running)
+
+        await ws.accept(protocol)
+        lines = logs.batches(record.log_path, follow=True, running=alive, from_end=True)
+        output = asyncio.create_task(channels.attach_output(lines, request, ws.send_bytes))
+        gone = asyncio.create_task(_until_closed(ws))
+        await asyncio.wait({output, gone}, return_when=asyncio.FIRST_COMPLETED)
+        gone.cancel()
+        if output.done() and not output.cancelled() and output.exception() is None:
+            await ws.send_bytes(bytes([channels.ERROR]) + channels.exit_status(0, []))
+        output.cancel()
         await ws.close()
 
     async def _port_forward(self, namespace: str, name: str, ws: WebSocket) -> None:
@@ -213,6 +252,11 @@ class KubeletApp:
                 task.cancel()
             await asyncio.gather(*forwarder.tasks, return_exceptions=True)
             await ws.close()
+
+
+async def _until_closed(ws: WebSocket) -> None:
+    while await ws.receive_bytes() is not None:
+        pass
 
 
 def _status_of(pod: Pod, container: str) -> Mapping[str, Any]:

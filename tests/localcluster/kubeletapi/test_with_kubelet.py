@@ -117,6 +117,28 @@ def test_kubectl_cp_both_ways(env: Env, tmp_path: Path) -> None:
     assert back.read_bytes() == source.read_bytes()
 
 
+def test_attach_streams_output_until_the_container_ends(env: Env) -> None:
+    env.kubectl("run", "talker", "--image=busybox", "--restart=Never", "--", "sh", "-c",
+                "echo before; while [ ! -e /tmp/go ]; do sleep 0.1; done; echo after-1; echo after-2 >&2")
+    env.wait_ready("talker")
+    argv = env.api.kubectl_argv("attach", "talker", "-n", env.namespace, "-v=6", context="cluster1")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=env.api.kubectl_env())
+    try:
+        assert proc.stderr is not None
+        for line in proc.stderr:  # connected once the upgrade is answered
+            if "101 Switching Protocols" in line:
+                break
+        env.kubectl("exec", "talker", "--", "touch", "/tmp/go")
+        out, err = proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    assert proc.returncode == 0, err
+    assert out == "after-1\n" and "after-2" in err  # output from the attach on, not before
+    refused = env.kubectl("attach", "-i", "talker", check=False)
+    assert refused.returncode != 0
+
+
 def test_exec_and_port_forward(env: Env) -> None:
     env.kubectl("run", "web", "--image=busybox", "--", "nc", "-ll", "-p", "8080", "-e", "echo", "hello-from-web")
     env.wait_ready("web")
