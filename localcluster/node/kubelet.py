@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import signal
 import threading
+import time
 from collections.abc import Hashable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -87,7 +88,9 @@ class Node:
         return self
 
     def stop(self, kill_pods: bool = False) -> None:
-        """Stop the node's threads; with `kill_pods`, SIGKILL and remove every Pod's containers."""
+        """Stop the node's threads. By default the Pods keep running for the next `start` to adopt;
+        with `kill_pods` every container is SIGKILLed, its network detached and its files removed
+        (the Pod objects stay in the API: call it after the cluster's Runtime stopped)."""
         self._stop.set()
         self.prober.stop()
         for t in self._threads:
@@ -153,10 +156,18 @@ class Node:
         except FileNotFoundError:
             return set()
 
-    def _kill_now(self, uid: str) -> None:
-        for rec in self.containers.containers(uid):
-            if rec.running:
-                self.containers.signal(rec, signal.SIGKILL)
+    def _kill_now(self, uid: str, timeout: float = 10.0) -> None:
+        deadline = time.monotonic() + timeout
+        while any(r.running for r in self.containers.containers(uid)):
+            for rec in self.containers.containers(uid):
+                if rec.running:
+                    self.containers.signal(rec, signal.SIGKILL)
+            if time.monotonic() >= deadline:
+                log.warning("node %s: containers of Pod %s survived SIGKILL", self.name, uid)
+                return
+            time.sleep(0.05)  # poll the shims' exit files
+        self.network.detach(uid)
+        self.containers.remove_pod(uid)
 
     # -- scheduling -----------------------------------------------------------------------------------
     def schedule(self, pod: Mapping[str, Any]) -> None:

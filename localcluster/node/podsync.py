@@ -72,6 +72,7 @@ class PodMemory:
     names: set[str] = field(default_factory=set)
     pull_failures: dict[str, int] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)  # one-off events already recorded
+    signalled: dict[str, datetime] = field(default_factory=dict)  # container id -> SIGKILL due (SIGTERM sent)
 
 
 class PodSync:
@@ -213,14 +214,24 @@ class PodSync:
         return ""
 
     def _kill(self, pod: Obj, uid: str, action: KillContainers, mem: PodMemory) -> None:
-        sig = signal.SIGKILL if action.force else signal.SIGTERM
+        """SIGTERM once per container (a `Killing` event), SIGKILL when forced or once the grace is over."""
+        now = self.clock.now()
         for rec in self.containers.containers(uid):
-            if rec.running and container_key(rec) in action.container_ids:
-                if not action.force and pod.get("metadata", {}).get("name"):
-                    self.recorder.event(pod, "Normal", "Killing", f"Stopping container {rec.name}")
-                self.containers.signal(rec, sig)
-        if not action.force:
-            mem.term_sent = action.reason != "Unhealthy" or mem.term_sent
+            cid = container_key(rec)
+            if not rec.running or cid not in action.container_ids:
+                continue
+            deadline = mem.signalled.get(cid)
+            if action.force or (deadline is not None and now >= deadline):
+                self.containers.signal(rec, signal.SIGKILL)
+            elif deadline is None:
+                mem.signalled[cid] = now + timedelta(seconds=mem.grace)
+                if pod.get("metadata", {}).get("name"):
+                    message = f"Stopping container {rec.name}" if action.reason != "Unhealthy" else \
+                        f"Container {rec.name} failed liveness probe, will be restarted"
+                    self.recorder.event(pod, "Normal", "Killing", message)
+                self.containers.signal(rec, signal.SIGTERM)
+        if not action.force and action.reason != "Unhealthy":
+            mem.term_sent = True
 
     def finish(self, uid: str, pod: Obj | None) -> None:
         """Every container is gone: release the network and the Pod's files, then the final delete."""

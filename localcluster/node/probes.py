@@ -188,7 +188,10 @@ class Prober:
         return track.kind == "startupProbe" or startup is None or startup.passed
 
     def _attempt(self, entry: _Container, t: ProbeTrack) -> None:
-        message = run_probe(t.probe, entry.target)
+        try:
+            message = run_probe(t.probe, entry.target)
+        except (ValueError, OSError) as exc:  # the container ended between the check and the probe
+            message = f"probe could not run: {exc}"
         changed, fired = self._fold(t, message)
         if fired:
             self.on_unhealthy(entry.target, t.kind, message)

@@ -98,15 +98,15 @@ class PodVolumes:
             target = root / str(_safe_rel(name))
             if "emptyDir" in vol:
                 if (vol["emptyDir"] or {}).get("medium") != "Memory":
-                    self._own_dir(target, gid)
+                    self.own_dir(target, gid)
             elif "persistentVolumeClaim" in vol:
-                self._own_dir(self.claim_path(pod, vol["persistentVolumeClaim"]), gid)
+                self.own_dir(self.claim_path(pod, vol["persistentVolumeClaim"]), gid)
             else:
                 target.mkdir(parents=True, exist_ok=True)
                 self._project(pod, vol, target, ctx, gid)
 
     @staticmethod
-    def _own_dir(path: Path, gid: int | None) -> None:
+    def own_dir(path: Path, gid: int | None) -> None:
         path.mkdir(parents=True, exist_ok=True)
         if gid is not None:
             os.chown(path, -1, gid)
@@ -237,5 +237,6 @@ def container_mounts(pod: Mapping[str, Any], container: Mapping[str, Any], pod_d
             source = source / _safe_rel(str(sub))
             if not source.exists():
                 source.mkdir(parents=True)
+                PodVolumes.own_dir(source, (pod.get("spec", {}).get("securityContext") or {}).get("fsGroup"))
         out.append(HostBind(source, path, read_only))
     return out

@@ -33,7 +33,7 @@ class KubeletEnv:
 
     def pod(self, name: str, script: str, *, restart: str = "Never", node: bool = True, **spec: Any) -> dict[str, Any]:
         body: dict[str, Any] = {
-            "metadata": {"name": name, "namespace": self.namespace},
+            "metadata": {"name": name, "namespace": self.namespace, "labels": {"app": name}},
             "spec": {"restartPolicy": restart, "containers": [
                 {"name": "main", "image": "busybox", "command": ["sh", "-c", script]}], **spec},
         }
