@@ -1,6 +1,6 @@
 """The Job controller's pure planner: one Job and its Pods in, a `Plan` out.
 
-Follows kube-controller-manager's Job controller (NonIndexed completion mode): Pods from the
+Follows kube-controller-manager's Job controller (NonIndexed, and Indexed through `jobindex.py`): Pods from the
 template up to `parallelism` (0 creates none), `completions` (nil with a parallelism: done when one
 Pod succeeded and none is active), `suspend` (active Pods deleted, condition `Suspended`),
 `backoffLimit` over failed Pods with a back-off before each replacement (10 s doubling, capped at
@@ -23,6 +23,7 @@ from kube import objects
 from kube.clock import parse_rfc3339, rfc3339
 from kube.patches import changes
 from kube.rest import JOBS, PODS, Obj
+from localcluster.controllers import jobindex
 from localcluster.controllers import pods as podfacts
 from localcluster.controllers.conditions import put
 from localcluster.controllers.plans import Action, Create, Delete, Emit, Patch, Plan, soonest
@@ -72,6 +73,10 @@ def plan_job(job: Obj, pods: Sequence[Obj], now: datetime) -> Plan:
     totals = {p: int(status.get(p) or 0) + sum(1 for x in by_phase[p] if objects.uid_of(x) not in known[p])
               for p in ("succeeded", "failed")}
     active = [p for p in pods if podfacts.is_active(p)]
+    indexes: set[int] | None = None
+    if jobindex.is_indexed(job):
+        indexes = jobindex.completed(status, by_phase["succeeded"], int(spec.get("completions") or 0))
+        totals["succeeded"] = len(indexes)
     terminating = [p for p in pods if objects.is_deleting(p) and not podfacts.is_finished(p)]
     actions: list[Action] = []
     requeue: float | None = None
@@ -83,7 +88,8 @@ def plan_job(job: Obj, pods: Sequence[Obj], now: datetime) -> Plan:
         ttl_action, requeue = _ttl(job, conditions, status, now)
         actions += ttl_action
     else:
-        step, requeue = _progress(job, spec, status, conditions, totals, active, terminating, by_phase, now)
+        step, requeue = _progress(job, spec, status, conditions, totals, (active, terminating), by_phase, indexes,
+                                  now)
         actions += step.actions
         conditions = list(step.conditions)
         status.update(step.fields)
@@ -98,6 +104,8 @@ def plan_job(job: Obj, pods: Sequence[Obj], now: datetime) -> Plan:
         "conditions": [{**c, "lastProbeTime": c.get("lastProbeTime", stamp)} for c in conditions] or None,
         COUNTED: {p: sorted(objects.uid_of(x) for x in by_phase[p]) or None for p in ("succeeded", "failed")},
     }
+    if indexes is not None:
+        new_status["completedIndexes"] = jobindex.format_ranges(indexes)
     actions += _transitions(job, list((job.get("status") or {}).get("conditions") or []), conditions)
     if changes(job.get("status") or {}, new_status):
         actions.insert(0, Patch(JOBS, objects.namespace_of(job), objects.name_of(job), {"status": new_status},
@@ -113,9 +121,10 @@ class _Step:
 
 
 def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: dict[str, int],
-              active: list[Obj], terminating: list[Obj], by_phase: dict[str, list[Obj]],
+              live: tuple[list[Obj], list[Obj]], by_phase: dict[str, list[Obj]], indexes: set[int] | None,
               now: datetime) -> tuple[_Step, float | None]:
     step, stamp = _Step(), rfc3339(now)
+    active, terminating = live
     suspended = bool(spec.get("suspend"))
     start = parse_rfc3339(status.get("startTime"))
     if _is_true(conditions, "Suspended") and not suspended:
@@ -166,11 +175,19 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
         wait = _backoff_left(totals["failed"], by_phase["failed"], now)
         if wait > 0:
             return step, soonest(requeue, wait)
-        template = (job.get("spec") or {}).get("template") or {}
+        step.actions += [Create(PODS, pod, announce=job) for pod in _new_pods(job, want - len(active), active, indexes)]
+    return step, requeue
+
+
+def _new_pods(job: Obj, count: int, active: list[Obj], indexes: set[int] | None) -> list[Obj]:
+    template = (job.get("spec") or {}).get("template") or {}
+    if indexes is None:
         pod = podfacts.pod_from_template(template, job, generate_name=f"{objects.name_of(job)}-",
                                          extra_labels=pod_labels(job))
-        step.actions += [Create(PODS, pod, announce=job) for _ in range(want - len(active))]
-    return step, requeue
+        return [pod] * count
+    completions = int((job.get("spec") or {}).get("completions") or 0)
+    return [jobindex.indexed_pod(job, template, pod_labels(job), i)
+            for i in jobindex.next_indexes(completions, indexes, active, count)]
 
 
 def _failure(spec: Obj, conditions: list[Obj], failed: int, start: datetime | None, now: datetime,

@@ -174,3 +174,27 @@ def test_a_restarted_controller_does_not_count_a_pod_twice(kube: Kube, namespace
         assert st["succeeded"] == 3
     finally:
         rt.stop()
+
+
+def test_an_indexed_job_runs_each_index_once(kube: Kube, namespace: str, runtime: Runtime,
+                                             kubelet: FakeKubelet) -> None:
+    kube.create(JOBS, job("idx", completions=3, parallelism=2, completionMode="Indexed"), namespace)
+    pods = job_pods(kubelet, "idx", 2)
+    by_index = {p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"]: p for p in pods}
+    assert sorted(by_index) == ["0", "1"]
+    one = by_index["1"]
+    assert one["metadata"]["labels"]["batch.kubernetes.io/job-completion-index"] == "1"
+    assert one["metadata"]["generateName"] == "idx-1-" and one["spec"]["hostname"] == "idx-1"
+    assert {"name": "JOB_COMPLETION_INDEX", "valueFrom": {"fieldRef": {
+        "apiVersion": "v1", "fieldPath": "metadata.annotations['batch.kubernetes.io/job-completion-index']"}}} \
+        in one["spec"]["containers"][0]["env"]
+    kubelet.finish(one)
+    pods = job_pods(kubelet, "idx", 3)
+    assert sorted(p["metadata"]["annotations"]["batch.kubernetes.io/job-completion-index"] for p in pods) \
+        == ["0", "1", "2"]
+    eventually(lambda: status(kube, namespace, "idx").get("completedIndexes") == "1")
+    for p in pods:
+        if p["metadata"]["uid"] != one["metadata"]["uid"]:
+            kubelet.finish(p)
+    st = eventually(lambda: (lambda s: s if cond(s, "Complete") else None)(status(kube, namespace, "idx")))
+    assert st["completedIndexes"] == "0-2" and st["succeeded"] == 3

@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from kube.rest import PODS, Obj
-from localcluster.controllers import endpointplan, jobplan, rollout
+from localcluster.controllers import endpointplan, jobindex, jobplan, rollout
 from localcluster.controllers import pods as podfacts
 from localcluster.controllers.plans import Create, Delete, Emit, Patch
 
@@ -110,3 +110,9 @@ def test_target_ports_by_number_name_and_unresolved() -> None:
     assert endpointplan.target_port({"port": 53, "targetPort": "dns", "protocol": "UDP"}, pod) == 53
     assert endpointplan.target_port({"port": 53, "targetPort": "dns"}, pod) is None, "protocol must match"
     assert endpointplan.target_port({"port": 81}, pod) == 81
+
+
+def test_completed_index_ranges() -> None:
+    assert jobindex.format_ranges([5, 0, 1, 2, 7, 8]) == "0-2,5,7-8"
+    assert jobindex.parse_ranges("0-2,5,7-8") == {0, 1, 2, 5, 7, 8}
+    assert jobindex.parse_ranges("") == set() and jobindex.format_ranges([]) == ""
