@@ -75,3 +75,21 @@ def test_method_not_allowed_and_bad_request_bodies(apiserver: ApiServer, namespa
         assert bad.text == PREFIX + (
             '"message":"limit: Invalid value: \\"-1\\": must be a non-negative integer","reason":"BadRequest",'
             '"code":400}\n')
+
+
+def test_forbidden_body_in_a_terminating_namespace(apiserver: ApiServer, namespace: str) -> None:
+    """A namespace stays Terminating while a bound Pod terminates gracefully; creating in it is a 403."""
+    apiserver.kubectl("run", "p", "-n", namespace, "--image=busybox", "--restart=Never", "--", "true")
+    binding = {"apiVersion": "v1", "kind": "Binding", "metadata": {"name": "p"}, "target": {"name": "node1"}}
+    with http(apiserver) as h:
+        assert h.post(f"/api/v1/namespaces/{namespace}/pods/p/binding", json=binding).status_code == 201
+        apiserver.kubectl("delete", "namespace", namespace, "--wait=false")
+        cm = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": "cm"}}
+        resp = h.post(f"/api/v1/namespaces/{namespace}/configmaps", json=cm)
+        assert resp.status_code == 403
+        assert resp.text == PREFIX + (
+            f'"message":"configmaps \\"cm\\" is forbidden: unable to create new content in namespace {namespace} '
+            'because it is being terminated","reason":"Forbidden","details":{"name":"cm","kind":"configmaps"},'
+            '"code":403}\n')
+        assert h.request("DELETE", f"/api/v1/namespaces/{namespace}/pods/p",
+                         json={"gracePeriodSeconds": 0}).status_code == 200
