@@ -10,6 +10,7 @@ fails and the next reconcile decides again) and records what it created or delet
 
 from __future__ import annotations
 
+import json
 from collections.abc import Hashable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -90,7 +91,12 @@ def apply_plan(kube: Kube, plan: Plan, expectations: Expectations | None = None,
     for action in plan.actions:
         match action:
             case Create(res=res, obj=obj, announce=owner):
-                created = kube.create(res, obj)
+                try:
+                    created = kube.create(res, obj)
+                except ApiException as exc:
+                    if owner is not None and recorder is not None and exc.status != 409:
+                        recorder.event(owner, "Warning", "FailedCreate", f"Error creating: {_message(exc)}")
+                    raise
                 name = str((created.get("metadata") or {}).get("name") or "")
                 if expectations is not None and key is not None:
                     expectations.created(key, name)
@@ -112,6 +118,15 @@ def apply_plan(kube: Kube, plan: Plan, expectations: Expectations | None = None,
                     recorder.event(obj, type_, reason, message)
             case _:
                 assert_never(action)
+
+
+def _message(exc: ApiException) -> str:
+    """The `message` of a Kubernetes Status body, else the HTTP reason."""
+    try:
+        body = json.loads(exc.body or "")
+    except (TypeError, ValueError):
+        body = None
+    return str(body.get("message")) if isinstance(body, dict) and body.get("message") else f"{exc.status} {exc.reason}"
 
 
 @contextmanager

@@ -7,7 +7,7 @@ from support.waiting import eventually
 
 from kube.clock import FakeClock
 from kube.controller import Runtime
-from kube.rest import PODS, REPLICA_SETS, REPLICATION_CONTROLLERS, Kube, Obj
+from kube.rest import EVENTS, PODS, REPLICA_SETS, REPLICATION_CONTROLLERS, Kube, Obj
 
 TEMPLATE = {"metadata": {"labels": {"app": "web"}},
             "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "3600"]}]}}
@@ -102,3 +102,19 @@ def test_replication_controller_with_a_map_selector(kube: Kube, namespace: str, 
     st = status_of(kube, REPLICATION_CONTROLLERS, namespace, "legacy")
     assert st == {"replicas": 2, "fullyLabeledReplicas": 2, "readyReplicas": 2, "availableReplicas": 2,
                   **generation(kube, REPLICATION_CONTROLLERS, namespace, "legacy")}
+
+
+def test_a_pod_the_api_refuses_is_a_failed_create_event(kube: Kube, namespace: str, runtime: Runtime,
+                                                        kubelet: FakeKubelet) -> None:
+    body = rs("refused", 1)
+    body["spec"]["template"] = {**TEMPLATE, "spec": {**TEMPLATE["spec"], "serviceAccountName": "missing"}}
+    kube.create(REPLICA_SETS, body, namespace)
+
+    def failed() -> Obj | None:
+        return next((e for e in kube.list(EVENTS, namespace)[0]
+                     if e["reason"] == "FailedCreate" and e["involvedObject"]["name"] == "refused"), None)
+
+    event = eventually(failed, what="a FailedCreate event on the ReplicaSet")
+    assert event["type"] == "Warning" and event["message"].startswith("Error creating: ")
+    assert "missing" in event["message"]
+    assert kubelet.pods(app="web") == []
