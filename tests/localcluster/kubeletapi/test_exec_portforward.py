@@ -3,6 +3,7 @@ namespace, through the API server's WebSocket relay and the kubelet server, with
 
 from __future__ import annotations
 
+import hashlib
 import socket
 import subprocess
 from typing import Any
@@ -107,3 +108,44 @@ def test_port_forward_to_a_closed_port_reports_the_error(cluster: Cluster, names
     finally:
         proc.kill()
     assert "error forwarding port 9 to pod sleeper" in err and "Connection refused" in err
+
+
+def test_port_forward_moves_megabytes_both_ways(cluster: Cluster, namespace: str) -> None:
+    pod = cluster.create_pod(namespace, "sink", ["main", "source"])
+    cluster.start(pod, "main", ["nc", "-ll", "-p", "8081", "-e", "md5sum"])
+    cluster.start(pod, "source", ["nc", "-ll", "-p", "8082", "-e", "head", "-c", "8388608", "/dev/zero"])
+    cluster.set_status(pod, [running("main"), running("source")])
+
+    def listening() -> bool:
+        probe = ["exec", "sink", "-n", namespace, "--", "sh", "-c", "netstat -ltn | grep ':808[12] ' | wc -l"]
+        return cluster.kubectl(*probe, check=False).stdout.strip() == "2"
+
+    eventually(listening, timeout=20, what="nc listening in the Pod")
+    local = _free_port()
+    download = _free_port()
+    argv = cluster.api.kubectl_argv("port-forward", "sink", "-n", namespace, f"{local}:8081", f"{download}:8082",
+                                    context="cluster1")
+    proc = subprocess.Popen(argv, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                            env=cluster.api.kubectl_env())
+    payload = bytes(range(256)) * (8 * 4096)  # 8 MiB: far beyond SPDY's 64 KiB initial window
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:  # both listeners are up once the second is announced
+            if f"127.0.0.1:{download} ->" in line:
+                break
+        with socket.create_connection(("127.0.0.1", local), timeout=30) as conn:
+            conn.sendall(payload)
+            conn.shutdown(socket.SHUT_WR)
+            answer = b""
+            while chunk := conn.recv(4096):
+                answer += chunk
+        received = 0
+        with socket.create_connection(("127.0.0.1", download), timeout=30) as conn:
+            while chunk := conn.recv(65536):
+                assert chunk.count(0) == len(chunk)
+                received += len(chunk)
+    finally:
+        proc.terminate()
+        _, err = proc.communicate(timeout=20)
+    assert answer.split()[0].decode() == hashlib.md5(payload).hexdigest(), err
+    assert received == 8 * 1024 * 1024, err
