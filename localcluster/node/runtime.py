@@ -258,6 +258,20 @@ class ContainerRuntime:
             with contextlib.suppress(ProcessLookupError):
                 os.kill(pid, sig)
 
+    def pods(self) -> list[str]:
+        """The uids of every Pod with a directory on this node (running or not)."""
+        base = self.layout.pods_dir
+        return sorted(os.listdir(base)) if base.is_dir() else []
+
+    def kill_all(self) -> list[ContainerRecord]:
+        """SIGKILL every running container of this node (tearing the node down for good: a node
+        process that merely stops leaves its containers running for the next one to adopt);
+        returns the containers it killed. Their `exit` is written by their shims (137)."""
+        killed = [r for uid in self.pods() for r in self.containers(uid) if r.running]
+        for record in killed:
+            self.signal(record, signals.SIGKILL)
+        return killed
+
     def remove_pod(self, pod_uid: str) -> None:
         """Delete the Pod's directory; refuses (RuntimeError) while one of its containers runs."""
         running = [f"{r.name}/{r.attempt}" for r in self.containers(pod_uid) if r.running]

@@ -137,3 +137,13 @@ def test_containers_of_a_pod_share_its_network_but_not_their_processes(node: Nod
     client = node.run(["sh", "-c", "nc 127.0.0.1 8080 </dev/null; pidof nc || echo alone"], name="client")
     assert node.stdout(client) == "pong\nalone\n"
     assert node.wait_ended(server).exit_code == 0
+
+
+def test_kill_all_tears_the_node_down(node: Node) -> None:
+    first = node.runtime.start(node.launch(["sleep", "300"], name="a"))
+    second = node.runtime.start(node.launch(["sleep", "300"], name="b", pod_uid=node.uid + "-2"))
+    node.run(["true"], name="done")
+    killed = node.runtime.kill_all()
+    assert sorted((r.pod_uid, r.name) for r in killed) == [(node.uid, "a"), (node.uid + "-2", "b")]
+    assert node.wait_ended(first).exit_code == 137 and node.wait_ended(second).exit_code == 137
+    assert sorted(node.runtime.pods()) == [node.uid, node.uid + "-2"]
