@@ -32,6 +32,7 @@ from apiserver.store import Store
 
 log = logging.getLogger("volsync.apiserver")
 _TOKEN_REQUEST = re.compile(r"/api/v1/namespaces/([^/]+)/serviceaccounts/([^/]+)/token/?")
+_SELF_SUBJECT_REVIEW = re.compile(r"/apis/authentication\.k8s\.io/v1/selfsubjectreviews/?")
 
 class Server:
     """ASGI app serving every cluster; `clusters` maps a name to its Cluster."""
@@ -136,6 +137,7 @@ class Server:
             await response(request.scope, request.receive, send)
             return
         try:
+            request.state.identity = identity
             response = await self._dispatch(request, cluster, sub)
             await response(request.scope, request.receive, send)
         finally:
@@ -171,6 +173,8 @@ class Server:
             token_request = _TOKEN_REQUEST.fullmatch(sub)
             if token_request is not None and request.method == "POST":
                 return await self._token_request(request, cluster, *token_request.groups())
+            if _SELF_SUBJECT_REVIEW.fullmatch(sub) and request.method == "POST":  # kubectl auth whoami
+                return json_response(_self_subject_review(request.state.identity), 201)
             target = match(sub)
             if target is not None:
                 return await self.nodes.http(self.clusters[cluster], request, target)
@@ -180,6 +184,16 @@ class Server:
         except Exception as exc:
             log.exception("internal error serving %s %s", request.method, request.url.path)
             return error_response(errors.internal(type(exc).__name__))
+
+
+def _self_subject_review(identity: Identity) -> dict[str, object]:
+    """authentication.k8s.io/v1 SelfSubjectReview: who the caller is authenticated as."""
+    groups = list(dict.fromkeys([*identity.groups, "system:authenticated"]))
+    user: dict[str, object] = {"username": identity.user, "groups": groups}
+    if identity.uid:
+        user["uid"] = identity.uid
+    return {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
+            "metadata": {"creationTimestamp": None}, "status": {"userInfo": user}}
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -61,6 +61,7 @@ class ApiServer:
                                                  ROOT, timeout)
         self.url = ready["url"]
         self.port = int(self.url.rsplit(":", 1)[1])
+        self.listeners: dict[str, int] = ready.get("listeners", {})  # --cluster-listeners: cluster -> port
         return self
 
     def stop(self, sig: int = signal.SIGTERM, timeout: float = 15.0) -> int | None:
