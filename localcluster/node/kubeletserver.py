@@ -4,6 +4,7 @@
     GET /containerLogs/{ns}/{pod}/{container}?follow&previous&tailLines&sinceSeconds&sinceTime&timestamps&limitBytes
     WS  /exec/{ns}/{pod}/{container}?command=..&command=..&stdin&stdout&stderr&tty   (v5/v4.channel.k8s.io)
     WS  /attach/{ns}/{pod}/{container}?stdout&stderr&tty                          (output only: no stdin)
+    WS  /portForward/{ns}/{pod}?port=..               (v4/v5.channel.k8s.io: two channels per port, Python client)
     WS  /portForward/{ns}/{pod}                           (SPDY/3.1+portforward.k8s.io: SPDY in WebSocket messages)
     GET /healthz
 
@@ -36,7 +37,7 @@ from urllib.parse import parse_qs
 
 import uvicorn
 
-from localcluster.kubeletapi import channels, logs, netns, portforward, spdy
+from localcluster.kubeletapi import channels, logs, netns, portforward, spdy, wsportforward
 from localcluster.kubeletapi.asgi import Scope, WebSocket, http_reply, read_query
 
 PORTFORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
@@ -107,7 +108,7 @@ class KubeletApp:
             elif scope["type"] == "websocket" and len(parts) == 4 and parts[0] == "attach":
                 await self._attach(parts[1], parts[2], parts[3], query, WebSocket(scope, receive, send))
             elif scope["type"] == "websocket" and len(parts) == 3 and parts[0] == "portForward":
-                await self._port_forward(parts[1], parts[2], WebSocket(scope, receive, send))
+                await self._port_forward(parts[1], parts[2], query, WebSocket(scope, receive, send))
             else:
                 raise Refused(404, f"the kubelet serves no {scope['path']}")
         except Refused as refused:
@@ -229,14 +230,19 @@ class KubeletApp:
         output.cancel()
         await ws.close()
 
-    async def _port_forward(self, namespace: str, name: str, ws: WebSocket) -> None:
-        if PORTFORWARD_PROTOCOL not in ws.subprotocols:
-            raise Refused(400, f"port-forward needs the WebSocket subprotocol {PORTFORWARD_PROTOCOL}")
+    async def _port_forward(self, namespace: str, name: str, query: dict[str, list[str]], ws: WebSocket) -> None:
+        channel_protocol = channels.choose(ws.subprotocols)
+        if PORTFORWARD_PROTOCOL not in ws.subprotocols and channel_protocol is None:
+            raise Refused(400, f"port-forward speaks {PORTFORWARD_PROTOCOL} (SPDY in WebSocket) or "
+                               f"{', '.join(channels.PROTOCOLS)}; offered: {ws.subprotocols}")
         target = self._target(namespace, name, None)
         running = [r for r in target.records if r.running]
         if not running:
             raise Refused(400, f'pod "{name}" has no running container to forward to')
         netns_path = self.runtime.netns_of(running[-1])
+        if PORTFORWARD_PROTOCOL not in ws.subprotocols:
+            await self._port_forward_channels(name, target.uid, netns_path, query, channel_protocol, ws)
+            return
         await ws.accept(PORTFORWARD_PROTOCOL)
         forwarder = portforward.Forwarder(lambda: session, lambda port: netns.dial(netns_path, port), name,
                                           target.uid)
@@ -252,6 +258,24 @@ class KubeletApp:
                 task.cancel()
             await asyncio.gather(*forwarder.tasks, return_exceptions=True)
             await ws.close()
+
+
+    @staticmethod
+    async def _port_forward_channels(name: str, uid: str, netns_path: str | None, query: dict[str, list[str]],
+                                     protocol: str | None, ws: WebSocket) -> None:
+        """The channel flavour (the Python client's): ports from the query, two channels each."""
+        try:
+            ports = wsportforward.parse_ports(query.get("port") or query.get("ports") or [])
+        except ValueError as exc:
+            raise Refused(400, str(exc)) from exc
+        await ws.accept(protocol)
+
+        def describe(port: int) -> str:
+            return f"error forwarding port {port} to pod {name}, uid {uid}"
+
+        await wsportforward.serve(ports, lambda port: netns.dial(netns_path, port), ws.send_bytes,
+                                  ws.receive_bytes, describe)
+        await ws.close()
 
 
 async def _until_closed(ws: WebSocket) -> None:

@@ -8,8 +8,10 @@ import socket
 import subprocess
 from typing import Any
 
+import kubernetes
 import pytest
 from conftest import Cluster, running
+from kubernetes.stream import portforward, stream
 from support.waiting import eventually
 
 pytestmark = pytest.mark.kubectl
@@ -149,3 +151,35 @@ def test_port_forward_moves_megabytes_both_ways(cluster: Cluster, namespace: str
         _, err = proc.communicate(timeout=20)
     assert answer.split()[0].decode() == hashlib.md5(payload).hexdigest(), err
     assert received == 8 * 1024 * 1024, err
+
+
+def test_python_client_exec_and_port_forward(cluster: Cluster, namespace: str) -> None:
+    """The official Python client's `stream` (exec over v4/v5 channels) and `portforward` (the
+    channel flavour of port-forward) through the same path."""
+    pod = cluster.create_pod(namespace, "pyserver", ["main"])
+    cluster.start(pod, "main", ["nc", "-ll", "-p", "8080", "-e", "echo", "hello-python"])
+    cluster.set_status(pod, [running("main")])
+    client = cluster.api.api_client("cluster1")
+    try:
+        _python_client_session(kubernetes.client.CoreV1Api(client), namespace)
+    finally:
+        client.close()
+
+
+def _python_client_session(api: kubernetes.client.CoreV1Api, namespace: str) -> None:
+
+    def listening() -> bool:
+        out = stream(api.connect_get_namespaced_pod_exec, "pyserver", namespace,
+                     command=["sh", "-c", "netstat -ltn | grep -c ':8080 '"], stderr=True, stdout=True)
+        return str(out).strip() == "1"
+
+    eventually(listening, timeout=20, what="nc listening in the Pod (checked through the Python client's exec)")
+    forward = portforward(api.connect_get_namespaced_pod_portforward, "pyserver", namespace, ports="8080")
+    conn = forward.socket(8080)
+    conn.setblocking(True)
+    data = b""
+    while chunk := conn.recv(4096):
+        data += chunk
+    conn.close()
+    assert data == b"hello-python\n"
+    assert forward.error(8080) is None
