@@ -115,7 +115,10 @@ def test_scaling_and_progress_deadline(kube: Kube, namespace: str, runtime: Runt
         kube.patch(DEPLOYMENTS, "scaled", {"spec": {"replicas": 3}}, namespace)
         rolled_out(kube, namespace, "scaled", 3)
     kube.patch(DEPLOYMENTS, "scaled", {"spec": {"replicas": 4}}, namespace)  # nobody makes the new Pod ready
-    eventually(lambda: cond(get(kube, namespace, "scaled"), "Progressing").get("reason") == "ReplicaSetUpdated")
+    settled = {"replicas": 4, "updatedReplicas": 4, "readyReplicas": 3, "availableReplicas": 3}
+    eventually(lambda: (lambda d: cond(d, "Progressing").get("reason") == "ReplicaSetUpdated"
+                        and {k: d["status"].get(k) for k in settled} == settled)(get(kube, namespace, "scaled")),
+               what="the new Pod counted, not ready")
     d = get(kube, namespace, "scaled")
     assert cond(d, "Available")["status"] == "True", "3 of 4 available, maxUnavailable 25% of 4 is 1"
     clock.advance(61)
