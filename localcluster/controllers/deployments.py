@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
+from kube import objects
 from kube.rest import DEPLOYMENTS, REPLICA_SETS, Obj
 from localcluster.controllers.deployplan import plan_deployment
 from localcluster.controllers.plans import Plan
@@ -16,4 +17,6 @@ class DeploymentController(OwnerReconciler):
     child_res = REPLICA_SETS
 
     def plan(self, owner: Obj, owned: Sequence[Obj]) -> Plan:
-        return plan_deployment(owner, owned, self.clock.now())
+        ns, mine = objects.namespace_of(owner), {objects.name_of(rs) for rs in owned}
+        return plan_deployment(owner, owned, self.clock.now(),
+                               lambda name: name not in mine and self.children.get(ns, name) is not None)

@@ -9,7 +9,7 @@ status and the conditions `kubectl rollout status` reads (`Available`, `Progress
 from __future__ import annotations
 
 import copy
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from datetime import datetime, timedelta
 
 from kube import objects
@@ -55,7 +55,10 @@ def new_replica_set(deploy: Obj, old: Sequence[Obj]) -> Obj:
     return rs
 
 
-def plan_deployment(deploy: Obj, owned: Sequence[Obj], now: datetime) -> Plan:
+def plan_deployment(deploy: Obj, owned: Sequence[Obj], now: datetime,
+                    taken: Callable[[str], bool] = lambda _name: False) -> Plan:
+    """The Plan for `deploy` over the ReplicaSets it owns; `taken(name)` tells whether a ReplicaSet
+    of that name exists that it does not own (a hash collision: `status.collisionCount` goes up)."""
     if objects.is_deleting(deploy):
         return Plan()
     spec = deploy.get("spec") or {}
@@ -72,6 +75,11 @@ def plan_deployment(deploy: Obj, owned: Sequence[Obj], now: datetime) -> Plan:
         if spec.get("paused"):
             return _with_status(deploy, None, old, actions, "", now)
         new = new_replica_set(deploy, old)
+        if taken(objects.name_of(new)):
+            collisions = int((deploy.get("status") or {}).get("collisionCount") or 0) + 1
+            patch = {"status": {"collisionCount": collisions}}
+            return Plan((Patch(DEPLOYMENTS, objects.namespace_of(deploy), objects.name_of(deploy), patch,
+                               status=True),))
         actions.append(Create(REPLICA_SETS, new))
         actions.append(_scaled(deploy, new, 0, ro.replicas_of(new)))
         return _with_status(deploy, new, old, actions, "NewReplicaSetCreated", now)

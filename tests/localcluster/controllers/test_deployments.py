@@ -10,6 +10,7 @@ from support.waiting import eventually
 from kube.clock import FakeClock
 from kube.controller import Runtime
 from kube.rest import DEPLOYMENTS, REPLICA_SETS, Kube, Obj
+from localcluster.controllers import rollout
 
 
 def deployment(name: str, replicas: int, **spec: Any) -> Obj:
@@ -130,3 +131,20 @@ def test_scaling_and_progress_deadline(kube: Kube, namespace: str, runtime: Runt
     assert cond(d, "Available")["status"] == "True"
     kube.patch(DEPLOYMENTS, "scaled", {"spec": {"replicas": 5}}, namespace)
     eventually(lambda: cond(get(kube, namespace, "scaled"), "Available").get("reason") == "MinimumReplicasUnavailable")
+
+
+def test_a_replicaset_name_taken_by_another_bumps_the_collision_count(kube: Kube, namespace: str, runtime: Runtime,
+                                                                      kubelet: FakeKubelet) -> None:
+    created = kube.create(DEPLOYMENTS, deployment("coll", 1, paused=True), namespace)
+    digest = rollout.template_hash(created["spec"]["template"])
+    other = {"metadata": {"labels": {"app": "other"}},
+             "spec": {"containers": [{"name": "main", "image": "busybox", "command": ["sleep", "1"]}]}}
+    squatter = {"metadata": {"name": f"coll-{digest}"},
+                "spec": {"replicas": 0, "selector": {"matchLabels": {"app": "other"}}, "template": other}}
+    kube.create(REPLICA_SETS, squatter, namespace)
+    with kubelet.serve():
+        kube.patch(DEPLOYMENTS, "coll", {"spec": {"paused": False}}, namespace)
+        d = rolled_out(kube, namespace, "coll", 1)
+    assert d["status"]["collisionCount"] == 1
+    names = {rs["metadata"]["name"] for rs in kube.list(REPLICA_SETS, namespace)[0]}
+    assert names == {f"coll-{digest}", f"coll-{rollout.template_hash(created['spec']['template'], 1)}"}
