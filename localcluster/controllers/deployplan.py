@@ -181,6 +181,13 @@ def _with_status(deploy: Obj, new: Obj | None, old: Sequence[Obj], actions: list
 def _progressing(deploy: Obj, new: Obj | None, old: Sequence[Obj], status: Obj, current: Obj,
                  conditions: list[Obj], event: str, now: datetime) -> tuple[list[Obj], float | None]:
     stamp = rfc3339(now)
+    found = objects.condition(conditions, "Progressing") or {}
+    if (deploy.get("spec") or {}).get("paused"):  # no deadline while paused (kubectl rollout pause)
+        return _set(conditions, "Progressing", "Unknown", "DeploymentPaused", "Deployment is paused", stamp,
+                    False), None
+    if found.get("reason") == "DeploymentPaused":
+        conditions = _set(conditions, "Progressing", "Unknown", "DeploymentResumed", "Deployment is resumed",
+                          stamp, True)
     if new is None:
         return conditions, None
     rs_name = objects.name_of(new)
@@ -192,8 +199,8 @@ def _progressing(deploy: Obj, new: Obj | None, old: Sequence[Obj], status: Obj, 
     moved = event or any(int(status.get(f) or 0) > int(current.get(f) or 0)
                          for f in ("updatedReplicas", "readyReplicas", "availableReplicas"))
     moved = moved or int(status["replicas"]) < int(current.get("replicas") or 0)
-    found = objects.condition(conditions, "Progressing")
-    if moved or found is None or found.get("reason") == "NewReplicaSetAvailable":
+    found = objects.condition(conditions, "Progressing") or {}
+    if moved or found.get("reason") in (None, "NewReplicaSetAvailable", "DeploymentResumed"):
         return _set(conditions, "Progressing", "True", "ReplicaSetUpdated", f'ReplicaSet "{rs_name}" is progressing.',
                     stamp, True), _deadline(deploy)
     if found.get("reason") == "ProgressDeadlineExceeded":

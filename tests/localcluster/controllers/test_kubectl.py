@@ -55,6 +55,11 @@ def test_kubectl_rollout_status_and_scale(apiserver: ApiServer, namespace: str, 
                    for p in pods)
         history = kubectl(apiserver, namespace, "rollout", "history", "deployment/web")
         assert "1 " in history and "2 " in history
+        kubectl(apiserver, namespace, "rollout", "pause", "deployment/web")
+        eventually(lambda: (lambda c: c["reason"] == "DeploymentPaused" and c["status"] == "Unknown")(next(
+            c for c in apiserver.get("-n", namespace, "deployment", "web", context="cluster1")["status"]["conditions"]
+            if c["type"] == "Progressing")), what="Progressing: DeploymentPaused")
+        kubectl(apiserver, namespace, "rollout", "resume", "deployment/web")
         kubectl(apiserver, namespace, "rollout", "undo", "deployment/web")
         out = kubectl(apiserver, namespace, "rollout", "status", "deployment/web", "--timeout=60s", timeout=90)
         assert 'deployment "web" successfully rolled out' in out
