@@ -158,7 +158,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _rt("", "v1", "Endpoints", "endpoints", True, ("ep",), False, (p.AGE,)),
     _rt("", "v1", "ResourceQuota", "resourcequotas", True, ("quota",), True, (p.AGE,)),
     _rt("", "v1", "LimitRange", "limitranges", True, ("limits",), False, (p.AGE,)),
-    _rt("", "v1", "Node", "nodes", False, ("no",), True, w.NODE_COLUMNS),
+    _rt("", "v1", "Node", "nodes", False, ("no",), True, p.NODE_COLUMNS),
     _rt(
         "",
         "v1",
@@ -175,7 +175,7 @@ BUILTINS: tuple[ResourceType, ...] = (
     _rt("apps", "v1", "ReplicaSet", "replicasets", True, ("rs",), True, w.REPLICA_COLUMNS, ("all",), ("scale",)),
     _rt("apps", "v1", "DaemonSet", "daemonsets", True, ("ds",), True, w.DAEMONSET_COLUMNS, ("all",)),
     _rt("batch", "v1", "Job", "jobs", True, (), True, w.JOB_COLUMNS, ("all",)),
-    _rt("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True, (), False, w.ENDPOINTSLICE_COLUMNS),
+    _rt("discovery.k8s.io", "v1", "EndpointSlice", "endpointslices", True, (), False, p.ENDPOINTSLICE_COLUMNS),
     _rt(
         "apiregistration.k8s.io",
         "v1",
@@ -184,10 +184,10 @@ BUILTINS: tuple[ResourceType, ...] = (
         False,
         (),
         True,
-        w.APISERVICE_COLUMNS,
+        p.APISERVICE_COLUMNS,
         ("api-extensions",),
     ),
-    _rt("storage.k8s.io", "v1", "CSIDriver", "csidrivers", False, (), False, w.CSIDRIVER_COLUMNS),
+    _rt("storage.k8s.io", "v1", "CSIDriver", "csidrivers", False, (), False, p.CSIDRIVER_COLUMNS),
     _rt(
         "storage.k8s.io",
         "v1",
@@ -196,7 +196,7 @@ BUILTINS: tuple[ResourceType, ...] = (
         True,
         (),
         False,
-        w.CSISTORAGECAPACITY_COLUMNS,
+        p.CSISTORAGECAPACITY_COLUMNS,
     ),
     _rt("rbac.authorization.k8s.io", "v1", "Role", "roles", True, (), False, (p.CREATED_AT,)),
     _rt(

@@ -85,7 +85,7 @@ async def serve(cluster: Cluster, request: Request, target: Target) -> Response:
     else:
         media = decoding.media_type(content_type)
         if media not in (MERGE, JSON_PATCH, STRATEGIC):
-            raise errors.unsupported_media_type()
+            raise errors.unsupported_media_type((JSON_PATCH, MERGE, STRATEGIC))
         patch = await decoding.decode_async(content_type, raw, decoding.PATCH_TYPES)
         scale = _patched(to_scale(target.rt, current), media, patch)
     return _rescale(cluster, target, current, scale, opts)

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from apiserver import printers as p
 from apiserver import workloadprinters as w
 
 
@@ -50,5 +51,5 @@ def test_job_cells() -> None:
 def test_node_status_and_roles() -> None:
     node = {"metadata": {"labels": {"node-role.kubernetes.io/worker": ""}},
             "spec": {"unschedulable": True}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
-    assert (w._node_status(node), w._node_roles(node)) == ("Ready,SchedulingDisabled", "worker")
-    assert w._node_status({"status": {}}) == "Unknown" and w._node_roles({}) == "<none>"
+    assert (p._node_status(node), p._node_roles(node)) == ("Ready,SchedulingDisabled", "worker")
+    assert p._node_status({"status": {}}) == "Unknown" and p._node_roles({}) == "<none>"
