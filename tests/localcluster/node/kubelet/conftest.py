@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -22,6 +23,27 @@ from localcluster.node.layout import NodeLayout
 
 @pytest.fixture
 def kubelet(apiserver: ApiServer, tmp_path: Path) -> Iterator[KubeletEnv]:
+    """A Node on the session's API server (plain HTTP, no authentication)."""
+    with kubelet_on(apiserver, tmp_path) as env:
+        yield env
+
+
+@pytest.fixture(scope="module")
+def authed_apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
+    """An API server with its default identity (HTTPS, tokens): service-account tokens exist only there."""
+    server = ApiServer(tmp_path_factory.mktemp("authed-apiserver"), clusters=("cluster1",), auth=True).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def authed_kubelet(authed_apiserver: ApiServer, tmp_path: Path) -> Iterator[KubeletEnv]:
+    with kubelet_on(authed_apiserver, tmp_path) as env:
+        yield env
+
+
+@contextmanager
+def kubelet_on(apiserver: ApiServer, tmp_path: Path) -> Iterator[KubeletEnv]:
     kube = Kube(apiserver.api_client("cluster1"), field_manager="kubelet")
     suffix = uuid.uuid4().hex[:6]
     namespace, node_name = f"kl-{suffix}", f"node-{suffix}"

@@ -12,7 +12,7 @@ from support.apiserver import ApiServer
 from support.waiting import eventually
 
 from kube.controller import Runtime
-from kube.rest import PODS, Kube
+from kube.rest import EVENTS, PODS, Kube
 from localcluster.node.kubelet import Node
 from localcluster.node.layout import NodeLayout
 
@@ -51,7 +51,13 @@ class KubeletEnv:
             pod = self.get(name)
             return pod if (pod.get("status") or {}).get("phase") == phase else None
 
-        return eventually(reached, timeout=timeout, interval=0.2, what=f"pod {name} {phase}")
+        try:
+            return eventually(reached, timeout=timeout, interval=0.2, what=f"pod {name} {phase}")
+        except AssertionError as exc:
+            events, _ = self.kube.list(EVENTS, self.namespace)
+            seen = [f"{e.get('reason')}: {e.get('message')}" for e in events
+                    if (e.get("involvedObject") or {}).get("name") == name]
+            raise AssertionError(f"{exc}\nstatus: {self.get(name).get('status')}\nevents: {seen}") from None
 
     def log(self, pod: dict[str, Any], container: str = "main", attempt: int = 0) -> str:
         path = NodeLayout(self.state_dir).log_path(pod["metadata"]["uid"], container, attempt)

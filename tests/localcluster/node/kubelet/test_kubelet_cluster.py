@@ -9,7 +9,7 @@ import pytest
 from kubeletenv import KubeletEnv
 from support.waiting import eventually
 
-from kube.rest import LEASES, NODES, PODS
+from kube.rest import LEASES, NODES, PODS, Resource
 from localcluster.node.layout import NodeLayout
 
 
@@ -40,16 +40,22 @@ def test_an_unscheduled_pod_is_bound_to_the_node_and_runs(kubelet: KubeletEnv) -
     assert kubelet.log(pod) == "scheduled\n"
 
 
-def test_the_service_account_volume_holds_token_ca_and_namespace(kubelet: KubeletEnv) -> None:
+def test_the_service_account_volume_holds_token_ca_and_namespace(authed_kubelet: KubeletEnv) -> None:
+    kubelet = authed_kubelet
     sa_dir = "/var/run/secrets/kubernetes.io/serviceaccount"
-    kubelet.pod("sa", f"ls {sa_dir}; cat {sa_dir}/namespace; echo; test -s {sa_dir}/token && echo has-token")
+    accounts = Resource("", "v1", "serviceaccounts", "ServiceAccount")
+    try:  # the API server's controller creates `default` in a new namespace shortly after it
+        eventually(lambda: kubelet.kube.get(accounts, "default", kubelet.namespace), timeout=10, what="default SA")
+    except AssertionError:
+        pytest.skip("the API server creates no default ServiceAccount")
+    kubelet.pod("sa", f"ls {sa_dir}; cat {sa_dir}/namespace; echo; test -s {sa_dir}/token && echo has-token; true")
     pod = kubelet.wait_phase("sa", "Succeeded")
     mounts = pod["spec"]["containers"][0].get("volumeMounts") or []
     if not any(m["mountPath"] == sa_dir for m in mounts):
         pytest.skip("the API server adds no service-account volume (its admission is not there)")
     out = kubelet.log(pod).splitlines()
     assert {"ca.crt", "namespace", "token"} <= set(out[:3])
-    assert kubelet.namespace in out and "has-token" in out
+    assert kubelet.namespace in out and "has-token" in out, out
 
 
 def test_a_pod_removed_at_once_is_killed_as_an_orphan(kubelet: KubeletEnv) -> None:
