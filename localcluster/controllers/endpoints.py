@@ -95,8 +95,9 @@ class EndpointSliceController(_ServiceReconciler):
         ns, name, service = self._service(key)
         if service is None or not (service.get("spec") or {}).get("selector") or objects.is_deleting(service):
             return None  # the garbage collector removes the slices of a deleted Service
-        if self.expectations.pending(key, lambda n: self.slices.get(ns, n)):
-            return None
+        wait = self.expectations.pending(key, lambda n: self.slices.get(ns, n))
+        if wait is not None:
+            return wait
         existing = [s for s in self.slices.items(ns) if slice_service(s) == [key] and not objects.is_deleting(s)]
         plan = plan_slices(service, ep.backends(service, self.pods.items(ns)), existing)
         apply_plan(self.kube, plan, self.expectations, key)

@@ -2,9 +2,10 @@
 
 After a reconcile creates two Pods, the informer may take a moment to show them; a reconcile in
 that moment would count too few and create two more. `Expectations` remembers the names written
-per controller key; `pending(key, cache)` is true until the cache shows every created name and no
+per controller key; `pending(key, cache)` answers until the cache shows every created name and no
 longer shows a deleted one as live (or a few seconds passed: an object created and deleted by
-someone else before we saw it must not block the controller forever). In memory only: after a
+someone else before we saw it must not block the controller forever), with the seconds left, so
+the controller looks again then at the latest. In memory only: after a
 restart the caches are synced before any reconcile, so there is nothing to wait for.
 """
 
@@ -34,15 +35,17 @@ class Expectations:
         with self._lock:
             self._deletes.setdefault(key, {})[name] = time.monotonic() + self.expiry
 
-    def pending(self, key: Hashable, lookup: Callable[[str], Obj | None]) -> bool:
-        """Whether writes for `key` are still unobserved; `lookup(name)` reads the cache."""
+    def pending(self, key: Hashable, lookup: Callable[[str], Obj | None]) -> float | None:
+        """Seconds until the unobserved writes for `key` stop counting (None: nothing pending);
+        `lookup(name)` reads the cache."""
         now = time.monotonic()
         with self._lock:
             creates = {n: t for n, t in self._creates.get(key, {}).items() if t > now and lookup(n) is None}
             deletes = {n: t for n, t in self._deletes.get(key, {}).items() if t > now and _live(lookup(n))}
             self._store(self._creates, key, creates)
             self._store(self._deletes, key, deletes)
-            return bool(creates or deletes)
+            left = [*creates.values(), *deletes.values()]
+            return min(left) - now if left else None
 
     @staticmethod
     def _store(table: dict[Hashable, dict[str, float]], key: Hashable, left: dict[str, float]) -> None:

@@ -51,8 +51,9 @@ class OwnerReconciler:
         if owner is None:
             return None
         owner = {"apiVersion": self.owner_res.api_version, "kind": self.owner_res.kind, **owner}
-        if self.expectations.pending(key, lambda n: self.children.get(namespace, n)):
-            return None  # the watch events of our own writes bring the key back
+        wait = self.expectations.pending(key, lambda n: self.children.get(namespace, n))
+        if wait is not None:
+            return wait  # the watch events of our own writes bring the key back sooner
         claimed = podfacts.claim(self.children.items(namespace), owner, self.selector(owner), self.child_res)
         plan = self.plan(owner, claimed.owned)
         apply_plan(self.kube, Plan(claimed.patches + plan.actions, plan.requeue), self.expectations, key,

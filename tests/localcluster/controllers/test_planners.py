@@ -116,3 +116,22 @@ def test_completed_index_ranges() -> None:
     assert jobindex.format_ranges([5, 0, 1, 2, 7, 8]) == "0-2,5,7-8"
     assert jobindex.parse_ranges("0-2,5,7-8") == {0, 1, 2, 5, 7, 8}
     assert jobindex.parse_ranges("") == set() and jobindex.format_ranges([]) == ""
+
+
+def test_expectations_hold_until_the_cache_shows_the_writes() -> None:
+    from localcluster.controllers.expectations import Expectations
+
+    seen: dict[str, Obj] = {}
+    exp = Expectations(expiry=5.0)
+    exp.created("k", "pod-a")
+    exp.deleted("k", "pod-b")
+    seen["pod-b"] = {"metadata": {"name": "pod-b"}}
+    wait = exp.pending("k", seen.get)
+    assert wait is not None and 0 < wait <= 5.0
+    seen["pod-a"] = {"metadata": {"name": "pod-a"}}
+    assert exp.pending("k", seen.get) is not None, "pod-b still live"
+    seen["pod-b"] = {"metadata": {"name": "pod-b", "deletionTimestamp": "2026-01-01T00:00:00Z"}}
+    assert exp.pending("k", seen.get) is None
+    gone = Expectations(expiry=0.0)
+    gone.created("k", "never-seen")
+    assert gone.pending("k", seen.get) is None, "an expired expectation holds nothing back"
