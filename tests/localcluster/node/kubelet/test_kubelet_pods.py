@@ -89,7 +89,7 @@ def test_secret_configmap_emptydir_and_env_are_visible(kubelet: KubeletEnv) -> N
 def test_a_pod_cannot_change_files_outside_its_volumes(kubelet: KubeletEnv, tmp_path: Path) -> None:
     marker = tmp_path / "host-file"
     marker.write_text("original\n")
-    script = (f"echo changed > {marker} 2>/dev/null; echo new > /etc/passwd 2>/dev/null; "
+    script = (f"(echo changed > {marker}) 2>/dev/null; (echo new > /etc/passwd) 2>/dev/null; "
               f"echo hi > /tmp/t && cat /tmp/t; cat {marker} 2>/dev/null || echo no-such-file; exit 0")
     kubelet.pod("jail", script)
     pod = kubelet.wait_phase("jail", "Succeeded")
