@@ -135,3 +135,12 @@ def test_expectations_hold_until_the_cache_shows_the_writes() -> None:
     gone = Expectations(expiry=0.0)
     gone.created("k", "never-seen")
     assert gone.pending("k", seen.get) is None, "an expired expectation holds nothing back"
+
+
+def test_max_unavailable_zero_waits_for_the_new_pod_before_removing_an_old_one() -> None:
+    d = deploy(2, type="RollingUpdate", rollingUpdate={"maxSurge": 1, "maxUnavailable": 0})
+    old = rs("old", 2, 2)
+    assert rollout.rolling_new(d, rs("new", 0, 0), [rs("new", 0, 0), old]) == 1
+    assert rollout.rolling_new(d, rs("new", 1, 0), [rs("new", 1, 0), old]) == 1, "no room above the surge"
+    assert rollout.rolling_old(d, rs("new", 1, 0), [old], [rs("new", 1, 0), old]) == {}
+    assert rollout.rolling_old(d, rs("new", 1, 1), [old], [rs("new", 1, 1), old]) == {"old": 1}
