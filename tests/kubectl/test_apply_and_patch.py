@@ -114,7 +114,9 @@ def test_client_side_apply_of_a_service_merges_ports_by_key(apiserver: ApiServer
     ]
     assert spec["clusterIP"]
     table = apiserver.kubectl("get", "svc", "rsync", "-n", namespace).stdout.splitlines()
-    assert table[1].split()[1:5] == ["LoadBalancer", spec["clusterIP"], "<pending>", "22/TCP,9022/TCP"]
+    node_ports = [p["nodePort"] for p in spec["ports"]]  # a LoadBalancer Service gets node ports, as upstream
+    assert table[1].split()[1:5] == ["LoadBalancer", spec["clusterIP"], "<pending>",
+                                     f"22:{node_ports[0]}/TCP,9022:{node_ports[1]}/TCP"]
 
 
 def test_server_side_apply_owns_fields(apiserver: ApiServer, namespace: str) -> None:
