@@ -124,6 +124,11 @@ def _job_causes(job: Obj) -> list[FieldCause]:
     if policy not in ("OnFailure", "Never"):
         detail = 'supported values: "OnFailure", "Never"'
         out.append(cause(NOT_SUPPORTED, "spec.template.spec.restartPolicy", detail, policy))
+    uid = (job.get("metadata") or {}).get("uid")
+    selector = spec.get("selector")
+    generated = spec.get("manualSelector") is not True and uid and isinstance(selector, dict)
+    if generated and not _selector_matches(selector, {JOB_UID_LABEL: uid}, plain=False):
+        out.append(cause(INVALID, "spec.selector", "`selector` not auto-generated", selector))
     for field in ("parallelism", "completions", "backoffLimit", "activeDeadlineSeconds"):
         value = spec.get(field)
         if isinstance(value, int) and not isinstance(value, bool) and value < 0:

@@ -51,6 +51,14 @@ def test_job_with_restart_policy_always_is_invalid(apiserver: ApiServer, namespa
         'The Job "bad" is invalid: spec.template.spec.restartPolicy: Unsupported value: "Always": '
         'supported values: "OnFailure", "Never"')
     assert apiserver.kubectl("get", "job", "bad", "-n", namespace, check=False).returncode == 1
+    chosen = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "chosen", "namespace": namespace},
+              "spec": {"selector": {"matchLabels": {"app": "c"}},
+                       "template": {"metadata": {"labels": {"app": "c"}},
+                                    "spec": {"restartPolicy": "Never",
+                                             "containers": [{"name": "c", "image": "busybox"}]}}}}
+    res = apiserver.kubectl("create", "-f", "-", input=json.dumps(chosen), check=False)
+    assert res.returncode == 1 and "spec.selector: Invalid value:" in res.stderr
+    assert "`selector` not auto-generated" in res.stderr
 
 
 def test_create_deployment_defaults_and_selector_mismatch(apiserver: ApiServer, namespace: str) -> None:
