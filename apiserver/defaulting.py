@@ -62,6 +62,14 @@ def _default_pv(obj: Obj) -> None:
     obj.setdefault("status", {}).setdefault("phase", "Pending")
 
 
+def _default_endpointslice(obj: Obj) -> None:
+    """Each port gets `name: ""` and `protocol: TCP`, as upstream's EndpointPort defaulter."""
+    for port in obj.get("ports") or []:
+        if isinstance(port, dict):
+            port.setdefault("name", "")
+            port.setdefault("protocol", "TCP")
+
+
 def _default_pod(obj: Obj) -> None:
     podspecs.default_pod(obj)
     causes = podspecs.pod_spec_causes(obj.get("spec"), "spec")
@@ -117,6 +125,8 @@ def apply_defaults(rt: ResourceType, obj: Obj) -> None:
         _default_pv(obj)
     elif rt.key == "/pods":
         _default_pod(obj)
+    elif rt.key == "discovery.k8s.io/endpointslices":
+        _default_endpointslice(obj)
     elif rt.key == apiservices.KEY:
         apiservices.default_status(obj)
     elif rt.key in workloaddefaults.WORKLOAD_KINDS:

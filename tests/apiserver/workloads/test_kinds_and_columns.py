@@ -90,6 +90,11 @@ def test_endpointslices(apiserver: ApiServer, namespace: str) -> None:
     row = apiserver.kubectl("get", "endpointslices", "-n", namespace, "--no-headers").stdout
     assert row.split()[:4] == ["svc-abc", "IPv4", "80", "10.1.0.2,10.1.0.3,10.1.0.4"]
     assert "+ 2 more..." in row
+    eps["metadata"]["name"] = "svc-def"  # type: ignore[index]
+    eps["ports"] = [{"port": 8080}]
+    apiserver.apply_yaml(json.dumps(eps))
+    assert apiserver.get("endpointslice", "svc-def", "-n", namespace)["ports"] == [
+        {"name": "", "port": 8080, "protocol": "TCP"}]
     apiserver.kubectl("delete", "endpointslice", "svc-abc", "-n", namespace)
 
 
