@@ -48,6 +48,16 @@ def _start_runner(kubelet: KubeletEnv) -> subprocess.Popen[str]:
     return proc
 
 
+def _stop_runners(*procs: subprocess.Popen[str] | None) -> None:
+    for proc in procs:
+        if proc is not None:
+            if proc.poll() is None:
+                proc.kill()
+            proc.wait()
+            if proc.stdout is not None:
+                proc.stdout.close()
+
+
 def test_a_running_pod_is_adopted_after_kill_9_of_the_kubelet(kubelet: KubeletEnv) -> None:
     kubelet.runtime.stop()
     kubelet.node.stop()  # this test's kubelet runs in child processes instead
@@ -68,13 +78,7 @@ def test_a_running_pod_is_adopted_after_kill_9_of_the_kubelet(kubelet: KubeletEn
         assert [r.attempt for r in kubelet.node.containers.containers(uid)] == [0]  # never started twice
         assert kubelet.log(done) == "start\ndone\n"
     finally:
-        for proc in (first, second):
-            if proc is not None:
-                if proc.poll() is None:
-                    proc.kill()
-                proc.wait()
-                if proc.stdout is not None:
-                    proc.stdout.close()
+        _stop_runners(first, second)
 
 
 def test_init_containers_then_app_with_probes(kubelet: KubeletEnv) -> None:
@@ -120,3 +124,30 @@ def test_an_unmappable_image_gives_err_image_pull(kubelet: KubeletEnv) -> None:
     assert state["reason"] in ("ErrImagePull", "ImagePullBackOff")
     assert "example.com/not-here:1" in state["message"]
     assert kubelet.get("noimage")["status"]["phase"] == "Pending"
+
+
+def test_an_exit_while_the_kubelet_was_down_is_recorded_and_restarted(kubelet: KubeletEnv) -> None:
+    kubelet.runtime.stop()
+    kubelet.node.stop()
+    first = _start_runner(kubelet)
+    second: subprocess.Popen[str] | None = None
+    try:
+        pod = kubelet.pod("flaky", "sleep 1; exit 3", restart="OnFailure")
+        kubelet.wait_phase("flaky", "Running")
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+        uid = pod["metadata"]["uid"]
+        eventually(lambda: not any(r.running for r in kubelet.node.containers.containers(uid)), timeout=20,
+                   what="the container ended while no kubelet ran")
+        second = _start_runner(kubelet)
+
+        def restarted() -> dict[str, Any] | None:
+            statuses = (kubelet.get("flaky").get("status") or {}).get("containerStatuses") or []
+            return statuses[0] if statuses and statuses[0]["restartCount"] >= 1 else None
+
+        status = eventually(restarted, timeout=40, interval=0.2, what="restarted after the back-off")
+        assert status["lastState"]["terminated"]["exitCode"] == 3
+        attempts = [r.attempt for r in kubelet.node.containers.containers(uid)]
+        assert attempts[:2] == [0, 1] and len(attempts) == len(set(attempts))
+    finally:
+        _stop_runners(first, second)
