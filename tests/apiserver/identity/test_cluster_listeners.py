@@ -95,13 +95,13 @@ def test_the_kubernetes_service_endpoints_and_slice_lead_to_the_listener(identit
         assert eps["ports"] == [{"name": "https", "port": port, "protocol": "TCP"}]
 
 
-def test_a_restart_moves_the_listeners_and_rewrites_the_objects(tmp_path: Path) -> None:
+def test_a_restart_after_kill_9_moves_the_listeners_and_rewrites_the_objects(tmp_path: Path) -> None:
     server = identity_server(tmp_path / "api").start()
     try:
         view = Identity(server)
         before = view.ports
         uid = view.get("cluster1", "/api/v1/namespaces/default/services/kubernetes").json()["metadata"]["uid"]
-        server.stop()
+        server.kill()  # kill -9: listeners.json and the objects are rewritten at the next start
         server.start()
         after = view.ports
         assert after != before  # fresh free ports

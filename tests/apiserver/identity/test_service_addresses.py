@@ -115,12 +115,12 @@ def test_each_cluster_allocates_from_its_own_range(identity: Identity) -> None:
         assert ip.startswith(kubernetes_ip.rsplit(".", 2)[0] + ".") and ip != kubernetes_ip
 
 
-def test_a_taken_address_is_422_from_the_server_and_survives_a_restart(tmp_path: Path) -> None:
+def test_a_taken_address_is_422_from_the_server_and_survives_kill_9(tmp_path: Path) -> None:
     server = identity_server(tmp_path / "api").start()
     try:
         server.kubectl("create", "service", "nodeport", "first", "--tcp=80", context="cluster1")
         first = server.get("service", "first", context="cluster1")["spec"]
-        server.stop()
+        server.kill()  # kill -9: the allocations are rebuilt from the stored Services
         server.start()
         server.kubectl("create", "service", "clusterip", "second", "--tcp=80", context="cluster1")
         second = server.get("service", "second", context="cluster1")["spec"]
