@@ -16,7 +16,8 @@ authenticated ServiceAccount may do everything on its cluster).
 
 A token authenticates while its signature is right, `nbf <= now < exp`, one of its audiences is
 the API server's (`https://kubernetes.default.svc.cluster.local`), its ServiceAccount exists with
-the same uid, and the Pod or Secret it is bound to still exists with the same uid.
+the same uid, and the Pod or Secret it is bound to still exists with the same uid (and, if it is
+being deleted, its deletion time is less than a minute past).
 """
 
 from __future__ import annotations
@@ -46,6 +47,7 @@ MIN_EXPIRATION = 600
 KUBELET_EXPIRATION = 3607  # the projected volume's; extended to a year for Pod-bound tokens
 EXTENDED_EXPIRATION = 365 * 24 * 3600
 KEY_FILE = "serviceaccount-signing.key"
+_DELETED_GRACE_SECONDS = 60
 
 
 def signing_secret(data_dir: Path) -> bytes:
@@ -143,9 +145,22 @@ def subject(claims: dict[str, Any], store: Store) -> tuple[str, str, str] | None
         if ref is None:
             continue
         obj = store.get(key, namespace, str(ref.get("name", ""))) if isinstance(ref, dict) else None
-        if obj is None or (obj.get("metadata") or {}).get("uid") != ref.get("uid"):
+        if obj is None or (obj.get("metadata") or {}).get("uid") != ref.get("uid") or _deleted_long_ago(obj):
             return None
     return namespace, str(account["name"]), str(account["uid"])
+
+
+def _deleted_long_ago(obj: Obj) -> bool:
+    """A bound object whose deletion time passed more than a minute ago (upstream's grace for a
+    terminating Pod's token) no longer backs a token."""
+    stamp = (obj.get("metadata") or {}).get("deletionTimestamp")
+    if not isinstance(stamp, str):
+        return False
+    try:
+        deleted = datetime.fromisoformat(stamp.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return False
+    return deleted + _DELETED_GRACE_SECONDS < time.time()
 
 
 def _invalid(name: str, value: Any, detail: str) -> errors.ApiError:

@@ -14,7 +14,8 @@ import httpx
 import kubernetes
 from identitykit import Identity
 
-from apiserver.satokens import ISSUER, TokenIssuer
+from apiserver.satokens import ISSUER, Bound, TokenIssuer, subject
+from apiserver.store import Change, Store
 
 SA_GROUPS = ["system:serviceaccounts", "system:serviceaccounts:{ns}", "system:authenticated"]
 
@@ -160,3 +161,26 @@ def test_a_bad_jwt_shaped_header_is_401_not_500(identity: Identity) -> None:
             res = http.get(identity.listener("cluster1") + "/api/v1/namespaces",
                            headers={"Authorization": f"Bearer {token}".encode()})
         assert res.status_code == 401, token
+
+
+def test_a_token_bound_to_a_terminating_pod_works_until_a_minute_after_its_deletion_time(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
+    try:
+        account = {"metadata": {"name": "default", "namespace": "ns", "uid": "sa-uid"}}
+        store.commit([Change("ADDED", "/serviceaccounts", account)])
+        issuer = TokenIssuer(b"k" * 32, "c1")
+        token = issuer.mint(account, [ISSUER], 600, Bound("Pod", "p", "pod-uid"))
+        claims = issuer.claims(token)
+        assert claims is not None
+
+        def pod_deleted(seconds_ago: int) -> tuple[str, str, str] | None:
+            stamp = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(time.time() - seconds_ago))
+            pod = {"metadata": {"name": "p", "namespace": "ns", "uid": "pod-uid", "deletionTimestamp": stamp}}
+            store.commit([Change("MODIFIED" if store.get("/pods", "ns", "p") else "ADDED", "/pods", pod)])
+            return subject(claims, store)
+
+        assert pod_deleted(-30) == ("ns", "default", "sa-uid")  # graceful deletion under way
+        assert pod_deleted(30) == ("ns", "default", "sa-uid")
+        assert pod_deleted(120) is None
+    finally:
+        store.close()
