@@ -46,6 +46,7 @@ from localcluster.node.runtime import ContainerRecord, ContainerRuntime
 from localcluster.node.volumes import MountError, PodVolumes
 
 log = logging.getLogger("localcluster.kubelet")
+VOLUME_RESYNC_SECONDS = 60.0  # Secret/ConfigMap/downward API files follow their sources (kubelet: ~1 min)
 Obj = dict[str, Any]
 
 
@@ -53,9 +54,9 @@ def container_key(rec: ContainerRecord) -> str:
     return f"{rec.pod_uid}.{rec.name}.{rec.attempt}"
 
 
-def observe(rec: ContainerRecord) -> Observed:
+def observe(rec: ContainerRecord, image_id: str = "") -> Observed:
     return Observed(rec.name, rec.attempt, container_key(rec), rec.running, rec.exit_code, rec.started_at,
-                    rec.finished_at)
+                    rec.finished_at, image_id)
 
 
 @dataclass
@@ -68,7 +69,7 @@ class PodMemory:
     term_sent: bool = False
     status: Obj | None = None
     attachment: PodAttachment | None = None
-    prepared: bool = False
+    prepared_at: datetime | None = None  # volumes last written (re-synced every REFRESH_SECONDS)
     names: set[str] = field(default_factory=set)
     pull_failures: dict[str, int] = field(default_factory=dict)
     reported: set[str] = field(default_factory=set)  # one-off events already recorded
@@ -108,7 +109,8 @@ class PodSync:
 
     def _prepare(self, pod: Mapping[str, Any], mem: PodMemory, uid: str) -> str:
         now = self.clock.now()
-        if mem.prepared and not self.volumes.tokens_due(uid, now):
+        fresh = mem.prepared_at is not None and (now - mem.prepared_at).total_seconds() < VOLUME_RESYNC_SECONDS
+        if fresh and not self.volumes.tokens_due(uid, now):
             return ""
         assert mem.attachment is not None
         try:
@@ -117,7 +119,7 @@ class PodSync:
         except (MountError, OSError) as exc:
             self.recorder.event(dict(pod), "Warning", "FailedMount", f"MountVolume.SetUp failed: {exc}")
             return str(exc)
-        mem.prepared = True
+        mem.prepared_at = now
         return ""
 
     def _once(self, pod: Mapping[str, Any], mem: PodMemory, tag: str, type_: str, reason: str, msg: str) -> None:
@@ -147,7 +149,7 @@ class PodSync:
                 mem.attachment = self.network.attach(uid)
             facts_extra["mount_error"] = self._prepare(pod, mem, uid)
             errors = self._image_errors(pod, mem)
-        records = [observe(r) for r in self.containers.containers(uid)]
+        records = self._observed(pod, uid)
         running = {o.container_id for o in records if o.running}
         ready, started, unhealthy = self.prober.verdicts(running)
         facts = PodFacts(now=self.clock.now(), image_errors=errors, unhealthy=unhealthy, term_sent=mem.term_sent,
@@ -159,7 +161,7 @@ class PodSync:
         if any(isinstance(a, Finish) for a in plan.actions):
             return None
         if any(isinstance(a, StartContainer) for a in plan.actions) or config_errors:
-            records = [observe(r) for r in self.containers.containers(uid)]
+            records = self._observed(pod, uid)
             plan = plan_pod(view, records, replace(facts, now=self.clock.now()))
         self._track_probes(key, pod, mem, records)
         self._backoff_events(pod, mem, plan)
@@ -173,6 +175,17 @@ class PodSync:
             self.network.detach(uid)
             mem.attachment = None
         return plan.requeue_after
+
+    def _observed(self, pod: Mapping[str, Any], uid: str) -> list[Observed]:
+        """The runtime's records of the Pod, each with the image it runs as `local://<kind>/<image>`."""
+        spec = pod.get("spec") or {}
+        ids: dict[str, str] = {}
+        for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            try:
+                ids[str(c.get("name"))] = f"local://{self.images.kind_of(str(c.get('image', '')))}/{c.get('image')}"
+            except ImageError:
+                continue
+        return [observe(r, ids.get(r.name, "")) for r in self.containers.containers(uid)]
 
     def execute(self, key: Hashable, pod: Obj, plan: PodPlan, mem: PodMemory) -> dict[str, str]:
         """Apply the plan's actions; returns containers that could not be configured (name -> why)."""

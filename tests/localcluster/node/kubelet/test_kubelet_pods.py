@@ -21,6 +21,7 @@ def test_busybox_pod_succeeds_with_its_logs(kubelet: KubeletEnv) -> None:
     term = cs["state"]["terminated"]
     assert (term["exitCode"], term["reason"]) == (0, "Completed")
     assert cs["containerID"].startswith("local://") and cs["restartCount"] == 0
+    assert cs["imageID"] == "local://busybox/busybox"
     assert status["hostIP"] == "10.250.255.254" and status["podIP"].startswith("10.250.")
     conds = {c["type"]: c for c in status["conditions"]}
     assert conds["Ready"]["reason"] == "PodCompleted" and conds["Initialized"]["status"] == "True"
