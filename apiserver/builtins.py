@@ -153,6 +153,8 @@ BUILTINS: tuple[ResourceType, ...] = (
         ("sa",),
         False,
         (p.col("Secrets", type="integer", fn=p.count("secrets")), p.AGE),
+        (),
+        ("token",),  # TokenRequest, answered by server.py / satokens.py
     ),
     _rt("", "v1", "Pod", "pods", True, ("po",), True, w.POD_COLUMNS, ("all",), ("binding",)),
     _rt("", "v1", "Endpoints", "endpoints", True, ("ep",), False, (p.AGE,)),

@@ -69,6 +69,7 @@ def _resource_entry(rt: ResourceType, version: str) -> dict[str, Any]:
 _SUBRESOURCE_KINDS: dict[str, tuple[str, str, str, list[str]]] = {
     "scale": ("autoscaling", "v1", "Scale", ["get", "patch", "update"]),
     "binding": ("", "v1", "Binding", ["create"]),
+    "token": ("authentication.k8s.io", "v1", "TokenRequest", ["create"]),
     "eviction": ("policy", "v1", "Eviction", ["create"]),
     "log": ("", "v1", "Pod", ["get"]),
     "exec": ("", "v1", "PodExecOptions", ["create", "get"]),

@@ -171,7 +171,9 @@ class Server:
     async def _dispatch(self, request: Request, cluster: str, sub: str) -> Response:
         try:
             token_request = _TOKEN_REQUEST.fullmatch(sub)
-            if token_request is not None and request.method == "POST":
+            if token_request is not None:
+                if request.method != "POST":
+                    raise errors.method_not_allowed("the server does not allow this method on the requested resource")
                 return await self._token_request(request, cluster, *token_request.groups())
             if _SELF_SUBJECT_REVIEW.fullmatch(sub) and request.method == "POST":  # kubectl auth whoami
                 return json_response(_self_subject_review(request.state.identity), 201)

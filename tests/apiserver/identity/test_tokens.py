@@ -184,3 +184,10 @@ def test_a_token_bound_to_a_terminating_pod_works_until_a_minute_after_its_delet
         assert pod_deleted(120) is None
     finally:
         store.close()
+
+
+def test_discovery_lists_the_token_subresource_and_only_post_is_served(identity: Identity) -> None:
+    resources = identity.get("cluster1", "/api/v1").json()["resources"]
+    token = next(r for r in resources if r["name"] == "serviceaccounts/token")
+    assert (token["kind"], token["group"], token["verbs"]) == ("TokenRequest", "authentication.k8s.io", ["create"])
+    assert identity.get("cluster1", "/api/v1/namespaces/default/serviceaccounts/default/token").status_code == 405
