@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import logging
 import secrets
 from pathlib import Path
 from typing import Any
@@ -25,6 +26,8 @@ from apiserver.serviceaccounts import ServiceAccounts
 from apiserver.serviceips import DEFAULT_SERVICE_CIDR, ServiceAddresses
 from apiserver.store import Change, Event, Store
 from apiserver.writing import Options, Writer
+
+log = logging.getLogger("volsync.apiserver.cluster")
 
 
 def load_crd_files(directory: Path) -> list[Obj]:
@@ -98,15 +101,23 @@ class Cluster:
     def _create_own(self, key: str, namespace: str, obj: Obj) -> None:
         rt = self.registry.by_key(key)
         assert rt is not None
-        with contextlib.suppress(errors.ApiError):  # made meanwhile, or its namespace is going
+        try:
             self.writer.create(rt, namespace, obj, rt.storage_version, Options())
+        except errors.ApiError as exc:  # 409: made meanwhile; 403/404: its namespace is going
+            if exc.code not in (403, 404, 409):
+                log.warning("cluster %s: cannot create %s %s/%s: %s", self.name, key, namespace,
+                            obj["metadata"]["name"], exc)
 
     def _replace_own(self, key: str, namespace: str, obj: Obj) -> None:
         rt = self.registry.by_key(key)
         assert rt is not None
-        with contextlib.suppress(errors.ApiError):
+        try:
             self.writer.update(rt, namespace, obj["metadata"]["name"], obj, rt.storage_version, Options(),
                                require_rv=False)
+        except errors.ApiError as exc:
+            if exc.code != 404:
+                log.warning("cluster %s: cannot update %s %s/%s: %s", self.name, key, namespace,
+                            obj["metadata"]["name"], exc)
 
     def _unregister(self, crd: Obj) -> None:
         spec = crd.get("spec") or {}
