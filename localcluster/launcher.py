@@ -1,0 +1,137 @@
+"""Start, adopt, supervise and stop the embedded clusters' components.
+
+Each embedded cluster runs as one *cluster process* (`python -m localcluster.main`): its node
+(kubelet + container runtime + kubelet API), its workload controllers, its network (Pod
+namespaces, service proxy, cloud load balancer) and its storage driver, all talking to the
+cluster's API through the admin kubeconfig as kube-controller-manager and the kubelet would.
+The API server itself is started by the composition root with `apiserver_args()`.
+
+Crash safety: cluster processes run in their own sessions and are announced through a ready file
+(`osutil.procs`), so a launcher killed with SIGKILL leaves them running and the next launcher adopts
+them; a cluster process killed with SIGKILL is restarted by the launcher's supervisor thread (its
+Pods, whose containers outlive it, are adopted by the new node). `stop()` is a full shutdown: the
+cluster processes stop their Pods, release their storage pools, and the fabric is removed.
+
+    fleet = Fleet(data_dir, ["hub", "cluster1", "cluster2"], kubeconfig, pki_dir)
+    args = fleet.apiserver_args()          # before the API server starts
+    fleet.start()                          # once the API server serves
+    ...
+    fleet.stop()
+"""
+
+from __future__ import annotations
+
+import hashlib
+import logging
+import sys
+import threading
+from dataclasses import dataclass
+from pathlib import Path
+
+from localcluster.network.addressing import ClusterNet, fabric_name
+from localcluster.network.fabric import Fabric, sweep_stale
+from osutil import procs
+from osutil.certs import issue_certificate
+from osutil.files import private_dir
+
+log = logging.getLogger("localcluster.launcher")
+
+READY = "localcluster"
+RESTART_DELAY = 1.0
+RESTART_DELAY_MAX = 30.0
+
+
+@dataclass(frozen=True)
+class ClusterSpec:
+    """One embedded cluster: its name and its position in the fleet (the addressing index)."""
+
+    name: str
+    index: int
+
+    @property
+    def net(self) -> ClusterNet:
+        return ClusterNet(self.index)
+
+    @property
+    def node_name(self) -> str:
+        return f"{self.name}-node"
+
+
+class Fleet:
+    """The cluster processes of one installation (see the module docstring)."""
+
+    def __init__(self, data_dir: Path, names: list[str], kubeconfig: Path, pki_dir: Path) -> None:
+        self.data_dir = private_dir(data_dir.resolve())
+        self.clusters = [ClusterSpec(name, i + 1) for i, name in enumerate(names)]
+        self.kubeconfig = kubeconfig
+        self.pki_dir = pki_dir
+        installation = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:8]
+        self.fabric = Fabric(fabric_name(installation))
+        self.daemons: dict[str, procs.Daemon] = {}
+        self._stopping = threading.Event()
+        self._supervisor: threading.Thread | None = None
+
+    # -- before the API server ---------------------------------------------------------------------
+    def kubelet_client_certificate(self) -> tuple[Path, Path]:
+        """The API server's client certificate for the kubelets (issued from the installation CA)."""
+        return issue_certificate(self.pki_dir, "apiserver-kubelet-client", cn="kube-apiserver-kubelet-client",
+                                 sans=[], client=True, organization="system:masters")
+
+    def apiserver_args(self) -> list[str]:
+        """The API server flags this fleet needs: each cluster's Service range, the per-cluster
+        listeners Pods reach as `kubernetes.default`, and the kubelet client certificate."""
+        cert, key = self.kubelet_client_certificate()
+        args = ["--cluster-listeners", "--kubelet-client-certificate", str(cert), "--kubelet-client-key", str(key),
+                "--kubelet-certificate-authority", str(self.pki_dir / "ca.crt")]
+        for spec in self.clusters:
+            args += ["--service-cidr", f"{spec.name}={spec.net.service_cidr}"]
+        return args
+
+    # -- cluster processes -------------------------------------------------------------------------
+    def command(self, spec: ClusterSpec) -> list[str]:
+        state = self.data_dir / spec.name
+        return [sys.executable, "-m", "localcluster.main", "--cluster", spec.name, "--index", str(spec.index),
+                "--kubeconfig", str(self.kubeconfig), "--context", spec.name, "--state-dir", str(state),
+                "--fabric", self.fabric.name, "--pki-dir", str(self.pki_dir)]
+
+    def start(self, timeout: float = 60.0) -> Fleet:
+        """Sweep what crashed runs left, make the fabric, start or adopt every cluster process."""
+        sweep_stale()
+        self.fabric.ensure()
+        self.fabric.hold()
+        for spec in self.clusters:
+            self.daemons[spec.name] = self._start_one(spec, timeout)
+        self._supervisor = threading.Thread(target=self._supervise, name="localcluster-supervisor", daemon=True)
+        self._supervisor.start()
+        return self
+
+    def _start_one(self, spec: ClusterSpec, timeout: float) -> procs.Daemon:
+        state = private_dir(self.data_dir / spec.name)
+        return procs.start(self.command(spec), READY, state / "ready.json", state / "cluster.log", timeout=timeout)
+
+    def _supervise(self) -> None:
+        """Restart a cluster process that died (kill -9, crash), with a growing delay."""
+        delays = {spec.name: RESTART_DELAY for spec in self.clusters}
+        while not self._stopping.wait(0.5):
+            for spec in self.clusters:
+                daemon = self.daemons.get(spec.name)
+                if daemon is None or daemon.alive() or self._stopping.is_set():
+                    continue
+                log.warning("cluster process of %s (pid %d) is gone; restarting it", spec.name, daemon.pid)
+                daemon.stop(timeout=0)  # reaped already by alive(); closes its pipe
+                try:
+                    self.daemons[spec.name] = self._start_one(spec, 60.0)
+                    delays[spec.name] = RESTART_DELAY
+                except (RuntimeError, OSError) as exc:
+                    log.error("restarting %s failed: %s", spec.name, exc)
+                    self._stopping.wait(delays[spec.name])
+                    delays[spec.name] = min(delays[spec.name] * 2, RESTART_DELAY_MAX)
+
+    def stop(self, timeout: float = 60.0) -> None:
+        """Full shutdown: every cluster process stops its Pods and storage; the fabric goes."""
+        self._stopping.set()
+        if self._supervisor is not None:
+            self._supervisor.join(timeout=5)
+        for daemon in self.daemons.values():
+            daemon.stop(timeout=timeout)
+        self.fabric.remove()

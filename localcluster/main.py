@@ -1,0 +1,115 @@
+"""One embedded cluster's components in one process: what kube-controller-manager, the kubelet,
+kube-proxy, a cloud controller and a CSI driver do on a real cluster.
+
+    python -m localcluster.main --cluster cluster1 --index 2 --kubeconfig K --context cluster1 \\
+        --state-dir DIR --fabric NETNS --pki-dir PKI
+
+All of them read and write the cluster's API only (one `Kube`, one controller `Runtime`, so no
+resource is watched twice). Prints `localcluster ready {json}` once serving. SIGTERM is a full node
+shutdown (Pods stopped, the storage pool released); SIGKILL is a crash: containers keep running and
+the next process adopts them (the launcher restarts it).
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import signal
+import sys
+import threading
+from pathlib import Path
+
+from kube import clients
+from kube.controller import Runtime
+from kube.rest import PODS, Kube
+from localcluster import controllers
+from localcluster.network.addressing import ClusterNet
+from localcluster.network.cloudlb import CloudLoadBalancer
+from localcluster.network.fabric import Fabric
+from localcluster.network.podnet import PodNetwork
+from localcluster.network.proxy import ServiceProxy
+from localcluster.node.kubelet import Node
+from localcluster.node.kubeletserver import KubeletServer
+from localcluster.storage.driver import StorageDriver
+from osutil import procs
+from osutil.certs import issue_certificate
+from osutil.files import private_dir
+
+log = logging.getLogger("localcluster")
+
+
+def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="localcluster", description=(__doc__ or "").split("\n\n")[0])
+    p.add_argument("--cluster", required=True, help="the cluster's name (its kubeconfig context by default)")
+    p.add_argument("--index", type=int, required=True, help="position in the fleet: the addressing plan's index")
+    p.add_argument("--kubeconfig", required=True, type=Path)
+    p.add_argument("--context", help="kubeconfig context (default: the cluster's name)")
+    p.add_argument("--state-dir", required=True, type=Path, help="node, network and storage state")
+    p.add_argument("--fabric", required=True, help="the installation's fabric network namespace")
+    p.add_argument("--pki-dir", required=True, type=Path, help="the installation CA (kubelet certificates)")
+    p.add_argument("--node-name", help="default: <cluster>-node")
+    p.add_argument("--log-level", default="info")
+    return p.parse_args(argv)
+
+
+class ClusterProcess:
+    """The components of one cluster, built in dependency order and stopped in reverse."""
+
+    def __init__(self, args: argparse.Namespace) -> None:
+        self.name: str = args.cluster
+        self.node_name: str = args.node_name or f"{self.name}-node"
+        state = private_dir(args.state_dir.resolve())
+        self.api = clients.load(str(args.kubeconfig), args.context or self.name)
+        self.kube = Kube(self.api, field_manager="localcluster")
+        net = ClusterNet(args.index)
+        self.fabric = Fabric(args.fabric)
+        self.fabric.ensure()
+        self.fabric.hold()
+        self.runtime = Runtime(self.kube, workers=2)
+        self.storage = StorageDriver(self.runtime, self.kube, state / "storage", node_name=self.node_name)
+        self.podnet = PodNetwork(self.fabric, net, state / "network")
+        self.node = Node(self.runtime, self.kube, name=self.node_name, state_dir=state / "node", network=self.podnet)
+        controllers.register(self.runtime, self.kube)
+        self.proxy = ServiceProxy(self.runtime, self.kube, self.fabric, net)
+        self.cloud = CloudLoadBalancer(self.runtime, self.kube, net)
+        cert, key = issue_certificate(args.pki_dir, f"kubelet-{self.node_name}", cn=f"system:node:{self.node_name}",
+                                      sans=["127.0.0.1"])
+        self.kubelet_api = KubeletServer(self.node.containers, cert=cert, key=key,
+                                         client_ca=args.pki_dir / "ca.crt", pods=self.runtime.cache(PODS).get)
+
+    def start(self) -> int:
+        self.storage.start()
+        port = self.kubelet_api.start()
+        self.node.start()
+        self.node.set_kubelet_port(port)
+        self.runtime.start(timeout=60)
+        return port
+
+    def stop(self) -> None:
+        """A full node shutdown: Pods stopped, forwarders closed, the storage pool released."""
+        self.node.stop(kill_pods=True)
+        self.runtime.stop()
+        self.kubelet_api.stop()
+        self.proxy.stop()
+        self.cloud.stop()
+        self.storage.stop(release=True)
+        clients.close(self.api)
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    cluster = ClusterProcess(args)
+    port = cluster.start()
+    procs.announce("localcluster", cluster=cluster.name, node=cluster.node_name, kubeletPort=port)
+    stop.wait()
+    log.info("%s: shutting down the node", cluster.name)
+    cluster.stop()
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
