@@ -1,5 +1,6 @@
 """The embedded platform the hub runs on: one API server process serving the hub cluster and the
-managed clusters, each managed cluster registered on the hub as OCM's registration would leave it."""
+managed clusters, one cluster process per cluster (`localcluster`: node, controllers, network,
+storage), each managed cluster registered on the hub as OCM's registration would leave it."""
 
 from __future__ import annotations
 
@@ -10,6 +11,7 @@ from pathlib import Path
 from embedded.apiprocess import EmbeddedApi, register_cluster, start_api
 from kube.clock import SystemClock
 from kube.rest import Kube
+from localcluster.launcher import Fleet
 from osutil.files import private_dir
 
 
@@ -18,6 +20,7 @@ class Platform:
     """The hub's `EmbeddedPlatform`: kubeconfig, clusters, agent credentials, shutdown."""
 
     api: EmbeddedApi
+    fleet: Fleet
     hub_context: str
     cluster_names: list[str]
 
@@ -37,12 +40,24 @@ class Platform:
         self.api.revoke_agent(cluster)
 
     def stop(self) -> None:
-        self.api.stop()
+        """Everything stops: the clusters' Pods and storage pools, the fabric, then the API server."""
+        try:
+            self.fleet.stop()
+        finally:
+            self.api.stop()
 
 
 def start_platform(args: argparse.Namespace) -> Platform:
-    """Start (or adopt) the API server for the hub and the managed clusters named in `args`."""
+    """Start (or adopt, after a crash) the API server and the cluster processes of the hub and the
+    managed clusters named in `args`."""
     data_dir = private_dir(args.data_dir.resolve())
     names = [n.strip() for n in args.clusters.split(",") if n.strip()]
-    api = start_api(data_dir / "api", [args.hub_name, *names], port=args.api_port)
-    return Platform(api, args.hub_name, names)
+    api_dir = data_dir / "api"
+    fleet = Fleet(data_dir / "clusters", [args.hub_name, *names], api_dir / "kubeconfig", api_dir / "pki")
+    api = start_api(api_dir, [args.hub_name, *names], port=args.api_port, extra_args=fleet.apiserver_args())
+    try:
+        fleet.start()
+    except BaseException:
+        api.stop()
+        raise
+    return Platform(api, fleet, args.hub_name, names)
