@@ -301,9 +301,11 @@ class PodSync:
             return
         meta = pod["metadata"]
         try:
-            written = self.kube.patch_status(PODS, meta["name"], patch, meta["namespace"])
+            # metadata.uid in a patch is a precondition: never the status of a new Pod of the same name
+            written = self.kube.patch(PODS, meta["name"], {"metadata": {"uid": meta["uid"]}, "status": patch},
+                                      meta["namespace"], subresource="status")
         except ApiException as exc:
-            if exc.status == 404:
+            if exc.status in (404, 409):
                 return
             raise
         if (written.get("metadata") or {}).get("uid") == meta.get("uid"):
