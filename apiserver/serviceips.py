@@ -162,6 +162,8 @@ class ServiceAddresses:
 
     def _check_requested_ip(self, svc: Obj, ip: str) -> None:
         try:
+            if not isinstance(ip, str):
+                raise ValueError(ip)
             ipaddress.ip_address(ip)
         except ValueError:
             raise _invalid(svc, "spec.clusterIPs[0]", f'"{ip}"', "must be a valid IP address") from None

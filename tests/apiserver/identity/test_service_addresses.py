@@ -63,8 +63,10 @@ def test_outside_the_range_headless_and_external_name() -> None:
     assert headless["spec"]["clusterIPs"] == ["None"]
     external = _added(addresses, {"metadata": {"name": "e", "namespace": "ns"}, "spec": {"type": "ExternalName"}})
     assert "clusterIP" not in external["spec"]
-    with pytest.raises(errors.ApiError):
-        addresses.admit(None, _svc("bad", "not-an-ip"))
+    for bad in ("not-an-ip", 5):
+        with pytest.raises(errors.ApiError) as refused:
+            addresses.admit(None, _svc("bad", bad))  # type: ignore[arg-type]
+        assert refused.value.code == 422
 
 
 def test_an_update_keeps_the_address_and_may_not_change_it() -> None:
