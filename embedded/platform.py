@@ -53,7 +53,8 @@ def start_platform(args: argparse.Namespace) -> Platform:
     data_dir = private_dir(args.data_dir.resolve())
     names = [n.strip() for n in args.clusters.split(",") if n.strip()]
     api_dir = data_dir / "api"
-    fleet = Fleet(data_dir / "clusters", [args.hub_name, *names], api_dir / "kubeconfig", api_dir / "pki")
+    fleet = Fleet(data_dir / "clusters", [args.hub_name, *names], api_dir / "kubeconfig", api_dir / "pki",
+                  hide=[data_dir])  # Pods never read the hub's or the agents' files either
     api = start_api(api_dir, [args.hub_name, *names], port=args.api_port, extra_args=fleet.apiserver_args())
     try:
         fleet.start()

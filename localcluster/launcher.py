@@ -25,6 +25,7 @@ import hashlib
 import logging
 import sys
 import threading
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -60,11 +61,13 @@ class ClusterSpec:
 class Fleet:
     """The cluster processes of one installation (see the module docstring)."""
 
-    def __init__(self, data_dir: Path, names: list[str], kubeconfig: Path, pki_dir: Path) -> None:
+    def __init__(self, data_dir: Path, names: list[str], kubeconfig: Path, pki_dir: Path, *,
+                 hide: Sequence[Path] = ()) -> None:
         self.data_dir = private_dir(data_dir.resolve())
         self.clusters = [ClusterSpec(name, i + 1) for i, name in enumerate(names)]
         self.kubeconfig = kubeconfig
         self.pki_dir = pki_dir
+        self.hide = [p.resolve() for p in hide]  # host paths Pods may not read (besides our own state)
         installation = hashlib.sha256(str(self.data_dir).encode()).hexdigest()[:8]
         self.fabric = Fabric(fabric_name(installation))
         self.daemons: dict[str, procs.Daemon] = {}
@@ -92,7 +95,8 @@ class Fleet:
         state = self.data_dir / spec.name
         return [sys.executable, "-m", "localcluster.main", "--cluster", spec.name, "--index", str(spec.index),
                 "--kubeconfig", str(self.kubeconfig), "--context", spec.name, "--state-dir", str(state),
-                "--fabric", self.fabric.name, "--pki-dir", str(self.pki_dir)]
+                "--fabric", self.fabric.name, "--pki-dir", str(self.pki_dir),
+                *[arg for path in self.hide for arg in ("--hide", str(path))]]
 
     def start(self, timeout: float = 60.0) -> Fleet:
         """Sweep what crashed runs left, make the fabric, start or adopt every cluster process."""

@@ -48,6 +48,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--fabric", required=True, help="the installation's fabric network namespace")
     p.add_argument("--pki-dir", required=True, type=Path, help="the installation CA (kubelet certificates)")
     p.add_argument("--node-name", help="default: <cluster>-node")
+    p.add_argument("--hide", action="append", type=Path, default=[],
+                   help="a host path Pods of host-root images may not read (repeatable; the state dir, the "
+                   "CA's and the kubeconfig's directories always are)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -68,7 +71,10 @@ class ClusterProcess:
         self.runtime = Runtime(self.kube, workers=2)
         self.storage = StorageDriver(self.runtime, self.kube, state / "storage", node_name=self.node_name)
         self.podnet = PodNetwork(self.fabric, net, state / "network")
-        self.node = Node(self.runtime, self.kube, name=self.node_name, state_dir=state / "node", network=self.podnet)
+        # Pods of host-root images must not read the installation's keys, tokens, stores or other nodes
+        hidden = [state.parent, args.pki_dir.resolve().parent, args.kubeconfig.resolve().parent, *args.hide]
+        self.node = Node(self.runtime, self.kube, name=self.node_name, state_dir=state / "node", network=self.podnet,
+                         hide=hidden)
         controllers.register(self.runtime, self.kube)
         self.proxy = ServiceProxy(self.runtime, self.kube, self.fabric, net)
         self.cloud = CloudLoadBalancer(self.runtime, self.kube, net)

@@ -50,14 +50,14 @@ class Node:
     """This cluster's node: registration, scheduling, Pod lifecycle (see the module docstring)."""
 
     def __init__(self, runtime: Runtime, kube: Kube, *, name: str, state_dir: Path, network: PodNetwork,
-                 images: ImageMap | None = None, clock: Clock | None = None) -> None:
+                 images: ImageMap | None = None, clock: Clock | None = None, hide: Sequence[Path] = ()) -> None:
         self.name = name
         self.kube = kube
         self.clock = clock or SystemClock()
         self.layout = NodeLayout(state_dir)
         self.network = network
         self.images = images or ImageMap()
-        self.containers = ContainerRuntime(self.layout, self.images)
+        self.containers = ContainerRuntime(self.layout, self.images, hide=tuple(hide))
         self.registry = NodeRegistry(kube, name, state_dir, network.host_ip(), self.clock)
         self.recorder = Recorder(kube, "kubelet", host=name, clock=self.clock)
         self.pods = runtime.cache(PODS)

@@ -215,9 +215,11 @@ def test_deleting_a_job_leaves_no_process(fleet: LocalFleet, ns: str) -> None:
 
 def test_a_pod_cannot_change_files_outside_its_volumes(fleet: LocalFleet, ns: str) -> None:
     target = Path("/etc") / f"pod-escape-{uuid.uuid4().hex[:8]}"
+    secret = fleet.api.kubeconfig  # the admin kubeconfig: on the host, but hidden from every Pod
     out = run_to_completion(fleet, ns, "escape", f"(echo x > {target}) 2>/dev/null && echo wrote || echo refused; "
+                            f"(cat {secret}) >/dev/null 2>&1 && echo read || echo hidden; "
                             "echo y > /tmp/scratch && echo tmp-ok", image="python:3.11")
-    assert out.split() == ["refused", "tmp-ok"]
+    assert out.split() == ["refused", "hidden", "tmp-ok"]
     assert not target.exists()
 
 
