@@ -10,6 +10,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+from localcluster.launcher import Fleet as Clusters
 from support import processes
 from support.apiserver import ROOT, ApiServer
 
@@ -53,16 +54,21 @@ def unique_pool() -> str:
 
 
 class Fleet:
-    """An API server serving hub, cluster1 and cluster2, with an agent on each managed cluster."""
+    """An API server serving hub, cluster1 and cluster2, their cluster processes (node, controllers,
+    network, storage: as in the embedded default), and an agent on each managed cluster."""
 
     def __init__(self, base: Path, agent_args: tuple[str, ...] = ()) -> None:
         self.base = base
-        self.server = ApiServer(base / "apiserver")
+        api_dir = base / "apiserver"
+        self.clusters = Clusters(base / "clusters", ["hub", "cluster1", "cluster2"], api_dir / "kubeconfig",
+                                 api_dir / "pki")
+        self.server = ApiServer(api_dir, auth=True, extra_args=tuple(self.clusters.apiserver_args()))
         self.agents: dict[str, Agent] = {}
         self.agent_args = agent_args
 
     def start(self) -> Fleet:
         self.server.start()
+        self.clusters.start()
         for cluster in ("cluster1", "cluster2"):
             args = ("--mover-host", unique_pool(), *self.agent_args)
             self.agents[cluster] = Agent(self.server, cluster, self.base / "agents" / cluster, args).start()
@@ -71,6 +77,7 @@ class Fleet:
     def stop(self) -> None:
         for agent in self.agents.values():
             agent.stop()
+        self.clusters.stop()
         self.server.stop()
 
     def kubectl(self, *args: str, context: str, input: str | None = None, check: bool = True) -> Any:

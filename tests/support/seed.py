@@ -63,7 +63,9 @@ def volume_dir(fleet: Fleet, pvc: str, ns: str, context: str) -> Path:
     def bound() -> str:
         return template(fleet, "pvc", pvc, ns, "{{.spec.volumeName}}", context)
     volume = eventually(bound, 20, what=f"PVC {pvc} bound")
-    path = fleet.kubectl("get", "pv", volume, "-o", "jsonpath={.spec.hostPath.path}", context=context).stdout
+    path = fleet.kubectl("get", "pv", volume, "-o", "jsonpath={.spec.local.path}{.spec.hostPath.path}",
+                         context=context).stdout
+    assert path.startswith("/") and Path(path).is_dir(), f"PV {volume} has no local directory: {path!r}"
     return Path(path)
 
 
