@@ -1,7 +1,8 @@
-"""The local platform: the embedded default's storage, addresses and movers, on this machine.
+"""The local platform: the embedded default's addresses and movers, on this machine.
 
-- Storage: `agent.storage` binds PVCs to directories under the data root and turns
-  VolumeSnapshots into immutable copies (run as controllers on the agent's work queue).
+- Storage is the cluster's: PVCs and VolumeSnapshots are provisioned by its CSI driver (in the
+  embedded default `localcluster/storage`, run by the cluster process); the platform only finds a
+  claim's directory from its PersistentVolume (`spec.local.path` or `spec.hostPath.path`).
 - Addresses: every Service the agent creates gets its own loopback address from the agent's pool
   (`spec.clusterIP`, and `status.loadBalancer.ingress` for LoadBalancer Services), like a cloud
   load balancer handing out IPs, so each destination's sshd listens on port 22 of its own address
@@ -12,8 +13,8 @@
   destination's completion signal and iteration identity are files there).
 
 Protection of the data on this host: the data root and every directory the agent makes under it
-are 0700 and every file holding a Secret 0600; the data root is a `nosuid,nodev` mount when the agent
-may mount (see `agent.storage.mounting`), made at start-up and removed by `close()`. rsync's version
+are 0700 and every file holding a Secret 0600; volumes live in the cluster's storage (in the embedded
+default a `nosuid,nodev` pool, so replicated setuid files and device nodes are inert). rsync's version
 is checked at start-up (`agent.movers.rsyncversion`).
 
 Binding port 22 needs root (or CAP_NET_BIND_SERVICE); without it the destination reports an
@@ -44,9 +45,7 @@ from agent.platform import Controller
 from agent.source import TransferView
 from kube import objects
 from kube.clock import Clock, SystemClock
-from kube.controller import Runtime
 from kube.rest import PVS, SERVICES, Kube
-from localcluster.storage.driver import StorageDriver  # interim: gone once the cluster runs the driver
 
 log = logging.getLogger("volsync.local")
 
@@ -103,8 +102,6 @@ class LocalPlatform:
         self.retries = retries
         self.backoff = tuple(backoff)
         self.compress = compress
-        self._storage_runtime = Runtime(kube)
-        self.storage = StorageDriver(self._storage_runtime, kube, data_root / "storage", node_name="local")
         self._lock = threading.RLock()
         self._allocated: set[str] = set()
         self._transfers: dict[str, _Transfer] = {}
@@ -118,8 +115,6 @@ class LocalPlatform:
 
     # -- wiring -------------------------------------------------------------------------------------
     def controllers(self) -> list[Controller]:
-        self.storage.start()
-        self._storage_runtime.start()
         return [_LoadBalancer(self.kube, self.pool)]
 
     def on_change(self, callback: Callable[[str], None]) -> None:
@@ -131,7 +126,7 @@ class LocalPlatform:
 
     def close(self) -> None:
         """Stop every transfer and server, all at once and within CLOSE_WAIT seconds (the supervisor's
-        stop grace is longer), then release the data root's mount if we made it."""
+        stop grace is longer)."""
         self._stop.set()
         with self._lock:
             transfers = list(self._transfers.values())
@@ -146,8 +141,6 @@ class LocalPlatform:
             thread.join(max(0.0, deadline - time.monotonic()))
         if any(thread.is_alive() for thread in stoppers):
             log.warning("movers still stopping after %ss; their links are given back at the next start", CLOSE_WAIT)
-        self._storage_runtime.stop()
-        self.storage.stop()
 
     # -- addresses ----------------------------------------------------------------------------------
     def prepare_service(self, svc: Obj) -> Obj:

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 from support.apiserver import ApiServer
-from support.harness import POOL, T0, Harness
+from support.harness import POOL, T0, Harness, cluster_storage
 
 from agent.localplatform import LocalPlatform
 from agent.reconciling import ReplicationController
@@ -22,14 +22,17 @@ def harness(tmp_path: Path) -> Iterator[Harness]:
     api = clients.load(str(server.kubeconfig), "cluster1")
     kube = Kube(api)
     clock = FakeClock(T0)
-    platform = LocalPlatform(kube, tmp_path / "data", address_pool=POOL, clock=clock,
-                             retries=2, backoff=(0.05, 0.1), poll_interval=0.02)
-    controller = ReplicationController(kube, platform, clock=clock, workers=0)
-    controller.start()
     try:
-        yield Harness(server, kube, clock, controller, platform)
+        with cluster_storage(kube, tmp_path / "storage"):  # the cluster's CSI driver, as its process runs it
+            platform = LocalPlatform(kube, tmp_path / "data", address_pool=POOL, clock=clock,
+                                     retries=2, backoff=(0.05, 0.1), poll_interval=0.02)
+            controller = ReplicationController(kube, platform, clock=clock, workers=0)
+            controller.start()
+            try:
+                yield Harness(server, kube, clock, controller, platform)
+            finally:
+                controller.stop()
+                platform.close()
     finally:
-        controller.stop()
-        platform.close()
         clients.close(api)
         server.stop()

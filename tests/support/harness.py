@@ -8,15 +8,20 @@ namespaces).
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from pathlib import Path
 from typing import Any
 
 from agent.kinds import REPLICATION_DESTINATIONS, REPLICATION_SOURCES
 from agent.localplatform import LocalPlatform
 from agent.reconciling import ReplicationController
 from kube.clock import FakeClock
+from kube.controller import Runtime
 from kube.rest import PVCS, SECRETS, Kube
+from localcluster.storage.driver import StorageDriver
 from support.apiserver import ApiServer
 from support.waiting import eventually
 
@@ -24,6 +29,21 @@ POOL = "127.93.7.0/24"
 FIRST_ADDRESS = "127.93.7.1"
 
 T0 = datetime(2026, 1, 1, 0, 0, 30, tzinfo=UTC)
+
+
+@contextmanager
+def cluster_storage(kube: Kube, root: Path) -> Iterator[StorageDriver]:
+    """The cluster's storage as its cluster process runs it: a StorageDriver on a Runtime of its own
+    (real time: provisioning is the cluster's, not the agent's), its pool released at the end."""
+    runtime = Runtime(kube)
+    driver = StorageDriver(runtime, kube, root, node_name="cluster1-node")
+    try:
+        driver.start()
+        runtime.start()
+        yield driver
+    finally:
+        runtime.stop()
+        driver.stop(release=True)
 
 
 @dataclass

@@ -31,6 +31,7 @@ from agent.movers.destination import DestinationServer
 from agent.movers.source import SourceTransfer
 from agent.plans import Serve
 from kube.rest import Kube
+from localcluster.storage.driver import StorageDriver
 
 Obj = dict[str, Any]
 PAIR = keys.generate()
@@ -58,9 +59,10 @@ class Served:
         assert sent.returncode == 0, sent.stderr
 
 
-def _serve(platform: LocalPlatform, cluster: Cluster, namespace: str, name: str, tmp_path: Path) -> Served:
+def _serve(platform: LocalPlatform, storage: StorageDriver, cluster: Cluster, namespace: str, name: str,
+           tmp_path: Path) -> Served:
     cluster.create_pvc(namespace, name)
-    settle(platform.storage.reconcile_pvc, namespace, name)
+    settle(storage.reconcile_pvc, namespace, name)
     pvc = cluster.pvc(namespace, name)
     endpoint = free_endpoint()
     action = Serve(f"{namespace}/{name}", "it-1", name, namespace, endpoint.address, endpoint.port, "keys")
@@ -69,7 +71,7 @@ def _serve(platform: LocalPlatform, cluster: Cluster, namespace: str, name: str,
                             destination_pub=PAIR.destination_pub, workdir=tmp_path / f"client-{name}", retries=1,
                             backoff=(0.05,))
     client.prepare()
-    return Served(action.key, action, pvc, volume_dir(platform.storage.layout.root, pvc), client)
+    return Served(action.key, action, pvc, volume_dir(storage.layout.root, pvc), client)
 
 
 def _server(platform: LocalPlatform, key: str) -> DestinationServer:
@@ -85,9 +87,9 @@ def _returns_within(seconds: float, fn: Callable[[], object]) -> bool:
 
 
 def test_pausing_keeps_a_completion_the_source_got_while_the_iteration_closed(
-        platform: LocalPlatform, cluster: Cluster, namespace: str, tmp_path: Path,
+        platform: LocalPlatform, storage: StorageDriver, cluster: Cluster, namespace: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    dst = _serve(platform, cluster, namespace, "dst", tmp_path)
+    dst = _serve(platform, storage, cluster, namespace, "dst", tmp_path)
     srv = _server(platform, dst.key)
     signalled: list[subprocess.CompletedProcess[str]] = []
 
@@ -121,10 +123,10 @@ def test_pausing_keeps_a_completion_the_source_got_while_the_iteration_closed(
 
 
 def test_one_destinations_close_does_not_stall_the_others(
-        platform: LocalPlatform, cluster: Cluster, namespace: str, tmp_path: Path,
+        platform: LocalPlatform, storage: StorageDriver, cluster: Cluster, namespace: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    slow = _serve(platform, cluster, namespace, "slow", tmp_path)
-    other = _serve(platform, cluster, namespace, "other", tmp_path)
+    slow = _serve(platform, storage, cluster, namespace, "slow", tmp_path)
+    other = _serve(platform, storage, cluster, namespace, "other", tmp_path)
     srv = _server(platform, slow.key)
     entered, gate = threading.Event(), threading.Event()
     real_close = srv.close_iteration
@@ -150,9 +152,9 @@ def test_one_destinations_close_does_not_stall_the_others(
 
 
 def test_close_stops_every_server_at_once_within_its_bound(
-        platform: LocalPlatform, cluster: Cluster, namespace: str, tmp_path: Path,
+        platform: LocalPlatform, storage: StorageDriver, cluster: Cluster, namespace: str, tmp_path: Path,
         monkeypatch: pytest.MonkeyPatch) -> None:
-    served = [_serve(platform, cluster, namespace, f"dst{i}", tmp_path) for i in range(3)]
+    served = [_serve(platform, storage, cluster, namespace, f"dst{i}", tmp_path) for i in range(3)]
     servers = [_server(platform, s.key) for s in served]
     gate = threading.Event()
     started: list[str] = []
@@ -176,14 +178,15 @@ def test_close_stops_every_server_at_once_within_its_bound(
 
 
 def test_a_restarted_agent_deleting_a_destination_stops_the_old_sshd_and_gives_the_links_back(
-        api: kubernetes.client.ApiClient, cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+        api: kubernetes.client.ApiClient, storage: StorageDriver, cluster: Cluster, namespace: str,
+        tmp_path: Path) -> None:
     data_root = tmp_path / "data"
     first = LocalPlatform(Kube(api), data_root, address_pool="127.254.254.0/30")
     first.controllers()
     second: LocalPlatform | None = None
     orphan: DestinationServer | None = None
     try:
-        dst = _serve(first, cluster, namespace, "dst", tmp_path)
+        dst = _serve(first, storage, cluster, namespace, "dst", tmp_path)
         tree = tmp_path / "tree"
         (tree / "sub").mkdir(parents=True)
         (tree / "sub/link").symlink_to("../target")
@@ -209,9 +212,9 @@ def test_a_restarted_agent_deleting_a_destination_stops_the_old_sshd_and_gives_t
         first.close()
 
 
-def test_a_torn_completion_file_counts_as_not_completed(platform: LocalPlatform, cluster: Cluster, namespace: str,
-                                                       tmp_path: Path) -> None:
-    dst = _serve(platform, cluster, namespace, "dst", tmp_path)
+def test_a_torn_completion_file_counts_as_not_completed(platform: LocalPlatform, storage: StorageDriver,
+                                                       cluster: Cluster, namespace: str, tmp_path: Path) -> None:
+    dst = _serve(platform, storage, cluster, namespace, "dst", tmp_path)
     completed = platform.destinations.files(dst.key)[1]
     completed.write_text("")  # a crash between truncating and writing, as the old writer could leave it
 

@@ -25,6 +25,7 @@ from agent.movers import keys
 from agent.movers.errors import MoverError
 from agent.plans import Serve, StartTransfer
 from kube.rest import Kube
+from localcluster.storage.driver import StorageDriver
 
 NOBODY = 65534
 ROOT = Path(__file__).resolve().parents[2]
@@ -43,14 +44,14 @@ def _endpoint() -> tuple[str, int]:
     raise RuntimeError("no free loopback endpoint")
 
 
-def _replicate(platform: LocalPlatform, cluster: Cluster, namespace: str, fill: object) -> tuple[Path, Path]:
+def _replicate(platform: LocalPlatform, storage: StorageDriver, cluster: Cluster, namespace: str,
+               fill: object) -> tuple[Path, Path]:
     """Provision a source and a destination claim, fill the source, run one iteration; returns both dirs."""
-    storage = platform.storage
     for name in ("src", "dst"):
         cluster.create_pvc(namespace, name)
         settle(storage.reconcile_pvc, namespace, name)
     src_pvc, dst_pvc = cluster.pvc(namespace, "src"), cluster.pvc(namespace, "dst")
-    source = volume_dir(platform.storage.layout.root, src_pvc)
+    source = volume_dir(storage.layout.root, src_pvc)
     fill(source)  # type: ignore[operator]
     pair = keys.generate()
     secret = {"data": {k: base64.b64encode(v).decode() for k, v in pair.main_secret_data().items()}}
@@ -63,7 +64,7 @@ def _replicate(platform: LocalPlatform, cluster: Cluster, namespace: str, fill: 
     assert view.succeeded, view.logs
     assert eventually(lambda: platform.server(f"{namespace}/rd").completion == 0, timeout=30)  # type: ignore[union-attr]
     platform.stop_receiving(f"{namespace}/rd", "it-1")
-    return source, volume_dir(platform.storage.layout.root, dst_pvc)
+    return source, volume_dir(storage.layout.root, dst_pvc)
 
 
 def _dangerous_tree(root: Path) -> None:
@@ -81,14 +82,14 @@ def _as_nobody(*argv: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_nothing_outside_the_replicated_trees_is_reachable_by_other_users(
-        platform: LocalPlatform, cluster: Cluster, namespace: str) -> None:
-    _, dest = _replicate(platform, cluster, namespace, _dangerous_tree)
+        platform: LocalPlatform, storage: StorageDriver, cluster: Cluster, namespace: str) -> None:
+    _, dest = _replicate(platform, storage, cluster, namespace, _dangerous_tree)
     cluster.create_vs(namespace, "image", "dst")
-    settle(platform.storage.reconcile_volume_snapshot, namespace, "image")
-    image = content_dir(platform.storage.layout.root, cluster.vs(namespace, "image") or {})
+    settle(storage.reconcile_volume_snapshot, namespace, "image")
+    image = content_dir(storage.layout.root, cluster.vs(namespace, "image") or {})
     assert (image / "dir/secret.txt").read_text() == "volume data"
 
-    pool = platform.storage.layout.root
+    pool = storage.layout.root
     trees = {p for p in (*(pool / "volumes").iterdir(), *(pool / "snapshots").iterdir())}
     exposed = []
     for dirpath, dirnames, filenames in os.walk(platform.data_root):
@@ -112,12 +113,12 @@ def test_nothing_outside_the_replicated_trees_is_reachable_by_other_users(
     assert _as_nobody("stat", "/etc/hostname").returncode == 0  # the user itself works
 
 
-def test_replicated_setuid_files_and_device_nodes_are_inert(platform: LocalPlatform, cluster: Cluster,
-                                                            namespace: str) -> None:
-    _, dest = _replicate(platform, cluster, namespace, _dangerous_tree)
+def test_replicated_setuid_files_and_device_nodes_are_inert(platform: LocalPlatform, storage: StorageDriver,
+                                                            cluster: Cluster, namespace: str) -> None:
+    _, dest = _replicate(platform, storage, cluster, namespace, _dangerous_tree)
     cluster.create_vs(namespace, "image", "dst")
-    settle(platform.storage.reconcile_volume_snapshot, namespace, "image")
-    image = content_dir(platform.storage.layout.root, cluster.vs(namespace, "image") or {})
+    settle(storage.reconcile_volume_snapshot, namespace, "image")
+    image = content_dir(storage.layout.root, cluster.vs(namespace, "image") or {})
 
     for tree in (dest, image):
         if _inert(tree):  # kept as sent (a restore gives them back) but without effect on this host
@@ -127,7 +128,7 @@ def test_replicated_setuid_files_and_device_nodes_are_inert(platform: LocalPlatf
                 os.open(tree / "mem", os.O_RDONLY)
         else:  # no mount: the receiver strips setuid/setgid, and the device sits under 0700 directories
             assert stat.S_IMODE((tree / "setuid-id").stat().st_mode) == 0o755
-    if platform.storage.pool is not None and platform.storage.pool.reflink:  # the pool's mount, not the machine's
+    if storage.pool is not None and storage.pool.reflink:  # the pool's mount, not the machine's
         assert _inert(tree) and not _inert(platform.data_root)
 
 
