@@ -34,6 +34,7 @@ NODE = "node-kubeletapi"
 
 @pytest.fixture(scope="module")
 def netns() -> Iterator[str]:
+    """One network namespace for every Pod of a module (so listeners need distinct ports)."""
     name = f"lckapi-{uuid.uuid4().hex[:8]}"
     subprocess.run(["ip", "netns", "add", name], check=True)
     try:

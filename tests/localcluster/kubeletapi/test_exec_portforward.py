@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import socket
 import subprocess
+import threading
 from typing import Any
 
 import kubernetes
@@ -157,7 +158,7 @@ def test_python_client_exec_and_port_forward(cluster: Cluster, namespace: str) -
     """The official Python client's `stream` (exec over v4/v5 channels) and `portforward` (the
     channel flavour of port-forward) through the same path."""
     pod = cluster.create_pod(namespace, "pyserver", ["main"])
-    cluster.start(pod, "main", ["nc", "-ll", "-p", "8080", "-e", "echo", "hello-python"])
+    cluster.start(pod, "main", ["nc", "-ll", "-p", "8093", "-e", "echo", "hello-python"])
     cluster.set_status(pod, [running("main")])
     client = cluster.api.api_client("cluster1")
     try:
@@ -169,17 +170,27 @@ def test_python_client_exec_and_port_forward(cluster: Cluster, namespace: str) -
 def _python_client_session(api: kubernetes.client.CoreV1Api, namespace: str) -> None:
 
     def listening() -> bool:
-        out = stream(api.connect_get_namespaced_pod_exec, "pyserver", namespace,
-                     command=["sh", "-c", "netstat -ltn | grep -c ':8080 '"], stderr=True, stdout=True)
-        return str(out).strip() == "1"
+        session = stream(api.connect_get_namespaced_pod_exec, "pyserver", namespace,
+                         command=["sh", "-c", "netstat -ltn | grep -c ':8093 '"], stderr=True, stdout=True,
+                         _preload_content=False)
+        try:  # preloaded, the client would leave its socket open after the server's close
+            session.run_forever(timeout=30)
+            return bool(session.read_stdout().strip() == "1" and session.returncode == 0)
+        finally:
+            session.close()
+            session.sock.shutdown()  # close() skips the socket once the server has closed the session
 
     eventually(listening, timeout=20, what="nc listening in the Pod (checked through the Python client's exec)")
-    forward = portforward(api.connect_get_namespaced_pod_portforward, "pyserver", namespace, ports="8080")
-    conn = forward.socket(8080)
+    forward = portforward(api.connect_get_namespaced_pod_portforward, "pyserver", namespace, ports="8093")
+    conn = forward.socket(8093)
     conn.setblocking(True)
     data = b""
     while chunk := conn.recv(4096):
         data += chunk
     conn.close()
+    for thread in threading.enumerate():  # the client's proxy thread ends once both sides closed
+        if thread.name.startswith("Kubernetes port forward proxy"):
+            thread.join(timeout=20)
+    forward.websocket.shutdown()
     assert data == b"hello-python\n"
-    assert forward.error(8080) is None
+    assert forward.error(8093) is None

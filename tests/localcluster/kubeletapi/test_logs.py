@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 from conftest import Cluster, running, terminated
 from support.apiserver import ApiServer, dump
+from support.waiting import eventually
 
 pytestmark = pytest.mark.kubectl
 
@@ -42,8 +43,10 @@ def test_follow_ends_when_the_container_ends(cluster: Cluster, namespace: str) -
 def test_previous_shows_the_start_before(cluster: Cluster, namespace: str) -> None:
     pod = cluster.create_pod(namespace, "restarted", ["main"])
     cluster.wait_ended(cluster.start(pod, "main", ["sh", "-c", "echo first start"]))
-    cluster.start(pod, "main", ["sh", "-c", "echo second start; exec sleep 60"], attempt=1)
+    second = cluster.start(pod, "main", ["sh", "-c", "echo second start; exec sleep 60"], attempt=1)
     cluster.set_status(pod, [running("main", restarts=1)])
+    eventually(lambda: second.log_path.exists() and second.log_path.read_bytes().endswith(b"\n"), timeout=20,
+               what="the second start logged its line")
     assert cluster.kubectl("logs", "restarted", "-n", namespace).stdout == "second start\n"
     assert cluster.kubectl("logs", "restarted", "-n", namespace, "--previous").stdout == "first start\n"
 
