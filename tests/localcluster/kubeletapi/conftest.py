@@ -129,7 +129,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, netns: str) -> Iterator[Cl
         "--kubelet-certificate-authority", str(tls["ca"])]).start()
     layout = NodeLayout(data_dir / "node")
     runtime = ContainerRuntime(layout, ImageMap())
-    _env_link(ImageMap().resolve("busybox", layout.images_dir).root)
     state = Cluster(api, runtime, netns)
     server = KubeletServer(runtime, cert=tls["serving_cert"], key=tls["serving_key"], client_ca=tls["ca"],
                            pods=lambda ns, name: state.pods.get((ns, name)))
@@ -147,13 +146,6 @@ def cluster(tmp_path_factory: pytest.TempPathFactory, netns: str) -> Iterator[Cl
         for record in state.started:
             state.wait_ended(record)
         api.stop()
-
-
-def _env_link(root: Path) -> None:
-    """The runtime's exec runs the image's `env` as `/bin/env` (images.py), but the busybox root has
-    it at `/usr/bin/env` only: link it until the runtime names the right path (reported)."""
-    if not (root / "bin" / "env").exists() and (root / "usr" / "bin" / "env").is_symlink():
-        (root / "bin" / "env").symlink_to("/bin/busybox")
 
 
 _counter = iter(range(1_000_000))
