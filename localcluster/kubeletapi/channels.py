@@ -48,7 +48,10 @@ def choose(offered: list[str]) -> str | None:
 
 
 def exit_status(code: int, command: list[str]) -> bytes:
-    """The error channel's message for an exit code, worded as kubelet words it."""
+    """The error channel's message for an exit code, worded as kubelet words it. A process killed by
+    signal N (Popen's -N) exits 128+N, as the container runtimes report it (kubectl refuses a negative)."""
+    if code < 0:
+        code = 128 - code
     if code == 0:
         return json.dumps({"metadata": {}, "status": "Success"}, separators=(",", ":")).encode()
     body = {

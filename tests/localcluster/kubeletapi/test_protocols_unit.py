@@ -5,6 +5,7 @@ log rendering options."""
 from __future__ import annotations
 
 import asyncio
+import json
 import struct
 import zlib
 from datetime import UTC, datetime
@@ -128,3 +129,11 @@ def test_log_rendering_options(tmp_path: Path) -> None:
         b"2026-01-01T00:00:02.5Z par2026-01-01T00:00:02.6Z tial\n2026-01-01T00:00:03.123456789Z three\n")
     options = logs.parse_options({"sinceTime": "2026-01-01T00:00:03Z", "follow": "true", "tailLines": "2"})
     assert options.since == "2026-01-01T00:00:03.000000000Z" and options.follow and options.tail_lines == 2
+
+
+def test_a_command_killed_by_a_signal_exits_128_plus_the_signal() -> None:
+    from localcluster.kubeletapi.channels import exit_status
+
+    body = json.loads(exit_status(-11, ["wget", "-T", "3"]))
+    assert body["details"]["causes"] == [{"reason": "ExitCode", "message": "139"}]
+    assert body["message"].endswith("exited with 139")
