@@ -36,9 +36,9 @@ SNAPSHOT_CLASS = """\
 apiVersion: snapshot.storage.k8s.io/v1
 kind: VolumeSnapshotClass
 metadata:
-  name: local
+  name: local-csi-snapclass
   annotations: {snapshot.storage.kubernetes.io/is-default-class: "true"}
-driver: volsync.local/hostpath
+driver: local.csi.volsync-addon.io
 deletionPolicy: Delete
 """
 
@@ -110,7 +110,7 @@ def test_a_destination_that_stops_publishing_turns_late_within_the_grace(hub: Hu
 
     # The destination's snapshots now fail (no VolumeSnapshotClass): the next sync is received but never
     # published, while the source completes it and reports success.
-    hub.kubectl("delete", "volumesnapshotclass", "local", context="cluster2")
+    hub.kubectl("delete", "volumesnapshotclass", "local-csi-snapclass", context="cluster2")
     trigger_manual(hub, "three")
     eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(  # type: ignore[arg-type]
         "lastManualSync") == "three", 90, what="the source's sync three")
