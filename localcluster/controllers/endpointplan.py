@@ -77,8 +77,11 @@ def _target_ref(pod: Obj) -> Obj:
             "uid": objects.uid_of(pod)}
 
 
-def _ports(key: PortKey) -> list[Obj]:
-    return [{**({"name": name} if name else {}), "port": port, "protocol": protocol} for name, port, protocol in key]
+def _ports(key: PortKey, *, empty_name: bool) -> list[Obj]:
+    """Ports as the API server stores them: a slice port always has `name` (`""` when unnamed, as
+    upstream writes it), an Endpoints port omits an empty one."""
+    return [{**({"name": name} if name or empty_name else {}), "port": port, "protocol": protocol}
+            for name, port, protocol in key]
 
 
 def slice_bodies(service: Obj, found: Sequence[Backend]) -> list[Obj]:
@@ -98,7 +101,7 @@ def slice_bodies(service: Obj, found: Sequence[Backend]) -> list[Obj]:
                 if node:
                     endpoint["nodeName"] = node
                 endpoints.append(endpoint)
-            bodies.append({"addressType": "IPv4", "endpoints": endpoints, "ports": _ports(key)})
+            bodies.append({"addressType": "IPv4", "endpoints": endpoints, "ports": _ports(key, empty_name=True)})
     return bodies or [{"addressType": "IPv4", "endpoints": [], "ports": []}]
 
 
@@ -112,7 +115,7 @@ def subsets(found: Sequence[Backend]) -> list[Obj]:
         node = (b.pod.get("spec") or {}).get("nodeName")
         if node:
             address["nodeName"] = node
-        subset = groups.setdefault(b.ports, {"ports": _ports(b.ports)})
+        subset = groups.setdefault(b.ports, {"ports": _ports(b.ports, empty_name=False)})
         subset.setdefault("addresses" if b.ready else "notReadyAddresses", []).append(address)
     return [groups[k] for k in sorted(groups)]
 

@@ -68,6 +68,8 @@ def plan_endpoints(service: Obj, found: Sequence[ep.Backend], current: Obj | Non
 
 
 class _ServiceReconciler:
+    """What both Service-driven controllers share: the Service and Pod caches, the Service of a key."""
+
     name = "service-endpoints"
 
     def __init__(self, runtime: Runtime, kube: Kube, clock: Clock | None = None) -> None:
@@ -83,6 +85,9 @@ class _ServiceReconciler:
 
 
 class EndpointSliceController(_ServiceReconciler):
+    """Writes the EndpointSlices of every Service with a selector; touches only slices labelled
+    `endpointslice.kubernetes.io/managed-by: endpointslice-controller.k8s.io` (user slices are left alone)."""
+
     name = "endpointslice-controller"
 
     def __init__(self, runtime: Runtime, kube: Kube, clock: Clock | None = None) -> None:
@@ -105,22 +110,41 @@ class EndpointSliceController(_ServiceReconciler):
 
 
 class EndpointsController(_ServiceReconciler):
+    """Writes the v1 Endpoints of every Service with a selector. Endpoints it does not manage (of a
+    selector-less Service, or created before their Service exists) are never touched: on a cache
+    miss the Service is re-read from the API, and a Service's Endpoints are deleted only when the
+    Service is gone and the Endpoints are ours (we saw the Service with a selector, or every
+    address points at a Pod, as only this controller writes them)."""
+
     name = "endpoints-controller"
 
     def __init__(self, runtime: Runtime, kube: Kube, clock: Clock | None = None) -> None:
         super().__init__(runtime, kube, clock)
         self.endpoints = runtime.cache(ENDPOINTS)
+        self.selected: set[Hashable] = set()  # keys whose Service we saw with a selector
         self.watches: Sequence[Watch] = (Watch(SERVICES), Watch(PODS, services_selecting(self.services)),
                                          Watch(ENDPOINTS))
 
     def reconcile(self, key: Hashable) -> float | None:
         ns, name, service = self._service(key)
         current = self.endpoints.get(ns, name)
-        if service is None:
-            if current is not None:
-                apply_plan(self.kube, Plan((Delete(ENDPOINTS, ns, name, objects.uid_of(current)),)))
+        if service is None and current is not None:
+            service = self.kube.get(SERVICES, name, ns)  # the cache may lag behind the API
+            if service is None:
+                if key in self.selected or _pod_addressed(current):
+                    apply_plan(self.kube, Plan((Delete(ENDPOINTS, ns, name, objects.uid_of(current)),)))
+                self.selected.discard(key)
+                return None
+        if service is None or not (service.get("spec") or {}).get("selector"):
+            self.selected.discard(key)
             return None
-        if not (service.get("spec") or {}).get("selector"):
-            return None
+        self.selected.add(key)
         apply_plan(self.kube, plan_endpoints(service, ep.backends(service, self.pods.items(ns)), current))
         return None
+
+
+def _pod_addressed(endpoints: Obj) -> bool:
+    """Whether Endpoints list addresses and every one of them targets a Pod (the shape this controller writes)."""
+    addresses = [a for s in endpoints.get("subsets") or []
+                 for a in (s.get("addresses") or []) + (s.get("notReadyAddresses") or [])]
+    return bool(addresses) and all((a.get("targetRef") or {}).get("kind") == "Pod" for a in addresses)

@@ -9,6 +9,8 @@ from support.waiting import eventually
 
 from kube.controller import Runtime
 from kube.rest import ENDPOINT_SLICES, ENDPOINTS, PODS, SERVICES, Kube, Obj
+from localcluster.controllers import endpointplan
+from localcluster.controllers.endpoints import EndpointsController, EndpointSliceController, plan_slices
 
 
 def pod(name: str, labels: dict[str, str], http_port: int) -> Obj:
@@ -116,3 +118,63 @@ def test_endpointslices_carry_conditions_ports_and_owner(kube: Kube, namespace: 
                == [{"ready": False, "serving": True, "terminating": True}], what="c terminating")
     kubelet.remove("c")
     eventually(lambda: len(slices()) == 1, what="the emptied port set's slice is deleted")
+
+
+class _LaggingCache:
+    """A Service cache that has not seen any Service yet (an informer behind the API)."""
+
+    def get(self, namespace: str, name: str) -> Obj | None:
+        return None
+
+    def items(self, namespace: str | None = None) -> list[Obj]:
+        return []
+
+
+def _external(name: str) -> Obj:
+    return {"metadata": {"name": name}, "subsets": [{"addresses": [{"ip": "192.0.2.9"}],
+                                                     "ports": [{"port": 5432, "protocol": "TCP"}]}]}
+
+
+def test_user_endpoints_survive_a_lagging_service_cache_and_a_missing_service(kube: Kube, namespace: str,
+                                                                               runtime: Runtime) -> None:
+    """Endpoints of a selector-less Service the cache has not seen, and Endpoints created before
+    their Service, are the user's: the controller re-reads the Service and leaves them alone."""
+    kube.create(SERVICES, service("db", None), namespace)
+    kube.create(ENDPOINTS, _external("db"), namespace)
+    kube.create(ENDPOINTS, _external("early"), namespace)  # its Service comes later
+    lagging = EndpointsController(runtime, kube)
+    lagging.services = _LaggingCache()  # type: ignore[assignment]
+    cache = runtime.cache(ENDPOINTS)
+    eventually(lambda: cache.get(namespace, "db") and cache.get(namespace, "early"), what="endpoints cached")
+    lagging.reconcile((namespace, "db"))
+    lagging.reconcile((namespace, "early"))
+    assert (kube.get(ENDPOINTS, "db", namespace) or {}).get("subsets") == _external("db")["subsets"]
+    assert (kube.get(ENDPOINTS, "early", namespace) or {}).get("subsets") == _external("early")["subsets"]
+
+
+def test_a_second_slice_reconcile_writes_nothing(kube: Kube, namespace: str, runtime: Runtime,
+                                               kubelet: FakeKubelet) -> None:
+    """Unnamed ports are written as `name: ""` (as the API server stores them), so a reconcile of an
+    up-to-date slice is not a no-op PATCH."""
+    svc = service("plain", {"app": "plain"})
+    svc["spec"]["ports"] = [{"port": 80, "targetPort": 8080}]
+    kube.create(SERVICES, svc, namespace)
+    kubelet.run(kube.create(PODS, pod("p", {"app": "plain"}, 8080), namespace), ready=True)
+    cache = runtime.cache(ENDPOINT_SLICES)
+
+    def settled() -> Obj | None:
+        found = kube.list(ENDPOINT_SLICES, namespace, label_selector="kubernetes.io/service-name=plain")[0]
+        if len(found) != 1 or not found[0]["endpoints"]:
+            return None
+        cached = cache.get(namespace, found[0]["metadata"]["name"]) or {}
+        same = cached.get("metadata", {}).get("resourceVersion") == found[0]["metadata"]["resourceVersion"]
+        return found[0] if same else None
+
+    first = eventually(settled, what="one cached slice with the Pod")
+    assert first["ports"] == [{"name": "", "port": 8080, "protocol": "TCP"}]
+    stored = kube.get(SERVICES, "plain", namespace) or {}
+    found = endpointplan.backends(stored, kube.list(PODS, namespace)[0])
+    assert plan_slices(stored, found, [first]).actions == ()  # the API server drops a no-op PATCH: plan nothing
+    EndpointSliceController(runtime, kube).reconcile((namespace, "plain"))
+    after = kube.get(ENDPOINT_SLICES, first["metadata"]["name"], namespace) or {}
+    assert after["metadata"]["resourceVersion"] == first["metadata"]["resourceVersion"]
