@@ -102,7 +102,7 @@ class LaunchBuilder:
         tmpfs: list[Tmpfs] = []
         for m in container_mounts(pod, container, pod_dir, self.volumes):
             if isinstance(m, HostBind):
-                binds.append(Mount(m.source, m.target, m.read_only))
+                binds.append(Mount(m.source, m.target, m.read_only, m.within))
             elif isinstance(m, MemoryDir):
                 tmpfs.append(Tmpfs(m.target))
         hostname = str(spec.get("hostname") or meta.get("name") or "localhost")[:63]

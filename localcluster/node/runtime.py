@@ -58,6 +58,7 @@ class Mount:
     source: Path
     target: str
     read_only: bool = False
+    within: Path | None = None  # a subPath's volume root: `source` must still resolve inside it at start
 
 
 @dataclass(frozen=True)
@@ -154,6 +155,7 @@ class ContainerRuntime:
         if relative:
             raise ValueError(f"container {launch.name}: mount targets must be absolute paths: {', '.join(relative)}")
         rootfs = self.images.resolve(launch.image, self.layout.images_dir)
+        _refuse_escapes(launch.mounts)
         directory = self.layout.container_dir(launch.pod_uid, launch.name, launch.attempt)
         if directory.exists():
             raise ValueError(f"container {launch.name} attempt {launch.attempt} of Pod {launch.pod_uid} exists")
@@ -311,6 +313,21 @@ def host_problems() -> list[str]:
         problems.append(f"the node runs as uid {os.geteuid()}: sandboxes with per-container uid/gid, capabilities "
                         "and network namespaces need root")
     return problems
+
+
+def _refuse_escapes(mounts: Sequence[Mount]) -> None:
+    """Refuse a subPath bind whose real path left its volume. The kubelet resolved it without
+    following links (`volumes.resolve_subpath`); this re-check, the last step before the shim runs
+    bwrap, catches a component a running container swapped for a symlink since. Chosen over binding
+    `/proc/self/fd/N`: that fd would have to stay open through nsenter and bwrap into the container,
+    where `openat(fd, "..")` leaves any root. A swap in the milliseconds between here and bwrap's
+    mount remains possible only for a container already running on the same volume."""
+    for mount in mounts:
+        if mount.within is None:
+            continue
+        real, base = os.path.realpath(mount.source), os.path.realpath(mount.within)
+        if real != base and not real.startswith(base.rstrip("/") + "/"):
+            raise ValueError(f"subPath {mount.source} resolves to {real}, outside its volume {base}: refused")
 
 
 def _launch_json(launch: ContainerLaunch, rootfs: RootFs) -> dict[str, object]:

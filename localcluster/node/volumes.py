@@ -36,9 +36,12 @@ class MountError(Exception):
 
 @dataclass(frozen=True)
 class HostBind:
+    """A host directory bound into a container; `within`: the volume root a subPath source must stay in."""
+
     source: Path
     target: str
     read_only: bool
+    within: Path | None = None
 
 
 @dataclass(frozen=True)
@@ -233,10 +236,38 @@ def container_mounts(pod: Mapping[str, Any], container: Mapping[str, Any], pod_d
             projected = any(k in vol for k in ("secret", "configMap", "downwardAPI", "projected"))
             read_only = bool(vm.get("readOnly")) or projected
         sub = vm.get("subPath")
+        within = None
         if sub:
-            source = source / _safe_rel(str(sub))
-            if not source.exists():
-                source.mkdir(parents=True)
-                PodVolumes.own_dir(source, (pod.get("spec", {}).get("securityContext") or {}).get("fsGroup"))
-        out.append(HostBind(source, path, read_only))
+            gid = (pod.get("spec", {}).get("securityContext") or {}).get("fsGroup")
+            within, source = source, resolve_subpath(source, str(sub), gid)
+        out.append(HostBind(source, path, read_only, within))
     return out
+
+
+def resolve_subpath(root: Path, sub: str, gid: int | None) -> Path:
+    """`root/sub` reached one component at a time without following any link (as kubelet since
+    CVE-2017-1002101): each component is opened `O_NOFOLLOW | O_DIRECTORY` relative to its parent's
+    fd, a missing one is made with `mkdir(dir_fd=)` (never through a link); a symlink on the way, put
+    there by a container of the Pod, raises `MountError` instead of binding a host path."""
+    rel = _safe_rel(sub)
+    flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
+    fd = os.open(root, flags & ~os.O_NOFOLLOW)  # the root itself is the node's or the PV's, not the Pod's
+    try:
+        for part in rel.parts:
+            try:
+                child = os.open(part, flags, dir_fd=fd)
+            except FileNotFoundError:
+                os.mkdir(part, 0o755, dir_fd=fd)
+                child = os.open(part, flags, dir_fd=fd)
+                if gid is not None:
+                    os.fchown(child, -1, gid)
+                    os.fchmod(child, 0o2775)
+            except OSError as exc:  # ELOOP (a symlink) or ENOTDIR (a file or a link to one)
+                raise MountError(f"subPath {sub!r}: {part!r} is a symlink or not a directory; "
+                                 "a subPath may not leave its volume") from exc
+            os.close(fd)
+            fd = child
+    finally:
+        os.close(fd)
+    return root / rel
+
