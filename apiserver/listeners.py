@@ -179,7 +179,7 @@ def publish_kubernetes_service(cluster: Cluster, port: int) -> None:
             current = None
         if current is None:
             try:
-                cluster.writer.create(rt, "default", wanted, rt.storage_version, Options())
+                cluster.writer.create(rt, "default", wanted, rt.storage_version, Options(internal=True))
             except errors.ApiError as exc:  # a Service still held by a finalizer, say: say so, serve on
                 log.warning("cluster %s: cannot create the kubernetes %s: %s", cluster.name, key, exc)
             continue
@@ -191,4 +191,5 @@ def publish_kubernetes_service(cluster: Cluster, port: int) -> None:
                 body["spec"] = {**(current.get("spec") or {}), **value}
             elif part not in ("apiVersion", "kind"):
                 body[part] = value
-        cluster.writer.update(rt, "default", "kubernetes", body, rt.storage_version, Options(), require_rv=False)
+        cluster.writer.update(rt, "default", "kubernetes", body, rt.storage_version, Options(internal=True),
+                              require_rv=False)

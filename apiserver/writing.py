@@ -21,6 +21,7 @@ from apiserver import (
     applying,
     builtins,
     defaulting,
+    endpointaddrs,
     errors,
     metadata,
     patching,
@@ -48,6 +49,7 @@ class Options:
     field_validation: str = ""  # Strict | Warn | Ignore ("" = Warn, like the apiserver's default)
     field_manager: str = ""
     force: bool = False
+    internal: bool = False  # the API server's own write (never set from a request): see endpointaddrs
 
 
 @dataclass
@@ -184,6 +186,8 @@ class Writer:
             problems = apiservices.name_causes(obj, problems)
         if rt.key == builtins.CRD_KEY:
             problems += schemacheck.crd_causes(obj)
+        if not opts.internal:
+            problems += endpointaddrs.causes(rt.key, obj)
         if problems:
             raise errors.invalid(rt.kind, rt.group, meta.get("name", "") or "", problems)
         return warnings

@@ -2,9 +2,13 @@
 
 `plan_services` turns Services and their EndpointSlices (or, for a Service without slices, its v1
 Endpoints) into frontends (``clusterIP:port`` and every ``status.loadBalancer.ingress[].ip:port``)
-with their ready backends, and the loopback backends (``127.0.0.0/8``: the API server's own
-``default/kubernetes`` Service) that only a user-space forwarder can reach. `render_table` writes the
-cluster's whole nft table; applying it with ``nft -f`` replaces the previous one in one transaction:
+with their ready backends, and the loopback backend of the API server's own ``default/kubernetes``
+Service, which only a user-space forwarder can reach. Loopback endpoints of any other Service are
+ignored (they would open the host's loopback to the cluster's users); load-balancer addresses count
+only for our class's ``type: LoadBalancer`` Services and only inside the cluster's own pool (another
+cluster's Pod or Service address must never become a frontend in the shared fabric). `render_table`
+writes the cluster's whole nft table; applying it with ``nft -f`` replaces the previous one in one
+transaction:
 
 - DNAT: each frontend jumps to its Service port's chain, which picks a backend at random
   (``numgen random mod N vmap``) and DNATs to it;
@@ -20,11 +24,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from localcluster.network.addressing import ClusterNet, cluster_table_name
+from localcluster.network.cloudlb import ingress_ips, is_ours
 
 Obj = Mapping[str, Any]
 HAIRPIN_MARK = 0x4000
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
+API_SERVICE = "default/kubernetes"  # the only Service whose loopback endpoint is forwarded
 
 
 @dataclass(frozen=True, order=True)
@@ -82,8 +88,8 @@ def _frontend_ips(net: ClusterNet, svc: Obj) -> tuple[list[str], str | None]:
     v4 = [str(a) for a in (_ipv4(ip) for ip in ips) if a is not None]
     if not v4 or not all(net.owns_service_ip(ip) for ip in v4):
         return [], f"clusterIP {ips[0]} is outside the service CIDR {net.service_cidr}"
-    lb = ((svc.get("status") or {}).get("loadBalancer") or {}).get("ingress") or []
-    v4 += [str(a) for a in (_ipv4(ing.get("ip")) for ing in lb) if a is not None]
+    if is_ours(dict(svc)):  # only our load balancer's addresses, from this cluster's own pool
+        v4 += [ip for ip in ingress_ips(dict(svc)) if _ipv4(ip) is not None and net.owns_lb_ip(ip)]
     return list(dict.fromkeys(v4)), None
 
 
@@ -150,6 +156,9 @@ def plan_services(net: ClusterNet, services: Iterable[Obj], slices: Iterable[Obj
                 found = _endpoints_backends(eps[key], name, fallback) if key in eps else []
             local = sorted({b for b in found if ipaddress.ip_address(b.ip) in _LOOPBACK})
             remote = tuple(sorted({b for b in found if b not in local}))
+            if local and key != API_SERVICE:
+                ignored.append(f"{key}: loopback endpoint {local[0].ip} ignored (only {API_SERVICE} is forwarded)")
+                local = []
             fronts = tuple((ip, number) for ip in ips if (ip, number, proto) not in taken)
             taken.update((ip, number, proto) for ip, _ in fronts)
             if local and proto == "tcp":

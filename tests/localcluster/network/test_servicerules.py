@@ -11,7 +11,8 @@ NET = ClusterNet(2)
 
 
 def svc(name: str, ip: str, ports: list[dict[str, Any]], ingress: tuple[str, ...] = ()) -> dict[str, Any]:
-    return {"metadata": {"namespace": "n", "name": name}, "spec": {"clusterIP": ip, "ports": ports},
+    kind = "LoadBalancer" if ingress else "ClusterIP"
+    return {"metadata": {"namespace": "n", "name": name}, "spec": {"type": kind, "clusterIP": ip, "ports": ports},
             "status": {"loadBalancer": {"ingress": [{"ip": i} for i in ingress]}}}
 
 
