@@ -204,6 +204,18 @@ class WorkQueue:
         self.add_after(key, delay, real_time=True)
         return delay
 
+    def retry_conflict(self, key: Any, first_delay: float = 0.05) -> float:
+        """Retry a key whose reconcile hit a 409 (decided on a stale cache): soon the first time (the
+        watch catches up), then with the rate limiter's backoff until a reconcile succeeds."""
+        with self._cond:
+            first = key not in self._failures
+            if first:
+                self._failures[key] = 0
+        if not first:
+            return self.add_rate_limited(key)
+        self.add_after(key, first_delay, real_time=True)
+        return first_delay
+
     def forget(self, key: Any) -> None:
         with self._cond:
             self._failures.pop(key, None)
@@ -295,12 +307,13 @@ def stop_controller(queue: WorkQueue, informers: Iterable[Informer], threads: It
 
 def reconcile_one(queue: WorkQueue, key: Any, process: Callable[[Any], None], name: str) -> None:
     """Process a key taken from `queue` and mark it done. A 409 means a decision was taken on a stale cache:
-    retry soon (the watch catches up); any other error is retried with backoff, never stopping the worker."""
+    retry soon the first time (the watch catches up), then with backoff; any other error is retried with backoff,
+    never stopping the worker."""
     try:
         process(key)
     except ApiException as exc:
         if exc.status == 409:
-            queue.add_after(key, 0.05, real_time=True)
+            queue.retry_conflict(key)
         else:
             log.warning("reconcile %s failed: %s %s", name, exc.status, exc.reason)
             queue.add_rate_limited(key)

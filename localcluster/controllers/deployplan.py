@@ -65,12 +65,16 @@ def plan_deployment(deploy: Obj, owned: Sequence[Obj], now: datetime,
     template = spec.get("template") or {}
     live = [rs for rs in owned if not objects.is_deleting(rs)]
     digest = ro.template_hash(template, int((deploy.get("status") or {}).get("collisionCount") or 0))
-    matching = [rs for rs in live if ro.without_hash((rs.get("spec") or {}).get("template") or {}) == template
+    # as upstream's FindNewReplicaSet, a ReplicaSet being deleted still is the new one: re-creating
+    # its name would only conflict (409) until its Pods are gone
+    matching = [rs for rs in owned if ro.without_hash((rs.get("spec") or {}).get("template") or {}) == template
                 or objects.labels_of(rs).get(ro.HASH_LABEL) == digest]
     new = min(matching, key=lambda rs: str(objects.meta(rs).get("creationTimestamp") or ""), default=None)
     old = [rs for rs in live if rs is not new]
     actions: list[Action] = []
     event = ""
+    if new is not None and objects.is_deleting(new):
+        return _with_status(deploy, new, old, actions, "", now)  # wait for it to go, then create it anew
     if new is None:
         if spec.get("paused"):
             return _with_status(deploy, None, old, actions, "", now)
