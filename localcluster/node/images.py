@@ -4,7 +4,8 @@ Kinds (what a reference maps to):
 - `host`: the host's root read-only, with this installation's virtualenv `bin/` first on PATH, so the
   project's console scripts (`volsync-agent`, ...) run. Default for the project's own image: any
   repository named `volsync-addon` or `volsync-addon-agent` (the hub renders
-  `quay.io/backube/volsync-addon-agent:latest` by default).
+  `quay.io/backube/volsync-addon-agent:latest` by default). The host's secrets stay hidden: password
+  hashes, ssh host keys and sudo rules read as empty, `/var/lib`, `/var/log`, ... are empty tmpfs.
 - `python`: the same host root; the virtualenv's `python`/`python3` come first on PATH, so
   `import kubernetes` works. Default for `python` and `docker.io/library/python`, any tag.
 - `busybox`: a root built once under `<state>/images/busybox` from Debian's busybox (its applets as
@@ -51,6 +52,13 @@ DEFAULT_RULES: dict[str, str] = {
 }
 SYSTEM_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 BUSYBOX_SETPRIV = "/.node/setpriv"
+# host secrets a host-root image never sees: directories become empty private tmpfs (scratch), files
+# read as empty (`/dev/null` bound over them); `keep` still binds the Python installation back
+HOST_SECRET_DIRS = ("/etc/sudoers.d", "/etc/ssl/private", "/var/lib", "/var/log", "/var/backups", "/var/spool",
+                    "/var/mail", "/srv")
+HOST_SECRET_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
+                     "/etc/security/opasswd")
+HOST_SECRET_GLOBS = ("/etc/ssh/ssh_host_*_key",)
 BUSYBOX_ETC = {
     "passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
     "group": "root:x:0:\nnogroup:x:65534:\n",
@@ -76,7 +84,7 @@ class RootFs:
     `root` (host path) becomes `/`, read-only. `scratch` are the sandbox paths that get a private
     tmpfs (so nothing written there reaches the host); `keep` host paths are bound back read-only
     over them (the Python installation when it lives under `/root`). `setpriv` and `env` are paths
-    inside the root."""
+    inside the root. `masked` files read as empty (the host's secrets, for host-root images)."""
 
     kind: str
     root: Path
@@ -85,6 +93,7 @@ class RootFs:
     keep: tuple[str, ...]
     setpriv: str
     env: str
+    masked: tuple[str, ...] = ()
 
 
 class ImageMap:
@@ -130,10 +139,18 @@ class ImageMap:
             return RootFs(kind, root, "/usr/sbin:/usr/bin:/sbin:/bin", ("/tmp", "/run", "/var/tmp", "/root", "/home"),
                           (), BUSYBOX_SETPRIV, "/usr/bin/env")
         bin_dir = str(self.venv / "bin")
-        scratch = ("/tmp", "/run", "/var/tmp", "/root", "/home")
+        scratch = ("/tmp", "/run", "/var/tmp", "/root", "/home",
+                   *(d for d in HOST_SECRET_DIRS if os.path.isdir(d) and not os.path.islink(d)))
         keep = tuple(sorted({str(p) for p in (Path(sys.base_prefix), self.venv, project_root())
                              if any(under(str(p), s) for s in scratch)}))
-        return RootFs(kind, Path("/"), f"{bin_dir}:{SYSTEM_PATH}", scratch, keep, "/usr/bin/setpriv", "/usr/bin/env")
+        return RootFs(kind, Path("/"), f"{bin_dir}:{SYSTEM_PATH}", scratch, keep, "/usr/bin/setpriv", "/usr/bin/env",
+                      host_secret_files())
+
+
+def host_secret_files() -> tuple[str, ...]:
+    """The host's secret files that exist (regular files, not links: bwrap binds over real paths)."""
+    found = [*HOST_SECRET_FILES, *(str(p) for g in HOST_SECRET_GLOBS for p in Path("/").glob(g.lstrip("/")))]
+    return tuple(sorted(p for p in found if os.path.isfile(p) and not os.path.islink(p)))
 
 
 def repository_names(image: str) -> list[str]:

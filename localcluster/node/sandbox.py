@@ -13,7 +13,8 @@ The layout, in order (bwrap applies its arguments in order):
 2. `/proc` (the container's PID namespace), a minimal `/dev` with a 64 MiB `/dev/shm`, a private
    tmpfs on each scratch path (`/tmp`, `/run`, `/var/tmp`, `/root`, `/home`), the kept interpreter
    paths bound back;
-3. `hide`: empty read-only tmpfs over host paths no Pod may read (the node's own state);
+3. `hide`: empty read-only tmpfs over host paths no Pod may read (the node's own state); the
+   image's `masked` files (host secrets) read as empty (`/dev/null` bound over them);
 4. the launch's mounts (`--bind`/`--ro-bind`) and tmpfs mounts, in the order given.
 
 Capabilities: containerd's default set, minus `cap_drop`, plus `cap_add` (`ALL` allowed in both);
@@ -118,6 +119,8 @@ def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], 
         argv += [*_parents(path), "--ro-bind", path, path]
     for path in hide:
         argv += ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
+    for path in rootfs.masked:
+        argv += ["--ro-bind", "/dev/null", path]
     for mount in launch.mounts:
         argv += _parents(mount.target)
         argv += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target]
