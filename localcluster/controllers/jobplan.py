@@ -135,7 +135,7 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
     step.fields["startTime"] = rfc3339(start) if start else None
     requeue: float | None = None
 
-    failure = _failure(spec, conditions, totals["failed"] + _restarts(spec, active), start, now, suspended)
+    failure = _failure(spec, conditions, (totals["failed"], _restarts(spec, active)), start, now, suspended)
     if isinstance(failure, float):
         requeue, failure = failure, None
     completions = spec.get("completions", 1 if spec.get("parallelism") is None else None)
@@ -190,13 +190,17 @@ def _new_pods(job: Obj, count: int, active: list[Obj], indexes: set[int] | None)
             for i in jobindex.next_indexes(completions, indexes, active, count)]
 
 
-def _failure(spec: Obj, conditions: list[Obj], failed: int, start: datetime | None, now: datetime,
+def _failure(spec: Obj, conditions: list[Obj], failures: tuple[int, int], start: datetime | None, now: datetime,
              suspended: bool) -> tuple[str, str] | float | None:
-    """(reason, message) when the Job has failed; else seconds until its deadline, or None."""
+    """(reason, message) when the Job has failed; else seconds until its deadline, or None. `failures`
+    is (failed Pods, container restarts of active OnFailure Pods), judged apart as upstream does:
+    failed Pods `> backoffLimit`, restarts `>= backoffLimit` (`> 0` with a limit of 0)."""
     target = objects.condition(conditions, "FailureTarget")
     if target is not None and target.get("status") == "True":
         return str(target.get("reason") or ""), str(target.get("message") or "")
-    if failed > int(spec.get("backoffLimit", DEFAULT_BACKOFF_LIMIT)):
+    failed, restarts = failures
+    limit = int(spec.get("backoffLimit", DEFAULT_BACKOFF_LIMIT))
+    if failed > limit or (restarts > 0 and restarts >= limit):
         return "BackoffLimitExceeded", "Job has reached the specified backoff limit"
     deadline = spec.get("activeDeadlineSeconds")
     if deadline is None or start is None or suspended:
@@ -208,8 +212,8 @@ def _failure(spec: Obj, conditions: list[Obj], failed: int, start: datetime | No
 
 
 def _restarts(spec: Obj, active: Sequence[Obj]) -> int:
-    """With `restartPolicy: OnFailure` the kubelet restarts failed containers in place: their restarts
-    count as failures towards `backoffLimit`, as upstream counts them."""
+    """With `restartPolicy: OnFailure` the kubelet restarts failed containers in place: the restarts of
+    the active Pods' containers, which upstream weighs against `backoffLimit` on their own."""
     policy = (((spec.get("template") or {}).get("spec") or {}).get("restartPolicy"))
     if policy != "OnFailure":
         return 0

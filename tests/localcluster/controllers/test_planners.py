@@ -144,3 +144,25 @@ def test_max_unavailable_zero_waits_for_the_new_pod_before_removing_an_old_one()
     assert rollout.rolling_new(d, rs("new", 1, 0), [rs("new", 1, 0), old]) == 1, "no room above the surge"
     assert rollout.rolling_old(d, rs("new", 1, 0), [old], [rs("new", 1, 0), old]) == {}
     assert rollout.rolling_old(d, rs("new", 1, 1), [old], [rs("new", 1, 1), old]) == {"old": 1}
+
+
+def _on_failure_job(limit: int, restarts: int) -> tuple[Obj, list[Obj]]:
+    spec = job(backoffLimit=limit)
+    spec["spec"]["template"]["spec"]["restartPolicy"] = "OnFailure"
+    running = {"metadata": {"name": "p", "uid": "p"},
+               "status": {"phase": "Running", "containerStatuses": [{"name": "m", "restartCount": restarts}]}}
+    return spec, [running]
+
+
+def _fails(limit: int, restarts: int) -> bool:
+    plan = jobplan.plan_job(*_on_failure_job(limit, restarts), NOW)
+    return any(c["type"] == "FailureTarget" for a in plan.actions if isinstance(a, Patch)
+               for c in a.patch["status"].get("conditions") or [])
+
+
+def test_on_failure_restarts_fail_the_job_at_the_backoff_limit_as_upstream() -> None:
+    """Upstream's pastBackoffLimitOnFailure: restarts >= backoffLimit (> 0 when the limit is 0)."""
+    assert not _fails(2, 1)
+    assert _fails(2, 2), "the second restart reaches backoffLimit 2"
+    assert not _fails(0, 0)
+    assert _fails(0, 1)
