@@ -6,9 +6,12 @@ inside it (see `proxy`). The fabric has no link to the host's namespace and no d
 nothing in it can reach off the machine, and the host's namespace is never changed.
 
 Liveness: every process using a fabric holds a shared flock on
-``/run/volsync-addon/fabrics/<name>.lock`` for its lifetime (`Fabric.hold`), and so may the
-processes it leaves running on purpose (`Fabric.lock_fd`, inherited by Pods' shims). A fabric whose
-lock nobody holds was left by a crashed run: `sweep_stale` deletes it and its Pods' namespaces.
+``/run/volsync-addon/fabrics/<name>.lock`` for its lifetime (`Fabric.hold`). Pods outlive the cluster
+process that started them (their shims are adopted by the next one), and they hold no lock, so a
+fabric is stale only when nobody holds its lock AND no live thread of any process is inside the
+fabric's or any of its Pods' network namespaces (the kernel's answer, compared by namespace inode with
+``/proc/*/task/*/ns/net``: it needs no cooperation from shims or containers, and a container cannot
+forge or drop it). `sweep_stale` deletes such a fabric and its Pods' namespaces.
 """
 
 from __future__ import annotations
@@ -93,9 +96,9 @@ class Fabric:
             _held[self.name] = _lock(lock_path(self.name), fcntl.LOCK_SH)
 
     def lock_fd(self) -> int:
-        """The fd of this process's hold, for `subprocess.Popen(pass_fds=[fd])`: a long-lived child (a
-        container's shim) that inherits it keeps the fabric alive after this process is killed, since
-        a flock belongs to the open file, so `sweep_stale` leaves the fabric of adopted Pods alone."""
+        """The fd of this process's hold. Never hand it to a container: a flock belongs to the open
+        file, so any process sharing it could unlock it for everyone (Pods keep their fabric alive by
+        being inside its namespaces, see the module docstring)."""
         self.hold()
         with _held_lock:
             return _held[self.name]
@@ -124,12 +127,43 @@ def _lock(path: Path, mode: int) -> int:
         fd = os.open(path, os.O_RDWR | os.O_CREAT | os.O_CLOEXEC, 0o600)
         try:
             fcntl.flock(fd, mode)
-            if os.path.exists(path) and os.stat(path).st_ino == os.fstat(fd).st_ino:
+            if _is_current(path, fd):
                 return fd
         except BaseException:
             os.close(fd)
             raise
         os.close(fd)
+
+
+def _is_current(path: Path, fd: int) -> bool:
+    """Whether `fd` is still the file at `path` (not one a sweeper unlinked while we waited)."""
+    try:
+        return os.stat(path).st_ino == os.fstat(fd).st_ino
+    except FileNotFoundError:
+        return False
+
+
+def _occupied_netns() -> set[int]:
+    """The inodes of the network namespaces some live thread of some process is in."""
+    found: set[int] = set()
+    for task in Path("/proc").glob("[0-9]*/task/[0-9]*"):
+        try:
+            found.add(os.stat(task / "ns" / "net").st_ino)
+        except OSError:
+            continue  # exited meanwhile
+    return found
+
+
+def _in_use(name: str) -> bool:
+    """Whether a live process is inside the fabric's namespace or one of its Pods' namespaces."""
+    occupied = _occupied_netns()
+    for ns in [name, *(n for n in netcmd.netns_names() if n.startswith(f"{name}-pod-"))]:
+        try:
+            if os.stat(netcmd.NETNS_DIR / ns).st_ino in occupied:
+                return True
+        except OSError:
+            continue
+    return False
 
 
 def _delete_fabric(name: str) -> None:
@@ -140,7 +174,8 @@ def _delete_fabric(name: str) -> None:
 
 
 def sweep_stale() -> list[str]:
-    """Delete every fabric (and its Pods' namespaces) that no live process holds; return their names."""
+    """Delete every fabric (and its Pods' namespaces) that no live process holds or is inside; return
+    their names."""
     names = {ns for ns in netcmd.netns_names() if _FABRIC_NAME.match(ns)}
     orphans = {ns.split("-pod-")[0] for ns in netcmd.netns_names() if "-pod-" in ns}
     names |= {ns for ns in orphans if _FABRIC_NAME.match(ns)}
@@ -156,6 +191,11 @@ def sweep_stale() -> list[str]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 continue  # a live process holds it
+            if not _is_current(path, fd):
+                continue  # another sweeper unlinked it meanwhile: a new holder may own the new file
+            if _in_use(name):
+                log.info("fabric %s has no holder but live processes inside (running Pods): kept", name)
+                continue
             log.info("sweeping stale fabric %s", name)
             _delete_fabric(name)
             path.unlink(missing_ok=True)
