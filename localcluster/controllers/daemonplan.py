@@ -23,13 +23,14 @@ GENERATION_LABEL = "pod-template-generation"
 
 
 def eligible_nodes(ds: Obj, nodes: Sequence[Obj]) -> list[str]:
-    selector = (((ds.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+    """Ready, not deleting Nodes whose labels match the template's `nodeSelector` (empty: every Node)."""
+    node_selector = (((ds.get("spec") or {}).get("template") or {}).get("spec") or {}).get("nodeSelector") or {}
+    selector = {"matchLabels": dict(node_selector)}
     out = []
     for node in nodes:
         ready = objects.condition((node.get("status") or {}).get("conditions"), "Ready")
-        labels = objects.labels_of(node)
         if ready and ready.get("status") == "True" and not objects.is_deleting(node) \
-                and all(labels.get(k) == v for k, v in selector.items()):
+                and podfacts.selector_matches(selector, objects.labels_of(node)):
             out.append(objects.name_of(node))
     return sorted(out)
 
@@ -38,7 +39,7 @@ def _max_unavailable(ds: Obj, desired: int) -> int:
     rolling = ((ds.get("spec") or {}).get("updateStrategy") or {}).get("rollingUpdate") or {}
     value = rolling.get("maxUnavailable", 1)
     if isinstance(value, str) and value.endswith("%"):
-        return max(int(value[:-1]) * desired // 100, 1)
+        return max(-(-int(value[:-1]) * desired // 100), 1)  # a percentage rounds up, as upstream's
     return max(int(value), 1)
 
 
@@ -57,8 +58,10 @@ def plan_daemonset(ds: Obj, pods: Sequence[Obj], nodes: Sequence[Obj], now: date
     doomed: list[Obj] = [p for node, group in by_node.items() if node not in eligible for p in group]
     actions: list[Action] = []
     labels = {REVISION_LABEL: digest, GENERATION_LABEL: str(objects.meta(ds).get("generation") or 1)}
+    for group in by_node.values():  # the up-to-date Pod first: it is the one kept
+        group.sort(key=lambda p: objects.labels_of(p).get(REVISION_LABEL) != digest)
     for node in eligible:
-        group = sorted(by_node.get(node, []), key=lambda p: objects.labels_of(p).get(REVISION_LABEL) != digest)
+        group = by_node.get(node, [])
         doomed += group[1:]
         if not group:
             pod = podfacts.pod_from_template(spec.get("template") or {}, ds, generate_name=f"{name}-",

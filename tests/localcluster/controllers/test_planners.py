@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import UTC, datetime, timedelta
 
 from kube.rest import PODS, Obj
-from localcluster.controllers import endpointplan, jobindex, jobplan, rollout
+from localcluster.controllers import daemonplan, endpointplan, jobindex, jobplan, rollout
 from localcluster.controllers import pods as podfacts
 from localcluster.controllers.plans import Create, Delete, Emit, Patch
 
@@ -166,3 +166,40 @@ def test_on_failure_restarts_fail_the_job_at_the_backoff_limit_as_upstream() -> 
     assert _fails(2, 2), "the second restart reaches backoffLimit 2"
     assert not _fails(0, 0)
     assert _fails(0, 1)
+
+
+def _daemonset(max_unavailable: object = 1) -> Obj:
+    template = {"metadata": {"labels": {"app": "a"}}, "spec": {"containers": [{"name": "m"}]}}
+    return {"apiVersion": "apps/v1", "kind": "DaemonSet",
+            "metadata": {"name": "ds", "namespace": "ns", "uid": "ds1", "generation": 2},
+            "spec": {"selector": {"matchLabels": {"app": "a"}}, "template": template,
+                     "updateStrategy": {"type": "RollingUpdate", "rollingUpdate": {"maxUnavailable": max_unavailable}}}}
+
+
+def _node(name: str) -> Obj:
+    return {"metadata": {"name": name, "labels": {}}, "status": {"conditions": [{"type": "Ready", "status": "True"}]}}
+
+
+def _ds_pod(name: str, node: str, digest: str) -> Obj:
+    return {"metadata": {"name": name, "uid": name, "labels": {"app": "a", daemonplan.REVISION_LABEL: digest}},
+            "spec": {"nodeName": node},
+            "status": {"phase": "Running", "conditions": [{"type": "Ready", "status": "True",
+                                                           "lastTransitionTime": "2026-03-01T11:00:00Z"}]}}
+
+
+def test_a_node_with_an_old_and_a_new_daemon_pod_keeps_the_new_one_only() -> None:
+    ds = _daemonset()
+    digest = rollout.template_hash(ds["spec"]["template"])
+    pods = [_ds_pod("old", "n1", "stale"), _ds_pod("new", "n1", digest)]
+    plan = daemonplan.plan_daemonset(ds, pods, [_node("n1")], NOW)
+    assert [a.name for a in plan.actions if isinstance(a, Delete)] == ["old"], "the old Pod, deleted once"
+
+
+def test_daemonset_percentage_max_unavailable_rounds_up() -> None:
+    ds = _daemonset("10%")
+    nodes = [_node(f"n{i}") for i in range(5)]
+    plan = daemonplan.plan_daemonset(ds, [_ds_pod(f"p{i}", f"n{i}", "stale") for i in range(5)], nodes, NOW)
+    assert len([a for a in plan.actions if isinstance(a, Delete)]) == 1
+    ds = _daemonset("30%")
+    plan = daemonplan.plan_daemonset(ds, [_ds_pod(f"p{i}", f"n{i}", "stale") for i in range(5)], nodes, NOW)
+    assert len([a for a in plan.actions if isinstance(a, Delete)]) == 2, "30% of 5 is 1.5: 2, as upstream"
