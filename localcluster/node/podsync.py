@@ -21,7 +21,7 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from kube.clock import Clock
+from kube.clock import Clock, parse_rfc3339
 from kube.events import Recorder
 from kube.rest import PODS, Kube
 from localcluster.node.envvars import PodContext
@@ -139,8 +139,10 @@ class PodSync:
         view = {**pod, "status": {**(pod.get("status") or {}), **(mem.status or {})}}
         phase = str(view["status"].get("phase") or "Pending")
         deleting = bool(meta.get("deletionTimestamp"))
-        if deleting and mem.term_deadline is None:
-            mem.term_deadline = self.clock.now() + timedelta(seconds=mem.grace)
+        if deleting:  # every sync: a shorter second delete moves deletionTimestamp earlier; a restart keeps it
+            by_api = parse_rfc3339(meta.get("deletionTimestamp"))
+            known = [d for d in (mem.term_deadline, by_api) if d is not None]
+            mem.term_deadline = min(known) if known else self.clock.now() + timedelta(seconds=mem.grace)
         facts_extra: dict[str, Any] = {}
         errors: dict[str, str] = {}
         config_errors: dict[str, str] = {}
