@@ -99,6 +99,7 @@ class EndpointSliceController(_ServiceReconciler):
     def reconcile(self, key: Hashable) -> float | None:
         ns, name, service = self._service(key)
         if service is None or not (service.get("spec") or {}).get("selector") or objects.is_deleting(service):
+            self.expectations.forget(key)
             return None  # the garbage collector removes the slices of a deleted Service
         wait = self.expectations.pending(key, lambda n: self.slices.get(ns, n))
         if wait is not None:

@@ -21,6 +21,8 @@ EXPIRY = 10.0  # real seconds after which an unobserved write no longer holds a 
 
 
 class Expectations:
+    """Per controller key, the names created or deleted whose effect the cache has not shown yet."""
+
     def __init__(self, expiry: float = EXPIRY) -> None:
         self.expiry = expiry
         self._lock = threading.Lock()
@@ -34,6 +36,12 @@ class Expectations:
     def deleted(self, key: Hashable, name: str) -> None:
         with self._lock:
             self._deletes.setdefault(key, {})[name] = time.monotonic() + self.expiry
+
+    def forget(self, key: Hashable) -> None:
+        """Drop what is expected for `key` (its owner is gone: nothing will ever wait on it)."""
+        with self._lock:
+            self._creates.pop(key, None)
+            self._deletes.pop(key, None)
 
     def pending(self, key: Hashable, lookup: Callable[[str], Obj | None]) -> float | None:
         """Seconds until the unobserved writes for `key` stop counting (None: nothing pending);

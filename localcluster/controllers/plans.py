@@ -105,10 +105,9 @@ def apply_plan(kube: Kube, plan: Plan, expectations: Expectations | None = None,
             case Patch(res=res, namespace=ns, name=name, patch=patch, status=status):
                 with _tolerating(404):
                     kube.patch(res, name, patch, ns or None, subresource="status" if status else "")
-            case Delete(res=res, namespace=ns, name=name, uid=uid, propagation=propagation, announce=owner):
-                pre = {"uid": uid} if uid else None
-                with _tolerating(404, 409):
-                    kube.delete(res, name, ns or None, preconditions=pre, propagation=propagation)
+            case Delete(res=res, name=name, announce=owner):
+                if not _delete(kube, action):
+                    continue  # the uid precondition refused: a successor holds the name, nothing to expect
                 if expectations is not None and key is not None:
                     expectations.deleted(key, name)
                 if owner is not None and recorder is not None:
@@ -118,6 +117,20 @@ def apply_plan(kube: Kube, plan: Plan, expectations: Expectations | None = None,
                     recorder.event(obj, type_, reason, message)
             case _:
                 assert_never(action)
+
+
+def _delete(kube: Kube, action: Delete) -> bool:
+    """Delete as `action` says; False when its uid precondition was refused (409), True when deleted or gone."""
+    pre = {"uid": action.uid} if action.uid else None
+    try:
+        kube.delete(action.res, action.name, action.namespace or None, preconditions=pre,
+                    propagation=action.propagation)
+    except ApiException as exc:
+        if exc.status == 409:
+            return False
+        if exc.status != 404:
+            raise
+    return True
 
 
 def _message(exc: ApiException) -> str:

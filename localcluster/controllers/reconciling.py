@@ -49,6 +49,7 @@ class OwnerReconciler:
         namespace, name = key
         owner = self.owners.get(namespace, name)
         if owner is None:
+            self.expectations.forget(key)  # a deleted owner's expectations would otherwise stay forever
             return None
         owner = {"apiVersion": self.owner_res.api_version, "kind": self.owner_res.kind, **owner}
         wait = self.expectations.pending(key, lambda n: self.children.get(namespace, n))

@@ -1,5 +1,6 @@
-"""Conflicts: a ReplicaSet being deleted in the foreground is still the Deployment's new one (no
-re-create that can only 409), and a key whose reconcile keeps hitting 409 backs off."""
+"""Conflicts and expectations: a ReplicaSet being deleted in the foreground is still the Deployment's
+new one (no re-create that can only 409), a key whose reconcile keeps hitting 409 backs off, and
+neither a deleted owner nor a refused delete leaves expectations behind."""
 
 from __future__ import annotations
 
@@ -7,11 +8,14 @@ from datetime import UTC, datetime
 
 from kubernetes.client.exceptions import ApiException
 
+from kube.controller import Runtime
 from kube.informing import WorkQueue, reconcile_one
-from kube.rest import Obj
+from kube.rest import PODS, Kube, Obj
 from localcluster.controllers import rollout
 from localcluster.controllers.deployplan import new_replica_set, plan_deployment
-from localcluster.controllers.plans import Create
+from localcluster.controllers.expectations import Expectations
+from localcluster.controllers.plans import Create, Delete, Plan, apply_plan
+from localcluster.controllers.replicasets import ReplicaSetController
 
 NOW = datetime(2026, 3, 1, 12, 0, tzinfo=UTC)
 
@@ -56,3 +60,21 @@ def test_repeated_conflicts_back_off_after_one_quick_retry() -> None:
     reconcile_one(queue, "k", conflict, "test")
     assert queue.get(timeout=0.3) == "k", "after a success, a conflict is quick again"
     queue.shutdown()
+
+
+def test_a_deleted_owner_leaves_no_expectations(kube: Kube, namespace: str, runtime: Runtime) -> None:
+    controller = ReplicaSetController(runtime, kube)
+    key = (namespace, "gone")
+    controller.expectations.created(key, "gone-abcde")
+    assert controller.reconcile(key) is None
+    assert controller.expectations.pending(key, lambda _name: None) is None
+
+
+def test_a_delete_refused_by_its_uid_precondition_is_not_expected(kube: Kube, namespace: str) -> None:
+    successor = kube.create(PODS, {"metadata": {"name": "p"}, "spec": {"containers": [{"name": "m",
+                                                                                        "image": "busybox"}]}},
+                            namespace)
+    expectations, key = Expectations(), (namespace, "owner")
+    apply_plan(kube, Plan((Delete(PODS, namespace, "p", "not-the-uid"),)), expectations, key)
+    assert kube.get(PODS, "p", namespace) is not None
+    assert expectations.pending(key, lambda _name: successor) is None, "nothing was deleted: nothing to wait for"
