@@ -1,10 +1,10 @@
 """The node's own API objects: the `Node` (labels, capacity, addresses, `Ready` heartbeat) and its
-`Lease` in `kube-node-lease`, renewed every 10 s as kubelet does.
+`Lease` in `kube-node-lease`, renewed every 10 s as kubelet does (the Lease is the heartbeat).
 
 `NodeRegistry.register()` creates the Node (or takes over the one left by a previous process of
-the same name) and writes its whole status; `heartbeat()` renews the Lease and the `Ready`
-condition's `lastHeartbeatTime`. Capacity comes from the host (cpu count, MemTotal, the state
-directory's filesystem), `pods` is 110 as kubelet's default.
+the same name) and writes its whole status; `heartbeat()` renews the Lease and rewrites the status
+(moving `lastHeartbeatTime`) only when it changed or every 5 minutes. Capacity comes from the host
+(cpu count, MemTotal, the state directory's filesystem), `pods` is 110 as kubelet's default.
 """
 
 from __future__ import annotations
@@ -18,12 +18,13 @@ from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
-from kube.clock import Clock, rfc3339
+from kube.clock import Clock, parse_rfc3339, rfc3339
 from kube.rest import LEASES, NAMESPACES, NODES, Kube
 
 LEASE_NAMESPACE = "kube-node-lease"
 LEASE_SECONDS = 40
 HEARTBEAT_SECONDS = 10.0
+REPORT_SECONDS = 300.0  # the Node's status is rewritten at least this often, else only on a change
 KUBELET_VERSION = "v1.32.0-localcluster"
 Obj = dict[str, Any]
 
@@ -103,12 +104,19 @@ class NodeRegistry:
         self.heartbeat()
 
     def heartbeat(self) -> None:
-        """Renew the Lease and the Ready condition's heartbeat."""
+        """Renew the Lease (the heartbeat); write the Node's status only when it changed or its Ready
+        heartbeat is `REPORT_SECONDS` old (kubelet's nodeStatusReportFrequency). Decided from the
+        Node as the API server has it, so a restarted kubelet behaves the same."""
         now = self.clock.now()
         node = self.kube.get(NODES, self.name) or {}
-        since = next((c.get("lastTransitionTime") for c in (node.get("status") or {}).get("conditions") or []
-                      if c.get("type") == "Ready" and c.get("status") == "True"), None)
-        self.kube.patch_status(NODES, self.name, self.status(now, since))
+        current = node.get("status") or {}
+        ready = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), {})
+        since = ready.get("lastTransitionTime") if ready.get("status") == "True" else None
+        desired = self.status(now, since)
+        beat = parse_rfc3339(ready.get("lastHeartbeatTime"))
+        stale = beat is None or (now - beat).total_seconds() >= REPORT_SECONDS
+        if stale or _without_heartbeats(desired) != _without_heartbeats(current):
+            self.kube.patch_status(NODES, self.name, desired)
         self._renew_lease(now)
 
     def _renew_lease(self, now: datetime) -> None:
@@ -129,6 +137,14 @@ class NodeRegistry:
                 self.kube.create(LEASES, body)
             elif exc.status != 409:
                 raise
+
+
+def _without_heartbeats(status: Obj) -> Obj:
+    """The status fields a heartbeat does not move (for the change check)."""
+    keys = ("capacity", "allocatable", "addresses", "daemonEndpoints", "nodeInfo")
+    conditions = sorted(({k: v for k, v in c.items() if k != "lastHeartbeatTime"}
+                         for c in status.get("conditions") or []), key=lambda c: str(c.get("type")))
+    return {**{k: status.get(k) for k in keys}, "conditions": conditions}
 
 
 def _read(path: str) -> str:
