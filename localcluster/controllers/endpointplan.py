@@ -1,11 +1,11 @@
 """Which Pods back a Service, on which ports, pure: the EndpointSlices and the Endpoints of a Service.
 
 For a Service with a selector, every matching Pod that has an IP and has not finished is an
-endpoint, with `conditions.ready` (Ready and not terminating, or `publishNotReadyAddresses`),
-`serving` (Ready) and `terminating`, its `nodeName` and a `targetRef`. A Service port's
-`targetPort` is a number or the name of one of the Pod's container ports; Pods that resolve the
+endpoint, with `conditions.ready` (`publishNotReadyAddresses`, or Ready and not terminating),
+`serving` (Ready, whatever `publishNotReadyAddresses` says) and `terminating` (deletionTimestamp
+set), its `nodeName` and a `targetRef`. A Service port's `targetPort` is a number or the name of one of the Pod's container ports; Pods that resolve the
 ports differently end up in different slices / subsets, as upstream groups them. Terminating Pods
-appear in slices only (Endpoints leave them out).
+appear in slices only (Endpoints leave them out unless `publishNotReadyAddresses`).
 """
 
 from __future__ import annotations
@@ -67,8 +67,8 @@ def backends(service: Obj, pods: Sequence[Obj]) -> list[Backend]:
             if number is not None:
                 ports.append((str(sp.get("name") or ""), number, str(sp.get("protocol", "TCP"))))
         terminating = objects.is_deleting(pod)
-        serving = podfacts.is_ready(pod) or publish
-        out.append(Backend(pod, tuple(ports), serving and not terminating, serving, terminating))
+        serving = podfacts.is_ready(pod)  # as upstream: serving ignores publishNotReadyAddresses, ready does not
+        out.append(Backend(pod, tuple(ports), publish or (serving and not terminating), serving, terminating))
     return sorted(out, key=lambda b: (b.ports, str((b.pod.get("status") or {}).get("podIP"))))
 
 
@@ -109,7 +109,7 @@ def subsets(found: Sequence[Backend]) -> list[Obj]:
     """The v1 Endpoints `subsets`: ready addresses and not-ready ones per port set; terminating Pods left out."""
     groups: dict[PortKey, Obj] = {}
     for b in found:
-        if b.terminating:
+        if b.terminating and not b.ready:  # publishNotReadyAddresses keeps terminating Pods, as upstream
             continue
         address: Obj = {"ip": b.pod["status"]["podIP"], "targetRef": _target_ref(b.pod)}
         node = (b.pod.get("spec") or {}).get("nodeName")

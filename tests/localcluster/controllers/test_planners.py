@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 
+from kube import objects
 from kube.rest import PODS, Obj
 from localcluster.controllers import daemonplan, endpointplan, jobindex, jobplan, rollout
 from localcluster.controllers import pods as podfacts
@@ -203,3 +204,25 @@ def test_daemonset_percentage_max_unavailable_rounds_up() -> None:
     ds = _daemonset("30%")
     plan = daemonplan.plan_daemonset(ds, [_ds_pod(f"p{i}", f"n{i}", "stale") for i in range(5)], nodes, NOW)
     assert len([a for a in plan.actions if isinstance(a, Delete)]) == 2, "30% of 5 is 1.5: 2, as upstream"
+
+
+def _backend_pod(name: str, ready: bool, deleting: bool) -> Obj:
+    meta: Obj = {"name": name, "uid": name, "labels": {"app": "s"}}
+    if deleting:
+        meta["deletionTimestamp"] = "2026-03-01T11:59:00Z"
+    return {"metadata": meta, "spec": {"containers": [{"name": "m"}]},
+            "status": {"phase": "Running", "podIP": f"10.1.0.{len(name)}",
+                       "conditions": [{"type": "Ready", "status": "True" if ready else "False"}]}}
+
+
+def test_endpoint_conditions_follow_upstream() -> None:
+    """serving = Pod Ready; ready = publishNotReadyAddresses or (Ready and not terminating)."""
+    pods = [_backend_pod("r", True, False), _backend_pod("nr", False, False), _backend_pod("rterm", True, True)]
+    for publish in (False, True):
+        svc = {"spec": {"selector": {"app": "s"}, "publishNotReadyAddresses": publish,
+                        "ports": [{"port": 80}]}}
+        got = {objects.name_of(b.pod): (b.ready, b.serving, b.terminating) for b in endpointplan.backends(svc, pods)}
+        assert got == {"r": (True, True, False), "nr": (publish, False, False), "rterm": (publish, True, True)}
+        kept = [a["targetRef"]["name"] for s in endpointplan.subsets(endpointplan.backends(svc, pods))
+                for a in s.get("addresses") or []]
+        assert sorted(kept) == (["nr", "r", "rterm"] if publish else ["r"])
