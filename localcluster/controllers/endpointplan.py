@@ -3,9 +3,10 @@
 For a Service with a selector, every matching Pod that has an IP and has not finished is an
 endpoint, with `conditions.ready` (`publishNotReadyAddresses`, or Ready and not terminating),
 `serving` (Ready, whatever `publishNotReadyAddresses` says) and `terminating` (deletionTimestamp
-set), its `nodeName` and a `targetRef`. A Service port's `targetPort` is a number or the name of one of the Pod's container ports; Pods that resolve the
-ports differently end up in different slices / subsets, as upstream groups them. Terminating Pods
-appear in slices only (Endpoints leave them out unless `publishNotReadyAddresses`).
+set), its `nodeName` and a `targetRef`. A Service port's `targetPort` is a number or the name of
+one of the Pod's container ports; Pods that resolve the ports differently end up in different
+slices / subsets, as upstream groups them. Terminating Pods appear in slices only (Endpoints leave
+them out unless `publishNotReadyAddresses`).
 """
 
 from __future__ import annotations
