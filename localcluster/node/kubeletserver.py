@@ -101,7 +101,9 @@ class KubeletApp:
         try:
             if scope["type"] == "http" and parts == ["healthz"]:
                 await http_reply(send, 200, b"ok", "text/plain")
-            elif scope["type"] == "http" and len(parts) == 4 and parts[0] == "containerLogs":
+                return
+            self._check_uid(parts, query)
+            if scope["type"] == "http" and len(parts) == 4 and parts[0] == "containerLogs":
                 await self._logs(parts[1], parts[2], parts[3], read_query(query), send)
             elif scope["type"] == "websocket" and len(parts) == 4 and parts[0] == "exec":
                 await self._exec(parts[1], parts[2], parts[3], query, WebSocket(scope, receive, send))
@@ -118,6 +120,15 @@ class KubeletApp:
                 await http_reply(send, refused.code, refused.body(), "application/json")
 
     # -- lookups ------------------------------------------------------------------------------------
+    def _check_uid(self, parts: list[str], query: dict[str, list[str]]) -> None:
+        """Refuse when the API server names another Pod (`podUID`) than the one of that name here."""
+        wanted = (query.get("podUID") or [""])[0]
+        if wanted and len(parts) >= 3:
+            pod = self.pods(parts[1], parts[2])
+            if str(((pod or {}).get("metadata") or {}).get("uid") or "") != wanted:
+                raise Refused(404, f'pod "{parts[2]}" with UID {wanted} not found in namespace "{parts[1]}" '
+                                   "on this node")
+
     def _target(self, namespace: str, name: str, container: str | None) -> _Target:
         pod = self.pods(namespace, name)
         if pod is None:
