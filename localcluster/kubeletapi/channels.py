@@ -135,8 +135,9 @@ async def _feed(proc: asyncio.subprocess.Process, master: int, receive: Receive)
             await _close_stdin(proc, master)
         elif channel == RESIZE and master >= 0:
             _resize(master, data)
-    with contextlib.suppress(ProcessLookupError):
-        os.killpg(proc.pid, signal.SIGKILL)
+    if proc.returncode is None:  # once reaped its pid (the group's id) may belong to another process
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
 
 
 async def _write_stdin(proc: asyncio.subprocess.Process, master: int, data: bytes) -> None:

@@ -13,9 +13,11 @@ memory only: after a restart every probe starts over (kubelet does the same).
 
 from __future__ import annotations
 
+import contextlib
 import ctypes
 import logging
 import os
+import signal
 import socket
 import subprocess
 import threading
@@ -90,20 +92,35 @@ def run_probe(probe: Mapping[str, Any], target: ProbeTarget) -> str:
     timeout = float(probe.get("timeoutSeconds") or 1)
     if "exec" in probe:
         argv = target.exec_argv([str(a) for a in (probe["exec"] or {}).get("command") or []])
-        try:
-            done = subprocess.run(argv, capture_output=True, timeout=timeout, stdin=subprocess.DEVNULL)
-        except subprocess.TimeoutExpired:
-            return f"command timed out after {timeout:g}s"
-        if done.returncode == 0:
-            return ""
-        output = (done.stdout + done.stderr).decode(errors="replace").strip()
-        return f"command failed with exit code {done.returncode}: {output}"[:512]
+        return _exec_probe(argv, timeout)
     if "tcpSocket" in probe:
         tcp = probe["tcpSocket"] or {}
         port = _port(tcp.get("port"), target.spec)
         host = str(tcp.get("host") or target.pod_ip or "127.0.0.1")
         return tcp_connect(target.netns_path, host, port, timeout)
     return "unsupported probe handler (only exec and tcpSocket)"
+
+
+def _exec_probe(argv: list[str], timeout: float) -> str:
+    """Run an exec probe in a session of its own; on timeout SIGKILL the whole process group, which
+    holds `nsenter` and the command it forked inside the container (killed while `nsenter` is still
+    unreaped, so its pid, the group's id, cannot have been reused)."""
+    proc = subprocess.Popen(argv, stdin=subprocess.DEVNULL, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                            start_new_session=True)
+    try:
+        out, err = proc.communicate(timeout=timeout)
+    except subprocess.TimeoutExpired:
+        with contextlib.suppress(ProcessLookupError):
+            os.killpg(proc.pid, signal.SIGKILL)
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            proc.communicate(timeout=1)
+        proc.kill()
+        proc.wait()
+        return f"command timed out after {timeout:g}s"
+    if proc.returncode == 0:
+        return ""
+    output = (out + err).decode(errors="replace").strip()
+    return f"command failed with exit code {proc.returncode}: {output}"[:512]
 
 
 def _port(port: Any, container: Mapping[str, Any]) -> int:
