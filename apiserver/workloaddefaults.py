@@ -159,10 +159,48 @@ def default_and_validate(rt: ResourceType, obj: Obj) -> None:
 
 
 def check_update(rt: ResourceType, old: Obj, new: Obj) -> None:
-    """422 when an update changes what upstream makes immutable: the selector of the apps/v1 kinds and Jobs."""
+    """422 `field is immutable` when an update changes what upstream makes immutable: the selector of
+    the apps/v1 kinds and Jobs, and for a Job also its template (scheduling directives and template
+    labels/annotations stay mutable while it is suspended and never started), `completions` (except
+    an Indexed Job with completions == parallelism before and after), `completionMode`,
+    `podFailurePolicy`, `backoffLimitPerIndex`, `successPolicy` and `managedBy`."""
     if rt.key == "/replicationcontrollers":
         return
-    before, after = (old.get("spec") or {}).get("selector"), (new.get("spec") or {}).get("selector")
-    if before != after:
-        problem = cause(INVALID, "spec.selector", "field is immutable", after)
-        raise errors.invalid(rt.kind, rt.group, (new.get("metadata") or {}).get("name", ""), [problem])
+    before, after = old.get("spec") or {}, new.get("spec") or {}
+    changed = ["selector"] if before.get("selector") != after.get("selector") else []
+    if rt.key == "batch/jobs":
+        changed += _job_changes(old, before, after)
+    if changed:
+        problems = [cause(INVALID, f"spec.{field}", "field is immutable", after.get(field)) for field in changed]
+        raise errors.invalid(rt.kind, rt.group, (new.get("metadata") or {}).get("name", ""), problems)
+
+
+_JOB_IMMUTABLE = ("completionMode", "podFailurePolicy", "backoffLimitPerIndex", "successPolicy", "managedBy")
+_SCHEDULING = ("affinity", "nodeSelector", "tolerations", "schedulingGates")
+
+
+def _job_changes(old: Obj, before: Obj, after: Obj) -> list[str]:
+    """The immutable Job spec fields (besides the selector) an update changes, upstream's order."""
+    out = []
+    old_template, new_template = before.get("template") or {}, after.get("template") or {}
+    if before.get("suspend") is True and not (old.get("status") or {}).get("startTime"):
+        old_template, new_template = _unscheduled(old_template), _unscheduled(new_template)
+    if old_template != new_template:
+        out.append("template")
+    if before.get("completions") != after.get("completions") and not _elastic(before, after):
+        out.append("completions")
+    return out + [f for f in _JOB_IMMUTABLE if before.get(f) != after.get(f)]
+
+
+def _unscheduled(template: Obj) -> Obj:
+    """A template without what a suspended, never started Job may change (upstream's mutable scheduling directives)."""
+    meta = {k: v for k, v in (template.get("metadata") or {}).items() if k not in ("labels", "annotations")}
+    spec = {k: v for k, v in (template.get("spec") or {}).items() if k not in _SCHEDULING}
+    return {**template, "metadata": meta, "spec": spec}
+
+
+def _elastic(before: Obj, after: Obj) -> bool:
+    """An Indexed Job may change `completions` together with `parallelism`, kept equal (elastic Indexed Jobs)."""
+    indexed = after.get("completionMode") == "Indexed"
+    return indexed and all(isinstance(s.get("completions"), int) and s.get("completions") == s.get("parallelism")
+                           for s in (before, after))

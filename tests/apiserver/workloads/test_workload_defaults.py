@@ -126,3 +126,37 @@ def test_selector_is_immutable(apiserver: ApiServer, namespace: str) -> None:
     assert 'The Deployment "web" is invalid: spec.selector: Invalid value:' in res.stderr
     assert "field is immutable" in res.stderr
     apiserver.kubectl("label", "deployment", "web", "-n", namespace, "tier=y")  # metadata changes are fine
+
+
+def _job_manifest(namespace: str, image: str, **spec: object) -> str:
+    job = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "frozen", "namespace": namespace},
+           "spec": {**spec, "template": {"spec": {"restartPolicy": "Never",
+                                                  "containers": [{"name": "c", "image": image}]}}}}
+    return json.dumps(job)
+
+
+def test_job_template_completions_and_mode_are_immutable(apiserver: ApiServer, namespace: str) -> None:
+    apiserver.apply_yaml(_job_manifest(namespace, "busybox", completions=2, parallelism=1))
+    apiserver.apply_yaml(_job_manifest(namespace, "busybox", completions=2, parallelism=1))  # unchanged: fine
+    for changed, field in ((_job_manifest(namespace, "alpine", completions=2, parallelism=1), "spec.template"),
+                           (_job_manifest(namespace, "busybox", completions=3, parallelism=1), "spec.completions"),
+                           (_job_manifest(namespace, "busybox", completions=2, parallelism=1,
+                                          completionMode="Indexed"), "spec.completionMode")):
+        res = apiserver.kubectl("apply", "-f", "-", input=changed, check=False)
+        assert res.returncode == 1, res.stdout
+        assert f'The Job "frozen" is invalid: {field}: Invalid value:' in res.stderr
+        assert "field is immutable" in res.stderr
+    apiserver.apply_yaml(_job_manifest(namespace, "busybox", completions=2, parallelism=2))  # parallelism may change
+
+
+def test_a_suspended_job_may_change_its_scheduling_directives(apiserver: ApiServer, namespace: str) -> None:
+    job = json.loads(_job_manifest(namespace, "busybox", suspend=True))
+    apiserver.apply_yaml(json.dumps(job))
+    job["spec"]["template"]["spec"]["nodeSelector"] = {"disk": "ssd"}
+    job["spec"]["template"]["metadata"] = {"annotations": {"note": "placed"}}
+    apiserver.apply_yaml(json.dumps(job))
+    assert apiserver.get("job", "frozen", "-n", namespace)["spec"]["template"]["spec"]["nodeSelector"] == {
+        "disk": "ssd"}
+    job["spec"]["template"]["spec"]["containers"][0]["image"] = "alpine"
+    res = apiserver.kubectl("apply", "-f", "-", input=json.dumps(job), check=False)
+    assert res.returncode == 1 and "spec.template: Invalid value:" in res.stderr
