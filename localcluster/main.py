@@ -32,7 +32,7 @@ from localcluster.node.kubelet import Node
 from localcluster.node.kubeletserver import KubeletServer
 from localcluster.storage.driver import StorageDriver
 from osutil import procs
-from osutil.certs import issue_certificate
+from osutil.certs import issue_certificate, kubelet_server_name
 from osutil.files import private_dir
 
 log = logging.getLogger("localcluster")
@@ -78,8 +78,9 @@ class ClusterProcess:
         controllers.register(self.runtime, self.kube)
         self.proxy = ServiceProxy(self.runtime, self.kube, self.fabric, net)
         self.cloud = CloudLoadBalancer(self.runtime, self.kube, net)
-        cert, key = issue_certificate(args.pki_dir, f"kubelet-{self.node_name}", cn=f"system:node:{self.node_name}",
-                                      sans=["127.0.0.1"])
+        cert, key = issue_certificate(args.pki_dir, f"kubelet-{self.name}-{self.node_name}",
+                                      cn=f"system:node:{self.node_name}",
+                                      sans=[kubelet_server_name(self.name, self.node_name), "127.0.0.1"])
         self.kubelet_api = KubeletServer(self.node.containers, cert=cert, key=key,
                                          client_ca=args.pki_dir / "ca.crt", pods=self.runtime.cache(PODS).get)
 
