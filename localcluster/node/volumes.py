@@ -8,9 +8,9 @@
   TokenRequest bound to the Pod and is refreshed at 80 % of its life by `refresh_tokens`);
 - `emptyDir`: a directory, or with `medium: Memory` a tmpfs in each container that mounts it;
 - `persistentVolumeClaim`: the bound PV's `spec.local.path` / `spec.hostPath.path`.
-Files are written aside and renamed into place. `fsGroup` becomes the group of emptyDir and PVC
-roots (setgid) and of projected files (group-readable). A volume that cannot be prepared raises
-`MountError` (the kubelet reports `FailedMount` and keeps the Pod Pending).
+Files are written aside and renamed into place. `fsGroup` becomes the group of emptyDir and `local`
+PV roots (setgid; not of `hostPath` PVs, as kubelet) and of projected files (group-readable). A
+volume that cannot be prepared raises `MountError` (the kubelet reports `FailedMount` and keeps the Pod Pending).
 """
 
 from __future__ import annotations
@@ -103,7 +103,8 @@ class PodVolumes:
                 if (vol["emptyDir"] or {}).get("medium") != "Memory":
                     self.own_dir(target, gid)
             elif "persistentVolumeClaim" in vol:
-                self.own_dir(self.claim_path(pod, vol["persistentVolumeClaim"]), gid)
+                path, local = self.claim_source(pod, vol["persistentVolumeClaim"])
+                self.own_dir(path, gid if local else None)  # as kubelet: hostPath keeps its ownership
             else:
                 target.mkdir(parents=True, exist_ok=True)
                 self._project(pod, vol, target, ctx, gid)
@@ -115,7 +116,8 @@ class PodVolumes:
             os.chown(path, -1, gid)
             os.chmod(path, os.stat(path).st_mode | 0o2070)
 
-    def claim_path(self, pod: Mapping[str, Any], source: Mapping[str, Any]) -> Path:
+    def claim_source(self, pod: Mapping[str, Any], source: Mapping[str, Any]) -> tuple[Path, bool]:
+        """The bound PV's directory, and whether it is a `local` PV (fsGroup applies) not a `hostPath`."""
         ns = str(pod["metadata"]["namespace"])
         claim = str(source.get("claimName", ""))
         pvc = self.objects("PersistentVolumeClaim", ns, claim)
@@ -126,10 +128,11 @@ class PodVolumes:
             raise MountError(f'persistentvolumeclaim "{claim}" is not bound')
         pv = self.objects("PersistentVolume", "", str(pv_name))
         spec = (pv or {}).get("spec") or {}
-        path = (spec.get("local") or {}).get("path") or (spec.get("hostPath") or {}).get("path")
+        local = (spec.get("local") or {}).get("path")
+        path = local or (spec.get("hostPath") or {}).get("path")
         if not path:
             raise MountError(f'persistentvolume "{pv_name}" has no local or hostPath path this node can mount')
-        return Path(path)
+        return Path(path), bool(local)
 
     def _project(self, pod: Mapping[str, Any], vol: Mapping[str, Any], target: Path, ctx: PodContext,
                  gid: int | None) -> None:
@@ -228,8 +231,9 @@ def container_mounts(pod: Mapping[str, Any], container: Mapping[str, Any], pod_d
         if (vol.get("emptyDir") or {}).get("medium") == "Memory":
             out.append(MemoryDir(path))
             continue
+        owned = True  # fsGroup applies (not to hostPath PVs)
         if "persistentVolumeClaim" in vol:
-            source = volumes.claim_path(pod, vol["persistentVolumeClaim"])
+            source, owned = volumes.claim_source(pod, vol["persistentVolumeClaim"])
             read_only = bool(vm.get("readOnly") or vol["persistentVolumeClaim"].get("readOnly"))
         else:
             source = pod_dir / "volumes" / str(vol.get("name"))
@@ -238,7 +242,7 @@ def container_mounts(pod: Mapping[str, Any], container: Mapping[str, Any], pod_d
         sub = vm.get("subPath")
         within = None
         if sub:
-            gid = (pod.get("spec", {}).get("securityContext") or {}).get("fsGroup")
+            gid = (pod.get("spec", {}).get("securityContext") or {}).get("fsGroup") if owned else None
             within, source = source, resolve_subpath(source, str(sub), gid)
         out.append(HostBind(source, path, read_only, within))
     return out

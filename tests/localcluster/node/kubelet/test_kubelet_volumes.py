@@ -12,11 +12,14 @@ from kubeletenv import KubeletEnv
 from kube.rest import PVCS, PVS, SERVICES
 
 
-def _bound_claim(kubelet: KubeletEnv, directory: Path) -> None:
+def _bound_claim(kubelet: KubeletEnv, directory: Path, kind: str = "local") -> None:
     ns = kubelet.namespace
     pv_name = f"pv-{ns}"
+    affinity = {"required": {"nodeSelectorTerms": [{"matchExpressions": [
+        {"key": "kubernetes.io/hostname", "operator": "In", "values": [kubelet.node_name]}]}]}}
     kubelet.kube.create(PVS, {"metadata": {"name": pv_name}, "spec": {
-        "capacity": {"storage": "1Mi"}, "accessModes": ["ReadWriteOnce"], "hostPath": {"path": str(directory)},
+        "capacity": {"storage": "1Mi"}, "accessModes": ["ReadWriteOnce"], kind: {"path": str(directory)},
+        **({"nodeAffinity": affinity} if kind == "local" else {}),
         "storageClassName": "manual", "claimRef": {"namespace": ns, "name": "data"}}})
     kubelet.kube.create(PVCS, {"metadata": {"name": "data", "namespace": ns}, "spec": {
         "accessModes": ["ReadWriteOnce"], "storageClassName": "manual", "volumeName": pv_name,
@@ -62,3 +65,18 @@ def test_kubernetes_service_variables_and_active_deadline(kubelet: KubeletEnv) -
     if svc is not None:
         port = next(p["port"] for p in svc["spec"]["ports"])
         assert kubelet.log(pod) == f"{svc['spec']['clusterIP']}:{port}\n"
+
+
+def test_fsgroup_leaves_a_hostpath_volume_alone(kubelet: KubeletEnv, tmp_path: Path) -> None:
+    volume = tmp_path / "hostpath"
+    volume.mkdir()
+    before = volume.stat()
+    _bound_claim(kubelet, volume, "hostPath")
+    kubelet.pod("hostpath", "id -G > /data/groups", securityContext={"fsGroup": 3456},
+                containers=[{"name": "main", "image": "busybox", "command": ["sh", "-c", "id -G > /data/groups"],
+                             "volumeMounts": [{"name": "d", "mountPath": "/data"}]}],
+                volumes=[{"name": "d", "persistentVolumeClaim": {"claimName": "data"}}])
+    kubelet.wait_phase("hostpath", "Succeeded")
+    assert "3456" in (volume / "groups").read_text().split()  # the process still gets the group
+    after = volume.stat()
+    assert (after.st_gid, after.st_mode) == (before.st_gid, before.st_mode)  # as kubelet: no chown, no setgid
