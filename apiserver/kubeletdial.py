@@ -1,7 +1,9 @@
 """The API server's connections to a node's kubelet: HTTPS with the kubelet client certificate
 (kube-apiserver's `--kubelet-client-certificate/-key`, the kubelet's serving certificate checked
 against `--kubelet-certificate-authority`), always to `127.0.0.1` (every embedded node runs on
-this machine; nothing else is ever dialled).
+this machine; nothing else is ever dialled). Since every kubelet listens there, the port a Node
+publishes proves nothing: the kubelet's certificate must name exactly the cluster and node dialled
+(`osutil.certs.kubelet_server_name`), else the connection fails.
 
 `get` opens a streaming GET (container logs); `websocket` performs a WebSocket handshake (wsproto)
 offering the client's subprotocols and returns the open connection, or raises `Refused` with the
@@ -62,11 +64,17 @@ class KubeletCredentials:
         return f"https://{KUBELET_HOST}:{port}{path}"
 
 
-async def get(creds: KubeletCredentials, port: int, path: str) -> tuple[httpx.AsyncClient, httpx.Response]:
-    """A streaming GET; the caller reads `response.aiter_raw()` and closes both."""
+async def get(creds: KubeletCredentials, port: int, path: str, server_name: str) -> tuple[httpx.AsyncClient,
+                                                                                          httpx.Response]:
+    """A streaming GET to the kubelet whose certificate names `server_name`; the caller reads
+    `response.aiter_raw()` and closes both."""
     client = httpx.AsyncClient(verify=creds.context, timeout=httpx.Timeout(HANDSHAKE_TIMEOUT, read=None))
     try:
-        response = await client.send(client.build_request("GET", creds.url(port, path)), stream=True)
+        request = client.build_request("GET", creds.url(port, path), extensions={"sni_hostname": server_name})
+        response = await client.send(request, stream=True)
+    except httpx.TransportError as exc:  # refused, or a certificate not naming `server_name`
+        await client.aclose()
+        raise ConnectionError(str(exc) or type(exc).__name__) from exc
     except BaseException:
         await client.aclose()
         raise
@@ -112,9 +120,11 @@ class KubeletSocket:
         self._writer.close()
 
 
-async def websocket(creds: KubeletCredentials, port: int, path: str, subprotocols: list[str]) -> KubeletSocket:
+async def websocket(creds: KubeletCredentials, port: int, path: str, subprotocols: list[str],
+                    server_name: str) -> KubeletSocket:
+    """A WebSocket to the kubelet whose certificate names `server_name`."""
     reader, writer = await asyncio.wait_for(
-        asyncio.open_connection(KUBELET_HOST, port, ssl=creds.context, server_hostname=KUBELET_HOST),
+        asyncio.open_connection(KUBELET_HOST, port, ssl=creds.context, server_hostname=server_name),
         HANDSHAKE_TIMEOUT,
     )
     ws = WSConnection(ConnectionType.CLIENT)

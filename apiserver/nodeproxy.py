@@ -3,7 +3,10 @@ proxied to the kubelet of the Pod's node.
 
 The node is found from the Pod's `spec.nodeName` and that Node's
 `status.daemonEndpoints.kubeletEndpoint.Port`; the kubelet is always dialled on `127.0.0.1` with
-the kubelet client certificate (`kubeletdial.py`). Without those certificates (no
+the kubelet client certificate (`kubeletdial.py`), and must present a certificate naming this
+cluster's node (`kubelet_server_name`: a cluster's admin may publish any port in a Node, even
+another cluster's kubelet's); the request carries the Pod's UID (`podUID`), which the kubelet
+checks, so a same-named Pod elsewhere is never the one served. Without those certificates (no
 `--kubelet-client-certificate` ...) these subresources answer 503. Logs are a streaming GET;
 exec and port-forward are WebSocket upgrades relayed message by message (the kubelet speaks
 v5/v4.channel.k8s.io and SPDY/3.1-in-WebSocket itself). A plain SPDY upgrade (kubectl's fallback
@@ -32,6 +35,7 @@ from apiserver import errors, kubeletdial
 from apiserver.cluster import Cluster
 from apiserver.kubeletdial import KubeletCredentials
 from apiserver.store import dumps
+from osutil.certs import kubelet_server_name
 
 _PATH = re.compile(r"/api/v1/namespaces/([^/]+)/pods/([^/]+)/(log|exec|portforward|attach)/?")
 _BOOLS = {"1": True, "t": True, "T": True, "true": True, "TRUE": True, "True": True,
@@ -172,8 +176,8 @@ class NodeProxy:
                               "logs, exec or port-forward")
         return self.credentials
 
-    def _kubelet_path(self, conn: HTTPConnection, target: PodSubresource) -> tuple[int, str]:
-        """Every check of an exec/port-forward request; the kubelet's port and path."""
+    def _kubelet_path(self, conn: HTTPConnection, target: PodSubresource) -> tuple[int, str, str]:
+        """Every check of an exec/port-forward request; the kubelet's port, path and certificate name."""
         creds_missing = self.credentials is None
         pod, port = self._resolve(conn.scope["cluster"], target)
         ns, name = target.namespace, target.name
@@ -187,7 +191,7 @@ class NodeProxy:
             raise errors.bad_request(f"pod {name} does not have a host assigned")
         if creds_missing:
             self._credentials()
-        return port, path
+        return port, f"{path}&{_pod_uid_query(pod)}", _server_name(conn.scope["cluster"], pod)
 
     # -- HTTP ---------------------------------------------------------------------------------------
     async def http(self, cluster: Cluster, request: Request, target: PodSubresource) -> Response:
@@ -208,8 +212,9 @@ class NodeProxy:
         if port is None:  # kube-apiserver: a Pod without a node has an empty log
             return Response(b"", media_type="text/plain")
         path = f"/containerLogs/{target.namespace}/{target.name}/{container}?{urlencode(query)}"
+        path += f"&{_pod_uid_query(pod)}" if query else _pod_uid_query(pod)
         try:
-            client, response = await kubeletdial.get(self._credentials(), port, path)
+            client, response = await kubeletdial.get(self._credentials(), port, path, _server_name(cluster, pod))
         except OSError as exc:
             raise unavailable(f"error dialing backend: {exc}") from exc
         if response.status_code != 200:
@@ -226,10 +231,10 @@ class NodeProxy:
             return
         try:
             scope["cluster"] = cluster
-            port, path = self._kubelet_path(HTTPConnection(scope), target)
+            port, path, server_name = self._kubelet_path(HTTPConnection(scope), target)
             try:
                 upstream = await kubeletdial.websocket(self._credentials(), port, path,
-                                                       list(scope.get("subprotocols") or []))
+                                                       list(scope.get("subprotocols") or []), server_name)
             except kubeletdial.Refused as refused:
                 raise _kubelet_error(refused.status, refused.body) from refused
             except (OSError, TimeoutError) as exc:
@@ -240,6 +245,15 @@ class NodeProxy:
             return
         await send({"type": "websocket.accept", "subprotocol": upstream.subprotocol})
         await _relay_websocket(upstream, receive, send)
+
+
+def _server_name(cluster: Cluster, pod: Mapping[str, Any]) -> str:
+    """The name the certificate of the kubelet of the Pod's node must carry."""
+    return kubelet_server_name(cluster.name, str((pod.get("spec") or {}).get("nodeName") or ""))
+
+
+def _pod_uid_query(pod: Mapping[str, Any]) -> str:
+    return urlencode({"podUID": str((pod.get("metadata") or {}).get("uid") or "")})
 
 
 def _request_key(cluster: Cluster, scope: MutableMapping[str, Any]) -> str:

@@ -101,6 +101,13 @@ def _ensure_ca(directory: Path) -> bool:
     return True
 
 
+def kubelet_server_name(cluster: str, node: str) -> str:
+    """The DNS name in the serving certificate of cluster `cluster`'s kubelet of node `node`, which the
+    API server verifies when it dials that node: a Node object of one cluster cannot lead the API
+    server to another cluster's kubelet (all kubelets listen on 127.0.0.1 and share the CA)."""
+    return f"{node}.{cluster}.kubelet.localcluster"
+
+
 def issue_certificate(pki_dir: Path, name: str, *, cn: str, sans: Sequence[str] = (), client: bool = False,
                       organization: str | None = None) -> tuple[Path, Path]:
     """`(cert, key)`: `pki_dir/<name>.crt` and `.key`, signed by the CA of `pki_dir` (made if missing).

@@ -26,7 +26,7 @@ from localcluster.node.images import ImageMap
 from localcluster.node.kubeletserver import KubeletServer
 from localcluster.node.layout import NodeLayout
 from localcluster.node.runtime import ContainerLaunch, ContainerRecord, ContainerRuntime
-from osutil.certs import issue_certificate
+from osutil.certs import issue_certificate, kubelet_server_name
 
 CLUSTER = "cluster1"
 NODE = "node-kubeletapi"
@@ -115,7 +115,8 @@ def issue_kubelet_pki(data_dir: Path) -> dict[str, Path]:
     pki = data_dir / "pki"
     client_cert, client_key = issue_certificate(pki, "apiserver-kubelet-client", cn="kube-apiserver-kubelet-client",
                                                 client=True, organization="system:masters")
-    serving_cert, serving_key = issue_certificate(pki, "kubelet-serving", cn=NODE, sans=["127.0.0.1"])
+    serving_cert, serving_key = issue_certificate(pki, "kubelet-serving", cn=NODE,
+                                                  sans=[kubelet_server_name(CLUSTER, NODE), "127.0.0.1"])
     return {"ca": pki / "ca.crt", "client_cert": client_cert, "client_key": client_key,
             "serving_cert": serving_cert, "serving_key": serving_key}
 
