@@ -22,6 +22,15 @@ from localcluster.controllers.plans import Action, Create, Delete, Emit, Patch, 
 
 DEFAULT_PROGRESS_DEADLINE = 600
 DEFAULT_HISTORY = 10
+# upstream's skipCopyAnnotation: Deployment annotations a ReplicaSet does not inherit
+NOT_COPIED = frozenset({"kubectl.kubernetes.io/last-applied-configuration", ro.REVISION, ro.DESIRED, ro.MAX_REPLICAS,
+                        "deployment.kubernetes.io/revision-history", "deprecated.deployment.rollback.to"})
+
+
+def copied_annotations(deploy: Obj) -> dict[str, str]:
+    """The Deployment's annotations its new ReplicaSet carries (e.g. `kubernetes.io/change-cause`,
+    which `kubectl rollout history` shows), as upstream's copyDeploymentAnnotationsToReplicaSet."""
+    return {k: v for k, v in objects.annotations_of(deploy).items() if k not in NOT_COPIED}
 
 
 def new_replica_set(deploy: Obj, old: Sequence[Obj]) -> Obj:
@@ -35,13 +44,14 @@ def new_replica_set(deploy: Obj, old: Sequence[Obj]) -> Obj:
     selector["matchLabels"] = {**(selector.get("matchLabels") or {}), ro.HASH_LABEL: digest}
     rev = max((ro.revision(rs) for rs in old), default=0) + 1
     surge, _ = ro.bounds(deploy)
+    wanted = ro.replicas_of(deploy)
     rs: Obj = {
         "metadata": {
             "name": objects.short_name(f"{objects.name_of(deploy)}-{digest}", 253),
             "namespace": objects.namespace_of(deploy),
             "labels": dict(tmeta["labels"]),
-            "annotations": {ro.REVISION: str(rev), ro.DESIRED: str(ro.replicas_of(deploy)),
-                            ro.MAX_REPLICAS: str(ro.replicas_of(deploy) + surge)},
+            "annotations": {**copied_annotations(deploy), ro.REVISION: str(rev), ro.DESIRED: str(wanted),
+                            ro.MAX_REPLICAS: str(wanted + surge)},
             "ownerReferences": [objects.owner_ref(deploy)],
         },
         "spec": {"replicas": 0, "minReadySeconds": int(spec.get("minReadySeconds") or 0),
@@ -124,15 +134,19 @@ def _next_sizes(deploy: Obj, new: Obj, old: Sequence[Obj]) -> dict[str, int]:
 
 
 def _revision(deploy: Obj, new: Obj, old: Sequence[Obj]) -> list[Action]:
-    """The new ReplicaSet's revision above every old one's (a rollback re-uses an old ReplicaSet),
-    and the Deployment's annotation equal to it."""
+    """The new ReplicaSet's revision above every old one's (a rollback re-uses an old ReplicaSet) and
+    the Deployment's copied annotations on it, and the Deployment's revision annotation equal to it."""
     actions: list[Action] = []
     top = max((ro.revision(rs) for rs in old), default=0)
     rev = ro.revision(new)
+    current = objects.annotations_of(new)
+    annotations = {k: v for k, v in copied_annotations(deploy).items() if current.get(k) != v}
     if rev <= top:
         rev = top + 1
+        annotations[ro.REVISION] = str(rev)
+    if annotations:
         actions.append(Patch(REPLICA_SETS, objects.namespace_of(new), objects.name_of(new),
-                             {"metadata": {"annotations": {ro.REVISION: str(rev)}}}))
+                             {"metadata": {"annotations": annotations}}))
     if objects.annotations_of(deploy).get(ro.REVISION) != str(rev):
         actions.append(Patch(DEPLOYMENTS, objects.namespace_of(deploy), objects.name_of(deploy),
                              {"metadata": {"annotations": {ro.REVISION: str(rev)}}}))

@@ -67,3 +67,18 @@ def test_kubectl_rollout_status_and_scale(apiserver: ApiServer, namespace: str, 
     assert len(pods) == 3 and not any(p["spec"]["containers"][0].get("env") for p in pods)
     revision = apiserver.get("-n", namespace, "deployment", "web", context="cluster1")["metadata"]["annotations"]
     assert revision["deployment.kubernetes.io/revision"] == "3", "the first ReplicaSet comes back as revision 3"
+
+
+def test_kubectl_rollout_history_shows_the_change_cause(apiserver: ApiServer, namespace: str,
+                                                        runtime: Runtime) -> None:
+    """The new ReplicaSet carries the Deployment's annotations (not last-applied / revision ones)."""
+    kubectl(apiserver, namespace, "create", "deployment", "hist", "--image=busybox", "--", "sleep", "9")
+    kubectl(apiserver, namespace, "annotate", "deployment", "hist", "kubernetes.io/change-cause=first rollout")
+    eventually(lambda: "first rollout" in kubectl(apiserver, namespace, "rollout", "history", "deployment/hist"),
+               what="CHANGE-CAUSE of revision 1")
+    kubectl(apiserver, namespace, "set", "image", "deployment/hist", "busybox=busybox:1")
+    kubectl(apiserver, namespace, "annotate", "--overwrite", "deployment", "hist", "kubernetes.io/change-cause=second")
+    history = eventually(lambda: (lambda out: out if "second" in out else None)(
+        kubectl(apiserver, namespace, "rollout", "history", "deployment/hist")), what="CHANGE-CAUSE of revision 2")
+    assert [line.split(None, 1) for line in history.splitlines()[2:] if line.strip()] == [
+        ["1", "first rollout"], ["2", "second"]]
