@@ -13,6 +13,8 @@ from localcluster.controllers.reconciling import OwnerReconciler
 
 
 class DaemonSetController(OwnerReconciler):
+    """One Pod per eligible Node for each DaemonSet; every Node change looks at every DaemonSet again."""
+
     name = "daemonset-controller"
     owner_res = DAEMON_SETS
 

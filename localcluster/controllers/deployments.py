@@ -12,6 +12,9 @@ from localcluster.controllers.reconciling import OwnerReconciler
 
 
 class DeploymentController(OwnerReconciler):
+    """Rolls each Deployment out over the ReplicaSets it owns (`deployplan`); a same-named ReplicaSet
+    it does not own is a hash collision."""
+
     name = "deployment-controller"
     owner_res = DEPLOYMENTS
     child_res = REPLICA_SETS

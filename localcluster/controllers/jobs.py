@@ -12,6 +12,8 @@ from localcluster.controllers.reconciling import OwnerReconciler
 
 
 class JobController(OwnerReconciler):
+    """Runs each Job's Pods to completion or failure (`jobplan`), selecting them by its controller-uid selector."""
+
     name = "job-controller"
     owner_res = JOBS
 

@@ -14,7 +14,7 @@ from typing import Any
 
 from kube import objects
 from kube.clock import parse_rfc3339
-from kube.rest import PODS, Obj
+from kube.rest import PODS, Obj, Resource
 from localcluster.controllers.plans import Patch
 
 Selector = Mapping[str, Any]
@@ -58,7 +58,7 @@ class Claim:
     patches: tuple[Patch, ...]
 
 
-def claim(candidates: Iterable[Obj], owner: Obj, selector: Selector | None, res: Any = PODS) -> Claim:
+def claim(candidates: Iterable[Obj], owner: Obj, selector: Selector | None, res: Resource = PODS) -> Claim:
     """Upstream's ClaimPods: keep owned objects that match, adopt matching orphans, release owned
     objects that stopped matching (an owner being deleted adopts and releases nothing)."""
     owner_uid, owner_deleting = objects.uid_of(owner), objects.is_deleting(owner)
@@ -82,7 +82,7 @@ def claim(candidates: Iterable[Obj], owner: Obj, selector: Selector | None, res:
     return Claim(tuple(owned), tuple(patches))
 
 
-def _owner_patch(res: Any, obj: Obj, refs: list[Obj]) -> Patch:
+def _owner_patch(res: Resource, obj: Obj, refs: list[Obj]) -> Patch:
     meta = objects.meta(obj)
     patch = {"metadata": {"ownerReferences": refs or None, "resourceVersion": meta.get("resourceVersion")}}
     return Patch(res, objects.namespace_of(obj), objects.name_of(obj), patch)

@@ -13,6 +13,8 @@ from localcluster.controllers.replicaplan import plan_replicas
 
 
 class ReplicaSetController(OwnerReconciler):
+    """Keeps `spec.replicas` Pods of each ReplicaSet (claiming matching orphans), and its status."""
+
     name = "replicaset-controller"
     owner_res = REPLICA_SETS
 
@@ -21,6 +23,8 @@ class ReplicaSetController(OwnerReconciler):
 
 
 class ReplicationControllerController(ReplicaSetController):
+    """The ReplicaSet controller for v1 ReplicationControllers (map selector, defaulting to the template's labels)."""
+
     name = "replicationcontroller-controller"
     owner_res = REPLICATION_CONTROLLERS
 
