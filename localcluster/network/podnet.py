@@ -20,14 +20,14 @@ from pathlib import Path
 from localcluster.network import netcmd
 from localcluster.network.addressing import GATEWAY_IP, ClusterNet, pod_netns_name, veth_name
 from localcluster.network.fabric import Fabric
-from localcluster.node.podnet import PodAttachment
+from localcluster.node.netseam import PodAttachment
 from osutil.files import private_dir, write_private
 
 log = logging.getLogger(__name__)
 
 
 class PodNetwork:
-    """The Pod network of one cluster on one fabric (implements `localcluster.node.podnet.PodNetwork`)."""
+    """The Pod network of one cluster on one fabric (implements `localcluster.node.netseam.PodNetwork`)."""
 
     def __init__(self, fabric: Fabric, net: ClusterNet, state_dir: Path) -> None:
         self.fabric = fabric

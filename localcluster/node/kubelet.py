@@ -30,9 +30,9 @@ from kube.events import Recorder
 from kube.rest import CONFIGMAPS, PODS, PVCS, PVS, SECRETS, SERVICES, Kube, Resource
 from localcluster.node.images import ImageMap
 from localcluster.node.layout import NodeLayout
+from localcluster.node.netseam import PodNetwork
 from localcluster.node.noderegistry import HEARTBEAT_SECONDS, NodeRegistry
 from localcluster.node.podlaunch import LaunchBuilder
-from localcluster.node.podnet import PodNetwork
 from localcluster.node.podsync import PodSync
 from localcluster.node.probes import Prober, ProbeTarget
 from localcluster.node.runtime import ContainerRuntime

@@ -18,7 +18,7 @@ from typing import Any
 
 from localcluster.node.envvars import EnvError, PodContext, command_line, container_env, service_env
 from localcluster.node.images import ImageMap
-from localcluster.node.podnet import PodAttachment
+from localcluster.node.netseam import PodAttachment
 from localcluster.node.runtime import ContainerLaunch, Mount, Tmpfs
 from localcluster.node.volumes import HostBind, MemoryDir, PodVolumes, container_mounts
 

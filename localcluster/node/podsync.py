@@ -27,8 +27,8 @@ from kube.rest import PODS, Kube
 from localcluster.node.envvars import PodContext
 from localcluster.node.images import ImageError, ImageMap
 from localcluster.node.layout import NodeLayout
+from localcluster.node.netseam import PodAttachment, PodNetwork
 from localcluster.node.podlaunch import ConfigError, LaunchBuilder
-from localcluster.node.podnet import PodAttachment, PodNetwork
 from localcluster.node.podplans import (
     DEFAULT_GRACE,
     Finish,

@@ -22,7 +22,7 @@ from kube.controller import Runtime
 from kube.rest import PODS, Kube
 from localcluster.node.kubelet import Node
 from localcluster.node.kubeletserver import KubeletServer
-from localcluster.node.podnet import PodAttachment
+from localcluster.node.netseam import PodAttachment
 
 pytestmark = pytest.mark.kubectl
 

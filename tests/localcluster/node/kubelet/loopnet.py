@@ -9,7 +9,7 @@ import subprocess
 import uuid
 from pathlib import Path
 
-from localcluster.node.podnet import PodAttachment
+from localcluster.node.netseam import PodAttachment
 
 
 class LoopbackPodNetwork:
