@@ -117,12 +117,15 @@ def test_deployment_behind_cluster_ip_and_load_balancer_across_clusters(fleet: L
     fleet.kubectl("create", "deployment", "web", "-n", ns, f"--image={BUSYBOX}", "--port=8080", "--",
                   "sh", "-c", serve, context="cluster2")
     fleet.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=90s", context="cluster2")
+    fleet.kubectl("scale", "deployment/web", "-n", ns, "--replicas=2", context="cluster2")
+    fleet.kubectl("rollout", "status", "deployment/web", "-n", ns, "--timeout=90s", context="cluster2")
+    assert fleet.get("deployment", "web", "-n", ns, context="cluster2")["status"]["readyReplicas"] == 2
     fleet.kubectl("expose", "deployment", "web", "-n", ns, "--port=80", "--target-port=8080", context="cluster2")
     fleet.kubectl("expose", "deployment", "web", "-n", ns, "--name=web-lb", "--type=LoadBalancer", "--port=80",
                   "--target-port=8080", context="cluster2")
     slices = fleet.kubectl("get", "endpointslices", "-n", ns, "-l", "kubernetes.io/service-name=web",
                            context="cluster2").stdout
-    assert "8080" in slices
+    assert "8080" in slices and slices.count("10.2.") == 2  # both ready Pods
     cluster_ip = fleet.get("service", "web", "-n", ns, context="cluster2")["spec"]["clusterIP"]
     assert cluster_ip.startswith("10.2.")
     out = run_to_completion(fleet, ns, "inside", f"wget -qO- http://{cluster_ip}/", context="cluster2")
@@ -142,6 +145,23 @@ def test_deployment_behind_cluster_ip_and_load_balancer_across_clusters(fleet: L
     # (Debian's busybox wget crashes with -T: no timeout option here)
     second = run_to_completion(fleet, ns, "again", f"wget -qO- http://{address}/", context="cluster1")
     assert second.startswith("hi from web-") and second != first
+
+
+def test_a_daemonset_runs_one_pod_on_the_node(fleet: LocalFleet, ns: str) -> None:
+    fleet.apply(f"""
+apiVersion: apps/v1
+kind: DaemonSet
+metadata: {{name: agentish, namespace: {ns}}}
+spec:
+  selector: {{matchLabels: {{app: agentish}}}}
+  template:
+    metadata: {{labels: {{app: agentish}}}}
+    spec:
+      containers: [{{name: c, image: "{BUSYBOX}", command: [sleep, "3600"]}}]
+""")
+    fleet.kubectl("rollout", "status", "daemonset/agentish", "-n", ns, "--timeout=90s")
+    pods = fleet.get("pods", "-n", ns, "-l", "app=agentish")["items"]
+    assert [(p["spec"]["nodeName"], p["status"]["phase"]) for p in pods] == [("cluster1-node", "Running")]
 
 
 def test_job_files_in_a_pvc_survive_a_snapshot_restore(fleet: LocalFleet, ns: str) -> None:
