@@ -82,3 +82,24 @@ def test_kubectl_rollout_history_shows_the_change_cause(apiserver: ApiServer, na
         kubectl(apiserver, namespace, "rollout", "history", "deployment/hist")), what="CHANGE-CAUSE of revision 2")
     assert [line.split(None, 1) for line in history.splitlines()[2:] if line.strip()] == [
         ["1", "first rollout"], ["2", "second"]]
+
+
+def test_a_finished_job_round_trips_through_kubectl_get_apply_and_replace(apiserver: ApiServer, namespace: str,
+                                                                          runtime: Runtime,
+                                                                          kubelet: FakeKubelet) -> None:
+    """`status.countedPods` (ours, see docs/architecture.md) must not disturb kubectl: `get -o yaml`
+    parses, `apply` of the manifest and `replace` of what `get` printed still work."""
+    manifest = ('{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"}, "spec": {"template": '
+                '{"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}')
+    apiserver.kubectl("-n", namespace, "apply", "-f", "-", context="cluster1", input=manifest)
+    [pod] = eventually(lambda: kubelet.pods(**{"job-name": "once"}), what="the job's pod")
+    kubelet.finish(pod)
+    eventually(lambda: "Complete" in kubectl(apiserver, namespace, "get", "job", "once"), what="complete")
+    printed = kubectl(apiserver, namespace, "get", "job", "once", "-o", "yaml")
+    assert "succeeded: 1" in printed
+    relabelled = manifest.replace('"name": "once"}', '"name": "once", "labels": {"tier": "batch"}}')
+    apiserver.kubectl("-n", namespace, "apply", "-f", "-", context="cluster1", input=relabelled)
+    replaced = apiserver.kubectl("-n", namespace, "replace", "-f", "-", context="cluster1",
+                                 input=kubectl(apiserver, namespace, "get", "job", "once", "-o", "yaml"))
+    assert "job.batch/once replaced" in replaced.stdout
+    assert "1/1" in kubectl(apiserver, namespace, "get", "job", "once")
