@@ -10,6 +10,9 @@ adoption after `kill -9` is just planning again from what is on disk.
 Kubelet semantics followed:
 - init containers run one at a time in order, each to a zero exit, before any app container;
   a failed init container is restarted unless `restartPolicy: Never` (then the Pod fails);
+- an init container with `restartPolicy: Always` is a sidecar: started in order but not waited for
+  (the next one starts once it runs), restarted whenever it exits, stopped once every app container
+  ended for good (a Job's Pod), and left out of the Pod's phase;
 - app containers are (re)started per `restartPolicy` (Always / OnFailure / Never) with the crash
   back-off of kubelet: 10 s after the first exit, doubling to 300 s; a run of 10 minutes resets it;
 - `activeDeadlineSeconds` past `status.startTime` stops everything (phase Failed, DeadlineExceeded);
@@ -80,10 +83,20 @@ class ContainerView:
     restart_count: int
     next: Next
     start_at: datetime | None = None
+    sidecar: bool = False  # an init container with `restartPolicy: Always`
+
+    @property
+    def init_pending(self) -> bool:
+        """An init container the app containers still wait for (a sidecar: until its first start)."""
+        if self.sidecar:
+            return self.latest is None
+        return self.next is not Next.DONE
 
 
 @dataclass(frozen=True)
 class StartContainer:
+    """Start attempt `attempt` of the init (`init`) or app container `name`."""
+
     name: str
     attempt: int
     init: bool
@@ -108,6 +121,9 @@ Action = StartContainer | KillContainers | Finish
 
 @dataclass(frozen=True)
 class PodPlan:
+    """The planner's answer: actions to take now, every container's view, the Pod's phase (with
+    reason and message when terminal), and when to look again."""
+
     actions: tuple[Action, ...]
     containers: tuple[ContainerView, ...]
     phase: str
@@ -140,8 +156,10 @@ def _restarts(policy: str, init: bool, exit_code: int | None) -> bool:
 
 
 def view_container(name: str, init: bool, history: Sequence[Observed], policy: str,
-                   blocked: bool) -> ContainerView:
-    """Fold one container's attempts (any order) into a `ContainerView`."""
+                   blocked: bool, sidecar: bool = False) -> ContainerView:
+    """Fold one container's attempts (any order) into a `ContainerView` (a sidecar restarts always)."""
+    if sidecar:
+        policy, init = "Always", False
     runs = sorted(history, key=lambda o: o.attempt)
     latest = runs[-1] if runs else None
     previous = runs[-2] if len(runs) > 1 else None
@@ -156,7 +174,7 @@ def view_container(name: str, init: bool, history: Sequence[Observed], policy: s
         nxt = Next.BLOCKED if blocked else Next.BACKOFF
     else:
         nxt, at = Next.DONE, None
-    return ContainerView(name, init, latest, previous, count, nxt, at)
+    return ContainerView(name, init or sidecar, latest, previous, count, nxt, at, sidecar)
 
 
 def observe_views(pod: Mapping[str, Any], observed: Sequence[Observed], facts: PodFacts) -> list[ContainerView]:
@@ -171,7 +189,8 @@ def observe_views(pod: Mapping[str, Any], observed: Sequence[Observed], facts: P
         for c in spec.get(key) or []:
             name = str(c.get("name", ""))
             blocked = bool(facts.mount_error) or name in facts.image_errors
-            views.append(view_container(name, init, by_name.get(name, []), policy, blocked))
+            sidecar = init and c.get("restartPolicy") == "Always"
+            views.append(view_container(name, init, by_name.get(name, []), policy, blocked, sidecar))
     return views
 
 
@@ -226,16 +245,23 @@ def _progress(views: list[ContainerView], pod: Mapping[str, Any], facts: PodFact
     if unhealthy:
         actions.append(KillContainers(unhealthy, False, "Unhealthy"))
     waits: list[datetime] = []
-    inits = [v for v in views if v.init]
-    for v in inits:
-        if v.next is Next.DONE:
+    apps = [v for v in views if not v.init]
+    apps_ended = bool(apps) and all(v.next is Next.DONE for v in apps)
+    for v in (v for v in views if v.init):
+        if v.sidecar and not v.init_pending:
+            if not apps_ended:
+                _advance(v, actions, waits, facts.now)  # restart a sidecar that exited
+            continue
+        if not v.init_pending:
             continue
         _advance(v, actions, waits, facts.now)
         break
     else:
-        for v in views:
-            if not v.init:
-                _advance(v, actions, waits, facts.now)
+        if apps_ended:  # a Job's Pod: its sidecars are stopped, not restarted
+            ids = tuple(v.latest.container_id for v in views if v.sidecar and v.latest and v.latest.running)
+            actions += [KillContainers(ids, False, "Killing")] if ids else []
+        for v in apps:
+            _advance(v, actions, waits, facts.now)
     phase = phase_of(views, pod)
     requeue = 1.0 if _running_ids(views) or actions else None
     if waits:
@@ -259,9 +285,9 @@ def _advance(v: ContainerView, actions: list[Action], waits: list[datetime], now
 def phase_of(views: Sequence[ContainerView], pod: Mapping[str, Any]) -> str:
     """The Pod phase kubelet reports for these containers (its getPhase, without `Unknown`)."""
     for v in (v for v in views if v.init):
-        if v.next is Next.DONE and v.latest is not None and v.latest.exit_code != 0:
+        if not v.sidecar and v.next is Next.DONE and v.latest is not None and v.latest.exit_code != 0:
             return "Failed"
-        if v.next is not Next.DONE:
+        if v.init_pending:
             return "Pending"
     apps = [v for v in views if not v.init]
     if any(v.latest is None for v in apps):

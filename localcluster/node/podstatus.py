@@ -127,7 +127,7 @@ def _condition(type_: str, ok: bool, previous: Mapping[str, Obj], now: datetime,
 def conditions(pod: Mapping[str, Any], plan: PodPlan, statuses: list[Obj], extras: StatusExtras) -> list[Obj]:
     prev = {c.get("type", ""): c for c in (pod.get("status") or {}).get("conditions") or []}
     inits = [v for v in plan.containers if v.init]
-    pending_inits = [v.name for v in inits if v.next is not Next.DONE or (v.latest and v.latest.exit_code != 0)]
+    pending_inits = [v.name for v in inits if v.init_pending or (not v.sidecar and v.latest and v.latest.exit_code)]
     unready = [s["name"] for s in statuses if not s["ready"]]
     terminal = plan.phase in ("Succeeded", "Failed")
     initialized = not pending_inits or (terminal and not inits)
@@ -151,7 +151,7 @@ def pod_status(pod: Mapping[str, Any], plan: PodPlan, extras: StatusExtras) -> O
     specs = {(True, c.get("name")): c for c in spec.get("initContainers") or []}
     specs.update({(False, c.get("name")): c for c in spec.get("containers") or []})
     inits = [container_status(v, specs.get((True, v.name), {}), pod, extras) for v in plan.containers if v.init]
-    initializing = any(v.next is not Next.DONE for v in plan.containers if v.init)
+    initializing = any(v.init_pending for v in plan.containers if v.init)
     apps = [container_status(v, specs.get((False, v.name), {}), pod, extras, initializing)
             for v in plan.containers if not v.init]
     status: Obj = {
