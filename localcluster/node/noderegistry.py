@@ -110,7 +110,7 @@ class NodeRegistry:
         now = self.clock.now()
         node = self.kube.get(NODES, self.name) or {}
         current = node.get("status") or {}
-        ready = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), {})
+        ready: Obj = next((c for c in current.get("conditions") or [] if c.get("type") == "Ready"), {})
         since = ready.get("lastTransitionTime") if ready.get("status") == "True" else None
         desired = self.status(now, since)
         beat = parse_rfc3339(ready.get("lastHeartbeatTime"))
