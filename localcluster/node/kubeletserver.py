@@ -32,7 +32,7 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 from urllib.parse import parse_qs
 
 import uvicorn
@@ -40,30 +40,20 @@ import uvicorn
 from localcluster.kubeletapi import channels, logs, netns, portforward, spdy, wsportforward
 from localcluster.kubeletapi.asgi import Scope, WebSocket, http_reply, read_query
 
+if TYPE_CHECKING:
+    from localcluster.node.runtime import ContainerRecord
+
 PORTFORWARD_PROTOCOL = "SPDY/3.1+portforward.k8s.io"
 Pod = Mapping[str, Any]
-
-
-class Record(Protocol):
-    """What the server reads of a container start (`runtime.ContainerRecord`)."""
-
-    @property
-    def name(self) -> str: ...
-    @property
-    def attempt(self) -> int: ...
-    @property
-    def running(self) -> bool: ...
-    @property
-    def log_path(self) -> Path: ...
 
 
 class Runtime(Protocol):
     """What the server needs of the container runtime (`localcluster.node.runtime.ContainerRuntime`)."""
 
-    def containers(self, pod_uid: str) -> list[Any]: ...
-    def inspect(self, pod_uid: str, name: str, attempt: int) -> Any: ...
-    def exec_argv(self, record: Any, command: list[str]) -> list[str]: ...
-    def netns_of(self, record: Any) -> str | None: ...
+    def containers(self, pod_uid: str) -> list[ContainerRecord]: ...
+    def inspect(self, pod_uid: str, name: str, attempt: int) -> ContainerRecord | None: ...
+    def exec_argv(self, record: ContainerRecord, command: list[str]) -> list[str]: ...
+    def netns_of(self, record: ContainerRecord) -> str | None: ...
 
 
 class Refused(Exception):
@@ -83,7 +73,7 @@ class Refused(Exception):
 class _Target:
     pod: Pod
     uid: str
-    records: list[Any]  # this container's starts, oldest first (all containers' for a port-forward)
+    records: list[ContainerRecord]  # this container's starts, oldest first (all containers' for a port-forward)
 
 
 class KubeletApp:
@@ -142,7 +132,7 @@ class KubeletApp:
             records = [r for r in records if r.name == container]
         return _Target(pod, uid, records)
 
-    def _log_record(self, target: _Target, container: str, previous: bool) -> Any:
+    def _log_record(self, target: _Target, container: str, previous: bool) -> ContainerRecord:
         """Which start's log to show, as kubelet's validateContainerLogStatus decides."""
         name = target.pod["metadata"]["name"]
         status = _status_of(target.pod, container)
@@ -195,7 +185,7 @@ class KubeletApp:
                                f"this kubelet speaks {', '.join(channels.PROTOCOLS)}")
         return request, protocol
 
-    def _running(self, namespace: str, name: str, container: str) -> Any:
+    def _running(self, namespace: str, name: str, container: str) -> ContainerRecord:
         running = [r for r in self._target(namespace, name, container).records if r.running]
         if not running:
             raise Refused(400, f'container not found ("{container}")')

@@ -44,6 +44,9 @@ class ProbeTarget:
 
 @dataclass
 class ProbeTrack:
+    """One probe (`kind`: liveness, readiness or startup) of one container: when it runs next, its
+    consecutive successes and failures against the thresholds, and the verdict they gave."""
+
     kind: str
     probe: Mapping[str, Any]
     next_at: float
