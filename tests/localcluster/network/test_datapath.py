@@ -21,7 +21,8 @@ def service(ns: str, name: str, cluster_ip: str, port: int, target: Any, port_na
             lb_ip: str | None = None) -> dict[str, Any]:
     status = {"loadBalancer": {"ingress": [{"ip": lb_ip, "ipMode": "VIP"}]}} if lb_ip else {}
     return {"metadata": {"namespace": ns, "name": name},
-            "spec": {"clusterIP": cluster_ip, "ports": [{"name": port_name, "port": port, "targetPort": target}]},
+            "spec": {"type": "LoadBalancer" if lb_ip else "ClusterIP", "clusterIP": cluster_ip,
+                     "ports": [{"name": port_name, "port": port, "targetPort": target}]},
             "status": status}
 
 
