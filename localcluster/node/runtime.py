@@ -1,7 +1,7 @@
 """The node's container runtime (the CRI/containerd/conmon role): start, observe, signal and enter
 sandboxed containers whose whole state lives in files under `NodeLayout`.
 
-One start of a container = one `ContainerLaunch` -> one shim process (`shim.py`, detached, its own
+One start of a container = one `ContainerLaunch` (`containerspec.py`) -> one shim process (`shim.py`, detached, its own
 session, re-parented to init) -> `[nsenter --net=<netns> --] bwrap ... [setpriv ...] -- argv`.
 The shim writes the CRI log, the pids, the start and finish times and, last, the exit code, so the
 runtime itself keeps nothing in memory: a new `ContainerRuntime` over the same `NodeLayout` (after a
@@ -33,12 +33,13 @@ import subprocess
 import sys
 import time
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass, field, replace
+from dataclasses import asdict, replace
 from datetime import UTC, datetime
 from pathlib import Path
 
 from localcluster.node import layout as files
 from localcluster.node import procinfo, sandbox
+from localcluster.node.containerspec import ContainerLaunch, ContainerRecord, Mount, Tmpfs
 from localcluster.node.images import ImageError, ImageMap, RootFs, under
 from localcluster.node.layout import NodeLayout
 from localcluster.node.shim import replace_file
@@ -49,75 +50,6 @@ __all__ = ["ContainerLaunch", "ContainerRecord", "ContainerRuntime", "ImageError
 SHIM = Path(__file__).with_name("shim.py")
 UNKNOWN_EXIT = 137
 UNKNOWN_REASON = "ContainerStatusUnknown"
-
-
-@dataclass(frozen=True)
-class Mount:
-    """A host path (file or directory) bound at `target` inside the container."""
-
-    source: Path
-    target: str
-    read_only: bool = False
-    within: Path | None = None  # a subPath's volume root: `source` must still resolve inside it at start
-
-
-@dataclass(frozen=True)
-class Tmpfs:
-    """A fresh tmpfs at `target` (emptyDir `medium: Memory`); `size_bytes` None = the kernel's default."""
-
-    target: str
-    size_bytes: int | None = None
-
-
-@dataclass(frozen=True)
-class ContainerLaunch:
-    """Everything the runtime needs to start one container once (`attempt` = its restart count).
-
-    `env` is the final environment (the kubelet resolved it); PATH is added when missing, from the
-    image. `argv` is the resolved command + args (the kubelet applies the image's defaults: here an
-    empty argv is refused). `netns_path` is the Pod's network namespace (`/run/netns/...`)."""
-
-    pod_uid: str
-    name: str
-    attempt: int
-    argv: list[str]
-    env: dict[str, str]
-    working_dir: str | None
-    image: str
-    mounts: list[Mount] = field(default_factory=list)
-    tmpfs: list[Tmpfs] = field(default_factory=list)
-    run_as_user: int | None = None
-    run_as_group: int | None = None
-    supplementary_groups: list[int] = field(default_factory=list)
-    cap_add: list[str] = field(default_factory=list)
-    cap_drop: list[str] = field(default_factory=list)
-    netns_path: str | None = None
-    hostname: str = "localhost"
-    privileged: bool = False
-
-
-@dataclass(frozen=True)
-class ContainerRecord:
-    """What the files say about one container start.
-
-    `running` True: the shim and the sandbox live. `exit_code`/`finished_at` are set once it ended;
-    `reason` is `ContainerStatusUnknown` when the shim was lost (exit code 137 then), `StartError`
-    when the command could not be started (exit code 128, `message` says why: e.g. bwrap's
-    `execvp foo: No such file or directory`), else None (the kubelet derives `Completed`/`Error`
-    from the exit code). Neither running nor ended: the start is still being set up. `pid` is the main process (a host
-    pid) while known."""
-
-    pod_uid: str
-    name: str
-    attempt: int
-    running: bool
-    pid: int | None
-    exit_code: int | None
-    started_at: datetime | None
-    finished_at: datetime | None
-    log_path: Path
-    reason: str | None = None
-    message: str | None = None
 
 
 class ContainerRuntime:
