@@ -14,8 +14,8 @@ from __future__ import annotations
 import logging
 import signal
 from collections.abc import Hashable, Mapping
-from dataclasses import dataclass, field, replace
-from datetime import datetime, timedelta
+from dataclasses import replace
+from datetime import timedelta
 from functools import partial
 from typing import Any
 
@@ -27,8 +27,9 @@ from kube.rest import PODS, Kube
 from localcluster.node.envvars import PodContext
 from localcluster.node.images import ImageError, ImageMap
 from localcluster.node.layout import NodeLayout
-from localcluster.node.netseam import PodAttachment, PodNetwork
+from localcluster.node.netseam import PodNetwork
 from localcluster.node.podlaunch import ConfigError, LaunchBuilder
+from localcluster.node.podmemory import PodMemory, container_key, observe
 from localcluster.node.podplans import (
     DEFAULT_GRACE,
     Finish,
@@ -42,38 +43,12 @@ from localcluster.node.podplans import (
 )
 from localcluster.node.podstatus import StatusExtras, pod_status, status_patch
 from localcluster.node.probes import Prober, ProbeTarget
-from localcluster.node.runtime import ContainerRecord, ContainerRuntime
+from localcluster.node.runtime import ContainerRuntime
 from localcluster.node.volumes import MountError, PodVolumes
 
 log = logging.getLogger("localcluster.kubelet")
 VOLUME_RESYNC_SECONDS = 60.0  # Secret/ConfigMap/downward API files follow their sources (kubelet: ~1 min)
 Obj = dict[str, Any]
-
-
-def container_key(rec: ContainerRecord) -> str:
-    return f"{rec.pod_uid}.{rec.name}.{rec.attempt}"
-
-
-def observe(rec: ContainerRecord, image_id: str = "") -> Observed:
-    return Observed(rec.name, rec.attempt, container_key(rec), rec.running, rec.exit_code, rec.started_at,
-                    rec.finished_at, image_id)
-
-
-@dataclass
-class PodMemory:
-    """What the kubelet remembers about one Pod between syncs (timing refinements only)."""
-
-    key: Hashable
-    grace: int = DEFAULT_GRACE
-    term_deadline: datetime | None = None
-    term_sent: bool = False
-    status: Obj | None = None
-    attachment: PodAttachment | None = None
-    prepared_at: datetime | None = None  # volumes last written (re-synced every REFRESH_SECONDS)
-    names: set[str] = field(default_factory=set)
-    pull_failures: dict[str, int] = field(default_factory=dict)
-    reported: set[str] = field(default_factory=set)  # one-off events already recorded
-    signalled: dict[str, datetime] = field(default_factory=dict)  # container id -> SIGKILL due (SIGTERM sent)
 
 
 class PodSync:
