@@ -20,6 +20,7 @@ from typing import Any
 import httpx
 import pytest
 from support.apiserver import ApiServer, dump
+from support.loopnet import loopback_netns
 from support.waiting import eventually
 
 from localcluster.node.images import ImageMap
@@ -35,13 +36,8 @@ NODE = "node-kubeletapi"
 @pytest.fixture(scope="module")
 def netns() -> Iterator[str]:
     """One network namespace for every Pod of a module (so listeners need distinct ports)."""
-    name = f"lckapi-{uuid.uuid4().hex[:8]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
+    with loopback_netns("lckapi") as path:
+        yield path
 
 
 @dataclass

@@ -16,39 +16,15 @@ from pathlib import Path
 import pytest
 from conftest import NODE, issue_kubelet_pki
 from support.apiserver import ApiServer
+from support.loopnet import LoopbackPodNetwork
 from support.waiting import eventually
 
 from kube.controller import Runtime
 from kube.rest import PODS, Kube
 from localcluster.node.kubelet import Node
 from localcluster.node.kubeletserver import KubeletServer
-from localcluster.node.netseam import PodAttachment
 
 pytestmark = pytest.mark.kubectl
-
-
-class NetnsPerPod:
-    """A PodNetwork of the test's own: one named network namespace per Pod, only its loopback up."""
-
-    def __init__(self) -> None:
-        self.prefix = f"lckk{uuid.uuid4().hex[:6]}"
-
-    def attach(self, pod_uid: str) -> PodAttachment:
-        name = f"{self.prefix}-{pod_uid[:8]}"
-        if not Path(f"/run/netns/{name}").exists():
-            subprocess.run(["ip", "netns", "add", name], check=True)
-            subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        return PodAttachment(f"/run/netns/{name}", "127.0.0.1")
-
-    def detach(self, pod_uid: str) -> None:
-        subprocess.run(["ip", "netns", "delete", f"{self.prefix}-{pod_uid[:8]}"], check=False, capture_output=True)
-
-    def host_ip(self) -> str:
-        return "127.0.0.1"
-
-    def cleanup(self) -> None:
-        for entry in Path("/run/netns").glob(f"{self.prefix}-*"):
-            subprocess.run(["ip", "netns", "delete", entry.name], check=False)
 
 
 @dataclass
@@ -71,7 +47,7 @@ def env(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Env]:
         "--kubelet-client-certificate", str(tls["client_cert"]), "--kubelet-client-key", str(tls["client_key"]),
         "--kubelet-certificate-authority", str(tls["ca"])]).start()
     kube = Kube(api.api_client("cluster1"), field_manager="kubelet")
-    network, runtime = NetnsPerPod(), Runtime(kube)
+    network, runtime = LoopbackPodNetwork(), Runtime(kube)
     node = Node(runtime, kube, name=NODE, state_dir=data_dir / "node", network=network)
     server = KubeletServer(node.containers, cert=tls["serving_cert"], key=tls["serving_key"], client_ca=tls["ca"],
                            pods=runtime.cache(PODS).get)

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 from kubeletenv import KubeletEnv, uids_on_disk
-from loopnet import LoopbackPodNetwork
 from support.apiserver import ApiServer
+from support.loopnet import LoopbackPodNetwork
 from support.waiting import eventually
 
 from kube.controller import Runtime

@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from loopnet import LoopbackPodNetwork
 from support.apiserver import ApiServer
+from support.loopnet import LoopbackPodNetwork
 from support.waiting import eventually
 
 from kube.controller import Runtime

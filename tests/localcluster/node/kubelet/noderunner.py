@@ -9,7 +9,7 @@ import threading
 from pathlib import Path
 
 import kubernetes
-from loopnet import LoopbackPodNetwork
+from support.loopnet import LoopbackPodNetwork
 
 from kube.controller import Runtime
 from kube.rest import Kube

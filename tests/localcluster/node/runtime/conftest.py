@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
 import uuid
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -14,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from support.loopnet import loopback_netns
 from support.waiting import eventually
 
 from localcluster.node import procinfo
@@ -25,13 +25,8 @@ from localcluster.node.runtime import ContainerLaunch, ContainerRecord, Containe
 @pytest.fixture(scope="module")
 def netns() -> Iterator[str]:
     """A fresh network namespace (`/run/netns/<name>`) with only a loopback, brought up."""
-    name = f"lcrt-{uuid.uuid4().hex[:10]}"
-    subprocess.run(["ip", "netns", "add", name], check=True)
-    try:
-        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
-        yield f"/run/netns/{name}"
-    finally:
-        subprocess.run(["ip", "netns", "delete", name], check=True)
+    with loopback_netns("lcrt") as path:
+        yield path
 
 
 @dataclass

@@ -1,15 +1,30 @@
-"""A small real PodNetwork for the kubelet tests: `ip netns add` per Pod, loopback up, the Pod's
-address on that loopback; no veth, nothing added to the host namespace. Deterministic per Pod uid
-and `prefix`, so a second kubelet process (adoption tests) finds the same namespaces."""
+"""Network namespaces for node tests, with nothing added to the host namespace: `loopback_netns`
+(one namespace, only its loopback up) and `LoopbackPodNetwork` (a small real PodNetwork: `ip netns
+add` per Pod, the Pod's address on that loopback; no veth; deterministic per Pod uid and `prefix`,
+so a second kubelet process (adoption tests) finds the same namespaces)."""
 
 from __future__ import annotations
 
 import hashlib
 import subprocess
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 from localcluster.node.netseam import PodAttachment
+
+
+@contextmanager
+def loopback_netns(prefix: str) -> Iterator[str]:
+    """A fresh network namespace `/run/netns/<prefix>-<random>` with only its loopback up, deleted after."""
+    name = f"{prefix}-{uuid.uuid4().hex[:8]}"
+    subprocess.run(["ip", "netns", "add", name], check=True)
+    try:
+        subprocess.run(["ip", "-n", name, "link", "set", "lo", "up"], check=True)
+        yield f"/run/netns/{name}"
+    finally:
+        subprocess.run(["ip", "netns", "delete", name], check=True)
 
 
 class LoopbackPodNetwork:
