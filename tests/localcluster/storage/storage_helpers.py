@@ -4,6 +4,7 @@ client (independently of the code under test) and driving reconciles. Directory 
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Callable
 from pathlib import Path
@@ -169,3 +170,22 @@ def content_dir(data_root: Path, vs: Obj) -> Path:
 def leftovers(data_root: Path) -> list[str]:
     """Staging directories left under data_root (there must be none once everything settled)."""
     return sorted(str(p) for sub in ("volumes", "snapshots") for p in (data_root / sub).glob(".*"))
+
+
+def settle_concurrently(step: Callable[[str, str], float | None], namespace: str,
+                        names: list[str]) -> list[BaseException]:
+    """`settle(step, namespace, name)` for every name at once, one thread each; the errors they raised."""
+    errors: list[BaseException] = []
+
+    def work(name: str) -> None:
+        try:
+            settle(step, namespace, name)
+        except BaseException as exc:  # reported by the caller
+            errors.append(exc)
+
+    threads = [threading.Thread(target=work, args=(n,)) for n in names]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return errors

@@ -5,13 +5,12 @@ from __future__ import annotations
 
 import os
 import tempfile
-import threading
 from pathlib import Path
 
 import kubernetes
 import pytest
 import urllib3
-from storage_helpers import Cluster, NewDriver, leftovers, settle, steps, volume_dir
+from storage_helpers import Cluster, NewDriver, leftovers, settle, settle_concurrently, steps, volume_dir
 
 from kube.rest import Kube
 from localcluster.storage.copying import Layout, remove
@@ -302,20 +301,7 @@ def test_claims_are_provisioned_concurrently(
     names = [f"c{i}" for i in range(8)]
     for name in names:
         cluster.create_pvc(namespace, name)
-    errors: list[BaseException] = []
-
-    def work(name: str) -> None:
-        try:
-            settle(storage.reconcile_pvc, namespace, name)
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in names]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert settle_concurrently(storage.reconcile_pvc, namespace, names) == []
     volumes = {cluster.pvc(namespace, n)["spec"]["volumeName"] for n in names}
     assert len(volumes) == 8
     assert {p.name for p in (data_root / "volumes").iterdir()} == volumes

@@ -6,13 +6,12 @@ from __future__ import annotations
 import os
 import stat
 import subprocess
-import threading
 import time
 from datetime import UTC, datetime
 from pathlib import Path
 
 import pytest
-from storage_helpers import Cluster, NewDriver, content_dir, leftovers, settle, steps, volume_dir
+from storage_helpers import Cluster, NewDriver, content_dir, leftovers, settle, settle_concurrently, steps, volume_dir
 from support.trees import (
     HARDLINKS,
     LARGE_SIZE,
@@ -479,20 +478,7 @@ def test_snapshots_are_taken_concurrently(
         source = provision(storage, cluster, namespace, name)
         (source / "name").write_text(name)
         cluster.create_vs(namespace, name, name)
-    errors: list[BaseException] = []
-
-    def work(name: str) -> None:
-        try:
-            settle(storage.reconcile_volume_snapshot, namespace, name)
-        except BaseException as exc:  # reported by the main thread
-            errors.append(exc)
-
-    threads = [threading.Thread(target=work, args=(n,)) for n in names]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    assert errors == []
+    assert settle_concurrently(storage.reconcile_volume_snapshot, namespace, names) == []
     for name in names:
         vs = cluster.vs(namespace, name)
         assert vs is not None and vs["status"]["readyToUse"] is True
