@@ -60,7 +60,7 @@ class LogWriter:
         else only the exact exec failure line of bwrap or setpriv naming the command."""
         line = self.first_error.split(b"\n", 1)[0].decode(errors="replace")
         exec_failures = (f"bwrap: execvp {command}: ", f"setpriv: failed to execute {command}: ")
-        if line.startswith(exec_failures) or not ran and line.startswith("bwrap: "):
+        if line.startswith(exec_failures) or not ran and line.startswith(SETUP_FAILURES):
             return line
         return None
 
@@ -117,6 +117,12 @@ def read_status(fd: int, buffer: bytes, found: dict[str, int]) -> tuple[bytes, b
                 value = document[at:].split(b":", 1)[1].split(b",", 1)[0].strip()
                 found[key] = int(value)
     return buffer, bool(data)
+
+
+SETUP_FAILURES = ("bwrap: Can't ", "bwrap: Creating new namespace failed", "bwrap: No permissions",
+                  "bwrap: Failed to ", "bwrap: Unable to ")
+"""How bwrap's own sandbox-setup failures begin. A container whose main process exits before the shim
+saw it (`ran` False) and whose stderr merely starts with "bwrap: " is not taken for one of them."""
 
 
 def main_pid(init: int, deadline: float) -> int | None:
