@@ -36,12 +36,14 @@ TOKEN_DIR = "tokens"
 
 @dataclass(frozen=True)
 class Identity:
-    """An authenticated caller: the token file's user, uid and groups, and the cluster it is valid on."""
+    """An authenticated caller (kube's user.Info): name, uid, groups, extra, and the cluster it is valid
+    on. Every authenticated identity carries the group `system:authenticated`."""
 
     user: str
     uid: str = ""
     groups: tuple[str, ...] = field(default_factory=tuple)
     cluster: str = ""
+    extra: tuple[tuple[str, tuple[str, ...]], ...] = ()  # (key, values) pairs, sorted by key
 
 
 ANONYMOUS = Identity("system:anonymous")
@@ -59,7 +61,8 @@ def read_token_file(path: Path, cluster: str = "") -> dict[str, Identity]:
         for row in csv.reader(fh):
             if not row or row[0].startswith("#") or len(row) < 2 or not row[0].strip():
                 continue
-            groups = tuple(row[3].split(",")) if len(row) > 3 and row[3] else ()
+            groups = tuple(g for g in row[3].split(",") if g) if len(row) > 3 and row[3] else ()
+            groups = (*groups, "system:authenticated") if "system:authenticated" not in groups else groups
             uid = row[2].strip() if len(row) > 2 else ""
             tokens[row[0].strip()] = Identity(row[1].strip(), uid, groups, cluster)
     return tokens

@@ -273,6 +273,7 @@ class ClusterApp:
             field_validation=q.get("fieldValidation", ""),
             field_manager=q.get("fieldManager", ""),
             force=q.get("force") in ("true", "1"),
+            user=getattr(request.state, "identity", None),
         )
 
     async def _body(self, request: Request, accepted: tuple[str, ...] = decoding.OBJECT_TYPES) -> tuple[Any, int]:

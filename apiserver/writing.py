@@ -30,6 +30,7 @@ from apiserver import (
     schemacheck,
     workloaddefaults,
 )
+from apiserver.authn import Identity
 from apiserver.decoding import APPLY, JSON_PATCH, MERGE, STRATEGIC
 from apiserver.errors import FORBIDDEN, INVALID, cause
 from apiserver.resources import Obj, ResourceType
@@ -50,6 +51,7 @@ class Options:
     field_manager: str = ""
     force: bool = False
     internal: bool = False  # the API server's own write (never set from a request): see endpointaddrs
+    user: Identity | None = None  # who asks (admission that judges the requester: RBAC escalation)
 
 
 @dataclass
