@@ -234,9 +234,11 @@ def test_deployer_failure_is_reported_and_retried(hub: Hub) -> None:
     hub.until(lambda: hub.work("cluster1"), "deployed on retry")
     hub.until(lambda: hub.condition("cluster1", "ManifestApplied") is None, "stale False dropped")
     deployer.removed.clear()  # (a cluster seen before its label counts as removed once)
+    # Unlabel first: an MCA deleted while the label is still on would be re-created by the hub (ACM's
+    # behaviour), and the agent kept, whenever the hub reconciles between the two commands.
+    hub.server.kubectl("label", "managedcluster", "cluster1", f"{ocm.INSTALL_LABEL}-")
     hub.server.kubectl("delete", "managedclusteraddon.v1alpha1.addon.open-cluster-management.io", "volsync",
                        "-n", "cluster1")
-    hub.server.kubectl("label", "managedcluster", "cluster1", f"{ocm.INSTALL_LABEL}-")
     hub.until(lambda: deployer.removed == ["cluster1"], "the deployer removes the agent")
     hub.settle("cluster1")
     assert deployer.removed == ["cluster1"]  # once, not on every later event
