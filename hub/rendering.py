@@ -31,24 +31,28 @@ Obj = dict[str, Any]
 IMAGE_VARIABLE = "OPERAND_IMAGE_VOLSYNC"
 CONTAINER_ID = f"deployments:{ocm.AGENT}:{ocm.AGENT_CONTAINER}"
 
+# The agent's rights on its cluster: exactly the calls under `agent/` (informers list and watch, the
+# executor's creates/patches/deletes, status patches, the Event recorder's get/create/patch) and no
+# more. One resource per rule where verbs differ, so a rule can be read (and, in a test, removed) alone.
 RULES: list[Obj] = [
+    # the replications: informers and status patches only (the agent never writes their spec)
     {"apiGroups": ["volsync.backube"], "resources": ["replicationsources", "replicationdestinations"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+     "verbs": ["list", "watch"]},
+    {"apiGroups": ["volsync.backube"], "resources": ["replicationsources/status", "replicationdestinations/status"],
+     "verbs": ["patch"]},
+    # what it creates names a replication as owner with blockOwnerDeletion, which kube-apiserver's
+    # OwnerReferencesPermissionEnforcement admits only with update on the owner's finalizers
     {"apiGroups": ["volsync.backube"],
-     "resources": ["replicationsources/status", "replicationdestinations/status",
-                   "replicationsources/finalizers", "replicationdestinations/finalizers"],
-     "verbs": ["get", "update", "patch"]},
-    {"apiGroups": [""], "resources": ["persistentvolumeclaims", "persistentvolumes", "services", "secrets"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["services/status"], "verbs": ["get", "update", "patch"]},
-    {"apiGroups": ["", "events.k8s.io"], "resources": ["events"],
-     "verbs": ["get", "list", "create", "update", "patch"]},
-    {"apiGroups": ["snapshot.storage.k8s.io"],
-     "resources": ["volumesnapshots", "volumesnapshotcontents", "volumesnapshotclasses"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
-    {"apiGroups": ["storage.k8s.io"], "resources": ["storageclasses"], "verbs": ["get", "list", "watch"]},
-    {"apiGroups": ["coordination.k8s.io"], "resources": ["leases"],
-     "verbs": ["get", "list", "watch", "create", "update", "patch", "delete"]},
+     "resources": ["replicationsources/finalizers", "replicationdestinations/finalizers"], "verbs": ["update"]},
+    {"apiGroups": [""], "resources": ["persistentvolumeclaims"],
+     "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
+    {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "list", "watch"]},  # a claim's directory
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create"]},
+    {"apiGroups": [""], "resources": ["services/status"], "verbs": ["patch"]},  # a LoadBalancer's ingress
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create"]},  # rsync keys
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
+    {"apiGroups": ["snapshot.storage.k8s.io"], "resources": ["volumesnapshots"],
+     "verbs": ["list", "watch", "create", "patch", "delete"]},
 ]
 
 

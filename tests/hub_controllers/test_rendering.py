@@ -71,17 +71,27 @@ def test_default_manifests() -> None:
     assert pod["volumes"] == [{"name": "hub", "secret": {"secretName": "volsync-agent-hub"}}]
 
 
-def test_cluster_role_covers_what_the_agent_touches() -> None:
+def test_cluster_role_grants_what_the_agent_calls_and_nothing_more() -> None:
     (role,) = by_kind(render(), "ClusterRole")
-    granted = {(g, r) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]}
-    for needed in [("volsync.backube", "replicationsources"), ("volsync.backube", "replicationdestinations/status"),
-                   ("", "persistentvolumeclaims"), ("", "persistentvolumes"), ("", "services"),
-                   ("", "services/status"), ("", "secrets"), ("", "events"),
-                   ("snapshot.storage.k8s.io", "volumesnapshots"),
-                   ("snapshot.storage.k8s.io", "volumesnapshotcontents"),
-                   ("snapshot.storage.k8s.io", "volumesnapshotclasses"), ("storage.k8s.io", "storageclasses"),
-                   ("coordination.k8s.io", "leases")]:
-        assert needed in granted
+    granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
+               for v in rule["verbs"]}
+    watched = {"get", "list", "watch"}
+    expected = {
+        *{("volsync.backube", r, v) for r in ("replicationsources", "replicationdestinations") for v in ("list", "watch")},
+        ("volsync.backube", "replicationsources/status", "patch"),
+        ("volsync.backube", "replicationdestinations/status", "patch"),
+        ("volsync.backube", "replicationsources/finalizers", "update"),
+        ("volsync.backube", "replicationdestinations/finalizers", "update"),
+        *{("", "persistentvolumeclaims", v) for v in (*watched, "create", "patch", "delete")},
+        *{("", "persistentvolumes", v) for v in watched},
+        *{("", "services", v) for v in (*watched, "create")},
+        ("", "services/status", "patch"),
+        *{("", "secrets", v) for v in (*watched, "create")},
+        *{("", "events", v) for v in ("get", "create", "patch")},
+        *{("snapshot.storage.k8s.io", "volumesnapshots", v) for v in ("list", "watch", "create", "patch", "delete")},
+    }
+    assert granted == expected
+    assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in role["rules"])
 
 
 def test_no_ca_bundle_no_ca_key() -> None:
