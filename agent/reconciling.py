@@ -6,14 +6,19 @@ the informer caches, asks the pure planners (`source.plan`, `destination.plan`) 
 applies the plan: `before` actions, the status patch (with a resourceVersion precondition, so a
 decision taken on a stale cache is refused with 409 and simply retried), then `after` actions.
 The platform's own controllers (local storage) run on the same queue and workers. Each action is
-performed by `executing.PlanExecutor`.
+performed by `executing.PlanExecutor`. A request the agent's RBAC forbids (403) becomes the
+replication's `Synchronizing=False/Error` condition carrying the API server's message (which names
+the denied verb and resource), retried with backoff: a missing rule never stops a worker or the process.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import threading
 from typing import Any
+
+from kubernetes.client.exceptions import ApiException
 
 from agent import destination, iterations, source, triggers
 from agent.executing import PlanExecutor, labels
@@ -23,7 +28,7 @@ from agent.metrics import Metrics
 from agent.plans import Plan
 from agent.platform import Platform
 from agent.reporting import Reporter
-from api.volsync import LABEL_CLEANUP, ReplicationSpec, ReplicationStatus
+from api.volsync import LABEL_CLEANUP, REASON_ERROR, ReplicationSpec, ReplicationStatus
 from kube import objects, patches
 from kube.clock import Clock, SystemClock, parse_rfc3339
 from kube.events import Recorder
@@ -120,7 +125,12 @@ class ReplicationController:
         if kind in ROLES:
             plan, obj = self._plan(kind, ns, name)
             if obj is not None:
-                self._apply(key, kind, obj, plan)
+                try:
+                    self._apply(key, kind, obj, plan)
+                except ApiException as exc:
+                    if exc.status != 403:
+                        raise
+                    self._denied(key, kind, exc)
             return
         controller = self._storage.get(kind)
         if controller is not None:
@@ -216,16 +226,7 @@ class ReplicationController:
         if plan.status is not None:
             current = obj.get("status") or {}
             if patches.changes(current, plan.status):
-                patch = {
-                    "metadata": {"resourceVersion": objects.meta(obj).get("resourceVersion")},
-                    "status": plan.status,
-                }
-                updated = self.kube.patch(
-                    ROLES[role], objects.name_of(obj), patch, objects.namespace_of(obj), subresource="status"
-                )
-                superseded = self._written.get(key, (set(), obj))[0]
-                superseded.add(str(objects.meta(obj).get("resourceVersion")))
-                self._written[key] = (superseded, updated)
+                updated = self._patch_status(key, role, obj, plan.status)
                 self._warn_if_pruned(plan.status, updated)
                 obj = updated
         if self.reporter is not None:
@@ -239,6 +240,32 @@ class ReplicationController:
         self.queue.forget(key)
         if plan.requeue_after is not None:
             self.queue.add_after(key, plan.requeue_after)
+
+    def _patch_status(self, key: Key, role: str, obj: Obj, status: Obj) -> Obj:
+        """Patch the object's status, refused (409) if it changed since `obj`; remembers our write."""
+        patch = {"metadata": {"resourceVersion": objects.meta(obj).get("resourceVersion")}, "status": status}
+        updated = self.kube.patch(ROLES[role], objects.name_of(obj), patch, objects.namespace_of(obj),
+                                  subresource="status")
+        superseded = self._written.get(key, (set(), obj))[0]
+        superseded.add(str(objects.meta(obj).get("resourceVersion")))
+        self._written[key] = (superseded, updated)
+        return updated
+
+    def _denied(self, key: Key, role: str, exc: ApiException) -> None:
+        """A request of the plan was forbidden (403: the agent's RBAC lacks a rule): the replication gets
+        `Synchronizing=False/Error` naming the denied request, as any reconcile error, and is retried
+        with backoff; the worker and the process go on, and the next clean pass clears the condition."""
+        _, ns, name = key
+        obj = self._newest(key, self._cache(ROLES[role], ns, name))
+        self.queue.add_rate_limited(key)
+        if obj is None:
+            return
+        message = forbidden_message(exc)
+        log.warning("%s %s/%s: %s", role, ns, name, message)
+        ctx = iterations.Context.of(obj, self.clock.now(), role)
+        status = iterations.condition_status(ctx, REASON_ERROR, message)
+        if patches.changes(obj.get("status") or {}, status):
+            self._patch_status(key, role, obj, status)
 
     def _warn_if_pruned(self, sent: Obj, updated: Obj) -> None:
         """A WARNING line and a Warning Event, once per object, when the cluster's CRD drops
@@ -263,3 +290,14 @@ class ReplicationController:
             except triggers.ScheduleError:
                 late = False
         self.metrics.set_out_of_sync(labels(role, obj), late)
+
+
+def forbidden_message(exc: ApiException) -> str:
+    """The message of a 403's Status body (kube-apiserver's wording: `services is forbidden: User
+    "..." cannot create resource "services" ...`), else the exception's reason."""
+    try:
+        body = json.loads(exc.body or "{}")
+    except (TypeError, ValueError):
+        body = {}
+    message = body.get("message") if isinstance(body, dict) else None
+    return str(message) if message else f"forbidden: {exc.reason}"
