@@ -18,8 +18,9 @@ from typing import Any
 
 import yaml
 
-from apiserver import apiservices, builtins, errors
+from apiserver import apiservices, builtins, errors, rbacdefaults
 from apiserver.collecting import Collector
+from apiserver.rbacaggregation import ClusterRoleAggregator
 from apiserver.resources import Obj, Registry, ResourceType, from_crd
 from apiserver.satokens import TokenIssuer
 from apiserver.serviceaccounts import ServiceAccounts
@@ -50,6 +51,7 @@ class Cluster:
             self.registry.add(rt)
         self.addresses = ServiceAddresses(service_cidr, (svc for _, svc in store.items("/services")))
         self.accounts = ServiceAccounts(store, self._create_own, self._replace_own)
+        self.aggregation = ClusterRoleAggregator(store, self._replace_own)  # rbacaggregation.py
         self.writer = Writer(store, self.registry.by_key, self._committed, self._admit)
         self.collector = Collector(store, self.registry, self.writer)
         for _, crd in store.items(builtins.CRD_KEY):
@@ -57,6 +59,8 @@ class Cluster:
         for crd in crds or []:
             self.install_crd(crd)
         self._ensure_default_namespaces()
+        rbacdefaults.ensure_defaults(store, self._create_own, self._replace_own)
+        self.aggregation.resync()
         self._ensure_apiservices()
         self.accounts.publish(None)
         self.collector.resume()
@@ -90,6 +94,8 @@ class Cluster:
         self.collector.observe(events)
         self.addresses.observe(events)
         self.accounts.observe(events)
+        # Last: it writes (aggregated rules), and every observer must see this batch before the next.
+        self.aggregation.observe(events)
 
     # -- admission plugins and the objects the cluster keeps itself (serviceaccounts.py) ------------
     def _admit(self, rt: ResourceType, old: Obj | None, new: Obj, opts: Options) -> None:
