@@ -20,6 +20,7 @@ import yaml
 
 from apiserver import apiservices, builtins, errors, rbacdefaults
 from apiserver.collecting import Collector
+from apiserver.rbac import RBACAuthorizer
 from apiserver.rbacaggregation import ClusterRoleAggregator
 from apiserver.resources import Obj, Registry, ResourceType, from_crd
 from apiserver.satokens import TokenIssuer
@@ -45,6 +46,7 @@ class Cluster:
                  service_cidr: str = DEFAULT_SERVICE_CIDR, signing_secret: bytes | None = None) -> None:
         self.name = name
         self.store = store
+        self.rbac = RBACAuthorizer(store)  # before any write: it follows every committed batch
         self.tokens = TokenIssuer(signing_secret or secrets.token_bytes(32), name)  # ServiceAccount tokens
         self.registry = Registry()
         for rt in builtins.BUILTINS:
@@ -84,6 +86,7 @@ class Cluster:
             self.registry.add(from_crd(crd))
 
     def _committed(self, events: list[Event]) -> None:
+        self.rbac.observe(events)  # first: observers that write must not be judged on stale RBAC
         for ev in events:
             if ev.resource != builtins.CRD_KEY:
                 continue
