@@ -1,4 +1,10 @@
-"""Real `volsync-agent` processes, one per managed cluster, beside a real embedded API server."""
+"""Real `volsync-agent` processes, one per managed cluster, beside a real embedded API server.
+
+Each agent runs under exactly the RBAC the hub renders for it: the rendered Namespace,
+ServiceAccount, ClusterRole and ClusterRoleBinding are applied to its cluster (as admin, as the
+work agent would), and the agent's kubeconfig holds a token of that ServiceAccount minted with
+`kubectl create token`, valid on that cluster only.
+"""
 
 from __future__ import annotations
 
@@ -10,9 +16,34 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import yaml
+
+from apiserver.authn import kubeconfig, write_kubeconfig
+from hub import ocm, rendering
 from localcluster.launcher import Fleet as Clusters
 from support import processes
 from support.apiserver import ROOT, ApiServer
+
+RBAC_KINDS = ("Namespace", "ServiceAccount", "ClusterRole", "ClusterRoleBinding")
+
+
+def agent_rbac(cluster: str) -> list[dict[str, Any]]:
+    """The rendered manifests that give `cluster`'s agent its identity and rights."""
+    manifests = rendering.render(cluster, {"metadata": {"name": ocm.ADDON, "namespace": cluster}}, None,
+                                 hub_url="https://hub.invalid", token="unused", ca_bundle="", image="unused")
+    return [m for m in manifests if m.get("kind") in RBAC_KINDS]
+
+
+def agent_kubeconfig(server: ApiServer, cluster: str, path: Path) -> Path:
+    """Apply the agent's rendered RBAC to `cluster` (admin) and write a kubeconfig (0600) holding only
+    that cluster and a token of the rendered ServiceAccount (`kubectl create token`, 24 h)."""
+    server.apply_yaml(yaml.safe_dump_all(agent_rbac(cluster)), context=cluster)
+    namespace = rendering.install_namespace(None)
+    token = server.kubectl("create", "token", ocm.AGENT, "-n", namespace, "--duration", "24h",
+                           context=cluster).stdout.strip()
+    write_kubeconfig(path, kubeconfig(server.url, [cluster], {cluster: token}, server.ca_file.read_bytes(),
+                                      user=ocm.AGENT))
+    return path
 
 
 class Agent:
@@ -24,10 +55,13 @@ class Agent:
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: dict[str, Any] = {}
         self.log = data_root.parent / f"agent-{cluster}.log"
+        self.kubeconfig = data_root.parent / f"agent-{cluster}.kubeconfig"
 
     def start(self, timeout: float = 30.0) -> Agent:
         self.data_root.mkdir(parents=True, exist_ok=True)
-        cmd = [sys.executable, "-m", "agent.main", "--kubeconfig", str(self.server.kubeconfig),
+        if not self.kubeconfig.exists():
+            agent_kubeconfig(self.server, self.cluster, self.kubeconfig)
+        cmd = [sys.executable, "-m", "agent.main", "--kubeconfig", str(self.kubeconfig),
                "--context", self.cluster, "--cluster-name", self.cluster, "--data-root", str(self.data_root),
                "--log-level", "info", *self.extra_args]
         self.proc, self.ready = processes.start_ready(cmd, "volsync-agent ready", self.log, ROOT, timeout)
