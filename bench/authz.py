@@ -1,0 +1,319 @@
+"""What authorization costs: the embedded API server with authentication on, RBAC vs AlwaysAllow, same run.
+
+    .venv/bin/python bench/authz.py [--objects 3000] [--list-runs 30] [--rounds 6] [--quick] [--keep]
+
+Starts two real `volsync-apiserver` processes on 127.0.0.1, both with the server's default
+authentication (HTTPS, bearer tokens), one with `--authorization-mode RBAC` and one with
+`--authorization-mode AlwaysAllow`. In each, as the admin: namespace `bench-authz`, a ServiceAccount
+`bencher` bound to the default ClusterRole `edit` there, and ~500 bindings of other subjects (250
+RoleBindings in `bench-authz` to users/groups/other accounts with view/edit/admin, 250
+ClusterRoleBindings to users with view), so the authorizer has something to search. Then, as the
+ServiceAccount's own token (TokenRequest; NOT the admin, whose group `system:masters` short-circuits):
+
+- creates/s: N ConfigMaps (~200 bytes of data) sequentially on one keep-alive client;
+- list latency: GET of the N ConfigMaps (whole body read), median and p99 of `--list-runs`.
+
+The two servers are measured alternately in `--rounds` slices (creates) and one list at a time
+(lists), the order flipping every slice, so load from other work on the machine falls on both
+alike. Before timing, a sanity check: the account's list of Secrets is 403 under RBAC and 200 under
+AlwaysAllow (the modes differ; the token works).
+
+Prints the table and `authz cost: writes W, lists L` where W = creates/s RBAC / AlwaysAllow (the
+budget of issue 9: >= 0.90) and L = median list latency RBAC / AlwaysAllow (budget <= 1.10); the
+server CPU per operation of each mode is given too (less sensitive to noise than wall time).
+Writes JSON to bench/results/authz-<UTC timestamp>.json. Only 127.0.0.1 is contacted.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import selectors
+import shutil
+import ssl
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import httpx
+import yaml
+
+# bench/apiserver.py (the module next to this one, not the `apiserver` package: sys.path[0] is bench/)
+from apiserver import HOST, RESULTS, ROOT, _check, configmap, machine_facts, percentile, process_cpu, timed_get
+
+NS = "bench-authz"
+ACCOUNT = "bencher"
+OTHER_ROLE_BINDINGS = 250
+OTHER_CLUSTER_ROLE_BINDINGS = 250
+MODES = ("RBAC", "AlwaysAllow")
+
+
+@dataclass
+class AuthServer:
+    """One `volsync-apiserver` with authentication on (its default), cluster `hub`, in `mode`."""
+
+    data_dir: Path
+    mode: str
+    proc: subprocess.Popen[bytes] | None = None
+    url: str = ""
+    ca: str = ""
+    admin_token: str = ""
+
+    def start(self, timeout: float = 60.0) -> AuthServer:
+        self.data_dir.mkdir(parents=True)
+        cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(self.data_dir), "--clusters", "hub",
+               "--host", HOST, "--port", "0", "--authorization-mode", self.mode]
+        with (self.data_dir / "apiserver.log").open("ab") as log:
+            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
+        line = _ready_line(self.proc, timeout)
+        if not line.startswith(b"volsync-apiserver ready "):
+            raise RuntimeError(f"apiserver ({self.mode}) did not start: {line!r}\n"
+                               f"{(self.data_dir / 'apiserver.log').read_text()[-3000:]}")
+        ready = json.loads(line.split(b" ", 2)[2])
+        if not ready["url"].startswith(f"https://{HOST}:"):
+            raise RuntimeError(f"apiserver is not serving HTTPS on {HOST}: {ready['url']}")
+        self.url, self.ca = f"{ready['url']}/clusters/hub", str(ready["ca"])
+        config = yaml.safe_load(Path(ready["kubeconfig"]).read_text())
+        self.admin_token = config["users"][0]["user"]["token"]
+        return self
+
+    @property
+    def pid(self) -> int:
+        assert self.proc is not None
+        return self.proc.pid
+
+    def client(self, token: str) -> httpx.Client:
+        return httpx.Client(base_url=self.url, trust_env=False, timeout=httpx.Timeout(60.0),
+                            verify=ssl.create_default_context(cafile=self.ca),
+                            headers={"Authorization": f"Bearer {token}"})
+
+    def stop(self) -> None:
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.terminate()
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+        if self.proc.stdout is not None:
+            self.proc.stdout.close()
+        self.proc = None
+
+
+def _ready_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
+    """The first line the server prints (its ready line), or what it printed by the deadline."""
+    assert proc.stdout is not None
+    deadline, line = time.monotonic() + timeout, b""
+    with selectors.DefaultSelector() as sel:
+        sel.register(proc.stdout, selectors.EVENT_READ)
+        while b"\n" not in line and sel.select(timeout=max(0.0, deadline - time.monotonic())):
+            chunk = os.read(proc.stdout.fileno(), 4096)
+            if not chunk:
+                break
+            line += chunk
+    return line.split(b"\n", 1)[0]
+
+
+def _binding(kind: str, name: str, role: str, subject: dict[str, str]) -> dict[str, Any]:
+    meta: dict[str, Any] = {"name": name} if kind == "ClusterRoleBinding" else {"name": name, "namespace": NS}
+    return {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": kind, "metadata": meta,
+            "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": role},
+            "subjects": [subject]}
+
+
+def _other_subject(i: int) -> dict[str, str]:
+    if i % 3 == 0:
+        return {"kind": "Group", "apiGroup": "rbac.authorization.k8s.io", "name": f"team-{i}"}
+    if i % 3 == 1:
+        return {"kind": "ServiceAccount", "name": f"other-{i}", "namespace": NS}
+    return {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": f"user-{i}"}
+
+
+def prepare(server: AuthServer) -> str:
+    """As the admin: the namespace, the account bound to `edit`, the other bindings; the account's token."""
+    rbac = "/apis/rbac.authorization.k8s.io/v1"
+    with server.client(server.admin_token) as c:
+        _check(c.post("/api/v1/namespaces", json={"metadata": {"name": NS}}), 201)
+        _check(c.post(f"/api/v1/namespaces/{NS}/serviceaccounts", json={"metadata": {"name": ACCOUNT}}), 201)
+        for i in range(OTHER_ROLE_BINDINGS):
+            body = _binding("RoleBinding", f"other-{i}", ("view", "edit", "admin")[i % 3], _other_subject(i))
+            _check(c.post(f"{rbac}/namespaces/{NS}/rolebindings", json=body), 201)
+        for i in range(OTHER_CLUSTER_ROLE_BINDINGS):
+            subject = {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": f"cluster-user-{i}"}
+            _check(c.post(f"{rbac}/clusterrolebindings", json=_binding("ClusterRoleBinding", f"other-{i}", "view",
+                                                                        subject)), 201)
+        mine = _binding("RoleBinding", "bencher-edit", "edit", {"kind": "ServiceAccount", "name": ACCOUNT,
+                                                                "namespace": NS})
+        _check(c.post(f"{rbac}/namespaces/{NS}/rolebindings", json=mine), 201)
+        answer = _check(c.post(f"/api/v1/namespaces/{NS}/serviceaccounts/{ACCOUNT}/token",
+                               json={"spec": {"expirationSeconds": 7200}}), 201)
+    token: str = answer["status"]["token"]
+    return token
+
+
+def sanity(server: AuthServer, token: str) -> int:
+    """The status of the account's cluster-wide list of Secrets: 403 under RBAC (its `edit` is in one
+    namespace), 200 under AlwaysAllow."""
+    with server.client(token) as c:
+        return c.get("/api/v1/secrets").status_code
+
+
+@dataclass
+class Side:
+    """One mode's server, its account's client, and what was measured."""
+
+    server: AuthServer
+    client: httpx.Client
+    create_s: float = 0.0
+    created: int = 0
+    create_cpu_s: float = 0.0
+    list_ms: list[float] = field(default_factory=list)
+    list_cpu_s: float = 0.0
+
+
+def create_slice(side: Side, indexes: range) -> None:
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    cpu0, t0 = process_cpu(side.server.pid), time.perf_counter()
+    for i in indexes:
+        _check(side.client.post(path, json=configmap(i, NS)), 201)
+    side.create_s += time.perf_counter() - t0
+    side.create_cpu_s += process_cpu(side.server.pid) - cpu0
+    side.created += len(indexes)
+
+
+def list_once(side: Side, n: int) -> None:
+    cpu0 = process_cpu(side.server.pid)
+    elapsed, count, _ = timed_get(side.client, f"/api/v1/namespaces/{NS}/configmaps", {})
+    side.list_cpu_s += process_cpu(side.server.pid) - cpu0
+    if count != n:
+        raise RuntimeError(f"{side.server.mode}: listed {count} ConfigMaps, expected {n}")
+    side.list_ms.append(elapsed * 1000)
+
+
+def measure(sides: list[Side], n: int, rounds: int, list_runs: int) -> None:
+    for side in sides:  # warm both (code paths, connection, TLS) outside the clock
+        _check(side.client.post(f"/api/v1/namespaces/{NS}/configmaps", json=configmap(n, NS) | {
+            "metadata": {"name": "warm-up", "namespace": NS}}), 201)
+        side.client.get(f"/api/v1/namespaces/{NS}/configmaps").raise_for_status()
+    step = -(-n // rounds)
+    for k, start in enumerate(range(0, n, step)):
+        for side in sides if k % 2 == 0 else reversed(sides):
+            create_slice(side, range(start, min(n, start + step)))
+    for side in sides:
+        _check(side.client.delete(f"/api/v1/namespaces/{NS}/configmaps/warm-up"), 200)
+    for k in range(list_runs):
+        for side in sides if k % 2 == 0 else reversed(sides):
+            list_once(side, n)
+
+
+def summary(side: Side) -> dict[str, Any]:
+    return {
+        "mode": side.server.mode,
+        "creates_per_s": side.created / side.create_s,
+        "create_server_cpu_us": 1e6 * side.create_cpu_s / side.created,
+        "list_median_ms": statistics.median(side.list_ms),
+        "list_p99_ms": percentile(side.list_ms, 99),
+        "list_server_cpu_ms": 1e3 * side.list_cpu_s / len(side.list_ms),
+        "list_ms_runs": side.list_ms,
+    }
+
+
+def render(on: dict[str, Any], off: dict[str, Any], n: int) -> tuple[str, dict[str, float]]:
+    ratios = {"writes": on["creates_per_s"] / off["creates_per_s"],
+              "lists": on["list_median_ms"] / off["list_median_ms"],
+              "lists_p99": on["list_p99_ms"] / off["list_p99_ms"],
+              "write_server_cpu": on["create_server_cpu_us"] / off["create_server_cpu_us"],
+              "list_server_cpu": on["list_server_cpu_ms"] / off["list_server_cpu_ms"]}
+    rows = [("mode", "creates/s", "srv CPU/create", "list median", "list p99", "srv CPU/list")]
+    for r in (on, off):
+        rows.append((r["mode"], f"{r['creates_per_s']:,.0f}", f"{r['create_server_cpu_us']:,.0f} µs",
+                     f"{r['list_median_ms']:,.1f} ms", f"{r['list_p99_ms']:,.1f} ms",
+                     f"{r['list_server_cpu_ms']:,.1f} ms"))
+    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
+    lines = ["", f"authorization benchmark: {n:,} ConfigMaps as a ServiceAccount bound to `edit` among "
+             f"{OTHER_ROLE_BINDINGS + OTHER_CLUSTER_ROLE_BINDINGS} other bindings"]
+    lines += ["  ".join(cell.rjust(widths[i]) if i else cell.ljust(widths[i]) for i, cell in enumerate(row))
+              for row in rows]
+    lines.append(f"server CPU on/off: creates {ratios['write_server_cpu']:.2f}, lists {ratios['list_server_cpu']:.2f};"
+                 f" list p99 on/off {ratios['lists_p99']:.2f}")
+    lines.append(f"authz cost: writes {ratios['writes']:.2f}, lists {ratios['lists']:.2f}"
+                 "  (creates/s RBAC/AlwaysAllow, budget >= 0.90; median list latency RBAC/AlwaysAllow, budget <= 1.10)")
+    return "\n".join(lines), ratios
+
+
+def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    servers = [AuthServer(work / mode.lower(), mode) for mode in MODES]
+    sides: list[Side] = []
+    try:
+        for server in servers:
+            print(f"starting the apiserver with --authorization-mode {server.mode} ...", flush=True)
+            server.start()
+            token = prepare(server)
+            sides.append(Side(server, server.client(token)))
+        checks = {side.server.mode: sanity(side.server, side.client.headers["Authorization"][7:]) for side in sides}
+        if checks != {"RBAC": 403, "AlwaysAllow": 200}:
+            raise RuntimeError(f"the modes do not differ as they must (account lists Secrets cluster-wide): {checks}")
+        print(f"measuring {args.objects} creates in {args.rounds} alternating slices and {args.list_runs} lists "
+              "per mode ...", flush=True)
+        measure(sides, args.objects, args.rounds, args.list_runs)
+        return {"on": summary(sides[0]), "off": summary(sides[1]), "sanity": checks}
+    finally:
+        for side in sides:
+            side.client.close()
+        for server in servers:
+            server.stop()
+
+
+def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    p.add_argument("--objects", type=int, default=None, help="ConfigMaps per mode (default 3000; quick 500)")
+    p.add_argument("--list-runs", type=int, default=None, help="lists per mode (default 30; quick 15)")
+    p.add_argument("--rounds", type=int, default=6, help="alternating create slices per mode")
+    p.add_argument("--quick", action="store_true", help="500 objects, 15 lists (< 1 min)")
+    p.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
+    args = p.parse_args(argv)
+    args.objects = args.objects or (500 if args.quick else 3000)
+    args.list_runs = args.list_runs or (15 if args.quick else 30)
+    if args.objects < args.rounds:
+        p.error("--objects must be at least --rounds")
+    return args
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="volsync-bench-authz-"))
+    machine = machine_facts()
+    t0 = time.perf_counter()
+    try:
+        result = run(args, work)
+    finally:
+        if args.keep:
+            print(f"data kept in {work}")
+        else:
+            shutil.rmtree(work, ignore_errors=True)
+    text, ratios = render(result["on"], result["off"], args.objects)
+    print(text)
+    machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
+    RESULTS.mkdir(parents=True, exist_ok=True)
+    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
+    out = RESULTS / f"authz-{stamp}.json"
+    doc = {"timestamp": stamp, "config": {"objects": args.objects, "list_runs": args.list_runs,
+                                          "rounds": args.rounds, "quick": args.quick,
+                                          "other_bindings": OTHER_ROLE_BINDINGS + OTHER_CLUSTER_ROLE_BINDINGS},
+           "machine": machine, "ratios": ratios, **result, "total_s": time.perf_counter() - t0}
+    out.write_text(json.dumps(doc, indent=2) + "\n")
+    print(f"\ntotal {doc['total_s']:.1f} s; results written to {out.relative_to(ROOT)}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
