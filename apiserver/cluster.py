@@ -19,6 +19,7 @@ from typing import Any
 import yaml
 
 from apiserver import apiservices, builtins, errors, rbacdefaults
+from apiserver.authorization import AlwaysAllow, Authorizer
 from apiserver.collecting import Collector
 from apiserver.rbac import RBACAuthorizer
 from apiserver.rbacaggregation import ClusterRoleAggregator
@@ -47,6 +48,7 @@ class Cluster:
         self.name = name
         self.store = store
         self.rbac = RBACAuthorizer(store)  # before any write: it follows every committed batch
+        self.authorizer: Authorizer = AlwaysAllow()  # the request chain; the server installs its mode's
         self.tokens = TokenIssuer(signing_secret or secrets.token_bytes(32), name)  # ServiceAccount tokens
         self.registry = Registry()
         for rt in builtins.BUILTINS:

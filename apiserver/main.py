@@ -6,7 +6,8 @@ Serves HTTPS with a private CA (`DIR/pki/`) and requires bearer tokens: one stat
 cluster (`DIR/tokens/<cluster>.csv`, kube-apiserver's format), so each credential is valid on its
 own cluster only. Writes `DIR/kubeconfig` (one cluster, user and context per served cluster),
 prints one ready line, and stops cleanly on SIGTERM or SIGINT. `--insecure-no-auth` serves plain
-HTTP to anyone (loopback only; for tests of the raw protocol). Everything it writes is private
+HTTP to anyone (loopback only; for tests of the raw protocol) and implies `--authorization-mode
+AlwaysAllow`; otherwise every request is authorized by RBAC (`authorization.py`). Everything it writes is private
 to its user (0600 files, 0700 directories).
 """
 
@@ -52,6 +53,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "private CA in DIR/pki) and require bearer tokens (DIR/tokens/<cluster>.csv)")
     p.add_argument("--insecure-no-auth", action="store_true", help="plain HTTP, no authentication: anyone "
                    "reaching the port may do anything (refused unless --host is a loopback address)")
+    p.add_argument("--authorization-mode", choices=("RBAC", "AlwaysAllow"), default=None,
+                   help="RBAC (the default with authentication: system:masters may do everything, everyone else "
+                   "what the cluster's Roles and bindings grant) or AlwaysAllow (the mode of --insecure-no-auth)")
     p.add_argument("--max-watches-per-client", type=int, default=DEFAULT_MAX_WATCHES,
                    help="concurrent watches of one user on one cluster; more get 429 (default %(default)s)")
     p.add_argument("--max-inflight-per-client", type=int, default=DEFAULT_MAX_INFLIGHT,
@@ -85,6 +89,8 @@ def _usage_error(args: argparse.Namespace, names: list[str]) -> str | None:
         return "--clusters names no cluster"
     if args.insecure_no_auth and args.auth:
         return "--auth and --insecure-no-auth exclude each other"
+    if args.insecure_no_auth and args.authorization_mode == "RBAC":
+        return "--insecure-no-auth serves anonymous callers: only with --authorization-mode AlwaysAllow"
     if args.insecure_no_auth and not _loopback(args.host):
         return f"--insecure-no-auth serves anyone: only on a loopback address, not {args.host}"
     kubelet = (args.kubelet_client_certificate, args.kubelet_client_key, args.kubelet_certificate_authority)
@@ -130,6 +136,7 @@ async def serve(args: argparse.Namespace) -> int:
             kubelet=KubeletCredentials(args.kubelet_client_certificate, args.kubelet_client_key,
                                        args.kubelet_certificate_authority)
             if args.kubelet_client_certificate else None,
+            authorization_mode=args.authorization_mode or ("AlwaysAllow" if args.insecure_no_auth else "RBAC"),
         )
     except RuntimeError as exc:
         print(f"volsync-apiserver: {exc}", file=sys.stderr)

@@ -2,11 +2,17 @@
 
 Each cluster has its own SQLite store (`<data-dir>/<name>.db`) and registry. Authentication
 (`authn.py`) takes bearer tokens from a static token file per cluster, so a credential is valid
-on its own cluster only, and ServiceAccount tokens (`satokens.py`, signed per cluster); an
-authenticated user may do everything there (there is no RBAC). `clientcaps.py` bounds the watches
+on its own cluster only, and ServiceAccount tokens (`satokens.py`, signed per cluster).
+`clientcaps.py` bounds the watches
 and in-flight requests of each caller (429 beyond). Each cluster allocates Service addresses from
 its own Service CIDR (`serviceips.py`) and keeps the default ServiceAccount and kube-root-ca.crt in
 every namespace (`serviceaccounts.py`).
+
+Every HTTP request and WebSocket upgrade is authorized after authentication (`authorization.py`):
+Impersonate-* headers are checked and applied first, then the request's attributes
+(`requestinfo.py`) are judged by the cluster's chain (`Cluster.authorizer`, installed here: RBAC
+with the system:masters bypass, or AlwaysAllow); a denial is kube-apiserver's 403 Status. The
+review APIs (`accessreviews.py`) and TokenRequest are answered here, before the generic handlers.
 """
 
 from __future__ import annotations
@@ -15,24 +21,26 @@ import logging
 import re
 from collections.abc import Iterable
 from pathlib import Path
+from urllib.parse import parse_qsl
 
 from starlette.requests import Request
 from starlette.responses import Response
 from starlette.types import Receive, Scope, Send
 
-from apiserver import decoding, errors, satokens
+from apiserver import accessreviews, authorization, decoding, errors, satokens
 from apiserver.authn import Authenticator, Identity
+from apiserver.authorization import Authorizer
 from apiserver.clientcaps import RETRY_AFTER_SECONDS, ClientCaps, is_watch
 from apiserver.cluster import Cluster, load_crd_files
 from apiserver.kubeletdial import KubeletCredentials
 from apiserver.nodeproxy import NodeProxy, deny, match
+from apiserver.requestinfo import request_info
 from apiserver.serviceips import DEFAULT_SERVICE_CIDR
 from apiserver.serving import ClusterApp, error_response, json_response
 from apiserver.store import Store
 
 log = logging.getLogger("volsync.apiserver")
 _TOKEN_REQUEST = re.compile(r"/api/v1/namespaces/([^/]+)/serviceaccounts/([^/]+)/token/?")
-_SELF_SUBJECT_REVIEW = re.compile(r"/apis/authentication\.k8s\.io/v1/selfsubjectreviews/?")
 
 class Server:
     """ASGI app serving every cluster; `clusters` maps a name to its Cluster."""
@@ -40,8 +48,16 @@ class Server:
     def __init__(
         self, clusters: dict[str, Cluster], *, token_files: dict[str, Path] | None = None,
         caps: ClientCaps | None = None, bookmark_interval: float = 30.0, kubelet: KubeletCredentials | None = None,
+        authorization_mode: str | None = None,
     ) -> None:
+        """`authorization_mode` RBAC or AlwaysAllow; None: RBAC with authentication (`token_files`),
+        else AlwaysAllow."""
         self.clusters = clusters
+        mode = authorization_mode or ("RBAC" if token_files is not None else "AlwaysAllow")
+        for c in clusters.values():
+            c.authorizer = authorization.chain(mode, getattr(c, "rbac", None))
+            for rt in accessreviews.REVIEW_TYPES:  # listed by discovery, answered by _dispatch
+                c.registry.add(rt)
         self.nodes = NodeProxy(kubelet)  # pods/log, pods/exec, pods/portforward: proxied to the kubelets
         self.apps = {name: ClusterApp(c, bookmark_interval=bookmark_interval) for name, c in clusters.items()}
         self.authenticator = Authenticator(token_files, self._service_account)
@@ -60,6 +76,7 @@ class Server:
         bookmark_interval: float = 30.0,
         service_cidrs: dict[str, str] | None = None,
         kubelet: KubeletCredentials | None = None,
+        authorization_mode: str | None = None,
     ) -> Server:
         crds = load_crd_files(crd_dir) if crd_dir is not None else []
         secret, cidrs = satokens.signing_secret(data_dir), service_cidrs or {}
@@ -72,7 +89,8 @@ class Server:
             for c in clusters.values():
                 c.store.close()
             raise
-        return cls(clusters, token_files=token_files, caps=caps, bookmark_interval=bookmark_interval, kubelet=kubelet)
+        return cls(clusters, token_files=token_files, caps=caps, bookmark_interval=bookmark_interval, kubelet=kubelet,
+                   authorization_mode=authorization_mode)
 
     def publish_root_ca(self, ca_pem: str) -> None:
         """The CA clients verify the API with, as kube-root-ca.crt in every namespace of every cluster."""
@@ -83,7 +101,7 @@ class Server:
         """The ServiceAccount a JWT proves on `cluster` (`satokens.py`), or None."""
         c = self.clusters.get(cluster)
         claims = c.tokens.claims(token) if c is not None else None
-        found = satokens.subject(claims, c.store) if c is not None and claims is not None else None
+        found = satokens.subject(claims, c.store, token) if c is not None and claims is not None else None
         if found is None:
             return None
         namespace, name, uid = found
@@ -97,6 +115,46 @@ class Server:
         body = await decoding.decode_async(request.headers.get("content-type", ""), raw, decoding.OBJECT_TYPES)
         c = self.clusters[cluster]
         return json_response(satokens.request_token(c.store, c.tokens, namespace, name, body), 201)
+
+    async def _review(self, request: Request, cluster: str, kind: str, namespace: str, group: str) -> Response:
+        """The review APIs (`accessreviews.py`): POST answered 201, any other method 405."""
+        if request.method != "POST":
+            raise errors.method_not_allowed("the server does not allow this method on the requested resource")
+        identity: Identity = request.state.identity
+        if kind == "SelfSubjectReview":  # kubectl auth whoami
+            return json_response(accessreviews.self_subject_review(identity), 201)
+        raw = await decoding.read_body(request)
+        body = await decoding.decode_async(request.headers.get("content-type", ""), raw, decoding.OBJECT_TYPES)
+        c = self.clusters[cluster]
+        if kind == "TokenReview":
+            answer = accessreviews.token_review(lambda t, a: self._token_check(cluster, t, a),
+                                                list(satokens.API_AUDIENCES), body)
+        elif kind == "SelfSubjectRulesReview":
+            rbac = getattr(c, "rbac", None)
+            if rbac is None:
+                raise errors.ApiError(503, "ServiceUnavailable", "this cluster has no RBAC engine")
+            answer = accessreviews.rules_review(rbac, identity, body)
+        else:
+            answer = accessreviews.access_review(c.authorizer, identity, kind, namespace, body)
+        return json_response(answer, 201)
+
+    def _token_check(self, cluster: str, token: str, wanted: list[str]) -> tuple[Identity, list[str]] | None:
+        """A TokenReview's token as this server authenticates it on `cluster` (any credential it takes),
+        or a ServiceAccount token of this cluster made for one of `wanted` (another audience than the
+        API's); with the token's audiences ([] for audience-agnostic credentials)."""
+        found = self.authenticator.identify(cluster, "Bearer " + token) if self.authenticator.enabled else None
+        if found is not None:
+            return found, accessreviews.jwt_audiences(token) or []
+        c = self.clusters[cluster]
+        claims = accessreviews.audience_claims(c.tokens, token, wanted)
+        account = satokens.subject(claims, c.store) if claims is not None else None
+        if account is None:
+            return None
+        namespace, name, uid = account
+        ident = Identity(f"system:serviceaccount:{namespace}:{name}", uid,
+                         ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
+                         cluster)
+        return ident, accessreviews.jwt_audiences(token) or []
 
     def close(self) -> None:
         for c in self.clusters.values():
@@ -125,7 +183,23 @@ class Server:
         if identity is None:
             await error_response(errors.unauthorized())(scope, receive, send)
             return
+        try:
+            identity = self._authorize(cluster, request.method, sub, dict(request.query_params),
+                                       request.headers.items(), identity)
+        except errors.ApiError as exc:
+            await error_response(exc)(scope, receive, send)
+            return
         await self._serve_counted(request, cluster, sub, identity, send)
+
+    def _authorize(self, cluster: str, method: str, sub: str, query: dict[str, str],
+                   headers: list[tuple[str, str]], identity: Identity) -> Identity:
+        """The identity a request acts as (after impersonation), once its cluster's chain allowed
+        the request; an ApiError (403, or 400 for bad impersonation headers) otherwise."""
+        authorizer: Authorizer = self.clusters[cluster].authorizer
+        if authorization.wants_impersonation(headers):
+            identity = authorization.impersonate(authorizer, identity, headers)
+        authorization.check(authorizer, identity, request_info(method, sub, query))
+        return identity
 
     async def _serve_counted(self, request: Request, cluster: str, sub: str, identity: Identity, send: Send) -> None:
         """Serve within the caller's caps: the request counts until its response (a watch stream) ends."""
@@ -149,11 +223,19 @@ class Server:
         parts = scope["path"].split("/", 3)
         cluster = parts[2] if len(parts) > 2 and parts[1] == "clusters" else ""
         target = match("/" + parts[3]) if len(parts) > 3 and cluster in self.apps else None
-        headers = {k.decode("latin-1").lower(): v.decode("latin-1") for k, v in scope.get("headers") or []}
+        header_list = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers") or []]
+        headers = dict(header_list)
         identity = self.authenticator.identify(cluster, headers.get("authorization", "")) if target else None
         if target is None or identity is None:
             await receive()
             await deny(send, errors.path_not_found() if target is None else errors.unauthorized())
+            return
+        try:
+            query = dict(parse_qsl((scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True))
+            identity = self._authorize(cluster, "GET", "/" + parts[3], query, header_list, identity)
+        except errors.ApiError as exc:
+            await receive()
+            await deny(send, exc)
             return
         key = (cluster, identity.user)
         refused = self.caps.acquire(key, True)
@@ -175,8 +257,9 @@ class Server:
                 if request.method != "POST":
                     raise errors.method_not_allowed("the server does not allow this method on the requested resource")
                 return await self._token_request(request, cluster, *token_request.groups())
-            if _SELF_SUBJECT_REVIEW.fullmatch(sub) and request.method == "POST":  # kubectl auth whoami
-                return json_response(_self_subject_review(request.state.identity), 201)
+            review = accessreviews.match(sub)
+            if review is not None:
+                return await self._review(request, cluster, *review)
             target = match(sub)
             if target is not None:
                 return await self.nodes.http(self.clusters[cluster], request, target)
@@ -186,16 +269,6 @@ class Server:
         except Exception as exc:
             log.exception("internal error serving %s %s", request.method, request.url.path)
             return error_response(errors.internal(type(exc).__name__))
-
-
-def _self_subject_review(identity: Identity) -> dict[str, object]:
-    """authentication.k8s.io/v1 SelfSubjectReview: who the caller is authenticated as."""
-    groups = list(dict.fromkeys([*identity.groups, "system:authenticated"]))
-    user: dict[str, object] = {"username": identity.user, "groups": groups}
-    if identity.uid:
-        user["uid"] = identity.uid
-    return {"kind": "SelfSubjectReview", "apiVersion": "authentication.k8s.io/v1",
-            "metadata": {"creationTimestamp": None}, "status": {"userInfo": user}}
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:
