@@ -51,11 +51,12 @@ class Kube:
         return self.ok("create", "token", account, "-n", namespace, *args).strip()
 
     def can_i(self, *args: str, token: str | None = None) -> tuple[str, int]:
-        """`kubectl auth can-i ARGS`: (its stdout's first line, its exit code)."""
+        """`kubectl auth can-i ARGS`: (its stdout's first line, its exit code); when kubectl failed
+        instead of answering, the first line is `ERROR <its stderr>` (a mismatch that says why)."""
         res = self.run("auth", "can-i", *args, token=token)
         lines = res.stdout.splitlines()
         assert res.returncode in (0, 1), f"can-i {args}: {res.returncode}\n{res.stdout}\n{res.stderr}"
-        return (lines[0] if lines else ""), res.returncode
+        return (lines[0] if lines else f"ERROR {res.stderr.strip()}"), res.returncode
 
     def can_i_list(self, *args: str, token: str | None = None) -> set[tuple[str, ...]]:
         """The distinct rows of `kubectl auth can-i --list ARGS` (header checked and dropped)."""

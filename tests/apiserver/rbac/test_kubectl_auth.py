@@ -75,8 +75,8 @@ def refused(kube: Kube, token: str) -> None:
 
 # -- tokens and whoami --------------------------------------------------------------------------
 def test_admin_whoami(kube: Kube) -> None:
-    who = kube.whoami()
-    assert who["Username"] == "admin" and who["Groups"] == "[system:masters system:authenticated]"
+    who = kube.whoami()  # the kubeconfig's user: `<cluster>-admin` of the static token file
+    assert (who["Username"], who["Groups"]) == ("cluster1-admin", "[system:masters system:authenticated]")
 
 
 def test_create_token_with_duration_and_audience_and_whoami(kube: Kube, ns: tuple[str, str]) -> None:
