@@ -22,7 +22,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Iterable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 from apiserver.authn import Identity
@@ -40,6 +40,7 @@ _RBAC_KEYS = frozenset({ROLES, ROLEBINDINGS, CLUSTERROLES, CLUSTERROLEBINDINGS})
 _BINDING_KINDS = {CLUSTERROLEBINDINGS: "ClusterRoleBinding", ROLEBINDINGS: "RoleBinding"}
 _SA_PREFIX = "system:serviceaccount:"
 _CACHE_LIMIT = 8192  # compiled (user, groups, namespace) entries before the cache starts over
+_DECIDED_LIMIT = 1024  # decisions remembered per compiled entry before they start over
 
 
 @dataclass(frozen=True)
@@ -118,18 +119,38 @@ class _Binding:
         return f'{self.kind} "{name}" of {self.role_kind} "{self.role_name}" to {subject.describe(self.namespace)}'
 
 
-@dataclass(frozen=True)
 class _Held:
-    """The rules one caller holds in one namespace, each with the binding that grants it."""
+    """The rules one caller holds in one namespace, each with the binding that grants it, and the
+    decisions already taken on them (bounded: the same list or create repeats)."""
 
-    rules: tuple[tuple[Rule, str], ...]
-    errors: tuple[str, ...] = field(default_factory=tuple)
+    def __init__(self, rules: list[tuple[Rule, str]], errors: list[str]) -> None:
+        self.rules = tuple(rules)
+        self.errors = tuple(errors)
+        unique = list(dict.fromkeys(errors))  # upstream's aggregate: one as is, several as `[a, b]`
+        self.error_text = unique[0] if len(unique) == 1 else f"[{', '.join(unique)}]" if unique else ""
+        self._denied = Decision(False, f"RBAC: {self.error_text}" if errors else "")
+        self._decided: dict[RequestInfo, Decision] = {}
 
-    @property
-    def error_text(self) -> str:
-        """upstream's aggregate of the evaluation errors (one as is, several as `[a, b]`)."""
-        unique = list(dict.fromkeys(self.errors))
-        return unique[0] if len(unique) == 1 else f"[{', '.join(unique)}]" if unique else ""
+    def decide(self, info: RequestInfo) -> Decision:
+        decided = self._decided.get(info)
+        if decided is None:
+            source = self._first_allowing(info)
+            decided = Decision(True, f"RBAC: allowed by {source}") if source is not None else self._denied
+            if len(self._decided) >= _DECIDED_LIMIT:
+                self._decided = {}
+            self._decided[info] = decided
+        return decided
+
+    def _first_allowing(self, info: RequestInfo) -> str | None:
+        verb = info.verb
+        if not info.resource_request:
+            return next((src for rule, src in self.rules if rule.allows_url(verb, info.path)), None)
+        group, sub, name = info.api_group, info.subresource, info.name
+        combined = f"{info.resource}/{sub}" if sub else info.resource
+        for rule, source in self.rules:
+            if rule.allows_resource(verb, group, combined, sub, name):
+                return source
+        return None
 
 
 def _binding(kind: str, obj: Obj) -> _Binding:
@@ -228,7 +249,7 @@ class RBACAuthorizer:
                 continue
             source = b.source(subject)
             rules.extend((rule, source) for rule in role)
-        return _Held(tuple(rules), tuple(errors))
+        return _Held(rules, errors)
 
     def _role(self, b: _Binding) -> tuple[Rule, ...] | str:
         """The compiled rules of a binding's role, or the error upstream would report."""
@@ -252,11 +273,7 @@ class RBACAuthorizer:
     def authorize(self, user: Identity, info: RequestInfo) -> Decision:
         """Allowed by the first rule (ClusterRoleBindings first, then RoleBindings of the request's
         namespace, each by name) that allows the request; denied otherwise."""
-        held = self._held(user, info.namespace)
-        for rule, source in held.rules:
-            if rule.allows(info):
-                return Decision(True, f"RBAC: allowed by {source}")
-        return Decision(False, f"RBAC: {held.error_text}" if held.errors else "")
+        return self._held(user, info.namespace).decide(info)
 
     def rules_for(self, user: Identity, namespace: str) -> RulesReview:
         """Every rule `user` holds in `namespace` ("" = cluster-wide only), as SelfSubjectRulesReview has them."""

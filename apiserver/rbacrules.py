@@ -52,22 +52,28 @@ class Rule:
     urls: frozenset[str]
     url_prefixes: tuple[str, ...]  # of every `prefix*`, so `*` gives ""
     fields: tuple[tuple[str, tuple[str, ...]], ...]
+    any_verb: bool = False
+    any_group: bool = False
+    any_resource: bool = False
 
     def allows(self, info: RequestInfo) -> bool:
         """kube's RuleAllows for one request."""
-        if ALL not in self.verbs and info.verb not in self.verbs:
-            return False
         if not info.resource_request:
-            path = info.path
-            return path in self.urls or any(path.startswith(p) for p in self.url_prefixes)
-        if ALL not in self.groups and info.api_group not in self.groups:
-            return False
+            return self.allows_url(info.verb, info.path)
         sub = info.subresource
         combined = f"{info.resource}/{sub}" if sub else info.resource
-        if ALL not in self.resources and combined not in self.resources and not (
-                sub and sub in self.wild_subresources):
-            return False
-        return not self.names or info.name in self.names
+        return self.allows_resource(info.verb, info.api_group, combined, sub, info.name)
+
+    def allows_resource(self, verb: str, group: str, combined: str, sub: str, name: str) -> bool:
+        """RuleAllows for a resource request, `combined` being `resource[/subresource]`."""
+        return ((self.any_verb or verb in self.verbs) and (self.any_group or group in self.groups)
+                and (self.any_resource or combined in self.resources or (sub != "" and sub in self.wild_subresources))
+                and (not self.names or name in self.names))
+
+    def allows_url(self, verb: str, path: str) -> bool:
+        """RuleAllows for a non-resource request."""
+        return (self.any_verb or verb in self.verbs) and (
+            path in self.urls or any(path.startswith(p) for p in self.url_prefixes))
 
     def resource_wire(self) -> Obj | None:
         """The SelfSubjectRulesReview ResourceRule of this rule (None if it names no resources)."""
@@ -101,6 +107,9 @@ def compile_rule(raw: Any) -> Rule:
         urls=frozenset(urls),
         url_prefixes=tuple(u.rstrip("*") for u in urls if u.endswith("*")),
         fields=tuple(f.items()),
+        any_verb=ALL in f["verbs"],
+        any_group=ALL in f["apiGroups"],
+        any_resource=ALL in resources,
     )
 
 
