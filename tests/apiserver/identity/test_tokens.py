@@ -37,6 +37,15 @@ def _whoami(identity: Identity, cluster: str, token: str, via_listener: bool = T
                          json={"apiVersion": "authentication.k8s.io/v1", "kind": "SelfSubjectReview"})
 
 
+def _grant_configmap_list(identity: Identity, namespace: str) -> None:
+    """A Role and RoleBinding letting `namespace`'s default ServiceAccount list its ConfigMaps."""
+    server = identity.server
+    server.kubectl("create", "role", "configmap-lister", "--verb=list", "--resource=configmaps", "-n", namespace,
+                   context="cluster1")
+    server.kubectl("create", "rolebinding", "configmap-lister", "--role=configmap-lister",
+                   f"--serviceaccount={namespace}:default", "-n", namespace, context="cluster1")
+
+
 def test_kubectl_create_token_gives_a_jwt_that_authenticates_as_the_account(identity: Identity) -> None:
     token = identity.server.kubectl("create", "token", "default", context="cluster1").stdout.strip()
     claims = _claims(token)
@@ -52,6 +61,8 @@ def test_kubectl_create_token_gives_a_jwt_that_authenticates_as_the_account(iden
         assert review.json()["status"]["userInfo"] == {
             "username": "system:serviceaccount:default:default", "uid": account["metadata"]["uid"],
             "groups": [g.format(ns="default") for g in SA_GROUPS]}
+    assert identity.get("cluster1", "/api/v1/namespaces/default/configmaps", token=token).status_code == 403
+    _grant_configmap_list(identity, "default")  # RBAC: a ServiceAccount reads what a binding grants it
     assert identity.get("cluster1", "/api/v1/namespaces/default/configmaps", token=token).status_code == 200
     whoami = identity.server.kubectl("--token", token, "auth", "whoami", "-o", "json", context="cluster1")
     assert json.loads(whoami.stdout)["status"]["userInfo"]["username"] == "system:serviceaccount:default:default"
@@ -120,6 +131,7 @@ def test_the_official_client_in_cluster_config_lists_its_namespace(identity: Ide
     created = identity.post("cluster1", "/api/v1/namespaces", {"metadata": {"name": "incluster"}})
     assert created.status_code == 201
     token = identity.server.kubectl("create", "token", "default", "-n", "incluster", context="cluster1").stdout
+    _grant_configmap_list(identity, "incluster")
     root_ca = identity.get("cluster1", "/api/v1/namespaces/incluster/configmaps/kube-root-ca.crt").json()
     (tmp_path / "token").write_text(token.strip())
     (tmp_path / "ca.crt").write_text(root_ca["data"]["ca.crt"])
