@@ -18,6 +18,9 @@ def test_the_wheel_holds_the_crds_and_every_package(tmp_path: Path) -> None:
     names = set(zipfile.ZipFile(wheel).namelist())
     crds = {p.name for p in (ROOT / "manifests" / "crds").glob("*.yaml")}
     assert crds and {f"manifests/crds/{n}" for n in crds} <= names
+    hub = {p.name for p in (ROOT / "manifests" / "hub").glob("*.yaml")}
+    assert {"rbac.yaml", "deployment.yaml", "kustomization.yaml"} <= hub
+    assert {f"manifests/hub/{n}" for n in hub} <= names
     assert "localcluster/node/shim.py" in names and "manifests/__init__.py" in names
     tops = {n.split("/")[0] for n in names if not n.startswith("volsync_addon-")}
     assert tops == {"agent", "api", "apiserver", "embedded", "hub", "kube", "localcluster", "manifests", "osutil"}
