@@ -4,10 +4,9 @@
 SQLite store each) as a child in its own session, so a hub killed with SIGKILL leaves it running;
 the next hub adopts it (its pid in the ready file, `/proc/<pid>/cmdline`) instead of failing on the
 store's lock, or stops it when it cannot be adopted.
-The API server runs with authentication (HTTPS, a token per cluster valid on that cluster only);
-`agent_kubeconfig` gives each cluster's agent a kubeconfig of its own holding only that cluster's
-server and an agent token valid only there, and `revoke_agent` revokes that token when the addon
-is removed. Everything written here is 0600 under 0700 directories.
+The API server runs with authentication (HTTPS, an admin token per cluster valid on that cluster
+only) and RBAC; the hub's and the agents' ServiceAccount credentials are `embedded/credentials.py`'s.
+Everything written here is 0600 under 0700 directories.
 Each managed cluster is then registered on the hub the way OCM's registration would leave it:
 a `ManagedCluster` (accepted, joined, available, its API URL in `managedClusterClientConfigs`) and
 its namespace.
@@ -22,10 +21,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import yaml
 from kubernetes.client.exceptions import ApiException
 
-from apiserver.authn import ensure_tokens, kubeconfig, revoke_tokens, token_file, write_kubeconfig
 from hub import ocm
 from kube import objects
 from kube.clock import Clock, rfc3339
@@ -33,8 +30,6 @@ from kube.rest import NAMESPACES, Kube
 from manifests import CRD_DIR
 from osutil import procs
 from osutil.files import private_dir
-
-AGENT_USER = "volsync-agent"
 
 
 @dataclass
@@ -53,26 +48,6 @@ class EmbeddedApi:
     def proc(self) -> subprocess.Popen[bytes] | None:
         """The child we started (None when adopted from a previous hub)."""
         return self.daemon.proc
-
-    def agent_kubeconfig(self, cluster: str, path: Path) -> Path:
-        """Write (when it changed) the kubeconfig of `cluster`'s agent: that cluster's server only, and
-        a token of the agent's own from the cluster's token file, so it is valid on that cluster only."""
-        token = ensure_tokens(token_file(self.data_dir, cluster), [AGENT_USER])[AGENT_USER]
-        config = kubeconfig(self.url, [cluster], {cluster: token}, (self.data_dir / "pki" / "ca.crt").read_bytes(),
-                            user=AGENT_USER)
-        try:
-            current = yaml.safe_load(path.read_text())
-        except (OSError, yaml.YAMLError):
-            current = None
-        if current != config:
-            private_dir(path.parent)
-            write_kubeconfig(path, config)
-        return path
-
-    def revoke_agent(self, cluster: str) -> None:
-        """Revoke `cluster`'s agent token (the addon was removed): it is refused from the next request on,
-        and a re-enabled addon's agent gets a new one from `agent_kubeconfig`, never this one."""
-        revoke_tokens(token_file(self.data_dir, cluster), [AGENT_USER])
 
     def stop(self, timeout: float = 15.0) -> None:
         """SIGTERM, and SIGKILL after `timeout`; returns once the process is gone."""

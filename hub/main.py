@@ -26,6 +26,7 @@ from pathlib import Path
 from typing import Protocol
 
 import uvicorn
+from kubernetes.config import ConfigException
 from prometheus_client import CollectorRegistry
 
 from hub import clusters, rpo
@@ -60,7 +61,8 @@ Agents start on a cluster once its addon is enabled. Ctrl-C stops everything."""
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="volsync-hub", description=(__doc__ or "").split("\n\n")[0])
-    p.add_argument("--kubeconfig", help="a real hub's kubeconfig (absent: the embedded default)")
+    p.add_argument("--kubeconfig", help="a real hub's kubeconfig (absent: the embedded default with volsync-hub, "
+                                        "in-cluster with python -m hub.main)")
     p.add_argument("--context", help="kubeconfig context of the hub")
     p.add_argument("--data-dir", type=Path, default=Path("run"), help="embedded stores, agents, tokens (embedded)")
     p.add_argument("--hub-name", default="hub", help="the hub cluster's name (embedded)")
@@ -91,12 +93,18 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 class EmbeddedPlatform(Protocol):
-    """What the embedded default's composition root (`embedded/main.py`) hands the hub: the hub
-    cluster's kubeconfig, the managed clusters it registered, and per-agent credentials for the
-    local deployer. A real hub (`--kubeconfig`) has none."""
+    """What the embedded default's composition root (`embedded/main.py`) hands the hub: the admin
+    kubeconfig (the user's and the local deployer's), the hub's own (`hub_kubeconfig`: ServiceAccount
+    volsync-hub with the RBAC of `manifests/hub`, what the controllers use), the managed clusters it
+    registers (with its own admin client), and per-agent credentials for the local deployer (a token
+    of the agent ServiceAccount `namespace/service_account` the applied manifests made). A real hub
+    (`--kubeconfig`, or in-cluster) has none."""
 
     @property
     def kubeconfig(self) -> Path: ...
+
+    @property
+    def hub_kubeconfig(self) -> Path: ...
 
     @property
     def hub_context(self) -> str: ...
@@ -104,9 +112,9 @@ class EmbeddedPlatform(Protocol):
     @property
     def cluster_names(self) -> list[str]: ...
 
-    def register_clusters(self, kube: Kube) -> None: ...
+    def register_clusters(self) -> None: ...
 
-    def agent_kubeconfig(self, cluster: str, path: Path) -> Path: ...
+    def agent_kubeconfig(self, cluster: str, namespace: str, service_account: str, path: Path) -> Path: ...
 
     def revoke_agent(self, cluster: str) -> None: ...
 
@@ -128,20 +136,23 @@ async def run(args: argparse.Namespace, api: EmbeddedPlatform | None = None) -> 
     clock = SystemClock()
     data_dir: Path = private_dir(args.data_dir.resolve())
     limits, tls = limits_from_args(args), rest_tls(args, data_dir, args.rest_host)
+    kubeconfig: Path | None  # the admin's (embedded) or the one given; None: in-cluster
     if api is not None:
         kubeconfig, context, names = api.kubeconfig, api.hub_context, api.cluster_names
-    elif args.kubeconfig:
-        kubeconfig, context, names = Path(args.kubeconfig), args.context, []
+        api.register_clusters()
+        hub_api = clients.load(str(api.hub_kubeconfig), context)
     else:
-        raise RuntimeError("no hub: give --kubeconfig (a real hub), or run the embedded default (volsync-hub)")
-    hub_api = clients.load(str(kubeconfig), context)
+        kubeconfig, context, names = (Path(args.kubeconfig) if args.kubeconfig else None), args.context, []
+        try:  # no --kubeconfig: in-cluster (a Pod of manifests/hub/deployment.yaml), else $KUBECONFIG
+            hub_api = clients.load(str(kubeconfig) if kubeconfig else None, context)
+        except ConfigException as exc:
+            raise RuntimeError(f"no hub: give --kubeconfig, run in a Pod of the hub cluster, or run the embedded "
+                               f"default (volsync-hub): {exc}") from exc
     kube = Kube(hub_api, field_manager="volsync-hub")
     sock = _listen(args.rest_host, args.rest_port)
     host, port = sock.getsockname()[:2]
     rest_url = https_url(host, port)
     hub_url = args.hub_url or rest_url
-    if api is not None:
-        api.register_clusters(kube)
     clusters.ensure_cluster_management_addon(kube)
     admin_token = ensure_admin_token(kube, args.namespace)
     token_path = data_dir / "admin-token"
@@ -155,7 +166,7 @@ async def run(args: argparse.Namespace, api: EmbeddedPlatform | None = None) -> 
 
     deployer: Deployer
     if api is not None:
-        deployer = LocalDeployer(kubeconfig, data_dir / "hub", on_change=agent_changed,
+        deployer = LocalDeployer(api.kubeconfig, data_dir / "hub", on_change=agent_changed,
                                  agent_kubeconfig=api.agent_kubeconfig, revoke_agent=api.revoke_agent)
     else:
         deployer = ManifestWorkDeployer(kube)
@@ -180,7 +191,7 @@ async def run(args: argparse.Namespace, api: EmbeddedPlatform | None = None) -> 
     while not server.started and not task.done():
         await asyncio.sleep(0.01)
     if server.started:
-        ready = {"kubeconfig": str(kubeconfig), "contexts": [context, *names],
+        ready = {"kubeconfig": str(kubeconfig) if kubeconfig else None, "contexts": [context, *names],
                  "rest": rest_url, "adminTokenFile": str(token_path), "embedded": api is not None,
                  "caFile": str(tls.ca_file) if tls.ca_file is not None else None}
         print(f"volsync-hub ready {json.dumps(ready)}", flush=True)

@@ -9,7 +9,8 @@ arguments the Deployment gives (`--cluster-name`, `--hub-url`, `--hub-token-file
 token and the hub's CA are taken from the Secret the Deployment mounts and written to 0600 files) plus the local ones
 (`--kubeconfig`, `--context`, `--data-root DIR/agents/<cluster>`). Given `agent_kubeconfig`, the
 agent's kubeconfig is `DIR/agents/<cluster>.kubeconfig` (0600) holding only its own cluster and a
-credential valid there only, never the hub's kubeconfig.
+token of the Deployment's ServiceAccount (asked for once the manifests, which make that
+ServiceAccount and its RBAC, are applied), never the hub's or the admin's kubeconfig.
 
 `apply` is cheap when nothing changed: the same manifests are re-applied only every `resync`
 seconds (drift repair). It raises when the manifests could not be applied (the controller retries).
@@ -112,14 +113,15 @@ class LocalDeployer:
         grace: float = 10.0,
         poll: float = 0.1,
         on_change: Callable[[str], None] | None = None,
-        agent_kubeconfig: Callable[[str, Path], Path] | None = None,
+        agent_kubeconfig: Callable[[str, str, str, Path], Path] | None = None,
         revoke_agent: Callable[[str], None] | None = None,
     ) -> None:
         self.kubeconfig = kubeconfig.resolve()
         self.data_dir = data_dir.resolve()
         self.python = python
         self.resync = resync
-        self.agent_kubeconfig = agent_kubeconfig  # (cluster, path) -> a kubeconfig for that cluster only
+        # (cluster, namespace, service account, path) -> a kubeconfig for that cluster only, as that account
+        self.agent_kubeconfig = agent_kubeconfig
         self.revoke_agent = revoke_agent  # cluster -> its agent's credential is revoked (on remove)
         self.supervisor = Supervisor(self.data_dir / "agents", poll=poll, backoff=backoff,
                                      healthy_after=healthy_after, grace=grace, on_change=on_change)
@@ -142,6 +144,8 @@ class LocalDeployer:
             self._apply_manifests(cluster, manifests)
             with self._lock:
                 self._applied[cluster] = (digest, time.monotonic())
+        if argv is not None and deployment is not None:  # its ServiceAccount exists now
+            argv += self._cluster_args(cluster, deployment)
         with self._lock:
             if deployment is not None:
                 self._deployments[cluster] = deployment
@@ -281,10 +285,20 @@ class LocalDeployer:
             local_file = self._path(cluster, suffix)
             self._write(local_file, value)
             argv += [name, str(local_file)]
+        return argv
+
+    def _cluster_args(self, cluster: str, deployment: Obj) -> list[str]:
+        """How the agent reaches its cluster: as the Deployment's ServiceAccount (`agent_kubeconfig`),
+        where the Pod would mount its token; its data root."""
+        if self.agent_kubeconfig is not None:
+            pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
+            account = str(pod.get("serviceAccountName") or "default")
+            namespace = objects.namespace_of(deployment) or "default"
+            kubeconfig = self.agent_kubeconfig(cluster, namespace, account, self._path(cluster, "kubeconfig"))
+        else:
+            kubeconfig = self.kubeconfig
         data_root = self.supervisor.dir / cluster
-        kubeconfig = (self.agent_kubeconfig(cluster, self._path(cluster, "kubeconfig"))
-                      if self.agent_kubeconfig is not None else self.kubeconfig)
-        return argv + ["--kubeconfig", str(kubeconfig), "--context", cluster, "--data-root", str(data_root)]
+        return ["--kubeconfig", str(kubeconfig), "--context", cluster, "--data-root", str(data_root)]
 
     @staticmethod
     def _write(path: Path, text: str) -> None:

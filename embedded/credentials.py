@@ -1,0 +1,128 @@
+"""ServiceAccount credentials for the components the embedded default runs as processes.
+
+On a real cluster the hub and the agent run in Pods and read a projected ServiceAccount token; in
+the embedded default they are processes of the composition root, so the platform (cluster admin,
+as OCM's registration and work agents are) gives each a kubeconfig holding a token of its own
+ServiceAccount, from a legacy token Secret (`kubernetes.io/service-account-token`, annotation
+`kubernetes.io/service-account.name`) that the API server's tokens controller fills. The token
+authenticates while the Secret exists: deleting the Secret revokes it (from the next request on),
+and a new Secret gets a new token. Whatever the component may do is decided by the RBAC bound to
+its ServiceAccount, never by this module.
+
+Everything here is state in API objects or 0600 files: a platform killed with SIGKILL finds the
+Secret (and its token) again on the next start.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from kubernetes.client.exceptions import ApiException
+
+from apiserver.authn import kubeconfig, write_kubeconfig
+from kube.rest import NAMESPACES, SECRETS, Kube, Resource
+
+Obj = dict[str, Any]
+TOKEN_TYPE = "kubernetes.io/service-account-token"
+SA_NAME_ANNOTATION = "kubernetes.io/service-account.name"
+CREDENTIAL_LABEL = "volsync-addon.io/embedded-credential"  # value: the component the Secret is for
+
+_RBAC = "rbac.authorization.k8s.io"
+KINDS: dict[str, Resource] = {r.kind: r for r in (
+    NAMESPACES,
+    SECRETS,
+    Resource("", "v1", "serviceaccounts", "ServiceAccount"),
+    Resource(_RBAC, "v1", "clusterroles", "ClusterRole", namespaced=False),
+    Resource(_RBAC, "v1", "clusterrolebindings", "ClusterRoleBinding", namespaced=False),
+    Resource(_RBAC, "v1", "roles", "Role"),
+    Resource(_RBAC, "v1", "rolebindings", "RoleBinding"),
+)}
+
+
+def apply_files(kube: Kube, files: tuple[Path, ...] | list[Path]) -> int:
+    """Server-side apply every document of `files` (Namespaces, ServiceAccounts, RBAC, Secrets), in
+    order; the number applied."""
+    count = 0
+    for path in files:
+        for doc in yaml.safe_load_all(path.read_text()):
+            if not isinstance(doc, dict):
+                continue
+            res = KINDS.get(str(doc.get("kind")))
+            if res is None:
+                raise ValueError(f"{path}: the embedded platform does not apply a {doc.get('kind')}")
+            kube.apply(res, doc)
+            count += 1
+    return count
+
+
+def secret_name(service_account: str) -> str:
+    return f"{service_account}-token"
+
+
+def service_account_token(kube: Kube, namespace: str, service_account: str, component: str, *,
+                          timeout: float = 30.0, poll: float = 0.05) -> str:
+    """The token of `service_account`'s legacy token Secret in `namespace`: the Secret is created if
+    absent (labelled `CREDENTIAL_LABEL=component`), then its `data.token` awaited (polled, `timeout`)."""
+    name = secret_name(service_account)
+    body = {"metadata": {"name": name, "namespace": namespace, "labels": {CREDENTIAL_LABEL: component},
+                         "annotations": {SA_NAME_ANNOTATION: service_account}},
+            "type": TOKEN_TYPE}
+    deadline = time.monotonic() + timeout
+    while True:
+        secret = kube.get(SECRETS, name, namespace)
+        if secret is None:
+            try:
+                secret = kube.create(SECRETS, body)
+            except ApiException as exc:
+                if exc.status != 409:  # 409: made meanwhile (another start, or the previous hub's)
+                    raise
+                secret = None
+        token = _token_of(secret)
+        if token:
+            return token
+        if time.monotonic() >= deadline:
+            raise RuntimeError(f"the token Secret {namespace}/{name} of ServiceAccount {service_account} "
+                               f"got no token within {timeout:.0f}s")
+        time.sleep(poll)  # polling the API server for the tokens controller's write, with a deadline
+
+
+def _token_of(secret: Obj | None) -> str:
+    try:
+        return base64.b64decode(((secret or {}).get("data") or {}).get("token") or "", validate=True).decode()
+    except (binascii.Error, UnicodeDecodeError):
+        return ""
+
+
+def revoke(kube: Kube, component: str) -> list[str]:
+    """Delete every token Secret made for `component` (any namespace): their tokens are refused from
+    the next request on. The `namespace/name`s deleted."""
+    items, _ = kube.list(SECRETS, label_selector=f"{CREDENTIAL_LABEL}={component}")
+    gone = []
+    for secret in items:
+        meta = secret.get("metadata") or {}
+        try:
+            kube.delete(SECRETS, str(meta.get("name")), str(meta.get("namespace")))
+        except ApiException as exc:
+            if exc.status != 404:
+                raise
+        gone.append(f"{meta.get('namespace')}/{meta.get('name')}")
+    return gone
+
+
+def write_token_kubeconfig(path: Path, base_url: str, cluster: str, token: str, ca: bytes, user: str) -> Path:
+    """A kubeconfig (0600) with one cluster (`cluster`, its context named alike) and `token`; written
+    only when its content changed."""
+    config = kubeconfig(base_url, [cluster], {cluster: token}, ca, user=user)
+    try:
+        current = yaml.safe_load(path.read_text())
+    except (OSError, yaml.YAMLError):
+        current = None
+    if current != config:
+        path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+        write_kubeconfig(path, config)
+    return path
