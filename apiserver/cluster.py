@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from apiserver import apiservices, builtins, errors, rbacdefaults
+from apiserver import apiservices, builtins, errors, rbacadmission, rbacdefaults
 from apiserver.authorization import AlwaysAllow, Authorizer
 from apiserver.collecting import Collector
 from apiserver.rbac import RBACAuthorizer
@@ -108,6 +108,8 @@ class Cluster:
             self.addresses.admit(old, new, dry_run=opts.dry_run)
         elif rt.key == "/pods" and old is None:
             self.accounts.admit_pod(new)
+        elif rt.key in rbacadmission.RBAC_KEYS:  # validation and escalation prevention
+            rbacadmission.admit(self, rt, old, new, opts.user)
 
     def _create_own(self, key: str, namespace: str, obj: Obj) -> None:
         rt = self.registry.by_key(key)
