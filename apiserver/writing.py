@@ -26,6 +26,7 @@ from apiserver import (
     metadata,
     patching,
     podlifecycle,
+    rbacdefaults,
     schema,
     schemacheck,
     workloaddefaults,
@@ -184,6 +185,8 @@ class Writer:
                 if problems:
                     raise errors.invalid(rt.kind, rt.group, meta.get("name", ""), problems)
         problems = metadata.validate(meta, namespace_kind=rt.key == builtins.NAMESPACE_KEY, namespaced=rt.namespaced)
+        if rt.group == rbacdefaults.GROUP:  # RBAC names are path segments (`system:discovery`)
+            problems = rbacdefaults.name_causes(obj, problems)
         if rt.key == apiservices.KEY:  # named `<version>.<group>`, `v1.` for the core group
             problems = apiservices.name_causes(obj, problems)
         if rt.key == builtins.CRD_KEY:
