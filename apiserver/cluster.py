@@ -18,7 +18,7 @@ from typing import Any
 
 import yaml
 
-from apiserver import apiservices, builtins, errors, rbacadmission, rbacdefaults
+from apiserver import apiservices, builtins, errors, legacytokens, rbacadmission, rbacdefaults
 from apiserver.authorization import AlwaysAllow, Authorizer
 from apiserver.collecting import Collector
 from apiserver.rbac import RBACAuthorizer
@@ -55,6 +55,8 @@ class Cluster:
             self.registry.add(rt)
         self.addresses = ServiceAddresses(service_cidr, (svc for _, svc in store.items("/services")))
         self.accounts = ServiceAccounts(store, self._create_own, self._replace_own)
+        self.legacy_tokens = legacytokens.LegacyTokens(store, self.tokens, self._replace_own, self._delete_own,
+                                                       lambda: self.accounts.ca_pem)  # token Secrets
         self.aggregation = ClusterRoleAggregator(store, self._replace_own)  # rbacaggregation.py
         self.writer = Writer(store, self.registry.by_key, self._committed, self._admit)
         self.collector = Collector(store, self.registry, self.writer)
@@ -67,6 +69,7 @@ class Cluster:
         self.aggregation.resync()
         self._ensure_apiservices()
         self.accounts.publish(None)
+        self.legacy_tokens.resync()
         self.collector.resume()
 
     # -- CRDs ---------------------------------------------------------------------------------------
@@ -99,6 +102,7 @@ class Cluster:
         self.collector.observe(events)
         self.addresses.observe(events)
         self.accounts.observe(events)
+        self.legacy_tokens.observe(events)
         # Last: it writes (aggregated rules), and every observer must see this batch before the next.
         self.aggregation.observe(events)
 
@@ -108,6 +112,8 @@ class Cluster:
             self.addresses.admit(old, new, dry_run=opts.dry_run)
         elif rt.key == "/pods" and old is None:
             self.accounts.admit_pod(new)
+        elif rt.key == "/secrets":
+            legacytokens.admit_secret(new)
         elif rt.key in rbacadmission.RBAC_KEYS:  # validation and escalation prevention
             rbacadmission.admit(self, rt, old, new, opts.user)
 
@@ -131,6 +137,15 @@ class Cluster:
             if exc.code != 404:
                 log.warning("cluster %s: cannot update %s %s/%s: %s", self.name, key, namespace,
                             obj["metadata"]["name"], exc)
+
+    def _delete_own(self, key: str, namespace: str, name: str) -> None:
+        rt = self.registry.by_key(key)
+        assert rt is not None
+        try:
+            self.writer.delete(rt, namespace, name, {}, False)
+        except errors.ApiError as exc:
+            if exc.code != 404:
+                log.warning("cluster %s: cannot delete %s %s/%s: %s", self.name, key, namespace, name, exc)
 
     def _unregister(self, crd: Obj) -> None:
         spec = crd.get("spec") or {}

@@ -8,16 +8,26 @@ secret {name, uid} when bound, `warnafter` when extended}. As upstream, a Pod-bo
 exactly 3607 s (the kubelet's) gets a one-year token with `warnafter`, and the answered
 `expirationTimestamp` stays the requested one.
 
-Differences from kube-apiserver (issue 9 closes them): tokens are HS256, signed with a 32-byte
-per-installation secret kept in the data directory (`serviceaccount-signing.key`, 0600), from
-which each cluster derives its own key (HMAC of the cluster name), so a token of one cluster is
-refused by every other; there is no TokenReview, no OIDC discovery and no RBAC (any
-authenticated ServiceAccount may do everything on its cluster).
+Legacy tokens (what the token controller, `legacytokens.py`, writes into a Secret of type
+`kubernetes.io/service-account-token`) carry upstream's legacy claims: `iss`
+`kubernetes/serviceaccount`, `sub`, and `kubernetes.io/serviceaccount/{namespace, secret.name,
+service-account.name, service-account.uid}`, no `exp` and no `aud` (valid for the API only).
 
-A token authenticates while its signature is right, `nbf <= now < exp`, one of its audiences is
-the API server's (`https://kubernetes.default.svc.cluster.local`), its ServiceAccount exists with
-the same uid, and the Pod or Secret it is bound to still exists with the same uid (and, if it is
-being deleted, its deletion time is less than a minute past).
+A bound token authenticates while its signature is right, `nbf <= now < exp`, one of its
+audiences is the API server's (`https://kubernetes.default.svc.cluster.local`), its
+ServiceAccount exists with the same uid, and the Pod or Secret it is bound to still exists with
+the same uid (and, if it is being deleted, its deletion time is less than a minute past). A legacy
+token authenticates while its signature is right, its Secret exists (not being deleted, without
+the label `kubernetes.io/legacy-token-invalid-since`) and holds exactly this token in
+`data.token`, and its ServiceAccount exists (not being deleted) with the uid of the claims. What
+the identity may then do is RBAC's to say (`rbac.py`, the request authorizer); other components
+validate a token through TokenReview.
+
+Differences from kube-apiserver: tokens are HS256, signed with a 32-byte per-installation secret
+kept in the data directory (`serviceaccount-signing.key`, 0600), from which each cluster derives
+its own key (HMAC of the cluster name), so a token of one cluster is refused by every other; there
+is no OIDC discovery (no public key to publish); legacy tokens are not tracked
+(`kubernetes.io/legacy-token-last-used`) nor cleaned up after a year unused.
 """
 
 from __future__ import annotations
@@ -41,6 +51,9 @@ from apiserver.store import Store
 from osutil.files import write_private
 
 ISSUER = "https://kubernetes.default.svc.cluster.local"
+LEGACY_ISSUER = "kubernetes/serviceaccount"
+LEGACY_CLAIM = "kubernetes.io/serviceaccount/"  # prefix of the legacy private claims
+LEGACY_INVALID_LABEL = "kubernetes.io/legacy-token-invalid-since"
 API_AUDIENCES = (ISSUER,)
 DEFAULT_EXPIRATION = 3600
 MIN_EXPIRATION = 600
@@ -100,13 +113,27 @@ class TokenIssuer:
         claims = {"aud": audiences, "exp": issued + seconds, "iat": issued, "iss": ISSUER,
                   "jti": str(uuid.uuid4()), "kubernetes.io": private, "nbf": issued,
                   "sub": f"system:serviceaccount:{private['namespace']}:{private['serviceaccount']['name']}"}
+        return self._encode(claims)
+
+    def mint_legacy(self, account: Obj, secret_name: str) -> str:
+        """A legacy (Secret-held, never expiring) token of `account` for the Secret `secret_name`."""
+        meta = account.get("metadata") or {}
+        namespace, name = str(meta.get("namespace", "")), str(meta.get("name", ""))
+        return self._encode({"iss": LEGACY_ISSUER, LEGACY_CLAIM + "namespace": namespace,
+                             LEGACY_CLAIM + "secret.name": secret_name,
+                             LEGACY_CLAIM + "service-account.name": name,
+                             LEGACY_CLAIM + "service-account.uid": str(meta.get("uid", "")),
+                             "sub": f"system:serviceaccount:{namespace}:{name}"})
+
+    def _encode(self, claims: dict[str, Any]) -> str:
         header = {"alg": "HS256", "kid": self.kid, "typ": "JWT"}
         signing_input = (_b64(json.dumps(header, separators=(",", ":")).encode()) + "."
                          + _b64(json.dumps(claims, separators=(",", ":")).encode())).encode()
         return signing_input.decode() + "." + _b64(self._sign(signing_input))
 
     def claims(self, token: str, now: float | None = None) -> dict[str, Any] | None:
-        """The claims of a token this issuer signed that is valid at `now` for the API, else None."""
+        """The claims of a token this issuer signed that is valid at `now` for the API, else None
+        (a legacy token has no time bounds and no audience: its Secret is checked by `subject`)."""
         parts = token.split(".")
         if len(parts) != 3:
             return None
@@ -119,6 +146,8 @@ class TokenIssuer:
             return None
         if not hmac.compare_digest(signature, self._sign(f"{parts[0]}.{parts[1]}".encode())):
             return None
+        if claims.get("iss") == LEGACY_ISSUER:
+            return claims
         at = time.time() if now is None else now
         exp, nbf, aud = claims.get("exp"), claims.get("nbf", 0), claims.get("aud")
         if not isinstance(exp, int) or not isinstance(nbf, int) or not nbf <= at < exp:
@@ -129,8 +158,11 @@ class TokenIssuer:
         return claims
 
 
-def subject(claims: dict[str, Any], store: Store) -> tuple[str, str, str] | None:
-    """(namespace, ServiceAccount name, uid) of verified claims whose objects still exist, else None."""
+def subject(claims: dict[str, Any], store: Store, token: str | None = None) -> tuple[str, str, str] | None:
+    """(namespace, ServiceAccount name, uid) of verified claims whose objects still exist, else None.
+    A legacy token's Secret must still hold `token` itself (without it, a legacy token is refused)."""
+    if claims.get("iss") == LEGACY_ISSUER:
+        return _legacy_subject(claims, store, token)
     private = claims.get("kubernetes.io")
     if not isinstance(private, dict):
         return None
@@ -148,6 +180,36 @@ def subject(claims: dict[str, Any], store: Store) -> tuple[str, str, str] | None
         if obj is None or (obj.get("metadata") or {}).get("uid") != ref.get("uid") or _deleted_long_ago(obj):
             return None
     return namespace, str(account["name"]), str(account["uid"])
+
+
+def _legacy_subject(claims: dict[str, Any], store: Store, token: str | None) -> tuple[str, str, str] | None:
+    """Upstream's legacy validator with lookup: the Secret holds exactly this token, the account lives."""
+    fields = [claims.get(LEGACY_CLAIM + k) for k in ("namespace", "secret.name", "service-account.name",
+                                                     "service-account.uid")]
+    if token is None or not all(isinstance(f, str) and f for f in fields):
+        return None
+    namespace, secret_name, name, uid = (str(f) for f in fields)
+    secret = store.get("/secrets", namespace, secret_name)
+    if secret is None or _terminating(secret) or LEGACY_INVALID_LABEL in (_meta(secret).get("labels") or {}):
+        return None
+    held = (secret.get("data") or {}).get("token")
+    try:
+        matches = isinstance(held, str) and hmac.compare_digest(base64.b64decode(held), token.encode())
+    except ValueError:
+        matches = False
+    account = store.get("/serviceaccounts", namespace, name)
+    if not matches or account is None or _terminating(account) or _meta(account).get("uid") != uid:
+        return None
+    return namespace, name, uid
+
+
+def _meta(obj: Obj) -> dict[str, Any]:
+    meta = obj.get("metadata")
+    return meta if isinstance(meta, dict) else {}
+
+
+def _terminating(obj: Obj) -> bool:
+    return bool(_meta(obj).get("deletionTimestamp"))
 
 
 def _deleted_long_ago(obj: Obj) -> bool:
