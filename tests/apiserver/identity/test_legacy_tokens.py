@@ -3,7 +3,8 @@ the token controller fills a `kubernetes.io/service-account-token` Secret (token
 annotation), the token authenticates (`kubectl auth whoami --token`) with upstream's legacy claims, and
 stops (401) once its Secret is deleted or changed, or its ServiceAccount is deleted (which deletes the
 Secret); a Secret for a missing ServiceAccount is deleted; a TokenRequest bound to such a Secret works
-and dies with it; the ServiceAccount name annotation is required (422)."""
+and dies with it; the ServiceAccount name annotation is required (422); a restart reconciles what a
+kill interrupted (in-process, on the same SQLite store)."""
 
 from __future__ import annotations
 
@@ -12,10 +13,15 @@ import json
 import subprocess
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import pytest
 from identitykit import Identity
+
+from apiserver.cluster import Cluster
+from apiserver.satokens import subject
+from apiserver.store import Change, Store
 
 CLUSTER = "cluster1"
 TOKEN_TYPE = "kubernetes.io/service-account-token"
@@ -188,3 +194,32 @@ def test_a_token_not_signed_by_the_cluster_is_refused(kube: Identity) -> None:
     with kube.http() as http:
         res = http.get(kube.server.cluster_url(CLUSTER) + "/api", headers={"Authorization": f"Bearer {forged}"})
     assert res.status_code == 401
+
+
+def test_a_restart_finishes_what_a_kill_interrupted(tmp_path: Path) -> None:
+    """Objects committed without their reaction (as if killed right after the commit) are reconciled
+    when the cluster starts again on the same store: a Secret filled, an orphan deleted."""
+    store = Store(tmp_path / "c1.db")
+    cluster = Cluster("c1", store, signing_secret=b"k" * 32)
+    account = store.get("/serviceaccounts", "default", "default")
+    assert account is not None
+    pairs = (("kept", "default"), ("orphan", "gone"))
+    raw = [json.loads(token_secret("default", name, owner)) for name, owner in pairs]
+    for obj in raw:
+        obj["metadata"]["uid"] = obj["metadata"]["name"] + "-uid"
+    store.commit([Change("ADDED", "/secrets", obj) for obj in raw])  # the store only: no controller saw them
+    assert cluster.store.get("/secrets", "default", "orphan") is not None
+    store.close()
+    store = Store(tmp_path / "c1.db")
+    try:
+        cluster = Cluster("c1", store, signing_secret=b"k" * 32)
+        assert store.get("/secrets", "default", "orphan") is None
+        kept = store.get("/secrets", "default", "kept")
+        assert kept is not None and kept["metadata"]["annotations"][UID_NOTE] == account["metadata"]["uid"]
+        token = decoded(kept["data"], "token")
+        claims = cluster.tokens.claims(token)
+        assert claims is not None
+        assert subject(claims, store, token) == ("default", "default", account["metadata"]["uid"])
+        assert subject(claims, store) is None  # a legacy token is checked against the Secret's copy
+    finally:
+        store.close()
