@@ -41,6 +41,7 @@ _BINDING_KINDS = {CLUSTERROLEBINDINGS: "ClusterRoleBinding", ROLEBINDINGS: "Role
 _SA_PREFIX = "system:serviceaccount:"
 _CACHE_LIMIT = 8192  # compiled (user, groups, namespace) entries before the cache starts over
 _DECIDED_LIMIT = 1024  # decisions remembered per compiled entry before they start over
+_DECIDED_BUDGET = 65_536  # decisions remembered by all entries together before the cache starts over
 
 
 @dataclass(frozen=True)
@@ -119,11 +120,24 @@ class _Binding:
         return f'{self.kind} "{name}" of {self.role_kind} "{self.role_name}" to {subject.describe(self.namespace)}'
 
 
+class _Budget:
+    """How many more decisions the compiled entries may remember together (a bound on memory, whatever
+    the names and namespaces callers make up); spent, entries stop remembering until the cache resets."""
+
+    def __init__(self) -> None:
+        self.remaining = _DECIDED_BUDGET
+
+    def take(self) -> bool:
+        self.remaining -= 1
+        return self.remaining >= 0
+
+
 class _Held:
     """The rules one caller holds in one namespace, each with the binding that grants it, and the
     decisions already taken on them (bounded: the same list or create repeats)."""
 
-    def __init__(self, rules: list[tuple[Rule, str]], errors: list[str]) -> None:
+    def __init__(self, rules: list[tuple[Rule, str]], errors: list[str], budget: _Budget) -> None:
+        self._budget = budget
         self.rules = tuple(rules)
         self.errors = tuple(errors)
         unique = list(dict.fromkeys(errors))  # upstream's aggregate: one as is, several as `[a, b]`
@@ -138,7 +152,8 @@ class _Held:
             decided = Decision(True, f"RBAC: allowed by {source}") if source is not None else self._denied
             if len(self._decided) >= _DECIDED_LIMIT:
                 self._decided = {}
-            self._decided[info] = decided
+            if self._budget.take():
+                self._decided[info] = decided
         return decided
 
     def _first_allowing(self, info: RequestInfo) -> str | None:
@@ -176,6 +191,7 @@ class RBACAuthorizer:
         self._by_subject: dict[str, set[tuple[str, str, str]]] = {}  # "u:<user>" | "g:<group>"
         self._roles: dict[tuple[str, str, str], tuple[Rule, ...] | str] = {}  # compiled rules or error
         self._cache: dict[tuple[str, tuple[str, ...], str], _Held] = {}
+        self._budget = _Budget()
         with self._lock:
             for key, kind in _BINDING_KINDS.items():
                 for _, obj in store.items(key):
@@ -199,7 +215,12 @@ class RBACAuthorizer:
                 if ev.type != "DELETED":
                     self._add(binding)
             self._roles = {}
-            self._cache = {}
+            self._reset()
+
+    def _reset(self) -> None:
+        """Forget every compiled entry and remembered decision (under the lock)."""
+        self._cache = {}
+        self._budget = _Budget()
 
     def _add(self, b: _Binding) -> None:
         ident = (b.kind, b.namespace, b.name)
@@ -224,9 +245,9 @@ class RBACAuthorizer:
         if held is not None:
             return held
         with self._lock:
+            if len(self._cache) >= _CACHE_LIMIT or self._budget.remaining <= 0:
+                self._reset()
             held = self._compile(user, namespace)
-            if len(self._cache) >= _CACHE_LIMIT:
-                self._cache = {}
             self._cache[key] = held
         return held
 
@@ -249,7 +270,7 @@ class RBACAuthorizer:
                 continue
             source = b.source(subject)
             rules.extend((rule, source) for rule in role)
-        return _Held(rules, errors)
+        return _Held(rules, errors, self._budget)
 
     def _role(self, b: _Binding) -> tuple[Rule, ...] | str:
         """The compiled rules of a binding's role, or the error upstream would report."""

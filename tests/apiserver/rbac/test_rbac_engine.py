@@ -10,6 +10,7 @@ from typing import Any
 
 import pytest
 
+from apiserver import rbac
 from apiserver.authn import Identity
 from apiserver.cluster import Cluster
 from apiserver.rbac import CLUSTERROLEBINDINGS, CLUSTERROLES, ROLEBINDINGS, ROLES, Decision
@@ -331,3 +332,19 @@ def test_authorize_cost(kit: Kit) -> None:
     print(f"\nauthorize: {repeated_us:.1f} µs repeated request, {unique_us:.1f} µs a new request (scan of the "
           f"20 rules), {compile_us:.0f} µs after an RBAC change (compilation)")
     assert repeated_us < 50 and unique_us < 100, (repeated_us, unique_us)  # generous: shared CI cores
+
+
+def test_remembered_decisions_are_bounded_and_never_stale(kit: Kit, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names and namespaces callers make up cannot grow the cache without bound, and a decision
+    remembered before an RBAC change is not given after it."""
+    monkeypatch.setattr(rbac, "_DECIDED_BUDGET", 100)
+    kit.rbac._reset()
+    kit.role("", "pod-reader", [_rule(["get"], ["pods"])])
+    kit.bind("", "bob-reads", "ClusterRole", "pod-reader", [_user("bob")])
+    for i in range(300):
+        assert kit.can(BOB, "GET", f"/api/v1/namespaces/ns{i % 7}/pods/p{i}").allowed
+    remembered = sum(len(held._decided) for held in kit.rbac._cache.values())
+    assert remembered <= 100
+    assert kit.can(BOB, "GET", f"{PODS}/p").allowed
+    kit.delete(CLUSTERROLEBINDINGS, "", "bob-reads")
+    assert not kit.can(BOB, "GET", f"{PODS}/p").allowed
