@@ -1,0 +1,76 @@
+"""The hub under its own RBAC in the embedded default (issue 9, deliverable 3).
+
+`volsync-hub` runs its controllers with `hub.kubeconfig`: a token of ServiceAccount
+`volsync-system/volsync-hub` bound to the rules of `manifests/hub/rbac.yaml` only. The addon
+lifecycle works under it (cluster1's agent becomes Available), its token is refused (401) on the
+managed clusters, and what the manifests do not grant is 403 on the hub cluster. The user's
+kubeconfig stays an admin.
+"""
+
+from __future__ import annotations
+
+import ssl
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+import yaml
+from support.hubprocess import Hub
+from support.waiting import eventually
+
+pytestmark = pytest.mark.timeout(300)
+
+HUB_USER = "system:serviceaccount:volsync-system:volsync-hub"
+
+
+@pytest.fixture(scope="module")
+def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
+    h = Hub(tmp_path_factory.mktemp("hubrbac") / "run").start()
+    yield h
+    h.stop()
+
+
+def _hub_credential(hub: Hub) -> tuple[Path, str, str]:
+    path = hub.data_dir / "api" / "hub.kubeconfig"
+    config = yaml.safe_load(path.read_text())
+    assert [c["name"] for c in config["contexts"]] == ["hub"] and len(config["users"]) == 1
+    return path, config["clusters"][0]["cluster"]["server"], config["users"][0]["user"]["token"]
+
+
+def test_the_hub_runs_the_addon_lifecycle_as_its_service_account(hub: Hub) -> None:
+    path, server, token = _hub_credential(hub)
+    assert path.stat().st_mode & 0o777 == 0o600
+    assert server.endswith("/clusters/hub")
+    admin_tokens = {u["user"]["token"] for u in yaml.safe_load(Path(hub.ready["kubeconfig"]).read_text())["users"]}
+    assert token not in admin_tokens
+    whoami = subprocess.run(["kubectl", "--kubeconfig", str(path), "--context", "hub", "auth", "whoami", "-o",
+                             "jsonpath={.status.userInfo.username}"], capture_output=True, text=True, timeout=60)
+    assert whoami.stdout == HUB_USER, whoami.stderr
+    hub.kubectl("label", "managedcluster", "cluster1", "addons.open-cluster-management.io/volsync=true")
+    eventually(lambda: hub.addon_condition("cluster1", "Available").get("status") == "True", 120, 0.2,
+               what="cluster1 addon Available with the hub under its RBAC")
+    hub_log = (hub.data_dir / "hub.log").read_text(errors="replace")
+    assert " 403 " not in hub_log and "forbidden" not in hub_log.lower(), hub_log[-4000:]
+
+
+def test_the_hub_token_is_refused_elsewhere_and_outside_its_rules(hub: Hub) -> None:
+    _, server, token = _hub_credential(hub)
+    base = server.rsplit("/clusters/", 1)[0]
+    ca = hub.data_dir / "api" / "pki" / "ca.crt"
+    with httpx.Client(trust_env=False, verify=ssl.create_default_context(cafile=str(ca)), timeout=10,
+                      headers={"Authorization": f"Bearer {token}"}) as http:
+        for cluster in ("cluster1", "cluster2"):
+            assert http.get(f"{base}/clusters/{cluster}/api/v1/secrets").status_code == 401
+        hub_api = f"{base}/clusters/hub"
+        assert http.get(f"{hub_api}/apis/cluster.open-cluster-management.io/v1/managedclusters").status_code == 200
+        for method, path in (("GET", "/api/v1/pods"), ("GET", "/api/v1/nodes"),
+                             ("DELETE", "/api/v1/namespaces/cluster1/secrets/volsync-agent-token"),
+                             ("DELETE", "/apis/cluster.open-cluster-management.io/v1/managedclusters/cluster1"),
+                             ("PATCH", "/api/v1/namespaces/volsync-system/secrets/other"),
+                             ("POST", "/apis/rbac.authorization.k8s.io/v1/clusterrolebindings")):
+            got = http.request(method, f"{hub_api}{path}", json={} if method != "GET" else None,
+                               headers={"Content-Type": "application/merge-patch+json"} if method == "PATCH" else {})
+            assert got.status_code == 403, f"{method} {path}: {got.status_code} {got.text}"
+            assert f'User "{HUB_USER}"' in got.json()["message"]
