@@ -30,7 +30,7 @@ def default(key: str, obj: Obj) -> None:
     """rbac/v1 defaulting in place: roleRef.apiGroup, and the apiGroup of User/Group subjects."""
     if key not in (BINDINGS, CLUSTER_BINDINGS):
         return
-    ref = obj.get("roleRef")
+    ref = obj.setdefault("roleRef", {})  # a missing roleRef is Go's zero value, defaulted like any other
     if isinstance(ref, dict) and not ref.get("apiGroup"):
         ref["apiGroup"] = GROUP
     for subject in obj.get("subjects") or []:

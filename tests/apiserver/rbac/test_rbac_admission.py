@@ -126,6 +126,11 @@ def test_bindings_are_validated_as_upstream(api: Api) -> None:
         ("roleRef.name", "Required value"),
         ("subjects[0].kind", 'Unsupported value: "Robot": supported values: "ServiceAccount", "User", "Group"'),
         ("subjects[1].name", "Required value")]
+    no_ref = binding("n", "Role", "r")
+    del no_ref["roleRef"]
+    assert causes(api.refused(422, "rolebindings", no_ref, user=ADMIN)) == [
+        ("roleRef.kind", 'Unsupported value: "": supported values: "Role", "ClusterRole"'),
+        ("roleRef.name", "Required value")]
     cluster_wide = binding("cb", "Role", "a/b", [{"kind": "ServiceAccount", "name": "sa"}], cluster=True)
     assert causes(api.refused(422, "clusterrolebindings", cluster_wide)) == [
         ("roleRef.kind", 'Unsupported value: "Role": supported values: "ClusterRole"'),
