@@ -127,6 +127,9 @@ def test_the_controller_fills_the_secret_and_its_token_authenticates_until_the_s
                    "groups": ["system:serviceaccounts", f"system:serviceaccounts:{ns}", "system:authenticated"]}
     assert whoami_status(kube, token) == 201
     assert kube.get("cluster2", "/api", token=token).status_code == 401  # this cluster's key only
+    review = {"apiVersion": "authentication.k8s.io/v1", "kind": "TokenReview", "spec": {"token": token}}
+    status = json.loads(kubectl(kube, "create", "-f", "-", "-o", "json", input=json.dumps(review)).stdout)["status"]
+    assert status["authenticated"] is True and status["user"]["username"] == f"system:serviceaccount:{ns}:bot"
 
     # a TokenRequest bound to the Secret works and dies with it
     bound = kubectl(kube, "create", "token", "bot", "-n", ns, "--bound-object-kind", "Secret",
