@@ -247,6 +247,10 @@ def test_in_cluster_python_client_lists_its_own_namespace(fleet: LocalFleet, ns:
     script = ("from kubernetes import client, config; config.load_incluster_config(); "
               "print(sorted(p.metadata.name for p in client.CoreV1Api().list_namespaced_pod(open("
               "'/var/run/secrets/kubernetes.io/serviceaccount/namespace').read()).items))")
+    # As on a real cluster, the Pod's ServiceAccount lists Pods only once a binding grants it.
+    fleet.kubectl("create", "role", "pod-lister", "--verb=list", "--resource=pods", "-n", ns)
+    fleet.kubectl("create", "rolebinding", "pod-lister", "--role=pod-lister", f"--serviceaccount={ns}:default",
+                  "-n", ns)
     fleet.kubectl("run", "lister", "-n", ns, "--image=python:3.11", "--restart=Never", "--",
                   "python", "-c", script)
     wait_phase(fleet, ns, "lister", "Succeeded")
