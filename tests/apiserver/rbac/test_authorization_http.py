@@ -7,6 +7,7 @@ TokenReview for valid, other-audience and deleted-account tokens, and the Always
 from __future__ import annotations
 
 import json
+import socket
 import ssl
 import time
 from collections.abc import Iterator
@@ -245,3 +246,45 @@ def test_always_allow_mode_lets_any_authenticated_caller_do_anything(tmp_path: P
         assert kit.call("GET", "/api/v1/nodes", token).status_code == 200
     finally:
         server.stop()
+
+
+def _upgrade(api: Api, path: str, token: str) -> tuple[int, Any]:
+    """A raw WebSocket upgrade (what kubectl exec sends first): the HTTP status and the JSON body."""
+    host, port = api.server.url.removeprefix("https://").rsplit(":", 1)
+    context = ssl.create_default_context(cafile=str(api.server.ca_file))
+    request = (f"GET /clusters/{CLUSTER}{path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+               "Connection: Upgrade\r\nSec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+               f"Sec-WebSocket-Protocol: v5.channel.k8s.io\r\nAuthorization: Bearer {token}\r\n\r\n")
+    with socket.create_connection((host, int(port)), timeout=30) as raw, \
+            context.wrap_socket(raw, server_hostname=host) as tls:
+        tls.sendall(request.encode())
+        data = b""
+        while b"\r\n\r\n" not in data or len(data.split(b"\r\n\r\n", 1)[1]) < _length(data):
+            chunk = tls.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+    head, _, body = data.partition(b"\r\n\r\n")
+    return int(head.split()[1]), json.loads(body)
+
+
+def _length(data: bytes) -> int:
+    for line in data.split(b"\r\n\r\n", 1)[0].split(b"\r\n"):
+        if line.lower().startswith(b"content-length:"):
+            return int(line.split(b":", 1)[1])
+    return 0
+
+
+def test_websocket_upgrades_and_kubectl_exec_are_authorized(api: Api, robot: str) -> None:
+    path = f"/api/v1/namespaces/{NS}/pods/p/exec?command=true&stdout=1"
+    code, body = _upgrade(api, path, robot)
+    assert (code, body["reason"]) == (403, "Forbidden")
+    assert body["message"] == (f'pods "p" is forbidden: User "{SA_USER}" cannot create resource "pods/exec" in API '
+                               f'group "" in the namespace "{NS}"')
+    api.apply({"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "p", "namespace": NS},
+               "spec": {"containers": [{"name": "c", "image": "busybox"}]}},
+              *_rule_grant("pod-getter", [{"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}]))
+    _until(lambda: api.call("GET", f"/api/v1/namespaces/{NS}/pods/p", robot).status_code == 200, "get pods granted")
+    refused = api.server.kubectl("--token", robot, "exec", "p", "-n", NS, "--", "true", context=CLUSTER, check=False)
+    assert refused.returncode != 0
+    assert f'cannot create resource "pods/exec" in API group "" in the namespace "{NS}"' in refused.stderr
