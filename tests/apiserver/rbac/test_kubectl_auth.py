@@ -281,6 +281,32 @@ def test_can_i_list_with_and_without_grants(kube: Kube, ns: tuple[str, str]) -> 
     assert kube.can_i("get", "secrets/two", "-n", a, token=token) == ("no", 1)
 
 
+def test_impersonation_needs_the_impersonate_verb(kube: Kube, ns: tuple[str, str]) -> None:
+    a, _ = ns
+    user, token = account(kube, a, "imp")
+
+    def denied(kind: str, name: str) -> str:
+        return (f'Error from server (Forbidden): {kind} "{name}" is forbidden: User "{user}" cannot impersonate '
+                f'resource "{kind}" in API group "" at the cluster scope')
+
+    res = kube.run("get", "configmaps", "-n", a, "--as", "alice", token=token)
+    assert (res.returncode, res.stderr.strip()) == (1, denied("users", "alice"))
+    name = f"impersonate-alice-{a}"
+    kube.ok("create", "clusterrole", name, "--verb", "impersonate", "--resource", "users", "--resource-name", "alice")
+    try:
+        kube.ok("create", "clusterrolebinding", name, "--clusterrole", name, "--serviceaccount", f"{a}:imp")
+        eventually(lambda: kube.run("auth", "whoami", "--as", "alice", token=token).returncode == 0, timeout=10)
+        as_alice = json.loads(kube.ok("auth", "whoami", "--as", "alice", "-o", "json", token=token))
+        assert as_alice["status"]["userInfo"] == {"username": "alice", "groups": ["system:authenticated"]}
+        res = kube.run("get", "configmaps", "-n", a, "--as", "bob", token=token)
+        assert (res.returncode, res.stderr.strip()) == (1, denied("users", "bob"))
+        res = kube.run("get", "configmaps", "-n", a, "--as", "alice", "--as-group", "devs", token=token)
+        assert (res.returncode, res.stderr.strip()) == (1, denied("groups", "devs"))
+    finally:
+        kube.run("delete", "clusterrolebinding", name)
+        kube.run("delete", "clusterrole", name)
+
+
 # -- escalation prevention ----------------------------------------------------------------------
 def test_escalation_needs_bind_or_escalate(kube: Kube, ns: tuple[str, str]) -> None:
     a, _ = ns
