@@ -169,9 +169,10 @@ def sanity(server: AuthServer, token: str) -> int:
 
 @dataclass
 class Side:
-    """One mode's server, its account's client, and what was measured."""
+    """One mode's server, its account's token and client, and what was measured."""
 
     server: AuthServer
+    token: str
     client: httpx.Client
     create_s: float = 0.0
     created: int = 0
@@ -262,8 +263,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             print(f"starting the apiserver with --authorization-mode {server.mode} ...", flush=True)
             server.start()
             token = prepare(server)
-            sides.append(Side(server, server.client(token)))
-        checks = {side.server.mode: sanity(side.server, side.client.headers["Authorization"][7:]) for side in sides}
+            sides.append(Side(server, token, server.client(token)))
+        checks = {side.server.mode: sanity(side.server, side.token) for side in sides}
         if checks != {"RBAC": 403, "AlwaysAllow": 200}:
             raise RuntimeError(f"the modes do not differ as they must (account lists Secrets cluster-wide): {checks}")
         print(f"measuring {args.objects} creates in {args.rounds} alternating slices and {args.list_runs} lists "
