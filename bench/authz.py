@@ -11,7 +11,10 @@ ClusterRoleBindings to users with view), so the authorizer has something to sear
 ServiceAccount's own token (TokenRequest; NOT the admin, whose group `system:masters` short-circuits):
 
 - creates/s: N ConfigMaps (~200 bytes of data) sequentially on one keep-alive client;
-- list latency: GET of the N ConfigMaps (whole body read), median and p99 of `--list-runs`.
+- uncached creates/s: N/5 more, as the same account but impersonated by the admin with a group
+  made up per request, so the RBAC authorizer cannot reuse a compiled (user, groups, namespace)
+  entry: what a decision costs when its cache does not help (both modes pay the impersonation);
+- list latency: GET of the ConfigMaps (whole body read), median and p99 of `--list-runs`.
 
 The two servers are measured alternately in `--rounds` slices (creates) and one list at a time
 (lists), the order flipping every slice, so load from other work on the machine falls on both
@@ -174,7 +177,10 @@ class Side:
     server: AuthServer
     token: str
     client: httpx.Client
+    admin: httpx.Client
     create_s: float = 0.0
+    cold_s: float = 0.0
+    cold_created: int = 0
     created: int = 0
     create_cpu_s: float = 0.0
     list_ms: list[float] = field(default_factory=list)
@@ -189,6 +195,21 @@ def create_slice(side: Side, indexes: range) -> None:
     side.create_s += time.perf_counter() - t0
     side.create_cpu_s += process_cpu(side.server.pid) - cpu0
     side.created += len(indexes)
+
+
+def cold_slice(side: Side, indexes: range) -> None:
+    """Creates as the account, impersonated by the admin with a group made up per request, so no two
+    requests share the authorizer's compiled (user, groups, namespace) entry: every decision is cold."""
+    path = f"/api/v1/namespaces/{NS}/configmaps"
+    t0 = time.perf_counter()
+    for i in indexes:
+        headers = [("Impersonate-User", f"system:serviceaccount:{NS}:{ACCOUNT}"),
+                   ("Impersonate-Group", "system:serviceaccounts"),
+                   ("Impersonate-Group", f"system:serviceaccounts:{NS}"),
+                   ("Impersonate-Group", f"cold-{i}")]
+        _check(side.admin.post(path, json=configmap(i, NS), headers=headers), 201)
+    side.cold_s += time.perf_counter() - t0
+    side.cold_created += len(indexes)
 
 
 def list_once(side: Side, want: int) -> None:
@@ -213,11 +234,18 @@ def measure(sides: list[Side], n: int, rounds: int, list_runs: int) -> None:
     for k, start in enumerate(range(0, n, step)):
         for side in sides if k % 2 == 0 else reversed(sides):
             create_slice(side, range(start, min(n, start + step)))
+    cold = max(rounds, n // 5)
+    for side in sides:
+        cold_slice(side, range(n + 1, n + 2))  # warm the impersonation path outside the clock
+    step = -(-cold // rounds)
+    for k, start in enumerate(range(n + 2, n + 2 + cold, step)):
+        for side in sides if k % 2 == 0 else reversed(sides):
+            cold_slice(side, range(start, min(n + 2 + cold, start + step)))
     for side in sides:
         _check(side.client.delete(f"/api/v1/namespaces/{NS}/configmaps/warm-up"), 200)
     for k in range(list_runs):
         for side in sides if k % 2 == 0 else reversed(sides):
-            list_once(side, n + held[id(side)])
+            list_once(side, n + 1 + cold + held[id(side)])
 
 
 def summary(side: Side) -> dict[str, Any]:
@@ -225,6 +253,7 @@ def summary(side: Side) -> dict[str, Any]:
         "mode": side.server.mode,
         "creates_per_s": side.created / side.create_s,
         "create_server_cpu_us": 1e6 * side.create_cpu_s / side.created,
+        "cold_creates_per_s": side.cold_created / side.cold_s,
         "list_median_ms": statistics.median(side.list_ms),
         "list_p99_ms": percentile(side.list_ms, 99),
         "list_server_cpu_ms": 1e3 * side.list_cpu_s / len(side.list_ms),
@@ -236,6 +265,7 @@ def render(on: dict[str, Any], off: dict[str, Any], n: int) -> tuple[str, dict[s
     ratios = {"writes": on["creates_per_s"] / off["creates_per_s"],
               "lists": on["list_median_ms"] / off["list_median_ms"],
               "lists_p99": on["list_p99_ms"] / off["list_p99_ms"],
+              "cold_writes": on["cold_creates_per_s"] / off["cold_creates_per_s"],
               "write_server_cpu": on["create_server_cpu_us"] / off["create_server_cpu_us"],
               "list_server_cpu": on["list_server_cpu_ms"] / off["list_server_cpu_ms"]}
     rows = [("mode", "creates/s", "srv CPU/create", "list median", "list p99", "srv CPU/list")]
@@ -250,6 +280,9 @@ def render(on: dict[str, Any], off: dict[str, Any], n: int) -> tuple[str, dict[s
               for row in rows]
     lines.append(f"server CPU on/off: creates {ratios['write_server_cpu']:.2f}, lists {ratios['list_server_cpu']:.2f};"
                  f" list p99 on/off {ratios['lists_p99']:.2f}")
+    lines.append("uncached decisions (impersonated, a new group per request): creates/s "
+                 f"{on['cold_creates_per_s']:,.0f} on, {off['cold_creates_per_s']:,.0f} off, "
+                 f"on/off {ratios['cold_writes']:.2f}")
     lines.append(f"authz cost: writes {ratios['writes']:.2f}, lists {ratios['lists']:.2f}"
                  "  (creates/s RBAC/AlwaysAllow, budget >= 0.90; median list latency RBAC/AlwaysAllow, budget <= 1.10)")
     return "\n".join(lines), ratios
@@ -263,7 +296,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             print(f"starting the apiserver with --authorization-mode {server.mode} ...", flush=True)
             server.start()
             token = prepare(server)
-            sides.append(Side(server, token, server.client(token)))
+            sides.append(Side(server, token, server.client(token), server.client(server.admin_token)))
         checks = {side.server.mode: sanity(side.server, side.token) for side in sides}
         if checks != {"RBAC": 403, "AlwaysAllow": 200}:
             raise RuntimeError(f"the modes do not differ as they must (account lists Secrets cluster-wide): {checks}")
@@ -274,6 +307,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     finally:
         for side in sides:
             side.client.close()
+            side.admin.close()
         for server in servers:
             server.stop()
 
