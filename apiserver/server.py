@@ -101,13 +101,7 @@ class Server:
         """The ServiceAccount a JWT proves on `cluster` (`satokens.py`), or None."""
         c = self.clusters.get(cluster)
         claims = c.tokens.claims(token) if c is not None else None
-        found = satokens.subject(claims, c.store, token) if c is not None and claims is not None else None
-        if found is None:
-            return None
-        namespace, name, uid = found
-        return Identity(f"system:serviceaccount:{namespace}:{name}", uid,
-                        ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
-                        cluster)
+        return _account_identity(c, claims, token) if c is not None and claims is not None else None
 
     async def _token_request(self, request: Request, cluster: str, namespace: str, name: str) -> Response:
         """`POST .../serviceaccounts/<name>/token`: a TokenRequest answered with a signed token (201)."""
@@ -147,14 +141,8 @@ class Server:
             return found, accessreviews.jwt_audiences(token) or []
         c = self.clusters[cluster]
         claims = accessreviews.audience_claims(c.tokens, token, wanted)
-        account = satokens.subject(claims, c.store) if claims is not None else None
-        if account is None:
-            return None
-        namespace, name, uid = account
-        ident = Identity(f"system:serviceaccount:{namespace}:{name}", uid,
-                         ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
-                         cluster)
-        return ident, accessreviews.jwt_audiences(token) or []
+        ident = _account_identity(c, claims, token) if claims is not None else None
+        return (ident, accessreviews.jwt_audiences(token) or []) if ident is not None else None
 
     def close(self) -> None:
         for c in self.clusters.values():
@@ -269,6 +257,27 @@ class Server:
         except Exception as exc:
             log.exception("internal error serving %s %s", request.method, request.url.path)
             return error_response(errors.internal(type(exc).__name__))
+
+
+def _account_identity(cluster: Cluster, claims: dict[str, object], token: str) -> Identity | None:
+    """The ServiceAccount identity verified `claims` prove while their objects exist, with kube
+    1.32's extras: `authentication.kubernetes.io/credential-id` (JTI=<jti>) and, for a Pod-bound
+    token, `.../pod-name` and `.../pod-uid`."""
+    found = satokens.subject(claims, cluster.store, token)
+    if found is None:
+        return None
+    namespace, name, uid = found
+    extra: dict[str, tuple[str, ...]] = {}
+    if isinstance(claims.get("jti"), str) and claims["jti"]:
+        extra["authentication.kubernetes.io/credential-id"] = (f"JTI={claims['jti']}",)
+    private = claims.get("kubernetes.io")
+    pod = private.get("pod") if isinstance(private, dict) else None
+    if isinstance(pod, dict):
+        extra["authentication.kubernetes.io/pod-name"] = (str(pod.get("name", "")),)
+        extra["authentication.kubernetes.io/pod-uid"] = (str(pod.get("uid", "")),)
+    return Identity(f"system:serviceaccount:{namespace}:{name}", uid,
+                    ("system:serviceaccounts", f"system:serviceaccounts:{namespace}", "system:authenticated"),
+                    cluster.name, tuple(sorted(extra.items())))
 
 
 async def _lifespan(receive: Receive, send: Send) -> None:

@@ -60,7 +60,8 @@ def test_kubectl_create_token_gives_a_jwt_that_authenticates_as_the_account(iden
         assert review.status_code == 201, review.text
         assert review.json()["status"]["userInfo"] == {
             "username": "system:serviceaccount:default:default", "uid": account["metadata"]["uid"],
-            "groups": [g.format(ns="default") for g in SA_GROUPS]}
+            "groups": [g.format(ns="default") for g in SA_GROUPS],
+            "extra": {"authentication.kubernetes.io/credential-id": [f"JTI={claims['jti']}"]}}  # as kube 1.32
     assert identity.get("cluster1", "/api/v1/namespaces/default/configmaps", token=token).status_code == 403
     _grant_configmap_list(identity, "default")  # RBAC: a ServiceAccount reads what a binding grants it
     assert identity.get("cluster1", "/api/v1/namespaces/default/configmaps", token=token).status_code == 200
