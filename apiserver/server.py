@@ -184,9 +184,15 @@ class Server:
         """The identity a request acts as (after impersonation), once its cluster's chain allowed
         the request; an ApiError (403, or 400 for bad impersonation headers) otherwise."""
         authorizer: Authorizer = self.clusters[cluster].authorizer
-        if authorization.wants_impersonation(headers):
-            identity = authorization.impersonate(authorizer, identity, headers)
-        authorization.check(authorizer, identity, request_info(method, sub, query))
+        try:
+            if authorization.wants_impersonation(headers):
+                identity = authorization.impersonate(authorizer, identity, headers)
+            authorization.check(authorizer, identity, request_info(method, sub, query))
+        except errors.ApiError:
+            raise
+        except Exception as exc:  # a broken authorizer is the server's fault: a Status, never a dropped request
+            log.exception("internal error authorizing %s %s", method, sub)
+            raise errors.internal(type(exc).__name__) from exc
         return identity
 
     async def _serve_counted(self, request: Request, cluster: str, sub: str, identity: Identity, send: Send) -> None:
