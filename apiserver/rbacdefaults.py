@@ -148,7 +148,8 @@ def cluster_roles() -> list[Obj]:
             _rule(("create",), "authorization.k8s.io", "subjectaccessreviews"),
         ]),
         _role("system:service-account-issuer-discovery",
-              [_urls("/.well-known/openid-configuration", "/openid/v1/jwks")]),
+              [_urls("/.well-known/openid-configuration", "/.well-known/openid-configuration/",
+                     "/openid/v1/jwks", "/openid/v1/jwks/")]),
     ]
 
 
