@@ -11,12 +11,14 @@ from __future__ import annotations
 
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
 import yaml
+from support.apiserver import ROOT
 from support.hubprocess import Hub
 from support.waiting import eventually
 
@@ -74,3 +76,14 @@ def test_the_hub_token_is_refused_elsewhere_and_outside_its_rules(hub: Hub) -> N
                                headers={"Content-Type": "application/merge-patch+json"} if method == "PATCH" else {})
             assert got.status_code == 403, f"{method} {path}: {got.status_code} {got.text}"
             assert f'User "{HUB_USER}"' in got.json()["message"]
+
+
+def test_hub_main_without_a_kubeconfig_outside_a_pod_says_what_it_needs(tmp_path: Path) -> None:
+    """`python -m hub.main` (the Deployment's command) uses in-cluster credentials; outside a Pod, with
+    no kubeconfig to fall back on, it is one line on stderr and exit code 1, not a traceback."""
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(tmp_path), "KUBECONFIG": str(tmp_path / "absent")}
+    res = subprocess.run([sys.executable, "-m", "hub.main", "--data-dir", str(tmp_path / "run")],
+                         capture_output=True, text=True, timeout=60, env=env, cwd=ROOT)
+    assert res.returncode == 1, res.stderr
+    assert res.stderr.startswith("volsync-hub: no hub: give --kubeconfig, run in a Pod of the hub cluster"), res.stderr
+    assert "Traceback" not in res.stderr
