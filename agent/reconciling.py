@@ -257,15 +257,14 @@ class ReplicationController:
         with backoff; the worker and the process go on, and the next clean pass clears the condition."""
         _, ns, name = key
         obj = self._newest(key, self._cache(ROLES[role], ns, name))
-        self.queue.add_rate_limited(key)
-        if obj is None:
-            return
         message = forbidden_message(exc)
         log.warning("%s %s/%s: %s", role, ns, name, message)
-        ctx = iterations.Context.of(obj, self.clock.now(), role)
-        status = iterations.condition_status(ctx, REASON_ERROR, message)
-        if patches.changes(obj.get("status") or {}, status):
-            self._patch_status(key, role, obj, status)
+        if obj is not None:
+            ctx = iterations.Context.of(obj, self.clock.now(), role)
+            status = iterations.condition_status(ctx, REASON_ERROR, message)
+            if patches.changes(obj.get("status") or {}, status):
+                self._patch_status(key, role, obj, status)  # raising (e.g. 403 too): reconcile_one requeues
+        self.queue.add_rate_limited(key)
 
     def _warn_if_pruned(self, sent: Obj, updated: Obj) -> None:
         """A WARNING line and a Warning Event, once per object, when the cluster's CRD drops

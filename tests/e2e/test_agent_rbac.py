@@ -21,12 +21,14 @@ from typing import Any
 import httpx
 import pytest
 import yaml
+from kubernetes.client.exceptions import ApiException
 from support.agents import Fleet
 from support.apiserver import kubectl_binary
 from support.seed import copy_secret, create_pvc, create_source, restore, status
 from support.trees import assert_trees_equal, make_sample_tree
 from support.waiting import eventually
 
+from agent.reconciling import forbidden_message
 from hub import ocm
 
 pytestmark = pytest.mark.timeout(300)
@@ -141,3 +143,14 @@ def test_an_agent_token_is_good_on_its_own_cluster_only_and_only_for_its_rules(f
                               "--context", "cluster1", "auth", "can-i", *args], capture_output=True, text=True,
                              timeout=60, env={**os.environ, "HOME": str(server.data_dir)})
         assert res.stdout.strip() == answer, f"can-i {args}: {res.stdout} {res.stderr}"
+
+
+def test_the_condition_message_is_the_status_message_of_the_403() -> None:
+    body = json.dumps({"kind": "Status", "status": "Failure", "reason": "Forbidden", "code": 403,
+                       "message": 'services is forbidden: User "u" cannot create resource "services"'})
+    assert forbidden_message(ApiException(status=403, reason="Forbidden")) == "forbidden: Forbidden"
+    denied = ApiException(status=403, reason="Forbidden")
+    denied.body = body
+    assert forbidden_message(denied) == 'services is forbidden: User "u" cannot create resource "services"'
+    denied.body = "not json"
+    assert forbidden_message(denied) == "forbidden: Forbidden"
