@@ -29,7 +29,7 @@ from support.trees import assert_trees_equal, make_sample_tree
 from support.waiting import eventually
 
 from agent.reconciling import forbidden_message
-from hub import ocm
+from hub import ocm, rendering
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -106,6 +106,11 @@ def test_a_removed_rule_is_an_error_condition_naming_the_denied_request(fleet: F
     assert_trees_equal(source_dir, restore(fleet, image, "restored-denied"))
 
 
+def _tuples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str]]:
+    return {(g, r, v) for rule in rules for g in rule.get("apiGroups") or [] for r in rule.get("resources") or []
+            for v in rule.get("verbs") or []}
+
+
 def _agent_token(fleet: Fleet, cluster: str) -> str:
     config = yaml.safe_load(fleet.agents[cluster].kubeconfig.read_text())
     assert [c["name"] for c in config["clusters"]] == [cluster]
@@ -135,6 +140,15 @@ def test_an_agent_token_is_good_on_its_own_cluster_only_and_only_for_its_rules(f
                              ("POST", "/api/v1/namespaces/src/pods/anything/exec?command=true")):
             got = http.request(method, f"{base}{path}")
             assert got.status_code == 403, f"{method} {path}: {got.status_code} {got.text}"
+        # what it holds in a namespace is the rendered rules plus the defaults every user gets, nothing else
+        review = http.post(f"{base}/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                           json={"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+                                 "spec": {"namespace": "src"}})
+        assert review.status_code == 201, review.text
+        held = _tuples(review.json()["status"]["resourceRules"])
+        defaults = {g for g, _, _ in held - _tuples(rendering.RULES)}
+        assert _tuples(rendering.RULES) <= held
+        assert defaults <= {"authorization.k8s.io", "authentication.k8s.io"}, held - _tuples(rendering.RULES)
     # kubectl with the agent's own kubeconfig: a real client gets the same answers
     for args, answer in ((("list", "nodes"), "no"), (("create", "services", "-n", "dest"), "yes"),
                          (("get", "secrets", "-n", "kube-system"), "yes"), (("delete", "secrets", "-n", "src"), "no"),
