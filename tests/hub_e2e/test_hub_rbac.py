@@ -14,6 +14,7 @@ import subprocess
 import sys
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
 import pytest
@@ -21,6 +22,8 @@ import yaml
 from support.apiserver import ROOT
 from support.hubprocess import Hub
 from support.waiting import eventually
+
+from manifests import HUB_DIR
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -76,6 +79,21 @@ def test_the_hub_token_is_refused_elsewhere_and_outside_its_rules(hub: Hub) -> N
                                headers={"Content-Type": "application/merge-patch+json"} if method == "PATCH" else {})
             assert got.status_code == 403, f"{method} {path}: {got.status_code} {got.text}"
             assert f'User "{HUB_USER}"' in got.json()["message"]
+        # what it holds in its namespace: manifests/hub's ClusterRole and Role plus the self-review defaults
+        review = http.post(f"{hub_api}/apis/authorization.k8s.io/v1/selfsubjectrulesreviews",
+                           json={"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectRulesReview",
+                                 "spec": {"namespace": "volsync-system"}})
+        assert review.status_code == 201, review.text
+        held = _tuples(review.json()["status"]["resourceRules"])
+        shipped = _tuples([r for doc in yaml.safe_load_all((HUB_DIR / "rbac.yaml").read_text())
+                           if doc["kind"] in ("ClusterRole", "Role") for r in doc["rules"]])
+        assert shipped <= held
+        assert {g for g, _, _, _ in held - shipped} <= {"authorization.k8s.io", "authentication.k8s.io"}
+
+
+def _tuples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
+    return {(g, r, v, n) for rule in rules for g in rule.get("apiGroups") or [] for r in rule.get("resources") or []
+            for v in rule.get("verbs") or [] for n in rule.get("resourceNames") or [""]}
 
 
 def test_hub_main_without_a_kubeconfig_outside_a_pod_says_what_it_needs(tmp_path: Path) -> None:
