@@ -77,7 +77,8 @@ def test_cluster_role_grants_what_the_agent_calls_and_nothing_more() -> None:
                for v in rule["verbs"]}
     watched = {"get", "list", "watch"}
     expected = {
-        *{("volsync.backube", r, v) for r in ("replicationsources", "replicationdestinations") for v in ("list", "watch")},
+        *{("volsync.backube", r, v)
+          for r in ("replicationsources", "replicationdestinations") for v in ("list", "watch")},
         ("volsync.backube", "replicationsources/status", "patch"),
         ("volsync.backube", "replicationdestinations/status", "patch"),
         ("volsync.backube", "replicationsources/finalizers", "update"),
