@@ -78,10 +78,31 @@ class ReplicationController:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
-        self._threads = start_controller(self.informers.values(), self._work, self.workers, "worker", timeout)
+        """Start the informers and, once every cache is synced, the workers. A cache that cannot sync
+        fails the start (the process exits 1, its supervisor restarts it with backoff); when the cause
+        is the agent's RBAC (a list refused with 403), the error carries the API server's message, so a
+        missing list rule names itself instead of a bare sync timeout."""
+        try:
+            self._threads = start_controller(self.informers.values(), self._work, self.workers, "worker", timeout)
+        except RuntimeError as exc:
+            denied = self._denied_lists()
+            raise RuntimeError(f"{exc}: {'; '.join(denied)}" if denied else str(exc)) from exc
 
     def stop(self) -> None:
         stop_controller(self.queue, self.informers.values(), self._threads)
+
+    def _denied_lists(self) -> list[str]:
+        """The 403 messages of a one-item list of each resource whose informer has not synced."""
+        denied = []
+        for informer in self.informers.values():
+            if informer.wait_synced(0):
+                continue
+            try:
+                self.kube.request("GET", informer.res.path(None), query={"limit": 1})
+            except ApiException as exc:
+                if exc.status == 403:
+                    denied.append(forbidden_message(exc))
+        return denied
 
     # -- event routing ------------------------------------------------------------------------------
     def _handler(self, res: Resource) -> Any:

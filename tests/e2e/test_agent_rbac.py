@@ -7,7 +7,9 @@ The `fleet` agents run with a token of the rendered `volsync-agent` ServiceAccou
   naming the denied request; the agent process stays up (same pid, never restarted); restoring
   the rule lets the replication proceed to a finished sync;
 - cluster1's agent token is 401 on cluster2 and on the hub cluster, and 403 on cluster1 for what
-  its role does not grant (nodes, pods/exec), while what it grants answers 200.
+  its role does not grant (nodes, pods/exec), while what it grants answers 200;
+- an agent started without a list rule it needs exits 1 with the API server's 403 message (its
+  supervisor restarts it with backoff), never a silent wait or a traceback.
 """
 
 from __future__ import annotations
@@ -16,6 +18,8 @@ import json
 import os
 import ssl
 import subprocess
+import sys
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -23,12 +27,13 @@ import pytest
 import yaml
 from kubernetes.client.exceptions import ApiException
 from support.agents import Fleet
-from support.apiserver import kubectl_binary
+from support.apiserver import ROOT, kubectl_binary
 from support.seed import copy_secret, create_pvc, create_source, restore, status
 from support.trees import assert_trees_equal, make_sample_tree
 from support.waiting import eventually
 
 from agent.reconciling import forbidden_message
+from apiserver.authn import kubeconfig, write_kubeconfig
 from hub import ocm, rendering
 
 pytestmark = pytest.mark.timeout(300)
@@ -74,7 +79,7 @@ def test_a_removed_rule_is_an_error_condition_naming_the_denied_request(fleet: F
         fleet.kubectl("create", "-f", "-", context="cluster2", input=RD_YAML.format(name="rd-denied"))
         cond = eventually(lambda: (c := _synchronizing(fleet, "rd-denied")).get("reason") == "Error" and c, 60,
                           0.2, what="rd-denied Synchronizing=False/Error")
-        assert cond["status"] == "False"
+        assert isinstance(cond, dict) and cond["status"] == "False"
         message = cond["message"]
         assert message.startswith("services is forbidden: "), message
         assert f'User "{AGENT_USER}" cannot create resource "services" in API group "" in the namespace "dest"' \
@@ -168,3 +173,43 @@ def test_the_condition_message_is_the_status_message_of_the_403() -> None:
     assert forbidden_message(denied) == 'services is forbidden: User "u" cannot create resource "services"'
     denied.body = "not json"
     assert forbidden_message(denied) == "forbidden: Forbidden"
+
+
+NO_LIST = "volsync-agent-nolist"
+
+
+def _without_services_list() -> str:
+    """A ServiceAccount in cluster1's `src` bound to the rendered rules minus `list` on services."""
+    rules = [dict(r, verbs=[v for v in r["verbs"] if not (r["resources"] == ["services"] and v == "list")])
+             for r in rendering.RULES]
+    meta = {"name": NO_LIST}
+    return yaml.safe_dump_all([
+        {"apiVersion": "v1", "kind": "ServiceAccount", "metadata": {**meta, "namespace": "src"}},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRole", "metadata": meta, "rules": rules},
+        {"apiVersion": "rbac.authorization.k8s.io/v1", "kind": "ClusterRoleBinding", "metadata": meta,
+         "roleRef": {"apiGroup": "rbac.authorization.k8s.io", "kind": "ClusterRole", "name": NO_LIST},
+         "subjects": [{"kind": "ServiceAccount", "name": NO_LIST, "namespace": "src"}]},
+    ])
+
+
+def test_an_agent_started_without_a_list_rule_exits_naming_the_denied_list(fleet: Fleet, tmp_path: Path) -> None:
+    server = fleet.server
+    server.apply_yaml(_without_services_list(), context="cluster1")
+    try:
+        token = fleet.kubectl("create", "token", NO_LIST, "-n", "src", context="cluster1").stdout.strip()
+        config = tmp_path / "kubeconfig"
+        write_kubeconfig(config, kubeconfig(server.url, ["cluster1"], {"cluster1": token}, server.ca_file.read_bytes(),
+                                            user=NO_LIST))
+        res = subprocess.run([sys.executable, "-m", "agent.main", "--kubeconfig", str(config), "--context",
+                              "cluster1", "--cluster-name", "probe", "--data-root", str(tmp_path / "data"),
+                              "--mover-host", "127.0.0.1/32"],
+                             capture_output=True, text=True, timeout=120, cwd=ROOT)
+    finally:
+        for kind in ("clusterrolebinding", "clusterrole"):
+            fleet.kubectl("delete", kind, NO_LIST, "--ignore-not-found", context="cluster1")
+        fleet.kubectl("delete", "serviceaccount", NO_LIST, "-n", "src", "--ignore-not-found", context="cluster1")
+    assert res.returncode == 1, res.stderr[-4000:]
+    user = f"system:serviceaccount:src:{NO_LIST}"
+    assert f'User "{user}" cannot list resource "services" in API group "" at the cluster scope' in res.stderr, \
+        res.stderr[-4000:]
+    assert "Traceback" not in res.stderr
