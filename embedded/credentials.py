@@ -6,7 +6,7 @@ as OCM's registration and work agents are) gives each a kubeconfig holding a tok
 ServiceAccount, from a legacy token Secret (`kubernetes.io/service-account-token`, annotation
 `kubernetes.io/service-account.name`) that the API server's tokens controller fills. The token
 authenticates while the Secret exists: deleting the Secret revokes it (from the next request on),
-and a new Secret gets a new token. Whatever the component may do is decided by the RBAC bound to
+and a new Secret (a new, generated name) gets a new token. Whatever the component may do is decided by the RBAC bound to
 its ServiceAccount, never by this module.
 
 Everything here is state in API objects or 0600 files: a platform killed with SIGKILL finds the
@@ -60,35 +60,40 @@ def apply_files(kube: Kube, files: tuple[Path, ...] | list[Path]) -> int:
     return count
 
 
-def secret_name(service_account: str) -> str:
-    return f"{service_account}-token"
-
-
 def service_account_token(kube: Kube, namespace: str, service_account: str, component: str, *,
                           timeout: float = 30.0, poll: float = 0.05) -> str:
-    """The token of `service_account`'s legacy token Secret in `namespace`: the Secret is created if
-    absent (labelled `CREDENTIAL_LABEL=component`), then its `data.token` awaited (polled, `timeout`)."""
-    name = secret_name(service_account)
-    body = {"metadata": {"name": name, "namespace": namespace, "labels": {CREDENTIAL_LABEL: component},
-                         "annotations": {SA_NAME_ANNOTATION: service_account}},
-            "type": TOKEN_TYPE}
+    """The token of the legacy token Secret made for `component` as `service_account` in `namespace`:
+    the one there (the oldest, if a crash left two), else a new one (labelled `CREDENTIAL_LABEL=component`,
+    named `<service_account>-token-<random>`), its `data.token` awaited (polled, `timeout`).
+
+    A fresh name per Secret is what makes deletion a revocation: a legacy token's claims are only the
+    account (name, uid) and the Secret's name, so a Secret re-created under the same name would carry
+    the very token that deleting the previous one revoked."""
     deadline = time.monotonic() + timeout
     while True:
-        secret = kube.get(SECRETS, name, namespace)
+        secret = _made_for(kube, namespace, service_account, component)
         if secret is None:
-            try:
-                secret = kube.create(SECRETS, body)
-            except ApiException as exc:
-                if exc.status != 409:  # 409: made meanwhile (another start, or the previous hub's)
-                    raise
-                secret = None
+            secret = kube.create(SECRETS, {
+                "metadata": {"generateName": f"{service_account}-token-", "namespace": namespace,
+                             "labels": {CREDENTIAL_LABEL: component},
+                             "annotations": {SA_NAME_ANNOTATION: service_account}},
+                "type": TOKEN_TYPE})
         token = _token_of(secret)
         if token:
             return token
         if time.monotonic() >= deadline:
-            raise RuntimeError(f"the token Secret {namespace}/{name} of ServiceAccount {service_account} "
-                               f"got no token within {timeout:.0f}s")
+            raise RuntimeError(f"the token Secret {namespace}/{(secret.get('metadata') or {}).get('name')} of "
+                               f"ServiceAccount {service_account} got no token within {timeout:.0f}s")
         time.sleep(poll)  # polling the API server for the tokens controller's write, with a deadline
+
+
+def _made_for(kube: Kube, namespace: str, service_account: str, component: str) -> Obj | None:
+    """The oldest token Secret of `service_account` labelled for `component` in `namespace`, if any."""
+    items, _ = kube.list(SECRETS, namespace, label_selector=f"{CREDENTIAL_LABEL}={component}")
+    mine = [s for s in items if s.get("type") == TOKEN_TYPE and not (s.get("metadata") or {}).get("deletionTimestamp")
+            and ((s.get("metadata") or {}).get("annotations") or {}).get(SA_NAME_ANNOTATION) == service_account]
+    mine.sort(key=lambda s: (str(s["metadata"].get("creationTimestamp")), str(s["metadata"].get("name"))))
+    return mine[0] if mine else None
 
 
 def _token_of(secret: Obj | None) -> str:

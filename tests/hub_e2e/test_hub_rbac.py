@@ -4,11 +4,14 @@
 `volsync-system/volsync-hub` bound to the rules of `manifests/hub/rbac.yaml` only. The addon
 lifecycle works under it (cluster1's agent becomes Available), its token is refused (401) on the
 managed clusters, and what the manifests do not grant is 403 on the hub cluster. The user's
-kubeconfig stays an admin.
+kubeconfig stays an admin. A hub killed with SIGKILL finds its credential again on restart: the
+token Secret it made is reused (also when the kubeconfig was never written), and a deleted Secret is
+minted anew (the old token stays refused), never a hub stuck on 401.
 """
 
 from __future__ import annotations
 
+import signal
 import ssl
 import subprocess
 import sys
@@ -23,6 +26,7 @@ from support.apiserver import ROOT
 from support.hubprocess import Hub
 from support.waiting import eventually
 
+from embedded.credentials import CREDENTIAL_LABEL
 from manifests import HUB_DIR
 
 pytestmark = pytest.mark.timeout(300)
@@ -89,6 +93,39 @@ def test_the_hub_token_is_refused_elsewhere_and_outside_its_rules(hub: Hub) -> N
                            if doc["kind"] in ("ClusterRole", "Role") for r in doc["rules"]])
         assert shipped <= held
         assert {g for g, _, _, _ in held - shipped} <= {"authorization.k8s.io", "authentication.k8s.io"}
+
+
+def _hub_status(hub: Hub, server: str, token: str) -> int:
+    """The status of a list of ManagedClusters on the hub cluster (`server`) with `token`."""
+    ca = hub.data_dir / "api" / "pki" / "ca.crt"
+    url = f"{server}/apis/cluster.open-cluster-management.io/v1/managedclusters"
+    with httpx.Client(trust_env=False, verify=ssl.create_default_context(cafile=str(ca)), timeout=10) as http:
+        return http.get(url, headers={"Authorization": f"Bearer {token}"}).status_code
+
+
+def _heartbeats(hub: Hub) -> None:
+    """cluster1's agent heartbeats reach the restarted hub: its fleet writes the Lease as volsync-hub."""
+    eventually(lambda: {c["name"]: c["available"] for c in hub.rest("/api/v1/clusters")}.get("cluster1"), 60, 0.2,
+               what="cluster1 available on the restarted hub")
+
+
+def test_a_hub_killed_around_its_credential_reuses_or_remints_it(hub: Hub) -> None:
+    path, server, first = _hub_credential(hub)
+    # killed after the Secret was made, before the kubeconfig was written: the same token again
+    hub.stop(signal.SIGKILL)
+    path.unlink()
+    hub.start()
+    assert _hub_credential(hub)[2] == first
+    _heartbeats(hub)
+    # killed, and its token Secret deleted meanwhile: a new Secret, a new token; the old one is refused
+    hub.stop(signal.SIGKILL)
+    hub.kubectl("delete", "secret", "-n", "volsync-system", "-l", f"{CREDENTIAL_LABEL}=volsync-hub")
+    assert _hub_status(hub, server, first) == 401
+    hub.start()
+    _, _, second = _hub_credential(hub)
+    assert second != first
+    assert _hub_status(hub, server, second) == 200 and _hub_status(hub, server, first) == 401
+    _heartbeats(hub)
 
 
 def _tuples(rules: list[dict[str, Any]]) -> set[tuple[str, str, str, str]]:
