@@ -166,7 +166,7 @@ class Server:
         if len(parts) < 3 or parts[1] != "clusters" or parts[2] not in self.apps:
             await error_response(errors.path_not_found())(scope, receive, send)
             return
-        cluster, sub = parts[2], "/" + parts[3] if len(parts) > 3 else "/"
+        cluster, sub = parts[2], canonical(parts[3] if len(parts) > 3 else "")
         identity = self.authenticator.identify(cluster, request.headers.get("authorization", ""))
         if identity is None:
             await error_response(errors.unauthorized())(scope, receive, send)
@@ -216,7 +216,8 @@ class Server:
         and counted as a long-running one (like a watch)."""
         parts = scope["path"].split("/", 3)
         cluster = parts[2] if len(parts) > 2 and parts[1] == "clusters" else ""
-        target = match("/" + parts[3]) if len(parts) > 3 and cluster in self.apps else None
+        sub = canonical(parts[3] if len(parts) > 3 else "")
+        target = match(sub) if cluster in self.apps else None
         header_list = [(k.decode("latin-1").lower(), v.decode("latin-1")) for k, v in scope.get("headers") or []]
         headers = dict(header_list)
         identity = self.authenticator.identify(cluster, headers.get("authorization", "")) if target else None
@@ -226,7 +227,7 @@ class Server:
             return
         try:
             query = dict(parse_qsl((scope.get("query_string") or b"").decode("latin-1"), keep_blank_values=True))
-            identity = self._authorize(cluster, "GET", "/" + parts[3], query, header_list, identity)
+            identity = self._authorize(cluster, "GET", sub, query, header_list, identity)
         except errors.ApiError as exc:
             await receive()
             await deny(send, exc)
@@ -263,6 +264,13 @@ class Server:
         except Exception as exc:
             log.exception("internal error serving %s %s", request.method, request.url.path)
             return error_response(errors.internal(type(exc).__name__))
+
+
+def canonical(rest: str) -> str:
+    """The path inside a cluster as every handler sees it: empty segments (`//`, a trailing `/`)
+    dropped, so the request authorized (`requestinfo.py` splits the same way) is the one served
+    (the review, TokenRequest and Pod-subresource matchers compare whole paths)."""
+    return "/" + "/".join(p for p in rest.split("/") if p)
 
 
 def _account_identity(cluster: Cluster, claims: dict[str, object], token: str) -> Identity | None:
