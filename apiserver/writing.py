@@ -13,7 +13,7 @@ import copy
 import threading
 import uuid
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from apiserver import (
@@ -53,6 +53,7 @@ class Options:
     force: bool = False
     internal: bool = False  # the API server's own write (never set from a request): see endpointaddrs
     user: Identity | None = None  # who asks (admission that judges the requester: RBAC escalation)
+    apply_create: bool = False  # set by `patch`: this apply creates (the requester was judged on `patch`)
 
 
 @dataclass
@@ -392,7 +393,7 @@ class Writer:
                 body = copy.deepcopy(patch)
                 body.setdefault("metadata", {})["name"] = name
                 applying.record(body, None, patch, opts.field_manager, rt.api_version(version))
-                return self.create(rt, namespace, body, version, opts, applied=True)
+                return self.create(rt, namespace, body, version, replace(opts, apply_create=True), applied=True)
             merged = applying.apply(
                 existing, patch, opts.field_manager, opts.force, rt.api_version(version), rt.plural, rt.group, name
             )

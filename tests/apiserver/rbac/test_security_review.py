@@ -79,6 +79,21 @@ def _configmap(name: str, value: str) -> dict[str, Any]:
             "data": {"k": value}}
 
 
+def test_an_apply_that_creates_needs_create_as_well_as_patch(local: InProcess) -> None:
+    local.grant("patcher", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["patch"]}])
+    assert local.apply("/configmaps", "cm", _configmap("cm", "a")) == 403
+    assert local.last.message == ('configmaps "cm" is forbidden: User "alice" cannot create resource "configmaps" '
+                                  'in API group "" in the namespace "team"')
+    assert local.apply("/configmaps", "cm", _configmap("cm", "a"), dry_run=True) == 403
+    assert local.store.get("/configmaps", NS, "cm") is None
+    local.write("/configmaps", _configmap("cm", "a"))
+    assert local.apply("/configmaps", "cm", _configmap("cm", "b")) == 200  # an existing object: patch is enough
+    local.grant("creator", [{"apiGroups": [""], "resources": ["configmaps"], "verbs": ["create"],
+                             "resourceNames": ["cm2"]}])
+    assert local.apply("/configmaps", "cm2", _configmap("cm2", "a")) == 201  # asked with the name, as upstream
+    assert local.apply("/configmaps", "cm3", _configmap("cm3", "a")) == 403
+
+
 def test_canonical_drops_empty_segments() -> None:
     assert canonical("") == "/"
     assert canonical("apis//authorization.k8s.io/v1//selfsubjectaccessreviews/") == \
