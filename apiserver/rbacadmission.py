@@ -73,7 +73,7 @@ def admit(cluster: Any, rt: ResourceType, old: Obj | None, new: Obj, user: Ident
         return
     judge = _Judge(getattr(cluster, "authorizer", None), getattr(cluster, "rbac", None))
     if rt.key in (ROLES, CLUSTER_ROLES):
-        _check_role(judge, rt, new, old is None, user)
+        _check_role(judge, rt, new, old, user)
     else:
         _check_binding(judge, cluster.store, rt, new, user)
 
@@ -115,16 +115,18 @@ def _verb_info(verb: str, resource: str, namespace: str, name: str) -> RequestIn
                        namespace=namespace, resource=resource, name=name)
 
 
-def _check_role(judge: _Judge, rt: ResourceType, role: Obj, creating: bool, user: Identity) -> None:
+def _check_role(judge: _Judge, rt: ResourceType, role: Obj, old: Obj | None, user: Identity) -> None:
+    """Escalation prevention of a Role/ClusterRole write; an aggregationRule set, changed or removed
+    (`old`'s counts: removing one freezes the gathered rules) needs full authority, as upstream."""
     meta = role.get("metadata") or {}
     name, namespace = str(meta.get("name") or ""), str(meta.get("namespace") or "")
-    if judge.allows(user, _verb_info("escalate", rt.plural, namespace, "" if creating else name)):
+    if judge.allows(user, _verb_info("escalate", rt.plural, namespace, "" if old is None else name)):
         return
     missing = judge.missing(user, namespace, _list(role.get("rules")))
     if missing:
         raise _escalation(rt.plural, name, user, missing)
-    if rt.key == CLUSTER_ROLES and isinstance(role.get("aggregationRule"), dict) \
-            and judge.missing(user, "", _FULL_AUTHORITY):
+    aggregating = any(isinstance((obj or {}).get("aggregationRule"), dict) for obj in (role, old))
+    if rt.key == CLUSTER_ROLES and aggregating and judge.missing(user, "", _FULL_AUTHORITY):
         raise errors.forbidden(rt.plural, GROUP, name, "must have cluster-admin privileges to use the aggregationRule")
 
 

@@ -94,6 +94,21 @@ def test_an_apply_that_creates_needs_create_as_well_as_patch(local: InProcess) -
     assert local.apply("/configmaps", "cm3", _configmap("cm3", "a")) == 403
 
 
+def test_removing_an_aggregation_rule_needs_full_authority(local: InProcess) -> None:
+    gathered = {"apiGroups": [""], "resources": ["pods"], "verbs": ["get"]}
+    local.write(f"{RBAC}/clusterroles", {"metadata": {"name": "agg"}, "rules": [gathered],
+                                         "aggregationRule": {"clusterRoleSelectors": [{"matchLabels": {"x": "y"}}]}})
+    local.grant("editor", [gathered, {"apiGroups": [RBAC], "resources": ["clusterroles"], "verbs": ["patch"]}],
+                cluster=True)
+    body = {"apiVersion": f"{RBAC}/v1", "kind": "ClusterRole", "metadata": {"name": "agg"}, "rules": [gathered],
+            "aggregationRule": None}
+    assert local.apply(f"{RBAC}/clusterroles", "agg", body) == 403
+    assert local.last.message == (f'clusterroles.{RBAC} "agg" is forbidden: must have cluster-admin privileges '
+                                  "to use the aggregationRule")
+    stored = local.store.get(f"{RBAC}/clusterroles", "", "agg")
+    assert stored is not None and "aggregationRule" in stored
+
+
 def test_canonical_drops_empty_segments() -> None:
     assert canonical("") == "/"
     assert canonical("apis//authorization.k8s.io/v1//selfsubjectaccessreviews/") == \
