@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from apiserver import errors, rbacvalidation
 from apiserver.authn import Identity
+from apiserver.rbacrules import breakdown
 from apiserver.rbacvalidation import CLUSTER_ROLES, GROUP, ROLES, default, goq, validate
 from apiserver.requestinfo import RequestInfo
 from apiserver.resources import Obj, ResourceType
@@ -102,7 +103,7 @@ class _Judge:
 
     def missing(self, user: Identity, namespace: str, rules: list[Obj]) -> list[Obj]:
         """The atomic rules of `rules` the user does not hold (broken down as upstream's Covers)."""
-        atomic = [part for rule in rules if isinstance(rule, dict) for part in breakdown(rule)]
+        atomic = [part.wire() for rule in rules if isinstance(rule, dict) for part in breakdown(rule)]
         if self._rbac is None or not atomic:
             return []
         return self._rbac.missing_rules(user, namespace, atomic)
@@ -152,20 +153,7 @@ def _escalation(plural: str, name: str, user: Identity, missing: list[Obj]) -> e
     return errors.forbidden(plural, GROUP, name, why)
 
 
-# -- PolicyRule helpers (rbac/v1 helpers: BreakdownRule, CompactRules, CompactString) -------------
-def breakdown(rule: Obj) -> list[Obj]:
-    """One rule per (group, resource, verb[, resourceName]) and per (nonResourceURL, verb)."""
-    verbs, names = _list(rule.get("verbs")), _list(rule.get("resourceNames"))
-    out: list[Obj] = []
-    for group in _list(rule.get("apiGroups")):
-        for resource in _list(rule.get("resources")):
-            for verb in verbs:
-                base = {"apiGroups": [group], "resources": [resource], "verbs": [verb]}
-                out += [{**base, "resourceNames": [n]} for n in names] if names else [base]
-    out += [{"nonResourceURLs": [url], "verbs": [verb]} for url in _list(rule.get("nonResourceURLs")) for verb in verbs]
-    return out
-
-
+# -- PolicyRule helpers (rbac/v1's CompactRules, CompactString; BreakdownRule is rbacrules') --------------
 def compact(rules: Iterable[Obj]) -> list[Obj]:
     """Merge the verbs of simple rules (one group, one resource, at most one resourceName)."""
     merged: dict[tuple[str, str, tuple[str, ...]], Obj] = {}

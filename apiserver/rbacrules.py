@@ -129,9 +129,19 @@ class _Part:
     name: str = ""
     url: str = ""
 
+    def wire(self) -> Obj:
+        """This part as a one-of-each PolicyRule (what an escalation denial lists)."""
+        if self.url:
+            return {"nonResourceURLs": [self.url], "verbs": [self.verb]}
+        out: Obj = {"apiGroups": [self.group], "resources": [self.resource], "verbs": [self.verb]}
+        if self.name:
+            out["resourceNames"] = [self.name]
+        return out
+
 
 def breakdown(raw: Any) -> list[_Part]:
-    """upstream's BreakdownRule: every (group, resource, verb[, name]) and (url, verb) of a rule."""
+    """upstream's BreakdownRule: every (group, resource, verb[, name]) and (url, verb) of a rule (the
+    one breakdown: coverage here, escalation messages in rbacadmission through `_Part.wire`)."""
     f = normalized(raw)
     parts = [
         _Part(verb, group, resource, name)

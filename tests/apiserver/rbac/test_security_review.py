@@ -16,7 +16,7 @@ import httpx
 import pytest
 from support.apiserver import ApiServer
 
-from apiserver import authorization, errors
+from apiserver import authorization, errors, rbacadmission, rbacrules
 from apiserver.authn import Identity
 from apiserver.cluster import Cluster
 from apiserver.decoding import APPLY
@@ -142,3 +142,13 @@ def test_a_review_behind_empty_segments_is_answered_not_stored(server: ApiServer
     listed = server.kubectl("get", "--raw", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
                             context="cluster1", check=False)
     assert '"kept"' not in listed.stdout
+
+
+def test_one_rule_breakdown_serves_coverage_and_escalation_messages() -> None:
+    assert rbacadmission.breakdown is rbacrules.breakdown
+    rule = {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list"], "resourceNames": ["a"],
+            "nonResourceURLs": ["/x"]}
+    assert [p.wire() for p in rbacrules.breakdown(rule)] == [
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["a"]},
+        {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"], "resourceNames": ["a"]},
+        {"nonResourceURLs": ["/x"], "verbs": ["get"]}, {"nonResourceURLs": ["/x"], "verbs": ["list"]}]
