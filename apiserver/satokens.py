@@ -39,6 +39,7 @@ import json
 import secrets
 import time
 import uuid
+from collections.abc import Collection
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -131,9 +132,11 @@ class TokenIssuer:
                          + _b64(json.dumps(claims, separators=(",", ":")).encode())).encode()
         return signing_input.decode() + "." + _b64(self._sign(signing_input))
 
-    def claims(self, token: str, now: float | None = None) -> dict[str, Any] | None:
-        """The claims of a token this issuer signed that is valid at `now` for the API, else None
-        (a legacy token has no time bounds and no audience: its Secret is checked by `subject`)."""
+    def claims(self, token: str, now: float | None = None,
+               audiences: Collection[str] = API_AUDIENCES) -> dict[str, Any] | None:
+        """The claims of a token this issuer signed that is valid at `now` for one of `audiences` (by
+        default the API's; a TokenReview names others), else None (a legacy token has no time bounds
+        and no audience: its Secret is checked by `subject`). The one verification of a token."""
         parts = token.split(".")
         if len(parts) != 3:
             return None
@@ -152,8 +155,8 @@ class TokenIssuer:
         exp, nbf, aud = claims.get("exp"), claims.get("nbf", 0), claims.get("aud")
         if not isinstance(exp, int) or not isinstance(nbf, int) or not nbf <= at < exp:
             return None
-        audiences = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
-        if claims.get("iss") != ISSUER or not set(audiences) & set(API_AUDIENCES):
+        held = [aud] if isinstance(aud, str) else aud if isinstance(aud, list) else []
+        if claims.get("iss") != ISSUER or not set(held) & set(audiences):
             return None
         return claims
 

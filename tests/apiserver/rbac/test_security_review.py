@@ -16,10 +16,11 @@ import httpx
 import pytest
 from support.apiserver import ApiServer
 
-from apiserver import authorization, errors, rbacadmission, rbacrules
+from apiserver import accessreviews, authorization, errors, rbacadmission, rbacrules
 from apiserver.authn import Identity
 from apiserver.cluster import Cluster
 from apiserver.decoding import APPLY
+from apiserver.satokens import TokenIssuer
 from apiserver.server import canonical
 from apiserver.store import Store
 from apiserver.writing import Options
@@ -152,3 +153,14 @@ def test_one_rule_breakdown_serves_coverage_and_escalation_messages() -> None:
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get"], "resourceNames": ["a"]},
         {"apiGroups": [""], "resources": ["secrets"], "verbs": ["list"], "resourceNames": ["a"]},
         {"nonResourceURLs": ["/x"], "verbs": ["get"]}, {"nonResourceURLs": ["/x"], "verbs": ["list"]}]
+
+
+def test_token_audiences_are_checked_by_the_issuer_alone() -> None:
+    issuer = TokenIssuer(b"k" * 32, "c1")
+    account = {"metadata": {"name": "sa", "namespace": NS, "uid": "u1"}}
+    vault = issuer.mint(account, ["vault"], 600, now=1_000_000)
+    assert issuer.claims(vault, now=1_000_000) is None  # not for the API
+    assert issuer.claims(vault, now=1_000_000, audiences=["vault", "x"]) is not None
+    assert accessreviews.audience_claims(issuer, vault, ["vault"], now=1_000_000) is not None
+    assert accessreviews.audience_claims(issuer, vault, ["other"], now=1_000_000) is None
+    assert accessreviews.audience_claims(issuer, issuer.mint_legacy(account, "s"), ["vault"]) is None
