@@ -61,6 +61,14 @@ def match(path: str) -> tuple[str, str, str] | None:
     return kind, m.group(2) or "", group
 
 
+def in_review_groups(path: str) -> bool:
+    """Whether `path` is a resource path of the two review groups (which serve nothing but the
+    reviews' collections: any other path there, e.g. a named review, is 404 as upstream, never the
+    generic handlers that would store one)."""
+    parts = [p for p in path.split("/") if p]
+    return len(parts) >= 4 and parts[0] == "apis" and parts[1] in (AUTHZ, AUTHN)
+
+
 def _spec(body: Any, kind: str) -> dict[str, Any]:
     if not isinstance(body, dict) or not isinstance(body.get("spec", {}), dict):
         raise errors.bad_request(f"the body of the request must be a {kind} object")

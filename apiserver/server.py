@@ -255,6 +255,8 @@ class Server:
             review = accessreviews.match(sub)
             if review is not None:
                 return await self._review(request, cluster, *review)
+            if accessreviews.in_review_groups(sub):
+                raise errors.path_not_found()
             target = match(sub)
             if target is not None:
                 return await self.nodes.http(self.clusters[cluster], request, target)

@@ -164,3 +164,18 @@ def test_token_audiences_are_checked_by_the_issuer_alone() -> None:
     assert accessreviews.audience_claims(issuer, vault, ["vault"], now=1_000_000) is not None
     assert accessreviews.audience_claims(issuer, vault, ["other"], now=1_000_000) is None
     assert accessreviews.audience_claims(issuer, issuer.mint_legacy(account, "s"), ["vault"]) is None
+
+
+def test_no_review_is_stored_through_the_generic_handlers(server: ApiServer) -> None:
+    path = "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews/kept2?fieldManager=t"
+    review = {"apiVersion": "authorization.k8s.io/v1", "kind": "SelfSubjectAccessReview",
+              "metadata": {"name": "kept2"}, "spec": {"resourceAttributes": {"verb": "get", "resource": "pods"}}}
+    context = ssl.create_default_context(cafile=str(server.ca_file))
+    with httpx.Client(trust_env=False, verify=context, timeout=30) as http:
+        res = http.patch(server.cluster_url("cluster1") + path, content=json.dumps(review),
+                         headers={"Authorization": f"Bearer {server.tokens()['cluster1']}",
+                                  "Content-Type": "application/apply-patch+yaml"})
+    assert res.status_code == 404, res.text
+    listed = server.kubectl("get", "--raw", "/apis/authorization.k8s.io/v1/selfsubjectaccessreviews",
+                            context="cluster1", check=False)
+    assert "kept2" not in listed.stdout + listed.stderr
