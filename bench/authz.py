@@ -1,6 +1,6 @@
 """What authorization costs: the embedded API server with authentication on, RBAC vs AlwaysAllow, same run.
 
-    .venv/bin/python bench/authz.py [--objects 3000] [--list-runs 30] [--rounds 6] [--quick] [--keep]
+    .venv/bin/python bench/authz.py [--objects 3000] [--list-runs 30] [--rounds 6] [--quick] [--keep] [--calibrate]
 
 Starts two real `volsync-apiserver` processes on 127.0.0.1, both with the server's default
 authentication (HTTPS, bearer tokens), one with `--authorization-mode RBAC` and one with
@@ -25,6 +25,11 @@ Prints the table and `authz cost: writes W, lists L` where W = creates/s RBAC / 
 budget of issue 9: >= 0.90) and L = median list latency RBAC / AlwaysAllow (budget <= 1.10); the
 server CPU per operation of each mode is given too (less sensitive to noise than wall time).
 Writes JSON to bench/results/authz-<UTC timestamp>.json. Only 127.0.0.1 is contacted.
+
+`--calibrate` runs the same procedure with AlwaysAllow on both sides (an A/A run) and prints the
+same ratios as `noise floor`: how far two identical servers differ on this machine at this load. A
+cost ratio is meaningful only beyond that (on a shared 2-core machine, wall-time ratios of an A/A run
+were seen 0.7-1.3; server CPU per operation stays within a few percent).
 """
 
 from __future__ import annotations
@@ -289,7 +294,8 @@ def render(on: dict[str, Any], off: dict[str, Any], n: int) -> tuple[str, dict[s
 
 
 def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
-    servers = [AuthServer(work / mode.lower(), mode) for mode in MODES]
+    modes = ("AlwaysAllow", "AlwaysAllow") if args.calibrate else MODES
+    servers = [AuthServer(work / f"{i}-{mode.lower()}", mode) for i, mode in enumerate(modes)]
     sides: list[Side] = []
     try:
         for server in servers:
@@ -297,9 +303,10 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             server.start()
             token = prepare(server)
             sides.append(Side(server, token, server.client(token), server.client(server.admin_token)))
-        checks = {side.server.mode: sanity(side.server, side.token) for side in sides}
-        if checks != {"RBAC": 403, "AlwaysAllow": 200}:
-            raise RuntimeError(f"the modes do not differ as they must (account lists Secrets cluster-wide): {checks}")
+        checks = {f"{i}-{side.server.mode}": sanity(side.server, side.token) for i, side in enumerate(sides)}
+        expected = {f"{i}-{mode}": 403 if mode == "RBAC" else 200 for i, mode in enumerate(modes)}
+        if checks != expected:
+            raise RuntimeError(f"the modes do not answer as they must (account lists Secrets cluster-wide): {checks}")
         print(f"measuring {args.objects} creates in {args.rounds} alternating slices and {args.list_runs} lists "
               "per mode ...", flush=True)
         measure(sides, args.objects, args.rounds, args.list_runs)
@@ -319,6 +326,7 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--rounds", type=int, default=6, help="alternating create slices per mode")
     p.add_argument("--quick", action="store_true", help="500 objects, 15 lists (< 1 min)")
     p.add_argument("--keep", action="store_true", help="keep the temporary data dirs")
+    p.add_argument("--calibrate", action="store_true", help="A/A: AlwaysAllow on both sides, the noise floor")
     args = p.parse_args(argv)
     args.objects = args.objects or (500 if args.quick else 3000)
     args.list_runs = args.list_runs or (15 if args.quick else 30)
@@ -340,13 +348,17 @@ def main(argv: list[str] | None = None) -> int:
         else:
             shutil.rmtree(work, ignore_errors=True)
     text, ratios = render(result["on"], result["off"], args.objects)
+    if args.calibrate:  # both sides AlwaysAllow: the same figures are the noise floor, not a cost
+        text = text.replace("authz cost:", "noise floor (A/A, both AlwaysAllow; not a cost):").replace(
+            "(creates/s RBAC/AlwaysAllow, budget >= 0.90; median list latency RBAC/AlwaysAllow, budget <= 1.10)",
+            "(first server / second server)")
     print(text)
     machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
     RESULTS.mkdir(parents=True, exist_ok=True)
     stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"authz-{stamp}.json"
+    out = RESULTS / f"authz{'-calibrate' if args.calibrate else ''}-{stamp}.json"
     doc = {"timestamp": stamp, "config": {"objects": args.objects, "list_runs": args.list_runs,
-                                          "rounds": args.rounds, "quick": args.quick,
+                                          "rounds": args.rounds, "quick": args.quick, "calibrate": args.calibrate,
                                           "other_bindings": OTHER_ROLE_BINDINGS + OTHER_CLUSTER_ROLE_BINDINGS},
            "machine": machine, "ratios": ratios, **result, "total_s": time.perf_counter() - t0}
     out.write_text(json.dumps(doc, indent=2) + "\n")
