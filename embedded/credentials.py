@@ -6,8 +6,8 @@ as OCM's registration and work agents are) gives each a kubeconfig holding a tok
 ServiceAccount, from a legacy token Secret (`kubernetes.io/service-account-token`, annotation
 `kubernetes.io/service-account.name`) that the API server's tokens controller fills. The token
 authenticates while the Secret exists: deleting the Secret revokes it (from the next request on),
-and a new Secret (a new, generated name) gets a new token. Whatever the component may do is decided by the RBAC bound to
-its ServiceAccount, never by this module.
+and a new Secret (a new, generated name) gets a new token. Whatever the component may do is decided
+by the RBAC bound to its ServiceAccount, never by this module.
 
 Everything here is state in API objects or 0600 files: a platform killed with SIGKILL finds the
 Secret (and its token) again on the next start.
