@@ -89,8 +89,16 @@ class Cluster:
 
     def _register(self, crd: Obj) -> None:
         # An invalid CRD was refused on write; an old stored one that no longer parses is not served.
+        # A CRD never replaces a built-in type (`roles.rbac.authorization.k8s.io` stays RBAC's): the
+        # built-in is served, as kube-apiserver serves its own types before any CRD's.
         with contextlib.suppress(KeyError, TypeError, ValueError):
-            self.registry.add(from_crd(crd))
+            rt = from_crd(crd)
+            if not self._is_builtin(rt.key):
+                self.registry.add(rt)
+
+    def _is_builtin(self, key: str) -> bool:
+        current = self.registry.by_key(key)
+        return current is not None and current.builtin
 
     def _committed(self, events: list[Event]) -> None:
         self.rbac.observe(events)  # first: observers that write must not be judged on stale RBAC
@@ -164,6 +172,8 @@ class Cluster:
     def _unregister(self, crd: Obj) -> None:
         spec = crd.get("spec") or {}
         key = f"{spec.get('group', '')}/{(spec.get('names') or {}).get('plural', '')}"
+        if self._is_builtin(key):  # a CRD shadowing a built-in was never served: its objects are not its own
+            return
         self.registry.remove(key)
         instances = [Change("DELETED", key, copy.deepcopy(obj)) for _, obj in self.store.items(key)]
         if instances:
