@@ -78,10 +78,14 @@ class ReplicationController:
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
-        """Start the informers and, once every cache is synced, the workers. A cache that cannot sync
-        fails the start (the process exits 1, its supervisor restarts it with backoff); when the cause
-        is the agent's RBAC (a list refused with 403), the error carries the API server's message, so a
-        missing list rule names itself instead of a bare sync timeout."""
+        """Start the informers and, once every cache is synced, the workers. A list the agent's RBAC
+        refuses (403) fails the start at once with the API server's message (one `limit=1` list per
+        resource first), so a missing list rule names itself; a cache that cannot sync for another
+        reason fails it after `timeout`. Either way the process exits 1 and its supervisor restarts it
+        with backoff."""
+        denied = self._denied_lists(only_unsynced=False)
+        if denied:
+            raise RuntimeError("; ".join(denied))
         try:
             self._threads = start_controller(self.informers.values(), self._work, self.workers, "worker", timeout)
         except RuntimeError as exc:
@@ -91,14 +95,15 @@ class ReplicationController:
     def stop(self) -> None:
         stop_controller(self.queue, self.informers.values(), self._threads)
 
-    def _denied_lists(self) -> list[str]:
-        """The 403 messages of a one-item list of each resource whose informer has not synced."""
+    def _denied_lists(self, only_unsynced: bool = True) -> list[str]:
+        """The 403 messages of a one-item list of each resource (of those whose informer has not synced)."""
         denied = []
         for informer in self.informers.values():
-            if informer.wait_synced(0):
+            if only_unsynced and informer.wait_synced(0):
                 continue
             try:
-                self.kube.request("GET", informer.res.path(None), query={"limit": 1})
+                query = {"limit": 1, **({"labelSelector": informer.label_selector} if informer.label_selector else {})}
+                self.kube.request("GET", informer.res.path(informer.namespace), query=query)
             except ApiException as exc:
                 if exc.status == 403:
                     denied.append(forbidden_message(exc))
