@@ -16,7 +16,6 @@ from typing import Any
 from kubernetes.client.exceptions import ApiException
 
 from agent.metrics import Metrics
-from agent.movers import keys as sshkeys
 from agent.plans import (
     Began,
     CancelTransfer,
@@ -37,6 +36,7 @@ from agent.platform import Platform
 from kube import objects
 from kube.events import Recorder
 from kube.rest import PVCS, SECRETS, SERVICES, Kube, Resource
+from movers import keys as sshkeys
 
 log = logging.getLogger("volsync.iterations")
 

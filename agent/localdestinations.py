@@ -18,11 +18,11 @@ from collections.abc import Callable
 from pathlib import Path
 
 from agent.destination import ServerView
-from agent.movers import keys as sshkeys
-from agent.movers import leftovers
-from agent.movers.destination import DestinationServer
-from agent.movers.errors import MoverError
 from agent.plans import Serve
+from movers import keys as sshkeys
+from movers import leftovers
+from movers.destination import DestinationServer
+from movers.errors import MoverError
 from osutil.files import write_private
 
 log = logging.getLogger("volsync.local")

@@ -15,7 +15,7 @@
 Protection of the data on this host: the data root and every directory the agent makes under it
 are 0700 and every file holding a Secret 0600; volumes live in the cluster's storage (in the embedded
 default a `nosuid,nodev` pool, so replicated setuid files and device nodes are inert). rsync's version
-is checked at start-up (`agent.movers.rsyncversion`).
+is checked at start-up (`movers.rsyncversion`).
 
 Binding port 22 needs root (or CAP_NET_BIND_SERVICE); without it the destination reports an
 Error condition saying so; set `spec.rsync.port` on both sides to a port >= 1024 instead.
@@ -36,16 +36,16 @@ from typing import Any
 
 from agent.destination import ServerView
 from agent.localdestinations import LocalDestinations
-from agent.movers import keys as sshkeys
-from agent.movers.errors import MoverError
-from agent.movers.rsyncversion import check_rsync
-from agent.movers.source import SourceTransfer, TransferResult
 from agent.plans import Serve, StartTransfer
 from agent.platform import Controller
 from agent.source import TransferView
 from kube import objects
 from kube.clock import Clock, SystemClock
 from kube.rest import PVS, SERVICES, Kube
+from movers import keys as sshkeys
+from movers.errors import MoverError
+from movers.rsyncversion import check_rsync
+from movers.source import SourceTransfer, TransferResult
 
 log = logging.getLogger("volsync.local")
 

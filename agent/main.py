@@ -30,13 +30,13 @@ from prometheus_client import start_http_server
 
 from agent.localplatform import LocalPlatform
 from agent.metrics import Metrics
-from agent.movers.errors import MoverError
 from agent.reconciling import ReplicationController
 from agent.reporting import Reporter
 from kube import clients
 from kube.clock import SystemClock
 from kube.events import Recorder
 from kube.rest import Kube
+from movers.errors import MoverError
 
 log = logging.getLogger("volsync.agent")
 

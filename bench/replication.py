@@ -84,9 +84,9 @@ RESULTS = Path(__file__).resolve().parent / "results"
 if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
-from agent.movers import keys as sshkeys  # noqa: E402
-from agent.movers.destination import DestinationServer  # noqa: E402
-from agent.movers.source import SourceTransfer  # noqa: E402
+from movers import keys as sshkeys  # noqa: E402
+from movers.destination import DestinationServer  # noqa: E402
+from movers.source import SourceTransfer  # noqa: E402
 
 CIPHER = "aes128-gcm@openssh.com"
 PLAIN_FLAGS = ("-a",)

@@ -10,9 +10,9 @@ from typing import Any
 import pytest
 from moverkit import FAST_BACKOFF, Endpoint, IterationRunner, SourceFactory, SshRunner, free_endpoint
 
-from agent.movers import keys
-from agent.movers.destination import DestinationServer
-from agent.movers.source import SourceTransfer, TransferResult
+from movers import keys
+from movers.destination import DestinationServer
+from movers.source import SourceTransfer, TransferResult
 
 
 @pytest.fixture(scope="session")

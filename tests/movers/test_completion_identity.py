@@ -11,9 +11,9 @@ from pathlib import Path
 import pytest
 from moverkit import SourceFactory, SshRunner
 
-from agent.movers import leftovers
-from agent.movers.destination import DestinationServer
-from agent.movers.serverfiles import INVALID_MESSAGE
+from movers import leftovers
+from movers.destination import DestinationServer
+from movers.serverfiles import INVALID_MESSAGE
 
 
 def test_shutdown_with_an_iteration_id_records_both(destination: DestinationServer, make_source: SourceFactory,

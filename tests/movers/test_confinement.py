@@ -14,11 +14,11 @@ import pytest
 from moverkit import IterationRunner, SourceFactory, SshRunner
 from support.waiting import eventually
 
-from agent.movers import forced, processes
-from agent.movers.destination import DestinationServer
-from agent.movers.errors import MoverError
-from agent.movers.rsyncversion import check_rsync
-from agent.movers.source import SourceTransfer
+from movers import forced, processes
+from movers.destination import DestinationServer
+from movers.errors import MoverError
+from movers.rsyncversion import check_rsync
+from movers.source import SourceTransfer
 
 # What `rsync -aAHSx --numeric-ids --delete --modify-window=-1 --info=stats2,misc2 --itemize-changes` sends.
 OUR_CLIENT = ("rsync --server -lHogDtpArxSe.iLsfxCIvu --log-format=%i --delete -@-1 --numeric-ids "

@@ -12,10 +12,10 @@ import pytest
 from moverkit import Endpoint, SourceFactory, SshRunner, free_endpoint
 from support.waiting import eventually
 
-from agent.movers import keys, processes
-from agent.movers.destination import DestinationServer
-from agent.movers.errors import MoverError
-from agent.movers.serverfiles import BUSY_MESSAGE, INVALID_MESSAGE
+from movers import keys, processes
+from movers.destination import DestinationServer
+from movers.errors import MoverError
+from movers.serverfiles import BUSY_MESSAGE, INVALID_MESSAGE
 
 
 def new_server(tmp_path: Path, endpoint: Endpoint, ssh_keys: keys.SshKeys, **overrides: object) -> DestinationServer:

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from agent.movers import keys
-from agent.movers.errors import MoverError
+from movers import keys
+from movers.errors import MoverError
 
 
 def derive_public(private: bytes, tmp_path: Path) -> bytes:

@@ -22,8 +22,8 @@ import pytest
 from moverkit import Endpoint, SourceFactory
 from support.waiting import eventually
 
-from agent.movers import forced, keys, processes
-from agent.movers.destination import DestinationServer
+from movers import forced, keys, processes
+from movers.destination import DestinationServer
 
 HOLD = "rsync --server -logDtpre.iLsfxCIvu . ."  # a receiver whose sender never speaks
 NOBODY = 65534

@@ -23,10 +23,10 @@ from support.trees import (
 )
 from support.waiting import eventually
 
-from agent.movers import keys, processes
-from agent.movers.destination import DestinationServer
-from agent.movers.serverfiles import BUSY_MESSAGE
-from agent.movers.source import CANCELLED, LOG_LIMIT, SourceTransfer, TransferResult
+from movers import keys, processes
+from movers.destination import DestinationServer
+from movers.serverfiles import BUSY_MESSAGE
+from movers.source import CANCELLED, LOG_LIMIT, SourceTransfer, TransferResult
 
 STATS = re.compile(r"^sent ([\d,]+) bytes\s+received ([\d,]+) bytes", re.MULTILINE)
 

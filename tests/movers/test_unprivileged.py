@@ -26,10 +26,10 @@ SCRIPT = r"""
 import json, sys
 from pathlib import Path
 sys.path[:0] = [sys.argv[1], sys.argv[1] + "/tests"]
-from agent.movers import keys
-from agent.movers.destination import DestinationServer
-from agent.movers.errors import MoverError
-from agent.movers.source import SourceTransfer
+from movers import keys
+from movers.destination import DestinationServer
+from movers.errors import MoverError
+from movers.source import SourceTransfer
 from support.trees import make_sample_tree
 
 base, address, port = Path(sys.argv[2]), sys.argv[3], int(sys.argv[4])

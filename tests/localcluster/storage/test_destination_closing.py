@@ -20,18 +20,18 @@ from typing import Any
 
 import kubernetes
 import pytest
-from movers.moverkit import free_endpoint
 from storage_helpers import Cluster, settle, volume_dir
+from support.endpoints import free_endpoint
 from support.waiting import eventually
 
 from agent import localplatform
 from agent.localplatform import LocalPlatform
-from agent.movers import forced, keys, processes
-from agent.movers.destination import DestinationServer
-from agent.movers.source import SourceTransfer
 from agent.plans import Serve
 from kube.rest import Kube
 from localcluster.storage.driver import StorageDriver
+from movers import forced, keys, processes
+from movers.destination import DestinationServer
+from movers.source import SourceTransfer
 
 Obj = dict[str, Any]
 PAIR = keys.generate()

@@ -21,11 +21,11 @@ from storage_helpers import Cluster, content_dir, settle, volume_dir
 from support.waiting import eventually
 
 from agent.localplatform import LocalPlatform
-from agent.movers import keys
-from agent.movers.errors import MoverError
 from agent.plans import Serve, StartTransfer
 from kube.rest import Kube
 from localcluster.storage.driver import StorageDriver
+from movers import keys
+from movers.errors import MoverError
 
 NOBODY = 65534
 ROOT = Path(__file__).resolve().parents[2]

@@ -20,9 +20,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from agent.movers import forced, processes, sshconfig
-from agent.movers.errors import MoverError
-from agent.movers.keys import public_key_line
+from movers import forced, processes, sshconfig
+from movers.errors import MoverError
+from movers.keys import public_key_line
 from osutil.files import open_private, private_dir, write_private
 
 LOG_LIMIT = 1024

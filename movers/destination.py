@@ -20,9 +20,9 @@ import threading
 import time
 from pathlib import Path
 
-from agent.movers import forced, leftovers, processes, serverfiles, sshconfig
-from agent.movers.errors import MoverError
-from agent.movers.keys import public_key_line
+from movers import forced, leftovers, processes, serverfiles, sshconfig
+from movers.errors import MoverError
+from movers.keys import public_key_line
 from osutil.files import open_private, write_private
 
 

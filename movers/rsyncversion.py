@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 import subprocess
 
-from agent.movers.errors import MoverError
+from movers.errors import MoverError
 
 MINIMUM = (3, 2, 3)
 _VERSION = re.compile(r"rsync\s+version\s+v?(\d+)\.(\d+)\.(\d+)")

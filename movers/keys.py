@@ -18,7 +18,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
-from agent.movers.errors import MoverError
+from movers.errors import MoverError
 
 Role = Literal["main", "source", "destination"]
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 import logging
 from pathlib import Path
 
-from agent.movers import forced, processes, serverfiles
+from movers import forced, processes, serverfiles
 from osutil.files import write_private
 
 log = logging.getLogger(__name__)
