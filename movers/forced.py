@@ -188,7 +188,7 @@ def complete(workdir: str, data_dir: str, code: str, source_iteration: str | Non
         return _fail(workdir, f"shutdown {code} refused: a transfer is still running", STILL_WRITING)
     if not os.path.exists(os.path.join(workdir, "receiving")):
         return _fail(workdir, f"shutdown {code} refused: no iteration open", BUSY)
-    _syncfs(data_dir)
+    syncfs(data_dir)
     tmp = os.path.join(workdir, f".complete.{os.getpid()}")
     try:
         with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "w") as f:
@@ -201,7 +201,8 @@ def complete(workdir: str, data_dir: str, code: str, source_iteration: str | Non
     return 0
 
 
-def _syncfs(path: str) -> None:
+def syncfs(path: str) -> None:
+    """Flush the filesystem holding the directory `path` (syncfs(2); sync(2) where that fails)."""
     fd = os.open(path, os.O_RDONLY | os.O_DIRECTORY)
     try:
         if ctypes.CDLL(None, use_errno=True).syncfs(fd) != 0:
