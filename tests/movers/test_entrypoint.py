@@ -20,6 +20,8 @@ from support.waiting import eventually
 from movers import entrypoint, keys, leftovers, processes
 from movers.source import SourceTransfer
 
+# run from the checkout, so that `movers` resolves even before the editable install knows the package
+REPO = Path(__file__).resolve().parents[2]
 MOVER = [sys.executable, "-m", "movers.entrypoint"]
 FAST = ["--retries", "2", "--backoff", "0.05"]
 
@@ -63,7 +65,7 @@ def destination(tmp_path: Path, ssh_keys: keys.SshKeys) -> Iterator[Destination]
         proc = subprocess.Popen(
             [*MOVER, "destination", "--listen", endpoint.address, "--port", str(endpoint.port),
              "--data-dir", str(data_dir), "--keys-dir", str(keys_dir), "--work-dir", str(work_dir)],
-            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT)
+            stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
     dst = Destination(proc=proc, endpoint=endpoint, data_dir=data_dir, work_dir=work_dir, log_file=log_file)
     try:
         eventually(lambda: dst.proc.poll() is not None or "sshd listening" in dst.log(), 30, what="listening")
@@ -86,7 +88,7 @@ def run_source(tmp_path: Path, data_dir: Path, secret: dict[str, bytes], env: di
     cmd = [*MOVER, "source", "--data-dir", str(data_dir), "--keys-dir", str(keys_dir),
            "--work-dir", str(tmp_path / f"{name}-work"), *FAST]
     return subprocess.run(cmd, stdin=subprocess.DEVNULL, capture_output=True, text=True, timeout=180, check=False,
-                          env={**os.environ, **env})
+                          env={**os.environ, **env}, cwd=REPO)
 
 
 def towards(dst: Destination) -> dict[str, str]:
@@ -199,7 +201,7 @@ def test_sigterm_stops_a_source_waiting_to_retry(tmp_path: Path, ssh_keys: keys.
     with log_file.open("wb") as out:
         proc = subprocess.Popen([*MOVER, "source", "--data-dir", str(tmp_path / "src-data"), "--keys-dir",
                                  str(keys_dir), "--work-dir", str(tmp_path / "src-work"), "--backoff", "600"],
-                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, env=env)
+                                stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env=env)
     try:
         # the first attempt has failed once rsync's stderr holds the refusal; the source now waits 600 s
         err = tmp_path / "src-work/rsync.err"
