@@ -100,12 +100,12 @@ def test_destination_job_with_defaults() -> None:
             "image": IMAGE,
             "command": ["volsync-mover"],
             "args": ["destination", "--data-dir", "/data", "--keys-dir", "/keys", "--port", "8022",
-                     "--work-dir", "/work"],
+                     "--work-dir", "/var/lib/volsync-mover"],
             "ports": [{"name": "ssh", "containerPort": 8022, "protocol": "TCP"}],
             "volumeMounts": [
                 {"name": "data", "mountPath": "/data", "readOnly": False},
                 {"name": "keys", "mountPath": "/keys", "readOnly": True},
-                {"name": "work", "mountPath": "/work"},
+                {"name": "work", "mountPath": "/var/lib/volsync-mover"},
                 {"name": "tmp", "mountPath": "/tmp"},
             ],
             "securityContext": {
@@ -133,7 +133,8 @@ def test_source_job_with_defaults() -> None:
     assert job["metadata"]["ownerReferences"] == [_owner(RS_UID, "ReplicationSource", "app")]
     spec = job["spec"]["template"]["spec"]
     (container,) = spec["containers"]
-    assert container["args"] == ["source", "--data-dir", "/data", "--keys-dir", "/keys", "--work-dir", "/work"]
+    assert container["args"] == ["source", "--data-dir", "/data", "--keys-dir", "/keys",
+                                 "--work-dir", "/var/lib/volsync-mover"]
     assert container["env"] == [{"name": "DESTINATION_ADDRESS", "value": "10.96.0.20"},
                                 {"name": "DESTINATION_PORT", "value": "22"}]
     assert "ports" not in container
@@ -263,8 +264,11 @@ def test_the_api_server_accepts_the_manifests(cluster: Cluster, options: Obj) ->
         _create(cluster, {"apiVersion": "v1", "kind": "ServiceAccount",
                           "metadata": {"name": "my-mover", "namespace": NS}}, dry_run=False)
     for owner in (rd(**options), rs(**options), rd(name=long, uid="uid-long", **options)):
-        stored = _create(cluster, owner, dry_run=False)  # the server's uid: the collector deletes orphans
-        view = MoverView.of(stored, pvc="claim", secret="keys")
+        # the server's uid (the collector deletes what an absent owner owns); the options as given, as our
+        # CRD's spec.rsync prunes moverSecurityContext and moverAffinity (VolSync's legacy rsync has neither)
+        stored = _create(cluster, owner, dry_run=False)
+        view = MoverView.of({**owner, "metadata": stored["metadata"]}, pvc="claim", secret="keys")
+        assert view.options == MoverOptions.parse(options)
         for extra in (jobs.mover_service_account(view), jobs.mover_role(view), jobs.mover_role_binding(view)):
             if extra is not None:
                 _create(cluster, extra, dry_run=False)
