@@ -23,4 +23,5 @@ def test_the_wheel_holds_the_crds_and_every_package(tmp_path: Path) -> None:
     assert {f"manifests/hub/{n}" for n in hub} <= names
     assert "localcluster/node/shim.py" in names and "manifests/__init__.py" in names
     tops = {n.split("/")[0] for n in names if not n.startswith("volsync_addon-")}
-    assert tops == {"agent", "api", "apiserver", "embedded", "hub", "kube", "localcluster", "manifests", "movers", "osutil"}
+    assert tops == {"agent", "api", "apiserver", "embedded", "hub", "kube", "localcluster", "manifests", "movers",
+                    "osutil"}
