@@ -94,6 +94,7 @@ class RootFs:
     setpriv: str
     env: str
     masked: tuple[str, ...] = ()
+    replaced: tuple[tuple[str, str], ...] = ()  # (host file, path inside): bound read-only over the path
 
 
 class ImageMap:
@@ -143,8 +144,30 @@ class ImageMap:
                    *(d for d in HOST_SECRET_DIRS if os.path.isdir(d) and not os.path.islink(d)))
         keep = tuple(sorted({str(p) for p in (Path(sys.base_prefix), self.venv, project_root())
                              if any(under(str(p), s) for s in scratch)}))
+        shadow = image_shadow(images_dir / "host")
+        masked = tuple(f for f in host_secret_files() if f != "/etc/shadow")
         return RootFs(kind, Path("/"), f"{bin_dir}:{SYSTEM_PATH}", scratch, keep, "/usr/bin/setpriv", "/usr/bin/env",
-                      host_secret_files())
+                      masked, ((str(shadow), "/etc/shadow"),) if os.path.isfile("/etc/shadow") else ())
+
+
+def image_shadow(directory: Path) -> Path:
+    """An `/etc/shadow` as a Debian image has one, for host-root images: every account of the host's
+    `/etc/passwd` with the password `*` (no password login, but not a locked account: sshd with
+    `UsePAM no` refuses a locked or missing entry even for key login). No hash of the host's leaves it."""
+    lines = []
+    for entry in Path("/etc/passwd").read_text(errors="replace").splitlines():
+        name = entry.split(":", 1)[0]
+        if name and not name.startswith("#"):
+            lines.append(f"{name}:*:19000:0:99999:7:::\n")
+    directory.mkdir(parents=True, exist_ok=True)
+    path = directory / "shadow"
+    text = "".join(lines)
+    if not path.exists() or path.read_text() != text:
+        tmp = path.with_suffix(".tmp")
+        tmp.write_text(text)
+        tmp.chmod(0o640)
+        tmp.replace(path)
+    return path
 
 
 def host_secret_files() -> tuple[str, ...]:

@@ -121,6 +121,8 @@ def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], 
         argv += ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
     for path in rootfs.masked:
         argv += ["--ro-bind", "/dev/null", path]
+    for source, path in rootfs.replaced:
+        argv += ["--ro-bind", source, path]
     for mount in launch.mounts:
         argv += _parents(mount.target)
         argv += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target]

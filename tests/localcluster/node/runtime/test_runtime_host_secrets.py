@@ -1,5 +1,7 @@
 """Host-root images (the project's, python) see the host's files read-only, but never its secrets:
-password hashes, the ssh host keys, sudo rules, the state of other services under /var/lib."""
+password hashes, the ssh host keys, sudo rules, the state of other services under /var/lib. Their
+`/etc/shadow` is the one a Debian image has: every account with the password `*` (sshd's key login
+works for root, no hash of the host's is there)."""
 
 from __future__ import annotations
 
@@ -9,7 +11,7 @@ import pytest
 from conftest import Node
 
 PROJECT_IMAGE = "quay.io/backube/volsync-addon-agent:latest"
-SECRETS = ["/etc/shadow", "/etc/gshadow", *sorted(str(p) for p in Path("/etc/ssh").glob("ssh_host_*_key"))]
+SECRETS = ["/etc/gshadow", *sorted(str(p) for p in Path("/etc/ssh").glob("ssh_host_*_key"))]
 
 
 @pytest.mark.parametrize("image", [PROJECT_IMAGE, "python:3.11"])
@@ -27,3 +29,13 @@ def test_python_image_still_imports_kubernetes_and_project_image_runs_its_script
     record = node.run(["volsync-agent", "--help"], image=PROJECT_IMAGE, name="agent")
     assert record.exit_code == 0, node.stdout(record, "stderr")
     assert "usage" in node.stdout(record).lower()
+
+
+@pytest.mark.parametrize("image", [PROJECT_IMAGE, "python:3.11"])
+def test_shadow_holds_no_host_hash_only_unusable_passwords(node: Node, image: str) -> None:
+    record = node.run(["cat", "/etc/shadow"], image=image)
+    assert record.exit_code == 0, node.stdout(record, "stderr")
+    entries = [line.split(":") for line in node.stdout(record).splitlines()]
+    accounts = [line.split(":", 1)[0] for line in Path("/etc/passwd").read_text().splitlines() if line]
+    assert [e[0] for e in entries] == accounts
+    assert {e[1] for e in entries} == {"*"}
