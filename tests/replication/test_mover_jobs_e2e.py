@@ -11,12 +11,8 @@ The only change to the rendered Jobs: the command is `python -m movers.entrypoin
 made before that script existed has no `.venv/bin/volsync-mover`, and the node's `host` image has
 no `python` on PATH. The source's security context is set (see SOURCE_CONTEXT).
 
-Skipped for now: on the node's host-root images `/etc/shadow` is masked (empty), and sshd (UsePAM
-no) refuses root as "User root not allowed because account is locked", so the source's login is
-denied; a Debian image has `root:*`. A file subPath (to mount a shadow file) is refused by the node
-("not a directory"). Run so far, the rest holds: the destination Pod runs sshd under the rendered
-security context, the Service routes the source to it, and the host key pinned from the Secret is
-accepted. Unskip once the mover image (issue 10's Dockerfile) or the node's image map provides it.
+The node's host-root images carry an `/etc/shadow` like a Debian image's (`root:*`): sshd with
+`UsePAM no` refuses a locked or missing entry even for key login.
 """
 
 from __future__ import annotations
@@ -37,8 +33,7 @@ from agent.jobs import MoverOptions, MoverView
 from agent.moverpods import log_tail, observe_job
 from movers import keys
 
-pytestmark = [pytest.mark.timeout(300), pytest.mark.skip(
-    reason="the node's host-root image masks /etc/shadow: sshd refuses root as locked (see the docstring)")]
+pytestmark = pytest.mark.timeout(300)
 
 Obj = dict[str, Any]
 BUSYBOX = "busybox:1.36"
