@@ -29,6 +29,7 @@ import uvicorn
 from kubernetes.config import ConfigException
 from prometheus_client import CollectorRegistry
 
+from api import images
 from hub import clusters, rpo
 from hub.addons import AddonManager
 from hub.deployers import Deployer
@@ -46,7 +47,7 @@ from osutil.files import private_dir, write_private
 
 log = logging.getLogger("volsync.hub")
 
-DEFAULT_IMAGE = "quay.io/backube/volsync-addon-agent:latest"
+DEFAULT_IMAGE = images.default_image()  # the agent Deployment's image, and so its movers'
 GUIDE = """
 The embedded default is running: a hub and managed clusters {clusters}.
 

@@ -3,12 +3,14 @@
 `render` returns the objects a deployer puts on the managed cluster: the install Namespace, the
 agent's ServiceAccount and cluster-wide RBAC, VolSync's two CRDs (annotated deletion-orphan, so
 replications survive an uninstall), the Secret the agent reaches the hub with, and the
-`volsync-agent` Deployment. The AddOnDeploymentConfig (`adc`) shapes the Deployment as
-addon-framework does: nodePlacement, customizedVariables (`OPERAND_IMAGE_VOLSYNC`), registries
-(mirror rewrite, the last matching rule wins), resourceRequirements (containerID
-`deployments:volsync-agent:agent`, `*` wildcards, the last match wins), agentInstallNamespace and
-proxyConfig. `adc_reference` says which ADC applies: the MCA's `spec.configs` entry wins over the
-ClusterManagementAddOn default.
+`volsync-agent` Deployment, whose `--mover-image` is its own image (the agent's mover Jobs run the
+same build). The ClusterRole (`RULES`) is what the agent's informers and mover Jobs need and no
+more. The AddOnDeploymentConfig (`adc`) shapes the Deployment as addon-framework does:
+nodePlacement, customizedVariables (`OPERAND_IMAGE_VOLSYNC`, and the agent's tuning in
+`AGENT_VARIABLES`), registries (mirror rewrite, the last matching rule wins), resourceRequirements
+(containerID `deployments:volsync-agent:agent`, `*` wildcards, the last match wins),
+agentInstallNamespace and proxyConfig. `adc_reference` says which ADC applies: the MCA's
+`spec.configs` entry wins over the ClusterManagementAddOn default.
 
 The MCA's deprecated `spec.installNamespace` is ignored, as VolSync's addon ignores it.
 """
@@ -32,8 +34,12 @@ IMAGE_VARIABLE = "OPERAND_IMAGE_VOLSYNC"
 CONTAINER_ID = f"deployments:{ocm.AGENT}:{ocm.AGENT_CONTAINER}"
 
 # The agent's rights on its cluster: exactly the calls under `agent/` (informers list and watch, the
-# executor's creates/patches/deletes, status patches, the Event recorder's get/create/patch) and no
-# more. One resource per rule where verbs differ, so a rule can be read (and, in a test, removed) alone.
+# reconciler's creates/patches/deletes of mover Jobs and what they mount, status patches, the Event
+# recorder's get/create/patch) and no more. One resource per rule where verbs differ, so a rule can be
+# read (and, in a test, removed) alone. RBAC cannot narrow a rule by label: the informers of Services,
+# Jobs, Pods and Secrets are label-selected (`app.kubernetes.io/created-by=volsync`), so the agent
+# caches only its own objects, but its `list`/`watch` rights still cover every object of those kinds.
+# No PersistentVolumes and no `services/status`: the cluster's storage and load balancer do that work.
 RULES: list[Obj] = [
     # the replications: informers and status patches only (the agent never writes their spec)
     {"apiGroups": ["volsync.backube"], "resources": ["replicationsources", "replicationdestinations"],
@@ -44,15 +50,29 @@ RULES: list[Obj] = [
     # OwnerReferencesPermissionEnforcement admits only with update on the owner's finalizers
     {"apiGroups": ["volsync.backube"],
      "resources": ["replicationsources/finalizers", "replicationdestinations/finalizers"], "verbs": ["update"]},
+    # a destination's receiving claim, a source's point-in-time clone, a restore: made, relabelled, removed
     {"apiGroups": [""], "resources": ["persistentvolumeclaims"],
-     "verbs": ["get", "list", "watch", "create", "patch", "delete"]},
-    {"apiGroups": [""], "resources": ["persistentvolumes"], "verbs": ["get", "list", "watch"]},  # a claim's directory
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create"]},
-    {"apiGroups": [""], "resources": ["services/status"], "verbs": ["patch"]},  # a LoadBalancer's ingress
-    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create"]},  # rsync keys
-    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
+     "verbs": ["list", "watch", "create", "patch", "delete"]},
+    # the snapshots of the Snapshot copy method and a destination's latest images
     {"apiGroups": ["snapshot.storage.k8s.io"], "resources": ["volumesnapshots"],
      "verbs": ["list", "watch", "create", "patch", "delete"]},
+    # the mover Jobs (label-selected informer): one per iteration, deleted when it is done; never patched
+    {"apiGroups": ["batch"], "resources": ["jobs"], "verbs": ["list", "watch", "create", "delete"]},
+    # the movers' Pods (label-selected informer): their state and termination message; never written
+    {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
+    # a mover Pod's log tail for `latestMoverStatus.logs`
+    {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
+    # the destination's Service (label-selected informer); `get` reads its address when it is not cached yet
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create"]},
+    # generated ssh keys (label-selected informer, create); `get` reads the Secret a user names in
+    # `spec.rsync.sshKeys`, which carries no label of ours. Never updated or deleted (GC owns that)
+    {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create"]},
+    # the per-mover ServiceAccount bound to a Role without rules (no `moverServiceAccount` given);
+    # binding an empty Role passes the escalation check without `bind`, and ownerReferences let GC delete them
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create"]},
+    {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["get", "create"]},
+    # the Event recorder: get to find a repeated Event, patch to count it
+    {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
 ]
 
 
@@ -188,15 +208,18 @@ def agent_flags(adc: Obj | None) -> list[str]:
 
 def deployment(cluster: str, namespace: str, adc: Obj | None, *, hub_url: str, image: str,
                labels: dict[str, str], hub_ca: bool = False) -> Obj:
-    """The agent Deployment; with `hub_ca` the agent verifies the hub with the Secret's `ca.crt`."""
+    """The agent Deployment; with `hub_ca` the agent verifies the hub with the Secret's `ca.crt`. Its
+    `--mover-image` is the container's image: mover Jobs run the same build as the agent."""
     spec = (adc or {}).get("spec") or {}
     ca_flag = ["--hub-ca-file", f"{ocm.HUB_SECRET_MOUNT}/ca.crt"] if hub_ca else []
+    operand = agent_image(image, adc)
     container: Obj = {
         "name": ocm.AGENT_CONTAINER,
-        "image": agent_image(image, adc),
+        "image": operand,
         "imagePullPolicy": "IfNotPresent",
         "command": [ocm.AGENT],
-        "args": ["--cluster-name", cluster, "--hub-url", hub_url,
+        # the movers run the agent's own image (mirror rewrite included), as VolSync's operator does
+        "args": ["--cluster-name", cluster, "--mover-image", operand, "--hub-url", hub_url,
                  "--hub-token-file", f"{ocm.HUB_SECRET_MOUNT}/token", *ca_flag, *agent_flags(adc)],
         "volumeMounts": [{"name": "hub", "mountPath": ocm.HUB_SECRET_MOUNT, "readOnly": True}],
     }

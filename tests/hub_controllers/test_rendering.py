@@ -64,7 +64,7 @@ def test_default_manifests() -> None:
     assert "nodeSelector" not in pod and "tolerations" not in pod
     c = container(manifests)
     assert c["name"] == "agent" and c["image"] == IMAGE
-    assert c["args"] == ["--cluster-name", "cluster1", "--hub-url", "https://hub:8443",
+    assert c["args"] == ["--cluster-name", "cluster1", "--mover-image", IMAGE, "--hub-url", "https://hub:8443",
                          "--hub-token-file", "/var/run/volsync/hub/token",
                          "--hub-ca-file", "/var/run/volsync/hub/ca.crt"]
     assert "resources" not in c and "env" not in c
@@ -75,21 +75,23 @@ def test_cluster_role_grants_what_the_agent_calls_and_nothing_more() -> None:
     (role,) = by_kind(render(), "ClusterRole")
     granted = {(g, r, v) for rule in role["rules"] for g in rule["apiGroups"] for r in rule["resources"]
                for v in rule["verbs"]}
-    watched = {"get", "list", "watch"}
+    informed = {"list", "watch"}
     expected = {
-        *{("volsync.backube", r, v)
-          for r in ("replicationsources", "replicationdestinations") for v in ("list", "watch")},
+        *{("volsync.backube", r, v) for r in ("replicationsources", "replicationdestinations") for v in informed},
         ("volsync.backube", "replicationsources/status", "patch"),
         ("volsync.backube", "replicationdestinations/status", "patch"),
         ("volsync.backube", "replicationsources/finalizers", "update"),
         ("volsync.backube", "replicationdestinations/finalizers", "update"),
-        *{("", "persistentvolumeclaims", v) for v in (*watched, "create", "patch", "delete")},
-        *{("", "persistentvolumes", v) for v in watched},
-        *{("", "services", v) for v in (*watched, "create")},
-        ("", "services/status", "patch"),
-        *{("", "secrets", v) for v in (*watched, "create")},
+        *{("", "persistentvolumeclaims", v) for v in (*informed, "create", "patch", "delete")},
+        *{("snapshot.storage.k8s.io", "volumesnapshots", v) for v in (*informed, "create", "patch", "delete")},
+        *{("batch", "jobs", v) for v in (*informed, "create", "delete")},
+        *{("", "pods", v) for v in informed},
+        ("", "pods/log", "get"),
+        *{("", "services", v) for v in (*informed, "get", "create")},
+        *{("", "secrets", v) for v in (*informed, "get", "create")},
+        *{("", "serviceaccounts", v) for v in ("get", "create")},
+        *{("rbac.authorization.k8s.io", r, v) for r in ("roles", "rolebindings") for v in ("get", "create")},
         *{("", "events", v) for v in ("get", "create", "patch")},
-        *{("snapshot.storage.k8s.io", "volumesnapshots", v) for v in ("list", "watch", "create", "patch", "delete")},
     }
     assert granted == expected
     assert all("*" not in rule["verbs"] + rule["resources"] + rule["apiGroups"] for rule in role["rules"])
@@ -114,11 +116,22 @@ def test_node_placement() -> None:
     assert pod["spec"]["template"]["spec"]["tolerations"] == tolerations
 
 
-def test_image_override_then_mirror() -> None:
+def test_image_override_then_mirror_and_movers_run_the_same_image() -> None:
     config = adc(customizedVariables=[{"name": "OPERAND_IMAGE_VOLSYNC", "value": "quay.io/me/agent:dev"}],
                  registries=[{"source": "quay.io/me", "mirror": "mirror.local:5000/me"}])
-    assert container(render(config))["image"] == "mirror.local:5000/me/agent:dev"
-    assert container(render(adc(customizedVariables=[{"name": "OTHER", "value": "x"}])))["image"] == IMAGE
+    agent = container(render(config))
+    assert agent["image"] == "mirror.local:5000/me/agent:dev"
+    assert agent["args"][agent["args"].index("--mover-image") + 1] == "mirror.local:5000/me/agent:dev"
+    other = container(render(adc(customizedVariables=[{"name": "OTHER", "value": "x"}])))
+    assert other["image"] == IMAGE and other["args"][other["args"].index("--mover-image") + 1] == IMAGE
+
+
+def test_the_hub_defaults_to_the_project_image() -> None:
+    from api import images
+    from hub import main
+
+    assert main.DEFAULT_IMAGE == images.default_image() == f"{images.REPOSITORY}:{images.package_version()}"
+    assert main.parse_args([]).image == images.default_image()
 
 
 @pytest.mark.parametrize(("registries", "image"), [
@@ -200,3 +213,5 @@ def test_customized_variables_tune_the_agent() -> None:
                                             {"name": "RSYNC_RETRIES_TYPO", "value": "9"}]}}
     assert agent_flags(adc) == ["--rsync-retries", "2", "--log-level", "debug"]
     assert agent_flags(None) == []
+    args = container(render(adc))["args"]
+    assert args[-4:] == ["--rsync-retries", "2", "--log-level", "debug"] and args.count("--mover-image") == 1
