@@ -4,11 +4,15 @@
 ``destination.pub``, ``source.pub`` in ``--keys-dir``), runs a `DestinationServer` (our sshd and its
 forced command) on ``--listen:--port`` in the foreground with one iteration open, and exits with the
 code the source sent with its completion signal once the sessions have ended and the data is flushed.
-SIGTERM/SIGINT stop sshd and exit 143/130 without claiming success; sshd dying exits 1.
+Before it exits so, it writes ``{"code": N, "sourceIteration": "<id>" or null}`` (one JSON line) to
+``--termination-log`` (default ``/dev/termination-log``, the container's termination message, from
+which the agent reads the source iteration; skipped silently where it cannot be written, e.g. outside
+a Pod). SIGTERM/SIGINT stop sshd and exit 143/130 without claiming success; sshd dying exits 1.
 
 ``volsync-mover source`` reads the source key Secret (``source``, ``source.pub``, ``destination.pub``)
 and pushes ``--data-dir`` to ``$DESTINATION_ADDRESS:$DESTINATION_PORT`` (default 22) with a
-`SourceTransfer` (host key pinned, retries with backoff, then the completion signal). It prints rsync's
+`SourceTransfer` (host key pinned, retries with backoff, then the completion signal naming
+``--iteration``, by default ``$ITERATION``, when one is given). It prints rsync's
 stats lines and ``Rsync completed in Ns`` and exits 0, or rsync's (or ssh's) code after the last failed
 attempt without signalling, so the destination keeps listening. No address: a clear error, exit 1.
 """
@@ -16,6 +20,8 @@ attempt without signalling, so the destination keeps listening. No address: a cl
 from __future__ import annotations
 
 import argparse
+import contextlib
+import json
 import os
 import signal
 import sys
@@ -25,7 +31,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from types import FrameType
 
-from movers import forced, keys, processes
+from movers import forced, keys, leftovers, processes
 from movers.destination import DestinationServer
 from movers.errors import MoverError
 from movers.source import SourceTransfer
@@ -75,26 +81,41 @@ def run_destination(args: argparse.Namespace) -> int:
     try:
         server.open_iteration()
         log(f"sshd listening on {args.listen}:{args.port}, receiving into {server.data_dir}")
-        code = _await_completion(server, stop)
-        if code is None:
+        record = _await_completion(server, stop)
+        if record is None:
             return stop.code if stop.event.is_set() else FAILED
         _drain(server)
         server.close_iteration()
     finally:
         server.stop()
     forced.syncfs(str(server.data_dir))
+    code, iteration = record
+    write_termination_message(Path(args.termination_log), code, iteration)
     log(f"data flushed; exiting with the source's code {code}")
     return code
 
 
-def _await_completion(server: DestinationServer, stop: Stop) -> int | None:
-    """The code of the source's completion signal; None when a signal or sshd's death came first."""
+def write_termination_message(path: Path, code: int, source_iteration: str | None) -> None:
+    """`{"code": N, "sourceIteration": ...}` into the container's termination message file, which the
+    kubelet made before the start; nothing when there is none or it cannot be written (not in a Pod:
+    never created, so that a root process on a host leaves no `/dev/termination-log` behind)."""
+    line = json.dumps({"code": code, "sourceIteration": source_iteration}) + "\n"
+    with contextlib.suppress(OSError):
+        fd = os.open(path, os.O_WRONLY | os.O_TRUNC | os.O_CLOEXEC)
+        try:
+            os.write(fd, line.encode())
+        finally:
+            os.close(fd)
+
+
+def _await_completion(server: DestinationServer, stop: Stop) -> leftovers.Completion | None:
+    """The source's completion signal (its code and iteration); None when a signal or sshd's death came first."""
     while not stop.event.is_set():
         record = server.completion_record()
         if record is not None:
             named = f" (source iteration {record[1]})" if record[1] else ""
             log(f"source signalled completion with code {record[0]}{named}")
-            return record[0]
+            return record
         if not server.alive():
             log(f"sshd exited unexpectedly; its log ends with:\n{server.log_tail(512)}")
             return None
@@ -127,7 +148,7 @@ def run_source(args: argparse.Namespace) -> int:
     transfer = SourceTransfer(data_dir=Path(args.data_dir), address=address, port=int(port_text),
                               source_key=key_pair.source, destination_pub=key_pair.destination_pub,
                               workdir=Path(args.work_dir), retries=args.retries, backoff=args.backoff,
-                              iteration_id=args.iteration_id)
+                              iteration_id=args.iteration or None)
     stop = Stop()
     log(f"sending {transfer.data_dir} to {address}:{transfer.port} (up to {args.retries} attempts)")
     transfer.start()
@@ -167,10 +188,13 @@ def parser() -> argparse.ArgumentParser:
         sub.add_argument("--work-dir", default="/tmp/volsync")
     dst.add_argument("--listen", default="0.0.0.0", help="address sshd listens on (default 0.0.0.0)")
     dst.add_argument("--port", type=int, default=8022)
+    dst.add_argument("--termination-log", default="/dev/termination-log",
+                     help="file receiving the completion as JSON (default /dev/termination-log)")
     src.add_argument("--retries", type=int, default=5, help="attempts before giving up (default 5)")
     src.add_argument("--backoff", type=_backoff, default=(2.0, 4.0, 8.0, 16.0, 32.0),
                      help="seconds between attempts, comma-separated (default 2,4,8,16,32)")
-    src.add_argument("--iteration-id", default=None, help="the source iteration named in the completion signal")
+    src.add_argument("--iteration", "--iteration-id", default=os.environ.get("ITERATION", "").strip() or None,
+                     help="the source iteration named in the completion signal (default $ITERATION)")
     return top
 
 

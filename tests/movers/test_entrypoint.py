@@ -1,8 +1,10 @@
 """`volsync-mover` as a mover Pod runs it: both roles as real processes (`python -m movers.entrypoint`),
-real sshd and rsync, on random loopback endpoints; keys as a mounted Secret (one file per data key)."""
+real sshd and rsync, on random loopback endpoints; keys as a mounted Secret (one file per data key);
+the destination's termination message in a file the test makes, as the kubelet makes one per start."""
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import socket
@@ -14,6 +16,7 @@ from pathlib import Path
 
 import pytest
 from moverkit import Endpoint, free_endpoint
+from support.processes import stop
 from support.trees import assert_trees_equal, make_sample_tree
 from support.waiting import eventually
 
@@ -42,9 +45,14 @@ class Destination:
     data_dir: Path
     work_dir: Path
     log_file: Path
+    termination_log: Path
 
     def log(self) -> str:
         return self.log_file.read_text(errors="replace")
+
+    def termination_message(self) -> object:
+        text = self.termination_log.read_text()
+        return json.loads(text) if text else None
 
     def listening(self) -> bool:
         with socket.socket() as s:
@@ -61,24 +69,22 @@ def destination(tmp_path: Path, ssh_keys: keys.SshKeys) -> Iterator[Destination]
     endpoint = free_endpoint()
     keys_dir = write_secret(tmp_path / "dst-keys", ssh_keys.destination_secret_data())
     data_dir, work_dir, log_file = tmp_path / "dst-data", tmp_path / "dst-work", tmp_path / "dst.log"
+    termination_log = tmp_path / "termination-log"
+    termination_log.touch()
     with log_file.open("wb") as out:
         proc = subprocess.Popen(
             [*MOVER, "destination", "--listen", endpoint.address, "--port", str(endpoint.port),
-             "--data-dir", str(data_dir), "--keys-dir", str(keys_dir), "--work-dir", str(work_dir)],
+             "--data-dir", str(data_dir), "--keys-dir", str(keys_dir), "--work-dir", str(work_dir),
+             "--termination-log", str(termination_log)],
             stdin=subprocess.DEVNULL, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
-    dst = Destination(proc=proc, endpoint=endpoint, data_dir=data_dir, work_dir=work_dir, log_file=log_file)
+    dst = Destination(proc=proc, endpoint=endpoint, data_dir=data_dir, work_dir=work_dir, log_file=log_file,
+                      termination_log=termination_log)
     try:
         eventually(lambda: dst.proc.poll() is not None or "sshd listening" in dst.log(), 30, what="listening")
         assert dst.proc.poll() is None, dst.log()
         yield dst
     finally:
-        if dst.proc.poll() is None:
-            dst.proc.terminate()
-            try:
-                dst.proc.wait(30)
-            except subprocess.TimeoutExpired:
-                dst.proc.kill()
-                dst.proc.wait()
+        stop(dst.proc, timeout=30)
         leftovers.stop_stale_sshd(dst.work_dir)
 
 
@@ -100,7 +106,7 @@ def test_source_replicates_the_tree_and_the_destination_exits_zero(
     sample = tmp_path / "src-data"
     make_sample_tree(sample)
 
-    sent = run_source(tmp_path, sample, ssh_keys.source_secret_data(), towards(destination))
+    sent = run_source(tmp_path, sample, ssh_keys.source_secret_data(), {**towards(destination), "ITERATION": "it-7"})
 
     assert sent.returncode == 0, sent.stdout + sent.stderr
     assert "sent " in sent.stdout and " bytes  received " in sent.stdout, sent.stdout
@@ -108,7 +114,8 @@ def test_source_replicates_the_tree_and_the_destination_exits_zero(
     assert destination.proc.wait(30) == 0, destination.log()
     assert_trees_equal(sample, destination.data_dir)
     log = destination.log()
-    assert "source signalled completion with code 0" in log and "data flushed" in log, log
+    assert "source signalled completion with code 0 (source iteration it-7)" in log and "data flushed" in log, log
+    assert destination.termination_message() == {"code": 0, "sourceIteration": "it-7"}
     assert destination.sshd_gone() and not destination.listening()
 
 
@@ -127,6 +134,7 @@ def test_a_failed_source_leaves_the_destination_listening_for_a_good_one(
     assert "no completion signal sent" in failed.stdout and "Rsync completed" not in failed.stdout, failed.stdout
     assert destination.proc.poll() is None and destination.listening(), destination.log()
     assert not any(destination.data_dir.iterdir())
+    assert destination.termination_message() is None
 
     good = run_source(tmp_path, sample, ssh_keys.source_secret_data(), towards(destination))
 
@@ -162,18 +170,33 @@ def test_missing_key_files_are_a_clear_error(tmp_path: Path, ssh_keys: keys.SshK
 def test_sigterm_stops_the_destination_without_claiming_success(destination: Destination) -> None:
     assert destination.listening()
 
-    destination.proc.send_signal(signal.SIGTERM)
+    assert stop(destination.proc, signal.SIGTERM, timeout=30) == 143, destination.log()
 
-    assert destination.proc.wait(30) == 143, destination.log()
     log = destination.log()
     assert "stopping on signal before the source signalled completion" in log, log
     assert "exiting with the source's code" not in log
+    assert destination.termination_message() is None  # no claim of any completion
     assert destination.sshd_gone() and not destination.listening()
 
 
-def test_destination_listens_on_every_address_of_its_pod_by_default() -> None:
+def test_defaults_are_a_pods(monkeypatch: pytest.MonkeyPatch) -> None:
     args = entrypoint.parser().parse_args(["destination"])
     assert (args.listen, args.port, args.data_dir, args.keys_dir) == ("0.0.0.0", 8022, "/data", "/keys")
+    assert args.termination_log == "/dev/termination-log"
+    monkeypatch.setenv("ITERATION", "abc-1")
+    assert entrypoint.parser().parse_args(["source"]).iteration == "abc-1"
+    assert entrypoint.parser().parse_args(["source", "--iteration", "x"]).iteration == "x"
+    monkeypatch.delenv("ITERATION")
+    assert entrypoint.parser().parse_args(["source"]).iteration is None
+
+
+def test_termination_message_is_written_only_into_an_existing_file(tmp_path: Path) -> None:
+    entrypoint.write_termination_message(tmp_path / "absent", 0, "x")  # outside a Pod: nothing made
+    assert not (tmp_path / "absent").exists()
+    made = tmp_path / "made"
+    made.write_text("stale and longer than the message\n")
+    entrypoint.write_termination_message(made, 3, None)
+    assert made.read_text() == '{"code": 3, "sourceIteration": null}\n'
 
 
 def test_destination_exits_with_the_code_the_source_recorded(
@@ -190,6 +213,7 @@ def test_destination_exits_with_the_code_the_source_recorded(
     assert sent.returncode == 0, sent.stderr
     assert destination.proc.wait(30) == 3, destination.log()
     assert "source signalled completion with code 3" in destination.log()
+    assert destination.termination_message() == {"code": 3, "sourceIteration": None}
 
 
 def test_sigterm_stops_a_source_waiting_to_retry(tmp_path: Path, ssh_keys: keys.SshKeys) -> None:
@@ -207,11 +231,8 @@ def test_sigterm_stops_a_source_waiting_to_retry(tmp_path: Path, ssh_keys: keys.
         err = tmp_path / "src-work/rsync.err"
         eventually(lambda: err.exists() and "Connection refused" in err.read_text(), 30, what="first attempt")
 
-        proc.send_signal(signal.SIGTERM)
+        assert stop(proc, signal.SIGTERM, timeout=30) == 143, log_file.read_text()
 
-        assert proc.wait(30) == 143, log_file.read_text()
         assert "stopping on signal" in log_file.read_text()
     finally:
-        if proc.poll() is None:
-            proc.kill()
-            proc.wait()
+        stop(proc)
