@@ -722,3 +722,18 @@ def test_addondeploymentconfig_has_no_status() -> None:
             }
         }
         assert validate(adc, schema) == []
+
+
+@pytest.mark.parametrize("plural", ["replicationsources", "replicationdestinations"])
+def test_rsync_carries_volsyncs_mover_config(plural: str) -> None:
+    rsync = _schema("volsync.backube", plural, "v1alpha1")["properties"]["spec"]["properties"]["rsync"]["properties"]
+    assert rsync["moverServiceAccount"]["type"] == "string"
+    assert rsync["moverPodLabels"]["additionalProperties"] == {"type": "string"}
+    assert set(rsync["moverResources"]["properties"]) == {"limits", "requests", "claims"}
+    context = rsync["moverSecurityContext"]
+    assert PRESERVE not in context  # typed, so a wrong type is refused rather than kept
+    assert {name: context["properties"][name]["type"] for name in (
+        "runAsUser", "runAsGroup", "runAsNonRoot", "fsGroup", "supplementalGroups", "seccompProfile")} == {
+        "runAsUser": "integer", "runAsGroup": "integer", "runAsNonRoot": "boolean", "fsGroup": "integer",
+        "supplementalGroups": "array", "seccompProfile": "object"}
+    assert set(rsync["moverAffinity"]["properties"]) == {"nodeAffinity", "podAffinity", "podAntiAffinity"}
