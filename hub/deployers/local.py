@@ -5,12 +5,14 @@ embedded kubeconfig, context = the cluster's name): server-side apply with field
 `volsync-hub`, CRDs first, then Namespaces, then the rest in the order given. Workload kinds the
 local platform does not run (Deployment, Pod, Job, ...) are not applied: the agent Deployment is
 recorded, and the supervisor (`supervisor.py`) runs it as a `volsync-agent` process with the
-arguments the Deployment gives (`--cluster-name`, `--hub-url`, `--hub-token-file`, `--hub-ca-file`; the
-token and the hub's CA are taken from the Secret the Deployment mounts and written to 0600 files) plus the local ones
-(`--kubeconfig`, `--context`, `--data-root DIR/agents/<cluster>`). Given `agent_kubeconfig`, the
-agent's kubeconfig is `DIR/agents/<cluster>.kubeconfig` (0600) holding only its own cluster and a
-token of the Deployment's ServiceAccount (asked for once the manifests, which make that
-ServiceAccount and its RBAC, are applied), never the hub's or the admin's kubeconfig.
+arguments the Deployment gives (`--cluster-name`, `--mover-image`, `--hub-url`, `--hub-token-file`,
+`--hub-ca-file`, `--log-level`, `--rsync-retries`; the token and the hub's CA are taken from the
+Secret the Deployment mounts and written to 0600 files) plus the local ones (`--kubeconfig`,
+`--context`). The agent keeps no data of its own (its movers are Jobs on the cluster), so it gets
+no data root. Given `agent_kubeconfig`, the agent's kubeconfig is `DIR/agents/<cluster>.kubeconfig`
+(0600) holding only its own cluster and a token of the Deployment's ServiceAccount (asked for once
+the manifests, which make that ServiceAccount and its RBAC, are applied), never the hub's or the
+admin's kubeconfig.
 
 `apply` is cheap when nothing changed: the same manifests are re-applied only every `resync`
 seconds (drift repair). It raises when the manifests could not be applied (the controller retries).
@@ -52,7 +54,8 @@ Obj = dict[str, Any]
 FIELD_MANAGER = "volsync-hub"
 WORKLOADS = frozenset({"Deployment", "DaemonSet", "StatefulSet", "ReplicaSet", "Pod", "Job", "CronJob"})
 MOUNTED_FLAGS = (("--hub-token-file", "token"), ("--hub-ca-file", "hub-ca.crt"))  # written to a local file
-PASSED_FLAGS = ("--hub-url", "--log-level", "--rsync-retries")  # Deployment args the local agent keeps as they are
+# Deployment args the local agent keeps as they are (`--mover-image`: its mover Jobs run the Deployment's image)
+PASSED_FLAGS = ("--mover-image", "--hub-url", "--log-level", "--rsync-retries")
 
 
 def apply_order(manifest: Obj) -> int:
@@ -289,7 +292,7 @@ class LocalDeployer:
 
     def _cluster_args(self, cluster: str, deployment: Obj) -> list[str]:
         """How the agent reaches its cluster: as the Deployment's ServiceAccount (`agent_kubeconfig`),
-        where the Pod would mount its token; its data root."""
+        where the Pod would mount its token."""
         if self.agent_kubeconfig is not None:
             pod = ((deployment.get("spec") or {}).get("template") or {}).get("spec") or {}
             account = str(pod.get("serviceAccountName") or "default")
@@ -297,8 +300,7 @@ class LocalDeployer:
             kubeconfig = self.agent_kubeconfig(cluster, namespace, account, self._path(cluster, "kubeconfig"))
         else:
             kubeconfig = self.kubeconfig
-        data_root = self.supervisor.dir / cluster
-        return ["--kubeconfig", str(kubeconfig), "--context", cluster, "--data-root", str(data_root)]
+        return ["--kubeconfig", str(kubeconfig), "--context", cluster]
 
     @staticmethod
     def _write(path: Path, text: str) -> None:

@@ -18,6 +18,8 @@ own messages; the deployer keeps tokens and kubeconfigs beside them).
 
 On start-up the supervisor ADOPTS an agent whose pidfile names a live process whose
 `/proc/<pid>/cmdline` is a volsync-agent for that cluster, and removes any other pidfile (stale).
+Every agent it starts carries `VOLSYNC_AGENT_SUPERVISOR=DIR` in its environment, so a live agent of
+this directory without a pidfile (a hub killed between spawn and pidfile) is found and stopped.
 An exclusive lock on `DIR/.lock` keeps a second supervisor away from the same directory.
 """
 
@@ -43,6 +45,7 @@ log = logging.getLogger("volsync.hub.agents")
 
 READY_PREFIX = "volsync-agent ready "
 AGENT_MARKERS = ("agent.main", "volsync-agent")
+SUPERVISOR_ENV = "VOLSYNC_AGENT_SUPERVISOR"  # in each agent's environment: the directory supervising it
 
 
 @dataclass(frozen=True)
@@ -83,6 +86,26 @@ def is_agent(argv: list[str] | None, cluster: str) -> bool:
         return False
     pairs = zip(argv, argv[1:], strict=False)
     return any(a == "--cluster-name" and b == cluster for a, b in pairs) or f"--cluster-name={cluster}" in argv
+
+
+def cluster_of(argv: list[str] | None) -> str | None:
+    """The `--cluster-name` of a command line."""
+    for arg, value in zip(argv or [], (argv or [])[1:], strict=False):
+        if arg == "--cluster-name":
+            return value
+    named = [a.split("=", 1)[1] for a in argv or [] if a.startswith("--cluster-name=")]
+    return named[0] if named else None
+
+
+def supervisor_of(pid: int) -> str | None:
+    """The `SUPERVISOR_ENV` a process was started with (None: unset, gone or unreadable)."""
+    try:
+        raw = Path(f"/proc/{pid}/environ").read_bytes()
+    except OSError:
+        return None
+    prefix = SUPERVISOR_ENV.encode() + b"="
+    found = [e[len(prefix):] for e in raw.split(b"\0") if e.startswith(prefix)]
+    return found[0].decode(errors="replace") if found else None
 
 
 def _gone(pid: int, cluster: str | None = None) -> bool:
@@ -241,15 +264,15 @@ class Supervisor:
             terminate(pid, self.grace)
 
     def _strays(self) -> list[tuple[int, str]]:
-        """Live agents with a data root in this directory that were not adopted."""
+        """Live agents started from this directory (`SUPERVISOR_ENV`) that were not adopted."""
         adopted = {a.pid for a in self._agents.values()}
         found = []
         for entry in Path("/proc").iterdir():
-            argv = cmdline(int(entry.name)) if entry.name.isdigit() and int(entry.name) not in adopted else None
-            root = argv[argv.index("--data-root") + 1] if argv and "--data-root" in argv[:-1] else ""
-            cluster = Path(root).name
-            if root and Path(root).parent == self.dir and argv is not None and is_agent(argv, cluster):
-                found.append((int(entry.name), cluster))
+            pid = int(entry.name) if entry.name.isdigit() else 0
+            argv = cmdline(pid) if pid and pid not in adopted else None
+            cluster = cluster_of(argv)
+            if cluster and is_agent(argv, cluster) and supervisor_of(pid) == str(self.dir):
+                found.append((pid, cluster))
         return found
 
     def _run(self) -> None:
@@ -321,7 +344,8 @@ class Supervisor:
         ]
         agent.started = now
         try:
-            pid = os.posix_spawn(argv[0], argv, dict(os.environ), file_actions=actions, setsid=True)
+            env = {**os.environ, SUPERVISOR_ENV: str(self.dir)}
+            pid = os.posix_spawn(argv[0], argv, env, file_actions=actions, setsid=True)
         except OSError as exc:
             self._exited(agent, now, f"cannot start the agent ({exc})")
             return

@@ -17,7 +17,7 @@ from support.waiting import eventually
 
 from hub.deployers import DeployState
 from hub.deployers.local import LocalDeployer
-from hub.deployers.supervisor import cmdline
+from hub.deployers.supervisor import cmdline, supervisor_of
 
 pytestmark = pytest.mark.timeout(180)
 MCA = {"metadata": {"name": "volsync", "namespace": CLUSTER}}
@@ -56,7 +56,9 @@ def test_apply_puts_the_manifests_on_the_cluster_and_runs_the_agent(
         assert token_file.read_text() == TOKEN and token_file.stat().st_mode & 0o777 == 0o600
         assert flag(argv, "--hub-url") == stub_hub.url and flag(argv, "--context") == CLUSTER
         assert flag(argv, "--kubeconfig") == str(apiserver.kubeconfig.resolve())
-        assert flag(argv, "--data-root") == str(data_dir.resolve() / "agents" / CLUSTER)
+        assert flag(argv, "--mover-image") == "volsync-agent:dev"  # the Deployment's image runs its movers
+        assert "--data-root" not in argv and "--mover-host" not in argv  # the agent keeps no data of its own
+        assert supervisor_of(pid) == str(data_dir.resolve() / "agents")
         # The agent reaches the hub with the token of the hub Secret.
         eventually(lambda: (f"/api/v1/agents/{CLUSTER}/heartbeat", f"Bearer {TOKEN}") in stub_hub.calls, 30,
                    what="heartbeat with the token")
