@@ -52,6 +52,7 @@ class ContainerLaunch:
     netns_path: str | None = None
     hostname: str = "localhost"
     privileged: bool = False
+    termination_message_path: str | None = None  # a writable file there (layout.TERMINATION_LOG on the host)
 
 
 @dataclass(frozen=True)

@@ -21,6 +21,8 @@ with `kill -9` adopts its containers on restart by reading them (`ContainerRunti
                                   `ContainerStatusUnknown` (exit 137: the shim died unseen)
       message                     optional: why, with `reason`
       shim.err                    the shim's own stderr (empty unless something went wrong)
+      termination-log             the file the container sees at its `terminationMessagePath` (0666,
+                                  made by the runtime before the shim starts; the kubelet reads it)
       log                         CRI log lines: `<RFC3339Nano UTC> stdout|stderr F|P <text>\\n`
 ```
 
@@ -47,6 +49,7 @@ EXIT = "exit"
 REASON = "reason"
 MESSAGE = "message"
 LOG = "log"
+TERMINATION_LOG = "termination-log"
 
 
 @dataclass(frozen=True)
@@ -82,6 +85,10 @@ class NodeLayout:
     def log_path(self, uid: str, name: str, attempt: int) -> Path:
         """The CRI-format log of one container start."""
         return self.container_dir(uid, name, attempt) / LOG
+
+    def termination_log(self, uid: str, name: str, attempt: int) -> Path:
+        """The host side of the container's termination message file."""
+        return self.container_dir(uid, name, attempt) / TERMINATION_LOG
 
 
 def _check_segment(value: str) -> None:

@@ -20,6 +20,7 @@ from localcluster.node.envvars import EnvError, PodContext, command_line, contai
 from localcluster.node.images import ImageMap
 from localcluster.node.netseam import PodAttachment
 from localcluster.node.runtime import ContainerLaunch, Mount, Tmpfs
+from localcluster.node.termination import message_path
 from localcluster.node.volumes import HostBind, MemoryDir, PodVolumes, container_mounts
 
 IMAGE_CMDS: dict[str, list[str]] = {"busybox": ["sh"], "python": ["python3"], "host": []}
@@ -109,5 +110,6 @@ class LaunchBuilder:
         return ContainerLaunch(
             pod_uid=str(meta["uid"]), name=str(container["name"]), attempt=attempt, argv=argv, env=env,
             working_dir=container.get("workingDir") or None, image=image, mounts=binds, tmpfs=tmpfs,
-            netns_path=attachment.netns_path, hostname=hostname, **security(pod, container),
+            netns_path=attachment.netns_path, hostname=hostname, termination_message_path=message_path(container),
+            **security(pod, container),
         )

@@ -20,9 +20,9 @@ def container_key(rec: ContainerRecord) -> str:
     return f"{rec.pod_uid}.{rec.name}.{rec.attempt}"
 
 
-def observe(rec: ContainerRecord, image_id: str = "") -> Observed:
+def observe(rec: ContainerRecord, image_id: str = "", message: str = "") -> Observed:
     return Observed(rec.name, rec.attempt, container_key(rec), rec.running, rec.exit_code, rec.started_at,
-                    rec.finished_at, image_id)
+                    rec.finished_at, image_id, rec.reason, message)
 
 
 @dataclass

@@ -47,6 +47,8 @@ class Observed:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     image_id: str = ""
+    reason: str | None = None  # the runtime's (StartError, ContainerStatusUnknown); None: Completed/Error
+    message: str = ""  # the termination message (`termination.py`) once it ended
 
 
 @dataclass(frozen=True)

@@ -42,7 +42,10 @@ def container_id(obs: Observed) -> str:
 
 def _terminated(obs: Observed) -> Obj:
     code = obs.exit_code if obs.exit_code is not None else 137
-    out: Obj = {"exitCode": code, "reason": "Completed" if code == 0 else "Error", "containerID": container_id(obs)}
+    reason = obs.reason or ("Completed" if code == 0 else "Error")
+    out: Obj = {"exitCode": code, "reason": reason, "containerID": container_id(obs)}
+    if obs.message:
+        out["message"] = obs.message
     if obs.started_at:
         out["startedAt"] = rfc3339(obs.started_at)
     if obs.finished_at:

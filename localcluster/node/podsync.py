@@ -44,6 +44,7 @@ from localcluster.node.podplans import (
 from localcluster.node.podstatus import StatusExtras, pod_status, status_patch
 from localcluster.node.probes import Prober, ProbeTarget
 from localcluster.node.runtime import ContainerRuntime
+from localcluster.node.termination import termination_message
 from localcluster.node.volumes import MountError, PodVolumes
 
 log = logging.getLogger("localcluster.kubelet")
@@ -154,15 +155,23 @@ class PodSync:
         return plan.requeue_after
 
     def _observed(self, pod: Mapping[str, Any], uid: str) -> list[Observed]:
-        """The runtime's records of the Pod, each with the image it runs as `local://<kind>/<image>`."""
+        """The runtime's records of the Pod, each with the image it runs as `local://<kind>/<image>` and,
+        once ended, its termination message (`termination.py`)."""
         spec = pod.get("spec") or {}
         ids: dict[str, str] = {}
+        policies: dict[str, str] = {}
         for c in [*(spec.get("initContainers") or []), *(spec.get("containers") or [])]:
+            policies[str(c.get("name"))] = str(c.get("terminationMessagePolicy") or "File")
             try:
                 ids[str(c.get("name"))] = f"local://{self.images.kind_of(str(c.get('image', '')))}/{c.get('image')}"
             except ImageError:
                 continue
-        return [observe(r, ids.get(r.name, "")) for r in self.containers.containers(uid)]
+        observed = []
+        for r in self.containers.containers(uid):
+            message = termination_message(r, self.layout.termination_log(uid, r.name, r.attempt),
+                                          policies.get(r.name, "File"))
+            observed.append(observe(r, ids.get(r.name, ""), message))
+        return observed
 
     def execute(self, key: Hashable, pod: Obj, plan: PodPlan, mem: PodMemory) -> dict[str, str]:
         """Apply the plan's actions; returns containers that could not be configured (name -> why)."""

@@ -38,7 +38,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from localcluster.node import layout as files
-from localcluster.node import procinfo, sandbox
+from localcluster.node import privileges, procinfo, sandbox
 from localcluster.node.containerspec import ContainerLaunch, ContainerRecord, Mount, Tmpfs
 from localcluster.node.images import ImageError, ImageMap, RootFs, under
 from localcluster.node.layout import NodeLayout
@@ -92,6 +92,7 @@ class ContainerRuntime:
         if directory.exists():
             raise ValueError(f"container {launch.name} attempt {launch.attempt} of Pod {launch.pod_uid} exists")
         private_dir(directory)
+        launch = _with_termination_log(launch, directory)
         argv = self._sandbox_argv(launch, rootfs)
         # not fsynced (the shim's replace_file): after a power loss no container runs anyway
         replace_file(str(directory), files.SANDBOX, "\0".join([launch.argv[0], *argv]) + "\0", newline=False)
@@ -116,7 +117,8 @@ class ContainerRuntime:
 
         launch = replace(launch, mounts=[replace(m, target=resolve(m.target)) for m in launch.mounts],
                          tmpfs=[replace(t, target=resolve(t.target)) for t in launch.tmpfs])
-        targets = [m.target for m in launch.mounts] + [t.target for t in launch.tmpfs]
+        targets = [t for t in [m.target for m in launch.mounts] + [t.target for t in launch.tmpfs]
+                   if not under(t, "/dev")]  # /dev is the sandbox's own tmpfs: nothing to make room for
         return sandbox.bwrap_argv(launch, rootfs, sandbox.root_layout(rootfs, targets), self._hidden(rootfs),
                                   bwrap=self.tools["bwrap"], nsenter=self.tools["nsenter"])
 
@@ -125,7 +127,9 @@ class ContainerRuntime:
         if rootfs.root != Path("/"):
             return []
         paths = [str(p.resolve()) for p in self.hide if p.exists()]
-        return [p for p in paths if not any(under(p, s) for s in rootfs.scratch)]
+        # a scratch tmpfs hides a path already, unless a kept path binds it back
+        return [p for p in paths
+                if not any(under(p, s) for s in rootfs.scratch) or any(under(p, k) for k in rootfs.keep)]
 
     def inspect(self, pod_uid: str, name: str, attempt: int) -> ContainerRecord | None:
         """The container start's state from its files, None when it was never started. A shim found
@@ -262,11 +266,25 @@ def _refuse_escapes(mounts: Sequence[Mount]) -> None:
             raise ValueError(f"subPath {mount.source} resolves to {real}, outside its volume {base}: refused")
 
 
+def _with_termination_log(launch: ContainerLaunch, directory: Path) -> ContainerLaunch:
+    """The launch with its termination message file bound at `termination_message_path` (made here,
+    empty, mode 0666 as the kubelet makes it, so that any user of the container can write it)."""
+    if not launch.termination_message_path:
+        return launch
+    host = directory / files.TERMINATION_LOG
+    fd = os.open(host, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o600)
+    try:
+        os.fchmod(fd, 0o666)
+    finally:
+        os.close(fd)
+    return replace(launch, mounts=[*launch.mounts, Mount(host, launch.termination_message_path)])
+
+
 def _launch_json(launch: ContainerLaunch, rootfs: RootFs) -> dict[str, object]:
     """The launch as recorded for adoption, exec and the kubelet (plus what exec needs of the image)."""
     data = asdict(launch)
     data["mounts"] = [{"source": str(m.source), "target": m.target, "read_only": m.read_only} for m in launch.mounts]
-    caps = sandbox.capabilities(launch)
+    caps = privileges.capabilities(launch)
     data.update(env=sandbox.container_env(launch, rootfs), kind=rootfs.kind, setpriv=rootfs.setpriv,
                 env_path=rootfs.env, capabilities=None if caps is None else sorted(caps))
     return data

@@ -1,5 +1,5 @@
-"""The argv of one sandboxed container, `[nsenter --net=<netns> --] bwrap <layout> -- [setpriv ...] argv`,
-and of a command entering it, `nsenter --target=<pid> ... -- [setpriv ...] env -i ... command`.
+"""The argv of one sandboxed container, `[nsenter --net=<netns> --] bwrap <layout> -- setpriv ... -- argv`,
+and of a command entering it, `nsenter --target=<pid> ... -- setpriv ... env -i ... command`.
 
 Why bubblewrap: it builds an arbitrary mount layout in a fresh mount namespace from a list of
 arguments (no hand-written mount code, nothing touched on the host), unshares the PID/IPC/UTS
@@ -15,11 +15,12 @@ The layout, in order (bwrap applies its arguments in order):
    paths bound back;
 3. `hide`: empty read-only tmpfs over host paths no Pod may read (the node's own state); the
    image's `masked` files (host secrets) read as empty (`/dev/null` bound over them);
-4. the launch's mounts (`--bind`/`--ro-bind`) and tmpfs mounts, in the order given.
+4. the launch's mounts (`--bind`/`--ro-bind`, a file or a directory) and tmpfs mounts, parents before
+   children (`pod_mounts`), with the kept paths a volume covers bound back over it.
 
-Capabilities: containerd's default set, minus `cap_drop`, plus `cap_add` (`ALL` allowed in both);
-`privileged` keeps every capability. A non-root `run_as_user` switches user with `setpriv` inside the
-sandbox, so the process keeps no capability (as on Kubernetes); root keeps the bounded set.
+Identity and capabilities (`privileges.py`): bwrap gives the sandbox the container's set plus what
+the user switch needs; the image's `setpriv` switches uid, gid and groups, then bounds the set, as
+runc does; root keeps the bounded set, any other uid none.
 """
 
 from __future__ import annotations
@@ -29,33 +30,15 @@ from collections.abc import Iterable, Mapping
 from pathlib import Path, PurePosixPath
 from typing import TYPE_CHECKING, Any
 
+from localcluster.node import privileges
 from localcluster.node.images import RootFs, under
 
 if TYPE_CHECKING:
     from localcluster.node.runtime import ContainerLaunch
 
-DEFAULT_CAPS = ("CHOWN", "DAC_OVERRIDE", "FSETID", "FOWNER", "MKNOD", "NET_RAW", "SETGID", "SETUID", "SETFCAP",
-                "SETPCAP", "NET_BIND_SERVICE", "SYS_CHROOT", "KILL", "AUDIT_WRITE")
 SPECIAL = ("/proc", "/dev", "/sys", "/lost+found")
 STATUS_FD = 3
 SHM_BYTES = 64 * 1024 * 1024  # Kubernetes' default /dev/shm
-
-
-def capabilities(launch: ContainerLaunch) -> frozenset[str] | None:
-    """The container's capability names (no `CAP_` prefix); None means all of them."""
-    if launch.privileged:
-        return None
-    add = {_cap_name(c) for c in launch.cap_add}
-    drop = {_cap_name(c) for c in launch.cap_drop}
-    if "ALL" in add:
-        return None
-    caps = set() if "ALL" in drop else set(DEFAULT_CAPS) - drop
-    return frozenset(caps | add)
-
-
-def _cap_name(name: str) -> str:
-    upper = name.strip().upper()
-    return upper[4:] if upper.startswith("CAP_") else upper
 
 
 def container_env(launch: ContainerLaunch, rootfs: RootFs) -> dict[str, str]:
@@ -64,17 +47,6 @@ def container_env(launch: ContainerLaunch, rootfs: RootFs) -> dict[str, str]:
            "HOME": "/root" if launch.run_as_user in (None, 0) else "/"}  # "/": a user the image does not know
     env.update(launch.env)
     return env
-
-
-def user_switch(launch: ContainerLaunch, rootfs: RootFs) -> list[str]:
-    """`setpriv ... --` when the launch names a user, group or supplementary groups; else nothing."""
-    if launch.run_as_user is None and launch.run_as_group is None and not launch.supplementary_groups:
-        return []
-    uid = launch.run_as_user or 0
-    gid = launch.run_as_group if launch.run_as_group is not None else 0
-    groups = (["--groups", ",".join(str(g) for g in launch.supplementary_groups)]
-              if launch.supplementary_groups else ["--clear-groups"])
-    return [rootfs.setpriv, f"--reuid={uid}", f"--regid={gid}", *groups, "--inh-caps=-all", "--"]
 
 
 def exec_argv(spec: Mapping[str, Any], pid: int, command: list[str], *, nsenter: str = "nsenter") -> list[str]:
@@ -89,23 +61,15 @@ def exec_argv(spec: Mapping[str, Any], pid: int, command: list[str], *, nsenter:
 
 def _exec_privileges(spec: Mapping[str, Any]) -> list[str]:
     """setpriv arguments giving an exec'd process the container's user, groups and capability bound."""
-    caps = spec["capabilities"]
-    user, group = spec["run_as_user"], spec["run_as_group"]
     groups = spec["supplementary_groups"]
-    argv = [str(spec["setpriv"])]
-    if isinstance(caps, list):
-        bound = ",".join(["-all", *(f"+{c.lower()}" for c in caps)])
-        argv += [f"--bounding-set={bound}", "--inh-caps=-all"]
-    if user is not None or group is not None or groups:
-        argv += [f"--reuid={user or 0}", f"--regid={group or 0}"]
-        argv += ["--groups", ",".join(str(g) for g in groups)] if isinstance(groups, list) and groups \
-            else ["--clear-groups"]
-    return argv + ["--"] if len(argv) > 1 else []
+    return privileges.setpriv_argv(str(spec["setpriv"]), spec["capabilities"], spec["run_as_user"],
+                                   spec["run_as_group"], groups if isinstance(groups, list) else [])
 
 
 def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], hide: Iterable[str],
                *, bwrap: str = "bwrap", nsenter: str = "nsenter") -> list[str]:
     """The whole argv the shim executes (the status JSON goes to fd `STATUS_FD`)."""
+    hide = list(hide)
     argv = [nsenter, f"--net={launch.netns_path}", "--"] if launch.netns_path else []
     argv += [bwrap, "--die-with-parent", "--unshare-pid", "--unshare-ipc", "--unshare-uts",
              "--hostname", launch.hostname, "--json-status-fd", str(STATUS_FD), "--clearenv"]
@@ -116,29 +80,49 @@ def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], 
     for path in rootfs.scratch:
         argv += ["--perms", "1777" if path in ("/tmp", "/var/tmp") else "0755", "--tmpfs", path]
     for path in rootfs.keep:
-        argv += [*_parents(path), "--ro-bind", path, path]
+        argv += _keep(path)
     for path in hide:
-        argv += ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
+        argv += _hide(path)
     for path in rootfs.masked:
         argv += ["--ro-bind", "/dev/null", path]
     for source, path in rootfs.replaced:
         argv += ["--ro-bind", source, path]
-    for mount in launch.mounts:
-        argv += _parents(mount.target)
-        argv += ["--ro-bind" if mount.read_only else "--bind", str(mount.source), mount.target]
-    for tmpfs in launch.tmpfs:
-        argv += _parents(tmpfs.target)
-        if tmpfs.size_bytes:
-            argv += ["--size", str(tmpfs.size_bytes)]
-        argv += ["--perms", "1777", "--tmpfs", tmpfs.target]
+    argv += pod_mounts(launch, rootfs.keep, hide)
     argv += ["--remount-ro", "/"]
-    caps = capabilities(launch)
-    if caps is not None:
-        argv += ["--cap-drop", "ALL"]
-        for cap in sorted(caps):
-            argv += ["--cap-add", f"CAP_{cap}"]
+    caps = privileges.capabilities(launch)
+    argv += privileges.sandbox_caps(caps)
     argv += ["--chdir", launch.working_dir or "/", "--"]
-    return argv + user_switch(launch, rootfs) + launch.argv
+    switch = privileges.setpriv_argv(rootfs.setpriv, caps, launch.run_as_user, launch.run_as_group,
+                                     launch.supplementary_groups)
+    return argv + switch + launch.argv
+
+
+def pod_mounts(launch: ContainerLaunch, keep: Iterable[str], hide: Iterable[str]) -> list[str]:
+    """The launch's binds and tmpfs mounts, parents before children (containerd sorts a container's
+    mounts by the depth of their targets), with the image's kept installation bound back wherever a
+    volume covers it: a real image has its own `/usr`, so a Pod's emptyDir at `/tmp` must not hide
+    a virtualenv or checkout that lives under `/tmp` on this host (the node's hidden paths below it
+    are hidden again). A volume at or below a kept path still wins, as it is mounted after it."""
+    targets = [m.target for m in launch.mounts] + [t.target for t in launch.tmpfs]
+    restored = [k for k in keep if any(under(k, t) and k != t for t in targets)]
+    entries: list[tuple[str, list[str]]] = [(k, _keep(k)) for k in restored]
+    entries += [(h, _hide(h)) for h in hide if any(under(h, k) for k in restored)]
+    for mount in launch.mounts:
+        bind = "--ro-bind" if mount.read_only else "--bind"
+        entries.append((mount.target, [*_parents(mount.target), bind, str(mount.source), mount.target]))
+    for tmpfs in launch.tmpfs:
+        size = ["--size", str(tmpfs.size_bytes)] if tmpfs.size_bytes else []
+        entries.append((tmpfs.target, [*_parents(tmpfs.target), *size, "--perms", "1777", "--tmpfs", tmpfs.target]))
+    entries.sort(key=lambda entry: len(PurePosixPath(os.path.normpath(entry[0])).parts))  # stable: ties keep order
+    return [arg for _, args in entries for arg in args]
+
+
+def _keep(path: str) -> list[str]:
+    return [*_parents(path), "--ro-bind", path, path]
+
+
+def _hide(path: str) -> list[str]:
+    return ["--perms", "0000", "--tmpfs", path, "--remount-ro", path]
 
 
 def _parents(target: str) -> list[str]:

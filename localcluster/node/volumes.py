@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import base64
 import os
+import stat
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime
@@ -251,13 +252,14 @@ def container_mounts(pod: Mapping[str, Any], container: Mapping[str, Any], pod_d
 def resolve_subpath(root: Path, sub: str, gid: int | None) -> Path:
     """`root/sub` reached one component at a time without following any link (as kubelet since
     CVE-2017-1002101): each component is opened `O_NOFOLLOW | O_DIRECTORY` relative to its parent's
-    fd, a missing one is made with `mkdir(dir_fd=)` (never through a link); a symlink on the way, put
-    there by a container of the Pod, raises `MountError` instead of binding a host path."""
+    fd, a missing one is made with `mkdir(dir_fd=)` (never through a link); the last one may be a
+    regular file (bound as a file, as the kubelet binds a Secret's or ConfigMap's key). A symlink on
+    the way, put there by a container of the Pod, raises `MountError` instead of binding a host path."""
     rel = _safe_rel(sub)
     flags = os.O_RDONLY | os.O_DIRECTORY | os.O_NOFOLLOW | os.O_CLOEXEC
     fd = os.open(root, flags & ~os.O_NOFOLLOW)  # the root itself is the node's or the PV's, not the Pod's
     try:
-        for part in rel.parts:
+        for index, part in enumerate(rel.parts):
             try:
                 child = os.open(part, flags, dir_fd=fd)
             except FileNotFoundError:
@@ -267,6 +269,8 @@ def resolve_subpath(root: Path, sub: str, gid: int | None) -> Path:
                     os.fchown(child, -1, gid)
                     os.fchmod(child, 0o2775)
             except OSError as exc:  # ELOOP (a symlink) or ENOTDIR (a file or a link to one)
+                if index == len(rel.parts) - 1 and _is_plain_file(fd, part):
+                    break
                 raise MountError(f"subPath {sub!r}: {part!r} is a symlink or not a directory; "
                                  "a subPath may not leave its volume") from exc
             os.close(fd)
@@ -275,3 +279,10 @@ def resolve_subpath(root: Path, sub: str, gid: int | None) -> Path:
         os.close(fd)
     return root / rel
 
+
+def _is_plain_file(dir_fd: int, name: str) -> bool:
+    """`name` in `dir_fd` is a regular file itself (not a link to one)."""
+    try:
+        return stat.S_ISREG(os.stat(name, dir_fd=dir_fd, follow_symlinks=False).st_mode)
+    except OSError:
+        return False
