@@ -1,0 +1,67 @@
+# The volsync-addon image: the hub (volsync-hub), the agent (volsync-agent) and the rsync-over-ssh
+# mover (volsync-mover) in one image, named quay.io/volsync-addon/volsync-addon:<package version>.
+#
+# Online (a developer's machine, registry and PyPI reachable):
+#   podman build -t quay.io/volsync-addon/volsync-addon:0.1.0 .      (or docker build)
+# Offline (scripts/image; what the test suite runs): BASE_IMAGE is a debootstrap of bookworm that
+# already holds DEBIAN_PACKAGES (the apt step is then skipped), and WHEELHOUSE names a folder of the
+# build context with wheels of our package and all its dependencies (installed with --no-index).
+#
+# The default user is 65532 (nonroot): the hub and the agent need nothing more. Mover Jobs run as
+# root themselves (securityContext runAsUser 0, capabilities dropped to what sshd/rsync need) on a
+# read-only root filesystem with emptyDirs at /tmp and /var/lib/volsync-mover: sshd's privilege
+# separation directory /run/sshd is therefore made here, and the image holds no ssh host keys (the
+# destination's host key comes from its Secret).
+ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
+
+FROM ${BASE_IMAGE} AS base
+ARG DEBIAN_PACKAGES="python3 python3-venv rsync openssh-server openssh-client"
+RUN set -eu; missing=; \
+    for package in $DEBIAN_PACKAGES; do \
+      dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null | grep -qx installed \
+        || missing="$missing $package"; \
+    done; \
+    if [ -n "$missing" ]; then \
+      apt-get update; \
+      DEBIAN_FRONTEND=noninteractive apt-get install -y --no-install-recommends $missing; \
+      rm -rf /var/lib/apt/lists/*; \
+    fi; \
+    rm -f /etc/ssh/ssh_host_*; \
+    mkdir -p -m 0755 /run/sshd /var/lib/volsync-mover
+
+FROM base AS install
+ARG VERSION=0.1.0
+ARG WHEELHOUSE=
+COPY . /src
+RUN set -eu; python3 -m venv /opt/volsync-addon; \
+    if [ -n "$WHEELHOUSE" ]; then \
+      /opt/volsync-addon/bin/pip install --no-cache-dir --no-index --find-links "/src/$WHEELHOUSE" \
+        "volsync-addon==$VERSION"; \
+    else \
+      /opt/volsync-addon/bin/pip install --no-cache-dir /src; \
+    fi; \
+    installed=$(/opt/volsync-addon/bin/python -c \
+      'from importlib.metadata import version; print(version("volsync-addon"))'); \
+    if [ "$installed" != "$VERSION" ]; then \
+      echo "installed volsync-addon $installed but VERSION is $VERSION" >&2; exit 1; \
+    fi; \
+    /opt/volsync-addon/bin/python -m pip uninstall -y -q pip setuptools
+
+FROM base
+ARG VERSION=0.1.0
+ARG SOURCE_URL=https://github.com/volsync-addon/volsync-addon
+LABEL org.opencontainers.image.title="volsync-addon" \
+      org.opencontainers.image.description="Hub, agent and rsync-over-ssh mover of the volsync-addon multicluster persistent-volume replication addon" \
+      org.opencontainers.image.version="${VERSION}" \
+      org.opencontainers.image.source="${SOURCE_URL}" \
+      org.opencontainers.image.licenses="Apache-2.0"
+COPY --from=install /opt/volsync-addon /opt/volsync-addon
+RUN groupadd --gid 65532 nonroot \
+    && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin nonroot
+ENV PATH=/opt/volsync-addon/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
+USER 65532:65532
+WORKDIR /
+CMD ["volsync-agent", "--help"]
