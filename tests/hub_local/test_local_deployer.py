@@ -24,8 +24,24 @@ MCA = {"metadata": {"name": "volsync", "namespace": CLUSTER}}
 
 
 def available(deployer: LocalDeployer) -> DeployState:
-    return eventually(lambda: (lambda s: s if s.available else None)(deployer.state(CLUSTER)), 60,
-                      what="agent available")
+    def check() -> DeployState | None:
+        state = deployer.state(CLUSTER)
+        return state if state.available else None
+
+    found = eventually(check, 60, what="agent available")
+    assert found is not None
+    return found
+
+
+def new_pid(deployer: LocalDeployer, old: list[int]) -> int:
+    """The pid of the agent that replaced those in `old` (polled)."""
+    def check() -> int | None:
+        pid = deployer.supervisor.status(CLUSTER).pid
+        return pid if pid is not None and pid not in old else None
+
+    found = eventually(check, 30, what="a new agent")
+    assert found is not None
+    return found
 
 
 def pid_of(deployer: LocalDeployer) -> int:
@@ -92,12 +108,11 @@ def test_a_killed_agent_is_restarted_with_backoff(apiserver: ApiServer, stub_hub
         for wait in (1.0, 2.0):  # the first restart after 1 s, the next after 2 s
             os.kill(pids[-1], signal.SIGKILL)
             killed = time.monotonic()
-            new = eventually(lambda: (lambda p: p if p not in (None, *pids) else None)(
-                deployer.supervisor.status(CLUSTER).pid), 30, what="a new agent")
+            new = new_pid(deployer, pids)
             assert time.monotonic() - killed >= wait
             pids.append(new)
             # /proc shows the new command line a moment after the spawn: poll, never sample once
-            eventually(lambda n=new: agent_pids(data_dir) == [n], 10, what="exactly one agent")
+            eventually(lambda: agent_pids(data_dir) == [pids[-1]], 10, what="exactly one agent")
         status = deployer.supervisor.status(CLUSTER)
         assert status.restarts == 2
         available(deployer)
@@ -129,8 +144,7 @@ def test_a_later_hub_adopts_the_running_agent(apiserver: ApiServer, stub_hub: St
 
         # Different arguments (the hub moved): the agent is replaced, never doubled.
         second.apply(CLUSTER, MCA, manifests(stub_hub.url + "/"))
-        new = eventually(lambda: (lambda p: p if p not in (None, pid) else None)(
-            second.supervisor.status(CLUSTER).pid), 30, what="the replacement")
+        new = new_pid(second, [pid])
         assert cmdline(pid) is None
         argv = cmdline(new)
         assert argv is not None and flag(argv, "--hub-url") == stub_hub.url + "/"
