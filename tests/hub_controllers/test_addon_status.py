@@ -92,7 +92,11 @@ def test_renewals_of_a_fresh_lease_cost_no_reconcile_and_the_boundary_still_move
     assert manager is not None
     queued: list[object] = []
     original_add = manager.queue.add
-    manager.queue.add = lambda key: (queued.append(key), original_add(key))[1]  # type: ignore[method-assign]
+    def add(key: str) -> None:
+        queued.append(key)
+        original_add(key)
+
+    manager.queue.add = add  # type: ignore[method-assign]
 
     hub.clock.advance(30)
     hub.renew_lease("cluster1")  # fresh -> fresh: Available cannot change

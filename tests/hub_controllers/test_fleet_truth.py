@@ -13,6 +13,7 @@ server with a FakeClock, both fed the report ConfigMaps the REST API writes.
 
 from __future__ import annotations
 
+import functools
 import json
 import subprocess
 import sys
@@ -119,7 +120,7 @@ def precise(seconds: float) -> str:
 # Iteration k of the source began at 100.2 and its transfer ended at 101.9; the destination, signalled,
 # published its image at 101.4 (0.5 s before the source recorded the end), and the source's status patch
 # landed 5 s late (a busy machine, a 409 retry, a restarted agent): lastSyncTime 106 (106.9).
-SOURCE_OF_K = {
+SOURCE_OF_K: dict[str, dict[str, Any]] = {
     "completed record": {"lastSyncTime": at(106), "lastSyncDuration": "6.7s",
                          "iteration": {"number": 7, "id": "7-abc", "startTime": precise(100.2),
                                        "endTime": precise(106.9), "completed": 7}},
@@ -128,7 +129,7 @@ SOURCE_OF_K = {
     "no record (an older agent, VolSync)": {"lastSyncTime": at(106), "lastSyncDuration": "6.7s"},
     "no record, start kept": {"lastSyncTime": at(106), "lastSyncStartTime": at(100)},
 }
-IMAGE_OF_K = {
+IMAGE_OF_K: dict[str, dict[str, Any]] = {
     "with its record": {"lastSyncTime": at(101), "latestImage": SNAP,
                         "iteration": {"number": 3, "startTime": precise(90), "endTime": precise(101.4)}},
     "next iteration running": {"lastSyncTime": at(101), "latestImage": SNAP,
@@ -197,7 +198,7 @@ def test_the_clock_skew_tolerance_is_a_setting() -> None:
 # seconds: lastSyncTime 100) and the source's iteration 3 began at 100.3 and completed at 102.1. By times the
 # image may be sync 3's (100.25 is within the second 100.3 falls in); by iteration ids it is exactly sync 2's.
 UID = "0a1b2c3d"
-BACK_TO_BACK = {"lastSyncTime": at(102), "lastSyncDuration": "1.8s",
+BACK_TO_BACK: dict[str, Any] = {"lastSyncTime": at(102), "lastSyncDuration": "1.8s",
                 "iteration": {"number": 3, "id": f"3-{UID}", "startTime": precise(100.3), "endTime": precise(102.1),
                               "completed": 3}}
 RUNNING_4 = {**BACK_TO_BACK, "lastSyncStartTime": at(102),
@@ -488,6 +489,10 @@ def test_an_unreported_destinations_namesake_address_is_not_judged_late(fleet: F
     assert fleet.summary(T0 + timedelta(seconds=100 + GRACE + 1)).pairs == 0
 
 
+def both_rows(store: FleetStore, when: datetime) -> bool:
+    return len(store.replications(now=when)) == 2
+
+
 def test_the_fleet_judges_with_the_hubs_clock_skew_setting(hub: Hub) -> None:
     """`--clock-skew-seconds` reaches the judgement: an image published 20 s before the source's sync began
     is that sync's with a 30 s tolerance, not with the default."""
@@ -503,7 +508,7 @@ def test_the_fleet_judges_with_the_hubs_clock_skew_setting(hub: Hub) -> None:
             if skew == rpo.DEFAULT_CLOCK_SKEW_SECONDS:
                 submit(store, "cluster1", source(synced=100))  # began 100 at the latest (no duration known)
                 submit(store, "cluster2", destination(published=79))  # 79.0-79.999
-            eventually(lambda s=store: len(s.replications(now=when)) == 2, 15, what="both rows")
+            eventually(functools.partial(both_rows, store, when), 15, what="both rows")
             verdicts[skew] = {r.role: r.state for r in store.replications(now=when)}
         finally:
             store.stop()
@@ -558,7 +563,7 @@ def test_the_destinations_cluster_turns_degraded_on_time(hub: Hub) -> None:
     hub.start(grace_seconds=GRACE, resync_seconds=1e6)  # only the controller's own timer can notice
     for cluster in ("cluster1", "cluster2"):
         hub.cluster(cluster)
-        hub.until(lambda c=cluster: hub.addon(c), f"{cluster} addon")
+        hub.until(functools.partial(hub.addon, cluster), f"{cluster} addon")
     now = (hub.clock.now() - T0).total_seconds()
     put_report(hub, "cluster2", destination(published=now - 50))
     put_report(hub, "cluster1", source(synced=now - 10))  # synced after the destination's newest image
@@ -585,7 +590,7 @@ def test_a_source_report_requeues_its_destinations_cluster(hub: Hub) -> None:
     hub.start(grace_seconds=GRACE, resync_seconds=1e6)
     for cluster in ("cluster1", "cluster2"):
         hub.cluster(cluster)
-        hub.until(lambda c=cluster: hub.addon(c), f"{cluster} addon")
+        hub.until(functools.partial(hub.addon, cluster), f"{cluster} addon")
     now = (hub.clock.now() - T0).total_seconds()
     put_report(hub, "cluster2", destination(published=now - 1000))
     hub.settle("cluster2")
