@@ -34,30 +34,35 @@ from __future__ import annotations
 import argparse
 import json
 import multiprocessing
-import os
-import platform
-import selectors
-import shutil
-import signal
 import sqlite3
 import statistics
-import subprocess
 import sys
-import tempfile
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import asdict, dataclass, field
-from datetime import UTC, datetime
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 import httpx
+from common import (
+    Report,
+    check,
+    cpu_share,
+    http_client,
+    lead_cells,
+    load_line,
+    machine_facts,
+    memory_kb,
+    percentile,
+    render_table,
+    report_main,
+    start_apiserver,
+    threads_cpu,
+    watch_events,
+)
 
-ROOT = Path(__file__).resolve().parents[1]
-RESULTS = Path(__file__).resolve().parent / "results"
-HOST = "127.0.0.1"
 NS = "default"
 CONC_NS = "bench-conc"
 PROC_NS = "bench-proc"
@@ -105,47 +110,7 @@ class Row:
         return self.reference / self.ours if self.unit == "/s" else self.ours / self.reference
 
 
-@dataclass
-class Report:
-    config: dict[str, Any]
-    machine: dict[str, Any]
-    rows: list[Row] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, row: Row) -> Row:
-        self.rows.append(row)
-        print(f"  {row.metric}: {_fmt(row.ours, row.unit)}", flush=True)
-        return row
-
-
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None:
-        return "—"
-    if unit == "/s":
-        return f"{value:,.0f} /s"
-    return f"{value:,.2f} ms" if value < 100 else f"{value:,.0f} ms"
-
-
-def percentile(values: list[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100) of a non-empty list."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
 # -- CPU accounting -----------------------------------------------------------------------------
-def process_cpu(pid: int) -> float:
-    """On-CPU seconds of all threads of a process, from /proc/<pid>/task/*/schedstat (ns resolution;
-    /proc/<pid>/stat counts in 10 ms ticks, too coarse for one list)."""
-    total = 0
-    for task in Path(f"/proc/{pid}/task").iterdir():
-        try:
-            total += int((task / "schedstat").read_text().split()[0])
-        except (OSError, ValueError, IndexError):
-            continue  # a thread that just ended
-    return total / 1e9
-
-
 @dataclass
 class Meter:
     wall: float = 0.0
@@ -156,7 +121,7 @@ class Meter:
 @contextmanager
 def metered(server_pid: int | None) -> Iterator[Meter]:
     m = Meter()
-    s0 = process_cpu(server_pid) if server_pid else 0.0
+    s0 = threads_cpu(server_pid) if server_pid else 0.0
     c0 = time.process_time()
     t0 = time.perf_counter()
     try:
@@ -164,68 +129,7 @@ def metered(server_pid: int | None) -> Iterator[Meter]:
     finally:
         m.wall = time.perf_counter() - t0
         m.client_cpu = time.process_time() - c0
-        m.server_cpu = (process_cpu(server_pid) - s0) if server_pid else 0.0
-
-
-# -- the server process -------------------------------------------------------------------------
-class Server:
-    """One `volsync-apiserver` process on 127.0.0.1 serving the cluster `hub` from `data_dir`."""
-
-    def __init__(self, data_dir: Path) -> None:
-        self.data_dir = data_dir
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.url = ""
-        self.log = data_dir / "apiserver.log"
-
-    def start(self, timeout: float = 60.0) -> Server:
-        cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(self.data_dir),
-               "--clusters", "hub", "--host", HOST, "--port", "0",
-               "--insecure-no-auth"]
-        with self.log.open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        line = b""
-        while not line.endswith(b"\n") and time.monotonic() < deadline:
-            if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                break
-            chunk = os.read(self.proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
-        sel.close()
-        if not line.startswith(b"volsync-apiserver ready "):
-            raise RuntimeError(f"apiserver did not start: {line!r}\n{self.log.read_text()[-4000:]}")
-        url = json.loads(line.split(b" ", 2)[2])["url"]
-        if not url.startswith(f"http://{HOST}:"):
-            raise RuntimeError(f"apiserver is not on {HOST}: {url}")
-        self.url = f"{url}/clusters/hub"
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None
-
-
-def client(base: str, **kwargs: Any) -> httpx.Client:
-    return httpx.Client(base_url=base, trust_env=False, timeout=httpx.Timeout(60.0), **kwargs)
+        m.server_cpu = (threads_cpu(server_pid) - s0) if server_pid else 0.0
 
 
 # -- objects ------------------------------------------------------------------------------------
@@ -252,12 +156,6 @@ def configmap(i: int, namespace: str, gen: int = 0) -> dict[str, Any]:
     }
 
 
-def _check(resp: httpx.Response, want: int) -> Any:
-    if resp.status_code != want:
-        raise RuntimeError(f"{resp.request.method} {resp.request.url}: {resp.status_code} {resp.text[:500]}")
-    return resp.json()
-
-
 def _rv(obj: Any) -> int:
     return int(obj["metadata"]["resourceVersion"])
 
@@ -269,7 +167,7 @@ def bench_creates_sequential(c: httpx.Client, n: int) -> tuple[dict[str, int], l
     lat: list[float] = []
     for i in range(n):
         t0 = time.perf_counter()
-        obj = _check(c.post(path, json=configmap(i, NS)), 201)
+        obj = check(c.post(path, json=configmap(i, NS)), 201)
         lat.append(time.perf_counter() - t0)
         rvs[name_of(i)] = _rv(obj)
     return rvs, lat
@@ -279,7 +177,7 @@ def _create_slice(base: str, namespace: str, indexes: range, barrier: Any = None
     """POST the ConfigMaps `indexes` into `namespace` on one keep-alive client; per-request seconds."""
     path = f"/api/v1/namespaces/{namespace}/configmaps"
     lat: list[float] = []
-    with client(base) as c:
+    with http_client(base) as c:
         c.get("/healthz").raise_for_status()  # connected before the clock starts
         if barrier is not None:
             barrier.wait()
@@ -287,7 +185,7 @@ def _create_slice(base: str, namespace: str, indexes: range, barrier: Any = None
             t0 = time.perf_counter()
             resp = c.post(path, json=configmap(i, namespace))
             lat.append(time.perf_counter() - t0)
-            _check(resp, 201)
+            check(resp, 201)
     return lat
 
 
@@ -354,7 +252,7 @@ def bench_puts(c: httpx.Client, n: int, rvs: dict[str, int]) -> list[float]:
         body = configmap(i, NS, gen=1)
         body["metadata"]["resourceVersion"] = str(rvs[name])
         t0 = time.perf_counter()
-        obj = _check(c.put(f"/api/v1/namespaces/{NS}/configmaps/{name}", json=body), 200)
+        obj = check(c.put(f"/api/v1/namespaces/{NS}/configmaps/{name}", json=body), 200)
         lat.append(time.perf_counter() - t0)
         rvs[name] = _rv(obj)
     return lat
@@ -367,7 +265,7 @@ def bench_patches(c: httpx.Client, n: int, rvs: dict[str, int], gen: int = 2) ->
         name = name_of(i)
         patch = json.dumps({"data": {"checksum": data_of(i, gen)["checksum"]}})
         t0 = time.perf_counter()
-        obj = _check(c.patch(f"/api/v1/namespaces/{NS}/configmaps/{name}", content=patch, headers=headers), 200)
+        obj = check(c.patch(f"/api/v1/namespaces/{NS}/configmaps/{name}", content=patch, headers=headers), 200)
         lat.append(time.perf_counter() - t0)
         rvs[name] = _rv(obj)
     return lat
@@ -397,7 +295,7 @@ def paged_list(c: httpx.Client, path: str) -> tuple[float, int, int]:
         params = {"limit": str(PAGE)}
         if token:
             params["continue"] = token
-        doc = _check(c.get(path, params=params), 200)
+        doc = check(c.get(path, params=params), 200)
         count += len(doc["items"])
         pages += 1
         token = doc["metadata"].get("continue", "")
@@ -418,32 +316,20 @@ class WatchResult:
 
 def bench_watch(base: str, c: httpx.Client, m: int, n: int, rvs: dict[str, int]) -> WatchResult:
     path = f"/api/v1/namespaces/{NS}/configmaps"
-    start_rv = int(_check(c.get(path, params={"limit": "1"}), 200)["metadata"]["resourceVersion"])
+    start_rv = int(check(c.get(path, params={"limit": "1"}), 200)["metadata"]["resourceVersion"])
     arrivals: dict[int, float] = {}
     connected = threading.Event()
     stop = threading.Event()
     failure: list[BaseException] = []
 
+    def arrived(t: float, ev: dict[str, Any]) -> bool:
+        arrivals[_rv(ev["object"])] = t
+        return stop.is_set()
+
     def watcher() -> None:
         try:
-            timeout = httpx.Timeout(30.0, read=None)
-            with (
-                httpx.Client(base_url=base, trust_env=False, timeout=timeout) as wc,
-                wc.stream("GET", path, params={"watch": "true", "resourceVersion": str(start_rv)}) as resp,
-            ):
-                if resp.status_code != 200:
-                    raise RuntimeError(f"watch: {resp.status_code}")
-                connected.set()
-                for line in resp.iter_lines():
-                    t = time.perf_counter()
-                    if not line:
-                        continue
-                    ev = json.loads(line)
-                    if ev.get("type") == "ERROR":
-                        raise RuntimeError(f"watch error: {line[:300]}")
-                    arrivals[_rv(ev["object"])] = t
-                    if stop.is_set():
-                        return
+            with http_client(base, httpx.Timeout(30.0, read=None)) as wc:
+                watch_events(wc, path, {"resourceVersion": str(start_rv)}, connected, arrived)
         except BaseException as exc:  # reported by the main thread
             if not stop.is_set():
                 failure.append(exc)
@@ -461,7 +347,7 @@ def bench_watch(base: str, c: httpx.Client, m: int, n: int, rvs: dict[str, int])
     def poke(i: int, gen: int) -> int:
         name = name_of(i % n)
         patch = json.dumps({"data": {"checksum": f"watch-{gen}-{i}"}})
-        return _rv(_check(c.patch(f"{path}/{name}", content=patch, headers=headers), 200))
+        return _rv(check(c.patch(f"{path}/{name}", content=patch, headers=headers), 200))
 
     thread = threading.Thread(target=watcher, name="watch", daemon=True)
     thread.start()
@@ -546,61 +432,25 @@ def reference(db_path: Path, template: dict[str, Any], n: int, list_runs: int) -
 
 
 # -- main ---------------------------------------------------------------------------------------
-def machine_facts() -> dict[str, Any]:
-    def version(mod: str) -> str:
-        try:
-            from importlib.metadata import version as v
-
-            return v(mod)
-        except Exception:  # not installed
-            return "absent"
-
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu_count": os.cpu_count(),
-        "python": platform.python_version(),
-        "sqlite": sqlite3.sqlite_version,
-        "platform": platform.platform(),
-        "cpu": _cpu_model(),
-        "httpx": version("httpx"),
-        "uvicorn": version("uvicorn"),
-        "starlette": version("starlette"),
-        "httptools": version("httptools"),
-        "uvloop": version("uvloop"),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or "unknown"
-
-
 def run(args: argparse.Namespace, work: Path) -> Report:
     n, m, runs = args.objects, args.watch_updates, args.list_runs
     report = Report(
         config={"objects": n, "watch_updates": m, "list_runs": runs, "concurrency": CONCURRENCY, "page": PAGE,
                 "quick": args.quick},
-        machine=machine_facts(),
+        machine=machine_facts("httpx", "uvicorn", "starlette", "httptools", "uvloop"),
     )
-    server = Server(work / "data")
-    server.data_dir.mkdir(parents=True)
+    report.machine["sqlite"] = sqlite3.sqlite_version
+    print(f"starting the apiserver in {work / 'data'} ...", flush=True)
+    server, base = start_apiserver(work / "data")
+    pid = server.pid
     try:
-        print(f"starting the apiserver in {server.data_dir} ...", flush=True)
-        server.start()
-        base, pid = server.url, server.pid
         rows: dict[str, Row] = {}
-        with client(base) as c:
+        with http_client(base) as c:
             # Warm the server's code paths (and the client) before timing anything.
             for ns in (CONC_NS, PROC_NS):
-                _check(c.post("/api/v1/namespaces", json={"metadata": {"name": ns}}), 201)
+                check(c.post("/api/v1/namespaces", json={"metadata": {"name": ns}}), 201)
             warm = configmap(0, "kube-public")
-            _check(c.post("/api/v1/namespaces/kube-public/configmaps", json=warm), 201)
+            check(c.post("/api/v1/namespaces/kube-public/configmaps", json=warm), 201)
             rt_ms = []
             for _ in range(200):
                 t0 = time.perf_counter()
@@ -615,7 +465,7 @@ def run(args: argparse.Namespace, work: Path) -> Report:
             rows["create_seq"] = report.add(Row(
                 "creates/s, sequential (1 keep-alive client)", "/s", n / mt.wall, None, mt.server_cpu, mt.client_cpu,
                 mt.wall, f"p50 {percentile(lat, 50) * 1000:.2f} ms, p99 {percentile(lat, 99) * 1000:.2f} ms", n))
-            template = _check(c.get(f"/api/v1/namespaces/{NS}/configmaps/{name_of(0)}"), 200)
+            template = check(c.get(f"/api/v1/namespaces/{NS}/configmaps/{name_of(0)}"), 200)
 
             print(f"creating {n} ConfigMaps from {CONCURRENCY} client threads ...", flush=True)
             with metered(pid) as mt:
@@ -703,10 +553,10 @@ def run(args: argparse.Namespace, work: Path) -> Report:
                 "arrival_minus_send_ms": {f"p{p}": percentile(w.arrival_minus_send_ms, p)
                                           for p in (1, 50, 90, 99, 100)},
             }
-            report.details["server_rss_kb"] = _rss_kb(pid)
+            report.details["server_rss_kb"] = memory_kb(pid)["VmRSS"]
     finally:
         server.stop()
-        report.details["server_log_tail"] = server.log.read_text()[-2000:] if server.log.exists() else ""
+        report.details["server_log_tail"] = server.log_tail()
 
     print(f"reference: plain SQLite, {n} single-row commits and {runs} full reads ...", flush=True)
     ref = reference(work / "reference.db", template, n, runs)
@@ -716,17 +566,6 @@ def run(args: argparse.Namespace, work: Path) -> Report:
     for key in ("list_json", "list_json_parse", "list_selector", "list_table", "list_paged"):
         rows[key].reference = ref["list_ms"]
     return report
-
-
-def _rss_kb(pid: int) -> int:
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        if line.startswith("VmRSS:"):
-            return int(line.split()[1])
-    return 0
-
-
-def _share(cpu_s: float | None, wall_s: float | None) -> str:
-    return "—" if cpu_s is None or not wall_s else f"{100 * cpu_s / wall_s:.0f}%"
 
 
 def _per_op(r: Row) -> str:
@@ -744,8 +583,7 @@ def render(report: Report) -> str:
         f"updates, lists x{report.config['list_runs']}",
         f"machine: nproc {mf['nproc']} ({mf['cpu']}), Python {mf['python']}, SQLite {mf['sqlite']}, "
         f"uvicorn {mf['uvicorn']} (httptools {mf['httptools']}, uvloop {mf['uvloop']}), httpx {mf['httpx']}",
-        f"load average (1/5/15 min) at start {mf['loadavg_at_start']}, at end {mf.get('loadavg_at_end')}"
-        + ("  <- other work on the machine: expect noise" if mf["loadavg_at_start"][0] > 0.5 else ""),
+        load_line(mf),
         "reference: plain SQLite in-process, store's settings (WAL, synchronous=NORMAL, BEGIN/INSERT/COMMIT per row);"
         " list reference = SELECT all rows + json.loads",
         "cost × = ours/reference for times, reference/ours for rates (1.0 = as fast as the reference; higher = slower)",
@@ -754,23 +592,14 @@ def render(report: Report) -> str:
     header = ("metric", "ours", "reference", "cost ×", "srv CPU", "cli CPU", "srv CPU/op", "note")
     table = [header]
     for r in report.rows:
-        ratio = r.cost_ratio
         table.append((
-            r.metric,
-            _fmt(r.ours, r.unit),
-            _fmt(r.reference, r.unit) if r.reference is not None else "—",
-            f"{ratio:.1f}" if ratio is not None else "—",
-            _share(r.server_cpu_s, r.wall_s),
-            _share(r.client_cpu_s, r.wall_s),
+            *lead_cells(r),
+            cpu_share(r.server_cpu_s, r.wall_s),
+            cpu_share(r.client_cpu_s, r.wall_s),
             _per_op(r),
             r.note,
         ))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    aligns: list[Callable[..., str]] = [str.ljust] + [str.rjust] * (len(header) - 2) + [str.ljust]
-    for k, row in enumerate(table):
-        lines.append("  ".join(aligns[i](cell, widths[i]) for i, cell in enumerate(row)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += render_table(table, left=(0, len(header) - 1))
     ref = report.details.get("reference", {})
     if ref:
         lines.append("")
@@ -799,35 +628,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="volsync-bench-apiserver-"))
-    t0 = time.perf_counter()
-    try:
-        report = run(args, work)
-    finally:
-        if args.keep:
-            print(f"data kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    report.details["total_s"] = time.perf_counter() - t0
-    report.machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(render(report))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    gitignore = RESULTS / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text("*.json\n")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"apiserver-{stamp}.json"
-    doc = {
-        "timestamp": stamp,
-        "config": report.config,
-        "machine": report.machine,
-        "rows": [{**asdict(r), "cost_ratio": r.cost_ratio, "server_cpu_per_op_s": r.server_cpu_per_op}
-                 for r in report.rows],
-        "details": report.details,
-    }
-    out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    print(f"\ntotal {report.details['total_s']:.1f} s; results written to {out.relative_to(ROOT)}")
-    return 0
+    return report_main("apiserver", args.keep, lambda work: run(args, work), render, lambda r: {
+        **asdict(r), "cost_ratio": r.cost_ratio, "server_cpu_per_op_s": r.server_cpu_per_op})
 
 
 if __name__ == "__main__":

@@ -35,26 +35,34 @@ were seen 0.7-1.3; server CPU per operation stays within a few percent).
 from __future__ import annotations
 
 import argparse
-import json
 import os
-import selectors
-import shutil
 import ssl
 import statistics
-import subprocess
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import httpx
 import yaml
+from common import (
+    ROOT,
+    ServerProcess,
+    check,
+    http_client,
+    machine_facts,
+    percentile,
+    render_table,
+    scratch,
+    start_apiserver,
+    threads_cpu,
+    utc_stamp,
+    write_results,
+)
 
 # bench/apiserver.py (the module next to this one, not the `apiserver` package: sys.path[0] is bench/)
-from apiserver import HOST, RESULTS, ROOT, _check, configmap, machine_facts, percentile, process_cpu, timed_get
+from apiserver import configmap, timed_get
 
 NS = "bench-authz"
 ACCOUNT = "bencher"
@@ -69,66 +77,34 @@ class AuthServer:
 
     data_dir: Path
     mode: str
-    proc: subprocess.Popen[bytes] | None = None
+    process: ServerProcess | None = None
     url: str = ""
     ca: str = ""
     admin_token: str = ""
 
-    def start(self, timeout: float = 60.0) -> AuthServer:
-        self.data_dir.mkdir(parents=True)
-        cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(self.data_dir), "--clusters", "hub",
-               "--host", HOST, "--port", "0", "--authorization-mode", self.mode]
-        with (self.data_dir / "apiserver.log").open("ab") as log:
-            self.proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=log, cwd=ROOT)
-        line = _ready_line(self.proc, timeout)
-        if not line.startswith(b"volsync-apiserver ready "):
-            raise RuntimeError(f"apiserver ({self.mode}) did not start: {line!r}\n"
-                               f"{(self.data_dir / 'apiserver.log').read_text()[-3000:]}")
-        ready = json.loads(line.split(b" ", 2)[2])
-        if not ready["url"].startswith(f"https://{HOST}:"):
-            raise RuntimeError(f"apiserver is not serving HTTPS on {HOST}: {ready['url']}")
-        self.url, self.ca = f"{ready['url']}/clusters/hub", str(ready["ca"])
-        config = yaml.safe_load(Path(ready["kubeconfig"]).read_text())
+    def start(self) -> AuthServer:
+        self.process, self.url = start_apiserver(self.data_dir, ("hub",), "--authorization-mode", self.mode,
+                                                 insecure=False)
+        if not self.url.startswith("https://"):
+            raise RuntimeError(f"apiserver is not serving HTTPS: {self.url}")
+        self.ca = str(self.process.ready["ca"])
+        config = yaml.safe_load(Path(self.process.ready["kubeconfig"]).read_text())
         self.admin_token = config["users"][0]["user"]["token"]
         return self
 
     @property
     def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
+        assert self.process is not None
+        return self.process.pid
 
     def client(self, token: str) -> httpx.Client:
-        return httpx.Client(base_url=self.url, trust_env=False, timeout=httpx.Timeout(60.0),
-                            verify=ssl.create_default_context(cafile=self.ca),
-                            headers={"Authorization": f"Bearer {token}"})
+        return http_client(self.url, verify=ssl.create_default_context(cafile=self.ca),
+                           headers={"Authorization": f"Bearer {token}"})
 
     def stop(self) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.terminate()
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None
-
-
-def _ready_line(proc: subprocess.Popen[bytes], timeout: float) -> bytes:
-    """The first line the server prints (its ready line), or what it printed by the deadline."""
-    assert proc.stdout is not None
-    deadline, line = time.monotonic() + timeout, b""
-    with selectors.DefaultSelector() as sel:
-        sel.register(proc.stdout, selectors.EVENT_READ)
-        while b"\n" not in line and sel.select(timeout=max(0.0, deadline - time.monotonic())):
-            chunk = os.read(proc.stdout.fileno(), 4096)
-            if not chunk:
-                break
-            line += chunk
-    return line.split(b"\n", 1)[0]
+        if self.process is not None:
+            self.process.stop(15)
+            self.process = None
 
 
 def _binding(kind: str, name: str, role: str, subject: dict[str, str]) -> dict[str, Any]:
@@ -150,19 +126,19 @@ def prepare(server: AuthServer) -> str:
     """As the admin: the namespace, the account bound to `edit`, the other bindings; the account's token."""
     rbac = "/apis/rbac.authorization.k8s.io/v1"
     with server.client(server.admin_token) as c:
-        _check(c.post("/api/v1/namespaces", json={"metadata": {"name": NS}}), 201)
-        _check(c.post(f"/api/v1/namespaces/{NS}/serviceaccounts", json={"metadata": {"name": ACCOUNT}}), 201)
+        check(c.post("/api/v1/namespaces", json={"metadata": {"name": NS}}), 201)
+        check(c.post(f"/api/v1/namespaces/{NS}/serviceaccounts", json={"metadata": {"name": ACCOUNT}}), 201)
         for i in range(OTHER_ROLE_BINDINGS):
             body = _binding("RoleBinding", f"other-{i}", ("view", "edit", "admin")[i % 3], _other_subject(i))
-            _check(c.post(f"{rbac}/namespaces/{NS}/rolebindings", json=body), 201)
+            check(c.post(f"{rbac}/namespaces/{NS}/rolebindings", json=body), 201)
         for i in range(OTHER_CLUSTER_ROLE_BINDINGS):
             subject = {"kind": "User", "apiGroup": "rbac.authorization.k8s.io", "name": f"cluster-user-{i}"}
-            _check(c.post(f"{rbac}/clusterrolebindings", json=_binding("ClusterRoleBinding", f"other-{i}", "view",
+            check(c.post(f"{rbac}/clusterrolebindings", json=_binding("ClusterRoleBinding", f"other-{i}", "view",
                                                                         subject)), 201)
         mine = _binding("RoleBinding", "bencher-edit", "edit", {"kind": "ServiceAccount", "name": ACCOUNT,
                                                                 "namespace": NS})
-        _check(c.post(f"{rbac}/namespaces/{NS}/rolebindings", json=mine), 201)
-        answer = _check(c.post(f"/api/v1/namespaces/{NS}/serviceaccounts/{ACCOUNT}/token",
+        check(c.post(f"{rbac}/namespaces/{NS}/rolebindings", json=mine), 201)
+        answer = check(c.post(f"/api/v1/namespaces/{NS}/serviceaccounts/{ACCOUNT}/token",
                                json={"spec": {"expirationSeconds": 7200}}), 201)
     token: str = answer["status"]["token"]
     return token
@@ -194,11 +170,11 @@ class Side:
 
 def create_slice(side: Side, indexes: range) -> None:
     path = f"/api/v1/namespaces/{NS}/configmaps"
-    cpu0, t0 = process_cpu(side.server.pid), time.perf_counter()
+    cpu0, t0 = threads_cpu(side.server.pid), time.perf_counter()
     for i in indexes:
-        _check(side.client.post(path, json=configmap(i, NS)), 201)
+        check(side.client.post(path, json=configmap(i, NS)), 201)
     side.create_s += time.perf_counter() - t0
-    side.create_cpu_s += process_cpu(side.server.pid) - cpu0
+    side.create_cpu_s += threads_cpu(side.server.pid) - cpu0
     side.created += len(indexes)
 
 
@@ -212,15 +188,15 @@ def cold_slice(side: Side, indexes: range) -> None:
                    ("Impersonate-Group", "system:serviceaccounts"),
                    ("Impersonate-Group", f"system:serviceaccounts:{NS}"),
                    ("Impersonate-Group", f"cold-{i}")]
-        _check(side.admin.post(path, json=configmap(i, NS), headers=headers), 201)
+        check(side.admin.post(path, json=configmap(i, NS), headers=headers), 201)
     side.cold_s += time.perf_counter() - t0
     side.cold_created += len(indexes)
 
 
 def list_once(side: Side, want: int) -> None:
-    cpu0 = process_cpu(side.server.pid)
+    cpu0 = threads_cpu(side.server.pid)
     elapsed, count, _ = timed_get(side.client, f"/api/v1/namespaces/{NS}/configmaps", {})
-    side.list_cpu_s += process_cpu(side.server.pid) - cpu0
+    side.list_cpu_s += threads_cpu(side.server.pid) - cpu0
     if count != want:
         raise RuntimeError(f"{side.server.mode}: listed {count} ConfigMaps, expected {want}")
     side.list_ms.append(elapsed * 1000)
@@ -230,9 +206,9 @@ def measure(sides: list[Side], n: int, rounds: int, list_runs: int) -> None:
     """Creates in alternating slices, then alternating lists (of the n and what the namespace already
     held: its kube-root-ca.crt)."""
     path = f"/api/v1/namespaces/{NS}/configmaps"
-    held = {id(side): len(_check(side.client.get(path), 200)["items"]) for side in sides}
+    held = {id(side): len(check(side.client.get(path), 200)["items"]) for side in sides}
     for side in sides:  # warm both (code paths, connection, TLS) outside the clock
-        _check(side.client.post(f"/api/v1/namespaces/{NS}/configmaps", json=configmap(n, NS) | {
+        check(side.client.post(f"/api/v1/namespaces/{NS}/configmaps", json=configmap(n, NS) | {
             "metadata": {"name": "warm-up", "namespace": NS}}), 201)
         side.client.get(f"/api/v1/namespaces/{NS}/configmaps").raise_for_status()
     step = -(-n // rounds)
@@ -247,7 +223,7 @@ def measure(sides: list[Side], n: int, rounds: int, list_runs: int) -> None:
         for side in sides if k % 2 == 0 else reversed(sides):
             cold_slice(side, range(start, min(n + 2 + cold, start + step)))
     for side in sides:
-        _check(side.client.delete(f"/api/v1/namespaces/{NS}/configmaps/warm-up"), 200)
+        check(side.client.delete(f"/api/v1/namespaces/{NS}/configmaps/warm-up"), 200)
     for k in range(list_runs):
         for side in sides if k % 2 == 0 else reversed(sides):
             list_once(side, n + 1 + cold + held[id(side)])
@@ -278,11 +254,9 @@ def render(on: dict[str, Any], off: dict[str, Any], n: int) -> tuple[str, dict[s
         rows.append((r["mode"], f"{r['creates_per_s']:,.0f}", f"{r['create_server_cpu_us']:,.0f} µs",
                      f"{r['list_median_ms']:,.1f} ms", f"{r['list_p99_ms']:,.1f} ms",
                      f"{r['list_server_cpu_ms']:,.1f} ms"))
-    widths = [max(len(row[i]) for row in rows) for i in range(len(rows[0]))]
     lines = ["", f"authorization benchmark: {n:,} ConfigMaps as a ServiceAccount bound to `edit` among "
              f"{OTHER_ROLE_BINDINGS + OTHER_CLUSTER_ROLE_BINDINGS} other bindings"]
-    lines += ["  ".join(cell.rjust(widths[i]) if i else cell.ljust(widths[i]) for i, cell in enumerate(row))
-              for row in rows]
+    lines += render_table(rows)
     lines.append(f"server CPU on/off: creates {ratios['write_server_cpu']:.2f}, lists {ratios['list_server_cpu']:.2f};"
                  f" list p99 on/off {ratios['lists_p99']:.2f}")
     lines.append("uncached decisions (impersonated, a new group per request): creates/s "
@@ -337,16 +311,10 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="volsync-bench-authz-"))
-    machine = machine_facts()
+    machine = machine_facts("httpx", "uvicorn", "starlette", "httptools", "uvloop")
     t0 = time.perf_counter()
-    try:
+    with scratch("volsync-bench-authz-", args.keep) as work:
         result = run(args, work)
-    finally:
-        if args.keep:
-            print(f"data kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
     text, ratios = render(result["on"], result["off"], args.objects)
     if args.calibrate:  # both sides AlwaysAllow: the same figures are the noise floor, not a cost
         text = text.replace("authz cost:", "noise floor (A/A, both AlwaysAllow; not a cost):").replace(
@@ -354,14 +322,12 @@ def main(argv: list[str] | None = None) -> int:
             "(first server / second server)")
     print(text)
     machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"authz{'-calibrate' if args.calibrate else ''}-{stamp}.json"
+    stamp = utc_stamp()
     doc = {"timestamp": stamp, "config": {"objects": args.objects, "list_runs": args.list_runs,
                                           "rounds": args.rounds, "quick": args.quick, "calibrate": args.calibrate,
                                           "other_bindings": OTHER_ROLE_BINDINGS + OTHER_CLUSTER_ROLE_BINDINGS},
            "machine": machine, "ratios": ratios, **result, "total_s": time.perf_counter() - t0}
-    out.write_text(json.dumps(doc, indent=2) + "\n")
+    out = write_results(f"authz{'-calibrate' if args.calibrate else ''}", doc, stamp)
     print(f"\ntotal {doc['total_s']:.1f} s; results written to {out.relative_to(ROOT)}")
     return 0
 

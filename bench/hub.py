@@ -48,19 +48,13 @@ import argparse
 import base64
 import json
 import os
-import platform
-import selectors
-import shutil
-import signal
 import ssl
-import subprocess
 import sys
-import tempfile
 import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any, TypeVar
@@ -71,17 +65,33 @@ import kubernetes
 ROOT = Path(__file__).resolve().parents[1]
 BENCH = Path(__file__).resolve().parent
 # Run as a script, this file's directory comes first on sys.path, and this file is named like the
-# `hub` package: put the project's root there instead.
-sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH]
+# `hub` package: put the project's root there instead (bench/ last, for `common`).
+sys.path[:] = [str(ROOT)] + [p for p in sys.path if Path(p or ".").resolve() != BENCH] + [str(BENCH)]
+
+from common import (  # noqa: E402
+    HOST,
+    Report,
+    ServerProcess,
+    WatchThread,
+    check,
+    cpu_share,
+    http_client,
+    lead_cells,
+    load_line,
+    machine_facts,
+    memory_kb,
+    percentile,
+    process_cpu,
+    render_table,
+    report_main,
+    start_apiserver,
+)
 
 from api.hub import ReplicationReport  # noqa: E402
 from hub import ocm, rendering, reports  # noqa: E402
 from hub.deployers.manifestwork import desired_work  # noqa: E402
 from kube import clients  # noqa: E402
 
-RESULTS = BENCH / "results"
-HOST = "127.0.0.1"
-CLK_TCK = os.sysconf("SC_CLK_TCK")
 CONCURRENCY = 8
 REPORT_CLUSTERS = 100
 MERGE = "application/merge-patch+json"
@@ -118,39 +128,6 @@ class Row:
         return self.reference / self.ours if self.unit == "/s" else self.ours / self.reference
 
 
-@dataclass
-class Report:
-    config: dict[str, Any]
-    machine: dict[str, Any]
-    rows: list[Row] = field(default_factory=list)
-    details: dict[str, Any] = field(default_factory=dict)
-
-    def add(self, row: Row) -> Row:
-        self.rows.append(row)
-        extra = f"  ({row.note})" if row.note else ""
-        print(f"  {row.metric}: {_fmt(row.ours, row.unit)}{extra}", flush=True)
-        return row
-
-
-def _fmt(value: float | None, unit: str) -> str:
-    if value is None or value != value:
-        return "—"
-    if unit == "/s":
-        return f"{value:,.0f} /s" if value >= 100 else f"{value:,.1f} /s"
-    if unit == "s":
-        return f"{value:,.2f} s"
-    if unit == "MB":
-        return f"{value:,.0f} MB"
-    return f"{value:,.2f} ms" if value < 100 else f"{value:,.0f} ms"
-
-
-def percentile(values: Sequence[float], p: float) -> float:
-    """Nearest-rank percentile (p in 0..100) of a non-empty sequence."""
-    ordered = sorted(values)
-    rank = max(1, min(len(ordered), round(p / 100 * len(ordered) + 0.5)))
-    return ordered[rank - 1]
-
-
 def _lat(values: Sequence[float]) -> str:
     if not values:
         return ""
@@ -158,103 +135,12 @@ def _lat(values: Sequence[float]) -> str:
 
 
 # -- processes ------------------------------------------------------------------------------------
-def process_cpu(pid: int) -> float:
-    """CPU seconds (user + system) of a process, every thread it ever had included (/proc/<pid>/stat;
-    the per-thread schedstat sums lose the threads that ended, e.g. an idle thread pool's)."""
-    try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / CLK_TCK
-
-
-def memory_kb(pid: int) -> dict[str, int]:
-    """VmRSS and VmHWM (peak RSS) of a process, in KiB."""
-    out: dict[str, int] = {}
-    for line in Path(f"/proc/{pid}/status").read_text().splitlines():
-        key = line.split(":", 1)[0]
-        if key in ("VmRSS", "VmHWM"):
-            out[key] = int(line.split()[1])
-    return out
-
-
-class Proc:
-    """A server process that announces itself with one `<prefix> {json}` line on stdout."""
-
-    def __init__(self, name: str, cmd: list[str], log: Path) -> None:
-        self.name = name
-        self.cmd = cmd
-        self.log = log
-        self.proc: subprocess.Popen[bytes] | None = None
-        self.ready: dict[str, Any] = {}
-
-    def start(self, prefix: str, timeout: float = 60.0) -> Proc:
-        with self.log.open("ab") as err:
-            self.proc = subprocess.Popen(self.cmd, stdout=subprocess.PIPE, stderr=err, cwd=ROOT)
-        assert self.proc.stdout is not None
-        sel = selectors.DefaultSelector()
-        sel.register(self.proc.stdout, selectors.EVENT_READ)
-        deadline = time.monotonic() + timeout
-        line = b""
-        try:
-            while not line.endswith(b"\n") and time.monotonic() < deadline:
-                if not sel.select(timeout=max(0.0, deadline - time.monotonic())):
-                    break
-                chunk = os.read(self.proc.stdout.fileno(), 4096)
-                if not chunk:
-                    break
-                line += chunk
-        finally:
-            sel.close()
-        if not line.startswith(prefix.encode() + b" "):
-            self.stop()
-            raise RuntimeError(f"{self.name} did not start: {line!r}\n{self.log.read_text(errors='replace')[-4000:]}")
-        self.ready = json.loads(line[len(prefix) + 1:])
-        return self
-
-    @property
-    def pid(self) -> int:
-        assert self.proc is not None
-        return self.proc.pid
-
-    def alive(self) -> bool:
-        return self.proc is not None and self.proc.poll() is None
-
-    def stop(self, timeout: float = 30.0) -> None:
-        if self.proc is None:
-            return
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(timeout)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait()
-        if self.proc.stdout is not None:
-            self.proc.stdout.close()
-        self.proc = None
-
-
-def start_apiserver(data_dir: Path) -> tuple[Proc, str, Path]:
-    """A fresh `volsync-apiserver` serving the cluster `hub`: (process, base URL of `hub`, kubeconfig)."""
-    data_dir.mkdir(parents=True)
-    cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(data_dir), "--clusters", "hub",
-           "--host", HOST, "--port", "0",
-               "--insecure-no-auth"]
-    proc = Proc("volsync-apiserver", cmd, data_dir / "apiserver.log").start("volsync-apiserver ready")
-    url = str(proc.ready["url"])
-    if not url.startswith(f"http://{HOST}:"):
-        proc.stop()
-        raise RuntimeError(f"apiserver is not on {HOST}: {url}")
-    return proc, f"{url}/clusters/hub", Path(proc.ready["kubeconfig"])
-
-
-def start_hub(kubeconfig: Path, data_dir: Path) -> Proc:
+def start_hub(kubeconfig: Path, data_dir: Path) -> ServerProcess:
     cmd = [sys.executable, "-m", "hub.main", "--kubeconfig", str(kubeconfig), "--context", "hub",
            "--hub-url", HUB_URL_FOR_AGENTS, "--rest-host", HOST, "--data-dir", str(data_dir),
            "--log-level", "warning"]
     data_dir.mkdir(parents=True)
-    proc = Proc("volsync-hub", cmd, data_dir / "hub.log").start("volsync-hub ready", timeout=300)
+    proc = ServerProcess("volsync-hub", cmd, data_dir / "hub.log").start(timeout=300)
     if not str(proc.ready["rest"]).startswith(f"https://{HOST}:"):
         proc.stop()
         raise RuntimeError(f"the hub REST API is not on {HOST}: {proc.ready['rest']}")
@@ -320,13 +206,7 @@ def client(base: str, **kwargs: Any) -> httpx.Client:
     ca = next((f for url, f in REST_CA.items() if base.startswith(url)), None)
     if ca is not None:  # the hub REST API serves HTTPS from a private CA
         kwargs.setdefault("verify", ssl.create_default_context(cafile=ca))
-    return httpx.Client(base_url=base, trust_env=False, timeout=httpx.Timeout(120.0), **kwargs)
-
-
-def check(resp: httpx.Response, *want: int) -> Any:
-    if resp.status_code not in want:
-        raise RuntimeError(f"{resp.request.method} {resp.request.url}: {resp.status_code} {resp.text[:500]}")
-    return resp.json()
+    return http_client(base, 120.0, **kwargs)
 
 
 def current_rv(base: str) -> int:
@@ -373,71 +253,40 @@ def fan_out(base: str, jobs: Sequence[T], fn: Callable[[httpx.Client, T], R], *,
     return results, latencies, wall
 
 
-class Watch:
+class Watch(WatchThread):
     """A raw watch stream (all namespaces) that records, per namespace, when an object first appeared
-    and when `ready(obj)` first held. Ends by itself (timeoutSeconds) or when the server stops."""
+    and when `ready(obj)` first held. Ends by itself (timeoutSeconds), when the server stops or on `stop()`."""
 
     def __init__(self, base: str, path: str, *, name: str, label_selector: str = "",
                  ready: Callable[[dict[str, Any]], bool] | None = None, timeout_s: int = 3600) -> None:
-        self.base, self.path, self.name = base, path, name
+        params = {"timeoutSeconds": str(timeout_s), **({"labelSelector": label_selector} if label_selector else {})}
+        super().__init__(http_client(base, httpx.Timeout(30.0, read=None)), path, params)
+        self.base, self.name = base, name
         self.label_selector = label_selector
         self.ready_when = ready
-        self.timeout_s = timeout_s
         self.seen: dict[str, float] = {}
         self.ready: dict[str, float] = {}
         self.events = 0
-        self.failure: BaseException | None = None
-        self._connected = threading.Event()
-        self._stop = threading.Event()
-        self._thread = threading.Thread(target=self._run, name=f"watch-{path}", daemon=True)
 
     def start(self) -> Watch:
         with client(self.base) as c:
             params = {"limit": "1", **({"labelSelector": self.label_selector} if self.label_selector else {})}
-            self._rv = check(c.get(self.path, params=params), 200)["metadata"]["resourceVersion"]
-        self._thread.start()
-        if not self._connected.wait(30) or self.failure:
-            raise RuntimeError(f"watch {self.path} did not connect: {self.failure!r}")
+            self.start_at(str(check(c.get(self.path, params=params), 200)["metadata"]["resourceVersion"]))
         return self
 
-    def stop(self) -> None:
-        self._stop.set()
-
-    def _run(self) -> None:
-        params = {"watch": "true", "resourceVersion": str(self._rv), "timeoutSeconds": str(self.timeout_s)}
-        if self.label_selector:
-            params["labelSelector"] = self.label_selector
-        try:
-            with (httpx.Client(base_url=self.base, trust_env=False, timeout=httpx.Timeout(30.0, read=None)) as wc,
-                  wc.stream("GET", self.path, params=params) as resp):
-                if resp.status_code != 200:
-                    raise RuntimeError(f"watch {self.path}: {resp.status_code}")
-                self._connected.set()
-                for line in resp.iter_lines():
-                    t = time.perf_counter()
-                    if self._stop.is_set():
-                        return
-                    if not line:
-                        continue
-                    ev = json.loads(line)
-                    if ev.get("type") == "ERROR":
-                        raise RuntimeError(f"watch error: {line[:300]}")
-                    if ev.get("type") not in ("ADDED", "MODIFIED"):
-                        continue
-                    self.events += 1
-                    obj = ev["object"]
-                    meta = obj.get("metadata") or {}
-                    if self.name and meta.get("name") != self.name:
-                        continue
-                    ns = meta.get("namespace") or ""
-                    self.seen.setdefault(ns, t)
-                    if self.ready_when is not None and ns not in self.ready and self.ready_when(obj):
-                        self.ready[ns] = t
-        except BaseException as exc:  # reported by the main thread
-            if not self._stop.is_set():
-                self.failure = exc
-        finally:
-            self._connected.set()
+    def handle(self, t: float, ev: dict[str, Any]) -> bool:
+        if ev.get("type") not in ("ADDED", "MODIFIED"):
+            return False
+        self.events += 1
+        obj = ev["object"]
+        meta = obj.get("metadata") or {}
+        if self.name and meta.get("name") != self.name:
+            return False
+        ns = meta.get("namespace") or ""
+        self.seen.setdefault(ns, t)
+        if self.ready_when is not None and ns not in self.ready and self.ready_when(obj):
+            self.ready[ns] = t
+        return False
 
 
 # -- objects --------------------------------------------------------------------------------------
@@ -546,7 +395,7 @@ def create_namespaces(base: str, names: list[str]) -> None:
 def reference_phase(args: argparse.Namespace, work: Path, names: list[str], report_names: list[str],
                     report_bodies: dict[str, list[dict[str, Any]]], report: Report) -> dict[str, Any]:
     """The floor: a fresh API server with no watchers; the client alone writes what the hub would."""
-    server, base, _ = start_apiserver(work / "reference-api")
+    server, base = start_apiserver(work / "reference-api")
     out: dict[str, Any] = {}
     try:
         print(f"reference: {len(names)} namespaces, then {len(names)} ManifestWorks from {CONCURRENCY} clients ...",
@@ -627,7 +476,7 @@ def run(args: argparse.Namespace, work: Path) -> Report:
         config={"clusters": n, "replications": r, "report_clusters": report_clusters,
                 "replications_per_cluster": per_cluster, "batch": batch, "requests": args.requests,
                 "concurrency": CONCURRENCY, "quick": args.quick},
-        machine=machine_facts(),
+        machine=machine_facts("httpx", "fastapi", "pydantic", "kubernetes"),
     )
     names = [cluster_name(i) for i in range(n)]
     report_names = names[:report_clusters]
@@ -637,8 +486,9 @@ def run(args: argparse.Namespace, work: Path) -> Report:
     ref = reference_phase(args, work, names, report_names, bodies, report)
     report.details["reference"] = ref
 
-    server, base, kubeconfig = start_apiserver(work / "api")
-    hub: Proc | None = None
+    server, base = start_apiserver(work / "api")
+    kubeconfig = Path(server.ready["kubeconfig"])
+    hub: ServerProcess | None = None
     watches: list[Watch] = []
     try:
         print(f"creating {n} namespaces and ManagedClusters (not timed) ...", flush=True)
@@ -855,42 +705,6 @@ def run(args: argparse.Namespace, work: Path) -> Report:
     return report
 
 
-# -- main ---------------------------------------------------------------------------------------
-def machine_facts() -> dict[str, Any]:
-    def version(mod: str) -> str:
-        try:
-            from importlib.metadata import version as v
-
-            return v(mod)
-        except Exception:  # not installed
-            return "absent"
-
-    cpu = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                cpu = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return {
-        "nproc": len(os.sched_getaffinity(0)),
-        "cpu": cpu,
-        "memory_gib": round(os.sysconf("SC_PAGE_SIZE") * os.sysconf("SC_PHYS_PAGES") / 2**30, 1),
-        "python": platform.python_version(),
-        "platform": platform.platform(),
-        "httpx": version("httpx"),
-        "fastapi": version("fastapi"),
-        "pydantic": version("pydantic"),
-        "kubernetes": version("kubernetes"),
-        "loadavg_at_start": [round(x, 2) for x in os.getloadavg()],
-    }
-
-
-def _share(cpu_s: float | None, wall_s: float | None) -> str:
-    return "—" if cpu_s is None or not wall_s else f"{100 * cpu_s / wall_s:.0f}%"
-
-
 def render(report: Report) -> str:
     mf, cfg = report.machine, report.config
     lines = [
@@ -899,8 +713,7 @@ def render(report: Report) -> str:
         f"{cfg['report_clusters']} clusters (batches of {cfg['batch']}); {CONCURRENCY} concurrent clients",
         f"machine: nproc {mf['nproc']} ({mf['cpu']}), {mf['memory_gib']} GiB, Python {mf['python']}, "
         f"fastapi {mf['fastapi']}, pydantic {mf['pydantic']}, kubernetes {mf['kubernetes']}",
-        f"load average (1/5/15 min) at start {mf['loadavg_at_start']}, at end {mf.get('loadavg_at_end')}"
-        + ("  <- other work on the machine: expect noise" if mf["loadavg_at_start"][0] > 0.5 else ""),
+        load_line(mf),
         "cost × = ours/reference for times, reference/ours for rates (reference: the client alone writing the same "
         "objects to a fresh API server)",
         "hub/srv/cli CPU: CPU seconds of the hub process / the API server / this client per wall second of the "
@@ -911,26 +724,17 @@ def render(report: Report) -> str:
               "note")
     table = [header]
     for r in report.rows:
-        ratio = r.cost_ratio
         table.append((
-            r.metric,
-            _fmt(r.ours, r.unit),
-            _fmt(r.reference, r.unit) if r.reference is not None else "—",
-            f"{ratio:.1f}" if ratio is not None else "—",
-            _share(r.hub_cpu_s, r.wall_s),
-            _share(r.server_cpu_s, r.wall_s),
-            _share(r.client_cpu_s, r.wall_s),
+            *lead_cells(r),
+            cpu_share(r.hub_cpu_s, r.wall_s),
+            cpu_share(r.server_cpu_s, r.wall_s),
+            cpu_share(r.client_cpu_s, r.wall_s),
             f"{r.wall_s:.1f} s" if r.wall_s is not None else "—",
             f"{r.load1:.1f}" if r.load1 is not None else "—",
             f"{r.writes:,}" if r.writes is not None else "—",
             r.note,
         ))
-    widths = [max(len(row[i]) for row in table) for i in range(len(header))]
-    aligns: list[Callable[..., str]] = [str.ljust] + [str.rjust] * (len(header) - 2) + [str.ljust]
-    for k, row in enumerate(table):
-        lines.append("  ".join(aligns[i](cell, widths[i]) for i, cell in enumerate(row)).rstrip())
-        if k == 0:
-            lines.append("  ".join("-" * w for w in widths))
+    lines += render_table(table, left=(0, len(header) - 1))
     return "\n".join(lines)
 
 
@@ -959,34 +763,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
-    work = Path(tempfile.mkdtemp(prefix="volsync-bench-hub-"))
-    t0 = time.perf_counter()
-    try:
-        report = run(args, work)
-    finally:
-        if args.keep:
-            print(f"data kept in {work}")
-        else:
-            shutil.rmtree(work, ignore_errors=True)
-    report.details["total_s"] = time.perf_counter() - t0
-    report.machine["loadavg_at_end"] = [round(x, 2) for x in os.getloadavg()]
-    print(render(report))
-    RESULTS.mkdir(parents=True, exist_ok=True)
-    gitignore = RESULTS / ".gitignore"
-    if not gitignore.exists():
-        gitignore.write_text("*.json\n")
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    out = RESULTS / f"hub-{stamp}.json"
-    doc = {
-        "timestamp": stamp,
-        "config": report.config,
-        "machine": report.machine,
-        "rows": [{**asdict(r), "cost_ratio": r.cost_ratio} for r in report.rows],
-        "details": report.details,
-    }
-    out.write_text(json.dumps(doc, indent=2, default=str) + "\n")
-    print(f"\ntotal {report.details['total_s']:.1f} s; results written to {out.relative_to(ROOT)}")
-    return 0
+    return report_main("hub", args.keep, lambda work: run(args, work), render,
+                       lambda r: {**asdict(r), "cost_ratio": r.cost_ratio})
 
 
 if __name__ == "__main__":

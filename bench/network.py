@@ -28,13 +28,14 @@ import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from common import scratch, until  # noqa: E402
 
 from localcluster.network import netcmd  # noqa: E402
 from localcluster.network.addressing import ClusterNet, fabric_name  # noqa: E402
@@ -60,11 +61,9 @@ def sshd_config(work: Path) -> Path:
 
 
 def wait_port(client_ns: str, ip: str, port: int, deadline: float = 20) -> None:
-    end = time.monotonic() + deadline
-    while subprocess.run(["ip", "netns", "exec", client_ns, "socat", "-T1", "/dev/null",
-                          f"TCP:{ip}:{port},connect-timeout=1"], capture_output=True).returncode != 0:
-        if time.monotonic() > end:
-            raise RuntimeError(f"{ip}:{port} does not answer from {client_ns}")
+    until(lambda: subprocess.run(["ip", "netns", "exec", client_ns, "socat", "-T1", "/dev/null",
+                                  f"TCP:{ip}:{port},connect-timeout=1"], capture_output=True).returncode == 0,
+          f"{ip}:{port} answers from {client_ns}", deadline, 0.05)
 
 
 def reaped_cpu(pid: int) -> float:
@@ -162,14 +161,13 @@ def main() -> int:
     p.add_argument("--runs", type=int, default=3)
     args = p.parse_args()
     fabric = Fabric(fabric_name(f"bench-{uuid.uuid4()}"))
-    work = Path(tempfile.mkdtemp(prefix="bench-network-"))
-    try:
-        fabric.ensure()
-        times = measure(args, fabric, work)
-    finally:
-        fabric.remove()
-        lock_path(fabric.name).unlink(missing_ok=True)
-        shutil.rmtree(work, ignore_errors=True)
+    with scratch("bench-network-") as work:
+        try:
+            fabric.ensure()
+            times = measure(args, fabric, work)
+        finally:
+            fabric.remove()
+            lock_path(fabric.name).unlink(missing_ok=True)
     report(args, times)
     return 0
 

@@ -27,43 +27,27 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import json
 import os
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from kube import clients  # noqa: E402
-from kube.controller import Runtime  # noqa: E402
-from kube.rest import PVCS, PVS, VOLUME_SNAPSHOTS, Kube  # noqa: E402
-from localcluster.storage.driver import StorageDriver  # noqa: E402
-from manifests import CRD_DIR  # noqa: E402
+from common import ROOT, scratch, start_apiserver, until, write_results
+
+from kube import clients
+from kube.controller import Runtime
+from kube.rest import PVCS, PVS, VOLUME_SNAPSHOTS, Kube
+from localcluster.storage.driver import StorageDriver
+from manifests import CRD_DIR
 
 NS = "default"
-POLL = 0.005
-
-
-def start_api(data_dir: Path) -> tuple[subprocess.Popen[bytes], Path]:
-    data_dir.mkdir(parents=True, exist_ok=True)
-    cmd = [sys.executable, "-m", "apiserver.main", "--data-dir", str(data_dir), "--clusters", "cluster1",
-           "--port", "0", "--crd-dir", str(CRD_DIR), "--insecure-no-auth"]
-    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=(data_dir / "apiserver.log").open("ab"), cwd=ROOT)
-    assert proc.stdout is not None
-    line = proc.stdout.readline()
-    if not line.startswith(b"volsync-apiserver ready"):
-        proc.kill()
-        raise RuntimeError(f"apiserver did not start: {line!r}")
-    return proc, data_dir / "kubeconfig"
 
 
 def make_tree(root: Path, files: int, big_mib: int) -> str:
@@ -92,16 +76,6 @@ def check_tree(root: Path, files: int, big_digest: str) -> None:
         raise AssertionError(f"copy {root} differs: {count} files, big file {digest.hexdigest()[:12]}")
 
 
-def until(fn: Callable[[], Any], what: str, timeout: float = 300.0) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = fn()
-        if value:
-            return value
-        time.sleep(POLL)  # polling the API for a condition with a deadline, not synchronisation
-    raise TimeoutError(what)
-
-
 def claim(name: str, source: dict[str, str] | None = None, field: str = "dataSource") -> dict[str, Any]:
     spec: dict[str, Any] = {"accessModes": ["ReadWriteOnce"], "resources": {"requests": {"storage": "4Gi"}},
                             "storageClassName": "local-csi"}
@@ -111,8 +85,12 @@ def claim(name: str, source: dict[str, str] | None = None, field: str = "dataSou
 
 
 def bound(kube: Kube, name: str) -> Path:
-    pvc = until(lambda: (lambda p: p if p and (p.get("status") or {}).get("phase") == "Bound" else None)(
-        kube.get(PVCS, name, NS)), f"claim {name} Bound")
+    def claim_bound() -> dict[str, Any] | None:
+        pvc = kube.get(PVCS, name, NS)
+        return pvc if pvc and (pvc.get("status") or {}).get("phase") == "Bound" else None
+
+    pvc = until(claim_bound, f"claim {name} Bound", 300)
+    assert pvc is not None
     pv = kube.get(PVS, pvc["spec"]["volumeName"])
     assert pv is not None
     return Path(pv["spec"]["local"]["path"])
@@ -167,8 +145,8 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, list[float]]:
     ref_src = work / "ref-src"
     ref_src.mkdir()
     big = make_tree(ref_src, args.files, args.big_mib)
-    proc, kubeconfig = start_api(work / "api")
-    api = clients.load(str(kubeconfig), "cluster1")
+    server, _ = start_apiserver(work / "api", ("cluster1",), "--crd-dir", str(CRD_DIR))
+    api = clients.load(str(server.ready["kubeconfig"]), "cluster1")
     kube = Kube(api)
     runtime = Runtime(kube)
     driver = StorageDriver(runtime, kube, work / "storage", node_name="cluster1")
@@ -190,8 +168,7 @@ def run(args: argparse.Namespace, work: Path) -> dict[str, list[float]]:
         runtime.stop()
         driver.stop(release=True)
         clients.close(api)
-        proc.terminate()
-        proc.wait(15)
+        server.stop(15)
     return samples
 
 
@@ -202,10 +179,8 @@ def report(samples: dict[str, list[float]], args: argparse.Namespace) -> None:
         med = statistics.median(values)
         target = "  (target <= 0.5 s)" if name in ("snapshot", "clone") else ""
         print(f"  {name:16} {med:7.3f} / {min(values):7.3f}   x{med / ref:.3f}{target}")
-    out = ROOT / "bench" / "results" / f"storage-{datetime.now(UTC):%Y%m%dT%H%M%SZ}.json"
-    out.parent.mkdir(exist_ok=True)
-    out.write_text(json.dumps({"files": args.files, "big_mib": args.big_mib, "samples": samples}, indent=2) + "\n")
-    print(f"written to {out}")
+    out = write_results("storage", {"files": args.files, "big_mib": args.big_mib, "samples": samples})
+    print(f"written to {out.relative_to(ROOT)}")
 
 
 def main() -> None:
@@ -217,12 +192,8 @@ def main() -> None:
     args = parser.parse_args()
     if os.geteuid() != 0:
         sys.exit("bench/storage.py needs root (the pool is a loop-mounted XFS image)")
-    work = Path(tempfile.mkdtemp(prefix="bench-storage-", dir=os.environ.get("BENCH_DIR", "/var/tmp")))
-    try:
+    with scratch("bench-storage-", args.keep, os.environ.get("BENCH_DIR", "/var/tmp")) as work:
         report(run(args, work), args)
-    finally:
-        if not args.keep:
-            shutil.rmtree(work, ignore_errors=True)
 
 
 if __name__ == "__main__":

@@ -21,20 +21,19 @@ Results are printed and written to bench/results/workloads-<UTC timestamp>.json.
 from __future__ import annotations
 
 import argparse
-import json
+import functools
 import shutil
 import statistics
 import subprocess
 import sys
-import tempfile
 import time
-from collections.abc import Callable
-from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
+
+from common import percentile, scratch, until, write_results  # noqa: E402
 
 from embedded.apiprocess import start_api  # noqa: E402
 from kube import clients  # noqa: E402
@@ -44,21 +43,7 @@ from localcluster.launcher import Fleet  # noqa: E402
 PODS = Resource("", "v1", "pods", "Pod")
 JOBS = Resource("batch", "v1", "jobs", "Job")
 NAMESPACES = Resource("", "v1", "namespaces", "Namespace", namespaced=False)
-RESULTS = Path(__file__).resolve().parent / "results"
 BUSYBOX = "busybox:1.36"
-
-
-def percentile(values: list[float], q: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(q * (len(ordered) - 1)))]
-
-
-def until(probe: Callable[[], bool], timeout: float = 120.0, interval: float = 0.005) -> None:
-    deadline = time.monotonic() + timeout
-    while not probe():
-        if time.monotonic() > deadline:
-            raise TimeoutError("benchmark step timed out")
-        time.sleep(interval)
 
 
 def reference_process(n: int) -> list[float]:
@@ -84,6 +69,9 @@ def reference_sandbox(n: int) -> list[float]:
 
 
 def pod_to_running(kube: Kube, ns: str, n: int) -> list[float]:
+    def running(name: str) -> bool:
+        return bool(((kube.get(PODS, name, ns) or {}).get("status") or {}).get("phase") == "Running")
+
     times = []
     for i in range(n):
         body = {"metadata": {"name": f"p{i}", "namespace": ns}, "spec": {
@@ -91,29 +79,32 @@ def pod_to_running(kube: Kube, ns: str, n: int) -> list[float]:
             "containers": [{"name": "c", "image": BUSYBOX, "command": ["sleep", "600"]}]}}
         kube.create(PODS, body, ns)
         start = time.perf_counter()
-        until(lambda i=i: ((kube.get(PODS, f"p{i}", ns) or {}).get("status") or {}).get("phase") == "Running")
+        until(functools.partial(running, f"p{i}"), f"Pod p{i} Running")
         times.append(time.perf_counter() - start)
     return times
 
 
-def job_to_complete(kube: Kube, ns: str, n: int) -> list[float]:
+def job_to_complete(kube: Kube, ns: str, n: int, prefix: str = "j") -> list[float]:
+    """Seconds from each of `n` busybox `true` Jobs' create call to its Complete condition (one at a time)."""
+
     def complete(name: str) -> bool:
         conditions = ((kube.get(JOBS, name, ns) or {}).get("status") or {}).get("conditions") or []
         return any(c.get("type") == "Complete" and c.get("status") == "True" for c in conditions)
 
     times = []
     for i in range(n):
-        body = {"metadata": {"name": f"j{i}", "namespace": ns}, "spec": {"backoffLimit": 0, "template": {"spec": {
-            "restartPolicy": "Never", "containers": [{"name": "c", "image": BUSYBOX, "command": ["true"]}]}}}}
+        body = {"metadata": {"name": f"{prefix}{i}", "namespace": ns}, "spec": {"backoffLimit": 0, "template": {
+            "spec": {"restartPolicy": "Never",
+                     "containers": [{"name": "c", "image": BUSYBOX, "command": ["true"]}]}}}}
         kube.create(JOBS, body, ns)
         start = time.perf_counter()
-        until(lambda i=i: complete(f"j{i}"))
+        until(functools.partial(complete, f"{prefix}{i}"), f"Job {prefix}{i} Complete")
         times.append(time.perf_counter() - start)
     return times
 
 
 def summary(name: str, ours: list[float], reference: list[float]) -> dict[str, Any]:
-    p50, p99, ref = statistics.median(ours), percentile(ours, 0.99), statistics.median(reference)
+    p50, p99, ref = statistics.median(ours), percentile(ours, 99), statistics.median(reference)
     print(f"{name:28} p50 {p50 * 1000:8.1f} ms  p99 {p99 * 1000:8.1f} ms   reference p50 {ref * 1000:7.1f} ms"
           f"   ratio p50 {p50 / ref:6.1f}x")
     return {"name": name, "p50_s": p50, "p99_s": p99, "reference_p50_s": ref, "ratio_p50": p50 / ref}
@@ -125,7 +116,15 @@ def main() -> int:
     p.add_argument("--jobs", type=int, default=10)
     p.add_argument("--keep", action="store_true", help="keep the temporary data dir")
     args = p.parse_args()
-    base = Path(tempfile.mkdtemp(prefix="bench-workloads-"))
+    with scratch("bench-workloads-", args.keep) as base:
+        rows = measure(base, args.pods, args.jobs)
+    out = write_results("workloads", {"rows": rows})
+    print(f"results: {out}")
+    return 0
+
+
+def measure(base: Path, pods: int, jobs: int) -> list[dict[str, Any]]:
+    """The references and both cases on a fresh one-cluster fleet in `base` (stopped afterwards)."""
     fleet = Fleet(base / "clusters", ["cluster1"], base / "api" / "kubeconfig", base / "api" / "pki")
     api = start_api(base / "api", ["cluster1"], extra_args=fleet.apiserver_args())
     rows = []
@@ -134,21 +133,16 @@ def main() -> int:
         client = clients.load(str(api.kubeconfig), "cluster1")
         kube = Kube(client, field_manager="bench")
         kube.create(NAMESPACES, {"metadata": {"name": "bench"}})
-        process, sandbox = reference_process(max(args.pods, 20)), reference_sandbox(max(args.pods, 20))
+        process, sandbox = reference_process(max(pods, 20)), reference_sandbox(max(pods, 20))
         print(f"{'bare busybox true':28} p50 {statistics.median(process) * 1000:8.1f} ms")
         print(f"{'bwrap busybox true':28} p50 {statistics.median(sandbox) * 1000:8.1f} ms")
-        rows.append(summary("Pod create -> Running", pod_to_running(kube, "bench", args.pods), sandbox))
-        rows.append(summary("Job create -> Complete", job_to_complete(kube, "bench", args.jobs), sandbox))
+        rows.append(summary("Pod create -> Running", pod_to_running(kube, "bench", pods), sandbox))
+        rows.append(summary("Job create -> Complete", job_to_complete(kube, "bench", jobs), sandbox))
         clients.close(client)
     finally:
         fleet.stop()
         api.stop()
-        if not args.keep:
-            shutil.rmtree(base, ignore_errors=True)
-    RESULTS.mkdir(exist_ok=True)
-    stamp = datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ")
-    (RESULTS / f"workloads-{stamp}.json").write_text(json.dumps(rows, indent=2))
-    return 0
+    return rows
 
 
 if __name__ == "__main__":
