@@ -73,7 +73,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--rest-port", type=int, default=0, help="the REST API's port (0: any)")
     p.add_argument("--hub-url", help="the REST URL agents use (default: the listening address)")
     p.add_argument("--namespace", default="volsync-system", help="the hub's own namespace (admin token Secret)")
-    p.add_argument("--image", default=DEFAULT_IMAGE, help="agent image written into the Deployment")
+    p.add_argument("--image", default=DEFAULT_IMAGE, help="the agent Deployment's image, also its --mover-image "
+                   "(ADC OPERAND_IMAGE_VOLSYNC and registries apply; default: %(default)s)")
     p.add_argument("--stale-seconds", type=float, default=300.0, help="heartbeat age after which Available=False")
     p.add_argument("--renew-seconds", type=float, default=60.0, help="heartbeat interval asked of agents")
     p.add_argument("--rpo-seconds", type=float, default=rpo.DEFAULT_RPO_SECONDS,
