@@ -18,9 +18,9 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 
-from agent import iterations, keysecrets
+from agent import iterations, jobs, keysecrets
 from agent.iterations import Context
-from agent.plans import Emit, EndIteration, Ensure, Patch, Plan, Serve, StopReceiving, StopServing
+from agent.plans import Delete, Emit, EndIteration, Ensure, Patch, Plan, Serve, StopReceiving, StopServing
 from api.volsync import ANNOTATION_ITERATION, ANNOTATION_SNAPNAME, LABEL_CLEANUP, LABEL_DO_NOT_DELETE
 from kube import objects
 from kube.rest import PVCS, SERVICES, VOLUME_SNAPSHOTS, Resource
@@ -28,17 +28,18 @@ from kube.rest import PVCS, SERVICES, VOLUME_SNAPSHOTS, Resource
 Obj = dict[str, Any]
 
 ROLE = "destination"
-DEFAULT_PORT = 22
-MOVER_PORT = 8022  # the Service's targetPort, as VolSync's mover listens (local platform: unused)
-NLB_ANNOTATION = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}
+DEFAULT_PORT = jobs.DEFAULT_PORT
+# the class an agent before mover Jobs gave its LoadBalancer Services (addresses of its own, which
+# nothing serves any more): such a Service is replaced
+RETIRED_LB_CLASS = "volsync-addon.io/agent-loopback"
 
 
 @dataclass(frozen=True)
 class ServerView:
-    iteration: str | None  # the iteration the server is receiving for (None: not serving)
-    completion: int | None = None  # the exit code the source signalled, once it did
+    iteration: str | None  # the iteration the mover Job receives for (None: not serving)
+    completion: int | None = None  # the exit code the source signalled, once the mover exited
     source_iteration: str | None = None  # the source's iteration id it named with the completion, if any
-    error: str | None = None  # e.g. the address could not be bound
+    error: str | None = None  # the mover cannot serve (a condition's message)
 
 
 @dataclass(frozen=True)
@@ -54,7 +55,8 @@ class DestinationView:
 
 
 def service_name(rd_name: str) -> str:
-    return objects.short_name(f"volsync-rsync-dst-{rd_name}")
+    """The destination's Service: the name of its mover Job (`volsync-rsync-dst-<rd>`)."""
+    return jobs.mover_name(ROLE, rd_name)
 
 
 def pvc_name(ctx: Context) -> str:
@@ -76,30 +78,24 @@ def _address(svc: Obj | None) -> str | None:
 
 
 def _service(ctx: Context) -> Obj:
-    rsync = ctx.spec.rsync
-    assert rsync is not None
-    annotations = NLB_ANNOTATION if rsync.service_annotations is None else rsync.service_annotations
-    selector = {
-        "app.kubernetes.io/name": f"dst-{ctx.name}"[:63],
-        "app.kubernetes.io/component": "rsync-mover",
-        "app.kubernetes.io/part-of": "volsync",
-    }
-    svc = ctx.owned(
-        SERVICES,
-        service_name(ctx.name),
-        extra={
-            "spec": {
-                "type": rsync.service_type,
-                "selector": selector,
-                "ports": [
-                    {"name": "ssh", "port": rsync.port or DEFAULT_PORT, "targetPort": MOVER_PORT, "protocol": "TCP"}
-                ],
-            }
-        },
-    )
-    if annotations:
-        svc["metadata"]["annotations"] = dict(annotations)
-    return svc
+    """The Service in front of the destination's mover Pods (`agent.jobs` renders it)."""
+    return jobs.destination_service(jobs.MoverView.of(ctx.obj, pvc="", secret=""))
+
+
+def _service_actions(ctx: Context, svc: Obj | None) -> list[Any]:
+    """Create the Service; fix the selector of one whose Pods it does not select (made by an agent of
+    another version); replace one of the retired agent-loopback class (its class is immutable)."""
+    wanted = _service(ctx)
+    if svc is None:
+        return [Ensure(SERVICES, wanted)]
+    spec = svc.get("spec") or {}
+    if spec.get("loadBalancerClass") == RETIRED_LB_CLASS:
+        return [] if objects.is_deleting(svc) else [
+            Delete(SERVICES, ctx.namespace, objects.name_of(svc), objects.meta(svc).get("resourceVersion", ""))]
+    selector = wanted["spec"]["selector"]
+    if spec.get("selector") != selector:
+        return [Patch(SERVICES, ctx.namespace, objects.name_of(svc), {"spec": {"selector": selector}})]
+    return []
 
 
 def _pvc(ctx: Context) -> Obj:
@@ -208,9 +204,10 @@ def plan(v: DestinationView) -> Plan:
     status: Obj = {}
     if not rsync.ssh_keys:
         status["rsync"] = {"sshKeys": keysecrets.key_secret_names(ctx.role, ctx.name)[1]}
-    if v.service is None:
-        actions.append(Ensure(SERVICES, _service(ctx)))
-    address = _address(v.service)
+    service_actions = _service_actions(ctx, v.service)
+    actions += service_actions
+    retiring = any(isinstance(a, Delete) for a in service_actions)
+    address = None if retiring else _address(v.service)
     if address:
         status.setdefault("rsync", {})["address"] = address
     name = pvc_name(ctx)

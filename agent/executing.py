@@ -1,20 +1,20 @@
-"""The plan executor: performs each action of a `Plan` (see `plans.py`) against the API and the platform.
+"""The plan executor: performs each action of a `Plan` (see `plans.py`) against the API and the mover Jobs.
 
 `reconciling.py` decides when (`before` actions, the status patch, then `after` actions); this
 module knows how: object actions go to the Kubernetes API (a create that finds the object, or a
-patch that finds it gone, is not an error), mover actions to the platform, `Emit` to the Event
-recorder, `Began`/`Observe` to the iteration log lines and metrics.
+patch that finds it gone, is not an error), mover actions to the mover Jobs (`jobmovers.py`),
+`Emit` to the Event recorder, `Began`/`Observe` to the iteration log lines and metrics.
 """
 
 from __future__ import annotations
 
 import base64
 import logging
-from collections.abc import Callable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
 
+from agent.jobmovers import JobMovers
 from agent.metrics import Metrics
 from agent.plans import (
     Began,
@@ -32,16 +32,14 @@ from agent.plans import (
     StopReceiving,
     StopServing,
 )
-from agent.platform import Platform
 from kube import objects
 from kube.events import Recorder
-from kube.rest import PVCS, SECRETS, SERVICES, Kube, Resource
+from kube.rest import SECRETS, Kube
 from movers import keys as sshkeys
 
 log = logging.getLogger("volsync.iterations")
 
 Obj = dict[str, Any]
-CacheLookup = Callable[[Resource, str, str | None], Obj | None]
 
 
 def labels(role: str, obj: Obj) -> tuple[str, str, str, str]:
@@ -50,24 +48,19 @@ def labels(role: str, obj: Obj) -> tuple[str, str, str, str]:
 
 
 class PlanExecutor:
-    """Performs plan actions for the replication controller; `cache` reads its informers."""
+    """Performs plan actions for the replication controller."""
 
-    def __init__(self, kube: Kube, platform: Platform, metrics: Metrics, recorder: Recorder,
-                 cache: CacheLookup) -> None:
+    def __init__(self, kube: Kube, movers: JobMovers, metrics: Metrics, recorder: Recorder) -> None:
         self.kube = kube
-        self.platform = platform
+        self.movers = movers
         self.metrics = metrics
         self.recorder = recorder
-        self._cache = cache
 
     def act(self, role: str, obj: Obj, action: Any) -> None:
         ns = objects.namespace_of(obj)
         if isinstance(action, Ensure):
-            body = action.obj
-            if action.resource is SERVICES:
-                body = self.platform.prepare_service(body)
             try:
-                self.kube.create(action.resource, body)
+                self.kube.create(action.resource, action.obj)
             except ApiException as exc:
                 if exc.status != 409:
                     raise
@@ -101,23 +94,21 @@ class PlanExecutor:
                 if exc.status != 409:
                     raise
         elif isinstance(action, StartTransfer):
-            pvc, secret = self._require(PVCS, ns, action.pvc), self._require(SECRETS, ns, action.secret)
-            self.platform.start_transfer(action, pvc, secret)
+            self.movers.start_transfer(obj, action)
         elif isinstance(action, Serve):
-            pvc, secret = self._require(PVCS, ns, action.pvc), self._require(SECRETS, ns, action.secret)
-            self.platform.serve(action, pvc, secret)
+            self.movers.serve(obj, action)
         elif isinstance(action, ForgetTransfer):
-            self.platform.forget_transfer(action.key, action.failed)
+            self.movers.forget_transfer(obj, action.key, action.failed)
             if action.failed:
                 self.metrics.failed(labels(role, obj))
         elif isinstance(action, CancelTransfer):
-            self.platform.cancel_transfer(action.key)
+            self.movers.cancel_transfer(obj)
         elif isinstance(action, StopReceiving):
-            self.platform.stop_receiving(action.key, action.iteration)
+            self.movers.stop_receiving(obj, action.iteration)
         elif isinstance(action, EndIteration):
-            self.platform.end_iteration(action.key, action.iteration)
+            self.movers.end_iteration(obj, action.iteration)
         elif isinstance(action, StopServing):
-            self.platform.stop_serving(action.key)
+            self.movers.forget(action.key)  # its Job and Service go with it (garbage collection)
         elif isinstance(action, Began):
             log.info("iteration %s of %s %s/%s started (%s)", action.iteration, role,
                      ns, objects.name_of(obj), action.trigger)
@@ -134,9 +125,3 @@ class PlanExecutor:
         what = "ended" if done.succeeded else "attempt ended"
         log.info("iteration %s of %s %s/%s %s: outcome=%s duration=%.3fs bytes=%s", done.iteration, role,
                  objects.namespace_of(obj), objects.name_of(obj), what, done.outcome, done.duration, sent)
-
-    def _require(self, res: Resource, ns: str, name: str) -> Obj:
-        obj = self._cache(res, ns, name) or self.kube.get(res, name, ns)
-        if obj is None:
-            raise ApiException(status=404, reason=f"{res.kind} {ns}/{name} not found")
-        return obj

@@ -23,8 +23,7 @@ Capabilities (all dropped, then only these added):
 
 Movers get no API access: `automountServiceAccountToken: false`.
 
-Nothing uses this module yet: the agent still runs movers as processes; issue 10 wires it
-(`agent/reconciling.py` creating these objects instead of the local platform's calls).
+`agent/jobmovers.py` creates these objects and reads them back for the replication controller.
 """
 
 from __future__ import annotations
@@ -53,6 +52,7 @@ DATA_DIR = "/data"
 KEYS_DIR = "/keys"
 WORK_DIR = "/var/lib/volsync-mover"  # the mover's files (sshd config, authorized_keys, known_hosts): in memory
 NLB_ANNOTATION = {"service.beta.kubernetes.io/aws-load-balancer-type": "nlb"}  # VolSync's default
+ANNOTATION_ITERATION = "volsync-addon.io/iteration"  # on a mover Job: the iteration it moves data for
 DESTINATION_CAPS = ("AUDIT_WRITE", "CHOWN", "DAC_OVERRIDE", "FOWNER", "FSETID", "SETGID", "SETUID", "SYS_CHROOT")
 SOURCE_CAPS = ("DAC_READ_SEARCH",)
 ROLES = {"ReplicationDestination": "destination", "ReplicationSource": "source"}
@@ -159,21 +159,30 @@ def owned_meta(view: MoverView, name: str) -> Obj:
     }
 
 
-def destination_job(view: MoverView, *, image: str) -> Obj:
-    """The destination's Job: sshd on 8022 receiving into the PVC at `/data` until the source signals."""
+def destination_job(view: MoverView, *, image: str, iteration: str = "") -> Obj:
+    """The destination's Job for `iteration`: sshd on 8022 receiving into the PVC at `/data` until the
+    source signals completion; its exit code is the source's, its termination message names the
+    source's iteration."""
     args = ["destination", "--data-dir", DATA_DIR, "--keys-dir", KEYS_DIR, "--port", str(MOVER_PORT),
             "--work-dir", WORK_DIR]
     container = _container(view, image, args, env=[], caps=DESTINATION_CAPS)
     container["ports"] = [{"name": "ssh", "containerPort": MOVER_PORT, "protocol": "TCP"}]
-    return _job(view, container, read_only=False)
+    return _job(view, container, read_only=False, iteration=iteration)
 
 
-def source_job(view: MoverView, *, image: str, address: str, port: int | None = None) -> Obj:
-    """The source's Job: rsync over ssh from the claim at `/data` (read-only) to `address:port`."""
+def source_job(view: MoverView, *, image: str, address: str, port: int | None = None, iteration: str = "",
+               retries: int | None = None) -> Obj:
+    """The source's Job for `iteration`: rsync over ssh from the claim at `/data` (read-only) to
+    `address:port` (`retries` attempts), then the completion signal naming `iteration`."""
     env = [{"name": "DESTINATION_ADDRESS", "value": address},
            {"name": "DESTINATION_PORT", "value": str(port or DEFAULT_PORT)}]
     args = ["source", "--data-dir", DATA_DIR, "--keys-dir", KEYS_DIR, "--work-dir", WORK_DIR]
-    return _job(view, _container(view, image, args, env=env, caps=SOURCE_CAPS), read_only=True)
+    if iteration:
+        env.append({"name": "ITERATION", "value": iteration})
+        args += ["--iteration-id", iteration]
+    if retries is not None:
+        args += ["--retries", str(retries)]
+    return _job(view, _container(view, image, args, env=env, caps=SOURCE_CAPS), read_only=True, iteration=iteration)
 
 
 def _container(view: MoverView, image: str, args: list[str], *, env: list[Obj], caps: tuple[str, ...]) -> Obj:
@@ -203,7 +212,7 @@ def _container(view: MoverView, image: str, args: list[str], *, env: list[Obj], 
     return container
 
 
-def _job(view: MoverView, container: Obj, *, read_only: bool) -> Obj:
+def _job(view: MoverView, container: Obj, *, read_only: bool, iteration: str) -> Obj:
     opts = view.options
     pod_spec: Obj = {
         "containers": [container],
@@ -222,7 +231,9 @@ def _job(view: MoverView, container: Obj, *, read_only: bool) -> Obj:
     if opts.affinity is not None:
         pod_spec["affinity"] = copy.deepcopy(opts.affinity)
     meta = owned_meta(view, mover_name(view.role, view.name))
-    pod_labels = {**opts.pod_labels, **selector_labels(view)}  # the user's never hide ours
+    if iteration:
+        meta["annotations"] = {ANNOTATION_ITERATION: iteration}
+    pod_labels = {**opts.pod_labels, LABEL_CREATED_BY: CREATED_BY, **selector_labels(view)}  # ours win
     return {
         "apiVersion": "batch/v1",
         "kind": "Job",

@@ -6,7 +6,7 @@ reports the newest failed Pod's log, emits `TransferFailed` and deletes the Job 
 reconcile starts it again (retries unbounded by design). `log_tail` is the text of
 `latestMoverStatus.logs`: rsync's summary lines only, the last 1 KiB of them.
 
-Nothing uses this module yet: issue 10 wires it into the agent, with `agent.jobs`.
+`agent/jobmovers.py` uses it to build the planners' views of a running mover.
 """
 
 from __future__ import annotations

@@ -1,14 +1,15 @@
 """The replication controller's I/O layer: informers in, plans applied, one status patch out.
 
 Watches ReplicationSources and ReplicationDestinations and the objects they depend on (PVCs,
-VolumeSnapshots, Services, Secrets), queues the affected objects, builds the observed views from
-the informer caches, asks the pure planners (`source.plan`, `destination.plan`) what to do, and
-applies the plan: `before` actions, the status patch (with a resourceVersion precondition, so a
-decision taken on a stale cache is refused with 409 and simply retried), then `after` actions.
-The platform's own controllers (local storage) run on the same queue and workers. Each action is
-performed by `executing.PlanExecutor`. A request the agent's RBAC forbids (403) becomes the
-replication's `Synchronizing=False/Error` condition carrying the API server's message (which names
-the denied verb and resource), retried with backoff: a missing rule never stops a worker or the process.
+VolumeSnapshots, and, label-selected to what the agent created, Services, Secrets, mover Jobs and
+their Pods; a key Secret the user names is read by name), queues the affected objects, builds the
+observed views from the informer caches and the mover Jobs (`jobmovers.py`), asks the pure planners
+(`source.plan`, `destination.plan`) what to do, and applies the plan: `before` actions, the status
+patch (with a resourceVersion precondition, so a decision taken on a stale cache is refused with 409
+and simply retried), then `after` actions. Each action is performed by `executing.PlanExecutor`.
+A request the agent's RBAC forbids (403) becomes the replication's `Synchronizing=False/Error`
+condition carrying the API server's message (which names the denied verb and resource), retried
+with backoff: a missing rule never stops a worker or the process.
 """
 
 from __future__ import annotations
@@ -22,37 +23,42 @@ from kubernetes.client.exceptions import ApiException
 
 from agent import destination, iterations, source, triggers
 from agent.executing import PlanExecutor, labels
+from agent.jobmovers import JobMovers
 from agent.keysecrets import key_secret_names
 from agent.kinds import REPLICATION_DESTINATIONS, REPLICATION_SOURCES
 from agent.metrics import Metrics
 from agent.plans import Plan
-from agent.platform import Platform
 from agent.reporting import Reporter
-from api.volsync import LABEL_CLEANUP, REASON_ERROR, ReplicationSpec, ReplicationStatus
+from api.volsync import LABEL_CLEANUP, LABEL_CREATED_BY, REASON_ERROR, ReplicationSpec, ReplicationStatus
 from kube import objects, patches
 from kube.clock import Clock, SystemClock, parse_rfc3339
 from kube.events import Recorder
 from kube.informing import Informer, WorkQueue, drain_forever, reconcile_one, start_controller, stop_controller
-from kube.rest import PVCS, PVS, SECRETS, SERVICES, VOLUME_SNAPSHOTS, Kube, Resource
+from kube.rest import JOBS, PODS, PVCS, SECRETS, SERVICES, VOLUME_SNAPSHOTS, Kube, Resource
 
 log = logging.getLogger("volsync.iterations")
 
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
 ROLES = {"source": REPLICATION_SOURCES, "destination": REPLICATION_DESTINATIONS}
-WATCHED = (REPLICATION_SOURCES, REPLICATION_DESTINATIONS, PVCS, VOLUME_SNAPSHOTS, SERVICES, SECRETS, PVS)
-_STORAGE_KIND = {"persistentvolumeclaims": "pvc", "volumesnapshots": "vs", "persistentvolumes": "pv", "services": "svc"}
+OURS = f"{LABEL_CREATED_BY}={iterations.CREATED_BY}"  # what the agent creates carries this label
+# what the agent watches, and the label selector narrowing each informer (None: every object)
+WATCHED: tuple[tuple[Resource, str | None], ...] = (
+    (REPLICATION_SOURCES, None), (REPLICATION_DESTINATIONS, None), (PVCS, None), (VOLUME_SNAPSHOTS, None),
+    (SERVICES, OURS), (SECRETS, OURS), (JOBS, OURS), (PODS, OURS),
+)
 
 
 class ReplicationController:
-    """Reconciles ReplicationSources and ReplicationDestinations (and the platform's storage kinds)
-    from one work queue; `start` runs the informers and workers, `process` reconciles one key."""
+    """Reconciles ReplicationSources and ReplicationDestinations from one work queue, their movers
+    running as Jobs of `mover_image`; `start` runs the informers and workers, `process` reconciles one key."""
 
     def __init__(
         self,
         kube: Kube,
-        platform: Platform,
         *,
+        mover_image: str,
+        rsync_retries: int | None = None,
         clock: Clock | None = None,
         metrics: Metrics | None = None,
         recorder: Recorder | None = None,
@@ -60,21 +66,22 @@ class ReplicationController:
         reporter: Reporter | None = None,
     ) -> None:
         self.kube = kube
-        self.platform = platform
         self.clock = clock or SystemClock()
         self.metrics = metrics or Metrics()
         self.recorder = recorder or Recorder(kube, "volsync-agent", clock=self.clock)
         self.reporter = reporter  # the hub's view of each replication (None: no hub)
         self.queue = WorkQueue(self.clock)
         self.workers = workers
-        self.informers: dict[str, Informer] = {res.plural: Informer(kube, res, self._handler(res)) for res in WATCHED}
-        self._storage = {kind: c for c in platform.controllers() for kind in c.kinds}
+        self.informers: dict[str, Informer] = {
+            res.plural: Informer(kube, res, self._handler(res), label_selector=selector) for res, selector in WATCHED}
         self._threads: list[threading.Thread] = []
-        self.executor = PlanExecutor(kube, platform, self.metrics, self.recorder, self._cache)
+        self.movers = JobMovers(kube, lambda ns, name: self.informers[JOBS.plural].get(ns, name),
+                                lambda ns: self.informers[PODS.plural].items(ns), image=mover_image,
+                                clock=self.clock, retries=rsync_retries)
+        self.executor = PlanExecutor(kube, self.movers, self.metrics, self.recorder)
         # read your writes: key -> (resourceVersions our status patches superseded, the object the last returned)
         self._written: dict[Key, tuple[set[str], Obj]] = {}
         self._pruned_warned: set[str] = set()  # uids warned about a pruned status.iteration
-        platform.on_change(self._mover_changed)
 
     # -- lifecycle ----------------------------------------------------------------------------------
     def start(self, timeout: float = 30.0) -> None:
@@ -119,13 +126,6 @@ class ReplicationController:
             if res is REPLICATION_DESTINATIONS:
                 self.queue.add(("destination", ns, name))
                 return
-            storage_kind = _STORAGE_KIND.get(res.plural)
-            if storage_kind in self._storage:
-                self.queue.add((storage_kind, ns, name))
-            if res is PVCS and kind == "DELETED" and "pv" in self._storage:
-                # the claim's volume, or the one a provisioner had started for it, may now be reclaimed
-                volume = (obj.get("spec") or {}).get("volumeName") or f"pvc-{objects.uid_of(obj)}"
-                self.queue.add(("pv", "", volume))
             if ns:
                 # Everything a replication depends on lives in its namespace.
                 for role, r in ROLES.items():
@@ -133,10 +133,6 @@ class ReplicationController:
                         self.queue.add((role, ns, objects.name_of(owner)))
 
         return handle
-
-    def _mover_changed(self, key: str) -> None:
-        role, ns, name = key.split("/", 2)
-        self.queue.add((role, ns, name))
 
     # -- workers ------------------------------------------------------------------------------------
     def _work(self) -> None:
@@ -148,21 +144,14 @@ class ReplicationController:
 
     def process(self, key: Key) -> None:
         kind, ns, name = key
-        if kind in ROLES:
-            plan, obj = self._plan(kind, ns, name)
-            if obj is not None:
-                try:
-                    self._apply(key, kind, obj, plan)
-                except ApiException as exc:
-                    if exc.status != 403:
-                        raise
-                    self._denied(key, kind, exc)
-            return
-        controller = self._storage.get(kind)
-        if controller is not None:
-            delay = controller.reconcile(kind, ns, name)
-            if delay is not None:
-                self.queue.add_after(key, delay, real_time=True)
+        plan, obj = self._plan(kind, ns, name)
+        if obj is not None:
+            try:
+                self._apply(key, kind, obj, plan)
+            except ApiException as exc:
+                if exc.status != 403:
+                    raise
+                self._denied(key, kind, exc)
 
     # -- views --------------------------------------------------------------------------------------
     def _cache(self, res: Resource, ns: str, name: str | None) -> Obj | None:
@@ -176,19 +165,17 @@ class ReplicationController:
                     found.append((res, obj))
         return tuple(found)
 
-    def _secrets(self, ns: str, names: list[str]) -> dict[str, Obj | None]:
-        return {n: self._cache(SECRETS, ns, n) for n in names}
+    def _secrets(self, ns: str, names: list[str], named: str | None) -> dict[str, Obj | None]:
+        """The key Secrets by name: generated ones from the (label-selected) cache, the one the user
+        named in `spec.rsync.sshKeys` read from the API (the agent caches no Secret of the user's)."""
+        return {n: (self.kube.get(SECRETS, n, ns) if n == named else self._cache(SECRETS, ns, n)) for n in names}
 
     def _plan(self, role: str, ns: str, name: str) -> tuple[Plan, Obj | None]:
         now = self.clock.now()
         key = f"{role}/{ns}/{name}"
         obj = self._newest((role, ns, name), self._cache(ROLES[role], ns, name))
         if obj is None:
-            if role == "source":
-                self.platform.cancel_transfer(key)
-                self.platform.forget_transfer(key, False)
-            else:
-                self.platform.stop_serving(key)
+            self.movers.forget(key)  # its Jobs go by garbage collection
             self.metrics.forget((name, ns, role, "rsync"))
             if self.reporter is not None:
                 self.reporter.forget(role, ns, name)
@@ -199,16 +186,16 @@ class ReplicationController:
         if role == "source":
             pit = source.pit_name(name)
             secret_names = [rsync_keys] if rsync_keys else list(key_secret_names("source", name))
-            failures, retry_at = self.platform.retry_state(key)
+            failures, retry_at = self.movers.retry_state(key)
             view = source.SourceView(
                 rs=obj,
                 now=now,
                 source_pvc=self._cache(PVCS, ns, spec.source_pvc),
                 pit_snapshot=self._owned(VOLUME_SNAPSHOTS, ns, pit, uid),
                 pit_pvc=self._owned(PVCS, ns, pit, uid),
-                secrets=self._secrets(ns, secret_names),
+                secrets=self._secrets(ns, secret_names, rsync_keys),
                 leftovers=self._leftovers(ns, uid),
-                transfer=self.platform.transfer(key),
+                transfer=self.movers.transfer(obj),
                 failures=failures,
                 retry_at=retry_at,
             )
@@ -220,10 +207,10 @@ class ReplicationController:
             now=now,
             service=self._owned(SERVICES, ns, destination.service_name(name), uid),
             pvc=self._cache(PVCS, ns, pvc),
-            secrets=self._secrets(ns, secret_names),
+            secrets=self._secrets(ns, secret_names, rsync_keys),
             snapshots={objects.name_of(s): s for s in self.informers[VOLUME_SNAPSHOTS.plural].items(ns)},
             leftovers=self._leftovers(ns, uid),
-            server=self.platform.server(key),
+            server=self.movers.server(obj),
         )
         return destination.plan(dview), obj
 

@@ -60,6 +60,9 @@ NODES = Resource("", "v1", "nodes", "Node", namespaced=False)
 ENDPOINTS = Resource("", "v1", "endpoints", "Endpoints")
 REPLICATION_CONTROLLERS = Resource("", "v1", "replicationcontrollers", "ReplicationController")
 JOBS = Resource("batch", "v1", "jobs", "Job")
+SERVICE_ACCOUNTS = Resource("", "v1", "serviceaccounts", "ServiceAccount")
+ROLES = Resource("rbac.authorization.k8s.io", "v1", "roles", "Role")
+ROLE_BINDINGS = Resource("rbac.authorization.k8s.io", "v1", "rolebindings", "RoleBinding")
 DEPLOYMENTS = Resource("apps", "v1", "deployments", "Deployment")
 REPLICA_SETS = Resource("apps", "v1", "replicasets", "ReplicaSet")
 DAEMON_SETS = Resource("apps", "v1", "daemonsets", "DaemonSet")
@@ -99,9 +102,10 @@ class Kube:
         body: Any,
         content_type: str,
         timeout: float | tuple[float, float] | None,
+        accept: str = "application/json",
     ) -> Any:
         params = [(k, v) for k, v in (query or {}).items() if v is not None and v != ""]
-        headers = {"Accept": "application/json"}
+        headers = {"Accept": accept}
         if body is not None:
             headers["Content-Type"] = content_type
         serialized = self.api.param_serialize(
@@ -126,6 +130,18 @@ class Kube:
             raise ApiException.from_response(http_resp=resp, body=text, data=None)
         decoded: Obj = json.loads(data) if data else {}
         return decoded
+
+    def pod_log(self, name: str, namespace: str, *, container: str | None = None,
+                limit_bytes: int | None = None, timeout: float = 30.0) -> str:
+        """The log of a Pod's container (`pods/log`), as text; an ApiException (404, 403, ...) otherwise."""
+        query = {"container": container, "limitBytes": limit_bytes}
+        resp = self._send("GET", PODS.path(namespace, name, "log"), query, None, "application/json", timeout,
+                          accept="*/*")
+        data = resp.read()
+        text = data.decode("utf-8", "replace") if isinstance(data, bytes) else str(data)
+        if not 200 <= resp.status <= 299:
+            raise ApiException.from_response(http_resp=resp, body=text, data=None)
+        return text
 
     # -- verbs --------------------------------------------------------------------------------------
     def get(self, res: Resource, name: str, namespace: str | None = None) -> Obj | None:

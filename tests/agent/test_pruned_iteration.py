@@ -40,6 +40,12 @@ def without_iteration(plural: str) -> Obj:
 
 
 def install_without_iteration(h: Harness) -> None:
+    """Serve the CRDs without `status.iteration` (the cluster is shared: ours come back at the end)."""
+    def restore() -> None:
+        for plural in ("replicationsources", "replicationdestinations"):
+            h.server.kubectl("apply", "-f", str(CRDS / f"volsync.backube_{plural}.yaml"), context="cluster1")
+
+    h.cleanups.append(restore)
     for plural in ("replicationsources", "replicationdestinations"):
         h.server.kubectl("apply", "-f", "-", context="cluster1", input=yaml.safe_dump(without_iteration(plural)))
         served = json.loads(h.server.kubectl("get", "crd", f"{plural}.volsync.backube", "-o", "json",
@@ -59,18 +65,18 @@ def test_a_pruned_iteration_field_is_a_warning_and_the_sync_still_completes(
     caplog.set_level(logging.WARNING, logger="volsync.iterations")
     install_without_iteration(h)
     setup_pair(h, {"manual": "one"})
-    h.until(lambda: h.status("rs", "src", "rs").get("lastManualSync") == "one", "first sync on the source")
-    first = h.until(lambda: h.status("rd", "dest", "rd").get("latestImage"), "first image on the destination")
-    assert "iteration" not in h.status("rs", "src", "rs")  # pruned: the condition under test holds
+    h.until(lambda: h.status("rs", h.src, "rs").get("lastManualSync") == "one", "first sync on the source")
+    first = h.until(lambda: h.status("rd", h.dst, "rd").get("latestImage"), "first image on the destination")
+    assert "iteration" not in h.status("rs", h.src, "rs")  # pruned: the condition under test holds
     # A second sync. Without status.iteration the destination held its next start back to a second
     # after the first image's (the agent's clock stands still here, so move it on): that iteration
     # used to reopen in the same second, share the first one's identity and never publish again.
     # The sync completes and publishes, and the warning is not repeated.
     h.clock.advance(2)
-    h.kube.patch(REPLICATION_SOURCES, "rs", {"spec": {"trigger": {"manual": "two"}}}, "src")
-    h.until(lambda: h.status("rs", "src", "rs").get("lastManualSync") == "two", "second sync on the source")
-    h.until(lambda: h.status("rd", "dest", "rd").get("latestImage") not in (None, first), "second image published")
-    for ns, kind in (("src", "ReplicationSource"), ("dest", "ReplicationDestination")):
+    h.kube.patch(REPLICATION_SOURCES, "rs", {"spec": {"trigger": {"manual": "two"}}}, h.src)
+    h.until(lambda: h.status("rs", h.src, "rs").get("lastManualSync") == "two", "second sync on the source")
+    h.until(lambda: h.status("rd", h.dst, "rd").get("latestImage") not in (None, first), "second image published")
+    for ns, kind in ((h.src, "ReplicationSource"), (h.dst, "ReplicationDestination")):
         events = pruned_events(h, ns)
         assert len(events) == 1 and events[0]["type"] == "Warning", events
         assert events[0]["count"] == 1 and events[0]["involvedObject"]["kind"] == kind
@@ -83,9 +89,9 @@ def test_a_pruned_iteration_field_is_a_warning_and_the_sync_still_completes(
 def test_our_crds_bring_no_warning(harness: Harness) -> None:
     h = harness
     setup_pair(h, {"manual": "one"})
-    h.until(lambda: h.status("rs", "src", "rs").get("lastManualSync") == "one", "first sync on the source")
-    assert h.status("rs", "src", "rs")["iteration"]["completed"] == 1
-    assert pruned_events(h, "src") == [] and pruned_events(h, "dest") == []
+    h.until(lambda: h.status("rs", h.src, "rs").get("lastManualSync") == "one", "first sync on the source")
+    assert h.status("rs", h.src, "rs")["iteration"]["completed"] == 1
+    assert pruned_events(h, h.src) == [] and pruned_events(h, h.dst) == []
 
 
 def _rs(status: Obj) -> Obj:

@@ -51,13 +51,13 @@ def test_a_lagging_cache_does_not_restart_a_finished_transfer(harness: Harness) 
     h = harness
     frozen = lag_from_completion(h, REPLICATION_SOURCES)
     setup_pair(h, {"manual": "one"})
-    h.until(lambda: h.status("rs", "src", "rs").get("lastManualSync") == "one", "first sync")
+    h.until(lambda: h.status("rs", h.src, "rs").get("lastManualSync") == "one", "first sync")
     assert frozen and frozen[0]["status"].get("lastSyncStartTime")  # the cache still shows it running
     for _ in range(3):
-        h.controller.queue.add(("source", "src", "rs"))
+        h.controller.queue.add(("source", h.src, "rs"))
         h.drain()
-        assert h.platform.transfer("source/src/rs") is None  # nothing pushed again
-    st = h.status("rs", "src", "rs")
+        assert h.transfer() is None  # nothing pushed again
+    st = h.status("rs", h.src, "rs")
     assert "lastSyncStartTime" not in st and st["iteration"]["completed"] == 1
 
 
@@ -65,12 +65,12 @@ def test_a_lagging_cache_does_not_reopen_a_published_iteration(harness: Harness)
     h = harness
     frozen = lag_from_completion(h, REPLICATION_DESTINATIONS)
     setup_pair(h, {"manual": "one"})
-    h.until(lambda: h.status("rd", "dest", "rd").get("latestImage"), "first image")
-    assert frozen and h.status("rd", "dest", "rd")["iteration"]["completed"] == 1
+    h.until(lambda: h.status("rd", h.dst, "rd").get("latestImage"), "first image")
+    assert frozen and h.status("rd", h.dst, "rd")["iteration"]["completed"] == 1
     published = frozen[0]["status"]["iteration"]["id"]  # the cache shows it still running
     for _ in range(3):
-        h.controller.queue.add(("destination", "dest", "rd"))
+        h.controller.queue.add(("destination", h.dst, "rd"))
         h.drain()
-        server = h.platform.server("destination/dest/rd")
+        server = h.receiver()
         assert server is None or server.iteration != published  # the published iteration stays closed
-    assert h.status("rd", "dest", "rd")["iteration"]["number"] == 2  # the next one is open
+    assert h.status("rd", h.dst, "rd")["iteration"]["number"] == 2  # the next one is open

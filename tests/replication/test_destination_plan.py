@@ -213,9 +213,27 @@ def test_service_is_created_with_defaults() -> None:
     assert svc["spec"]["selector"] == {
         "app.kubernetes.io/name": "dst-backup",
         "app.kubernetes.io/component": "rsync-mover",
-        "app.kubernetes.io/part-of": "volsync",
+        "app.kubernetes.io/part-of": "volsync-addon",
     }
     assert p.status is not None and "address" not in p.status["rsync"]
+
+
+def test_a_service_that_selects_other_pods_gets_the_mover_selector() -> None:
+    svc = service(SVC)
+    svc["spec"]["selector"] = {"app.kubernetes.io/name": "dst-backup", "app.kubernetes.io/part-of": "volsync"}
+    p = plan(dview(rd(status=STARTED), at(1), service=svc))
+    [patch] = [a for a in p.before if isinstance(a, Patch) and a.resource is SERVICES]
+    assert patch.patch["spec"]["selector"]["app.kubernetes.io/part-of"] == "volsync-addon"
+    assert p.status is not None and p.status["rsync"]["address"] == "10.96.0.20"  # the address stays valid
+
+
+def test_a_service_of_the_retired_agent_loopback_class_is_replaced() -> None:
+    svc = service(SVC, type="LoadBalancer", ingress=[{"ip": "127.64.1.1"}])
+    svc["spec"]["loadBalancerClass"] = destination.RETIRED_LB_CLASS
+    p = plan(dview(rd(status=STARTED), at(1), service=svc))
+    assert [(a.resource, a.name) for a in p.before if isinstance(a, Delete)] == [(SERVICES, SVC)]
+    assert p.status is not None and "address" not in p.status["rsync"]
+    assert of_type(p.before, Serve) == []
 
 
 def test_service_type_and_port_follow_the_spec() -> None:

@@ -93,7 +93,7 @@ def test_destination_job_with_defaults() -> None:
     }
     assert job["spec"]["backoffLimit"] == 2
     template = job["spec"]["template"]
-    assert template["metadata"] == {"labels": labels}
+    assert template["metadata"] == {"labels": {"app.kubernetes.io/created-by": "volsync", **labels}}
     assert template["spec"] == {
         "containers": [{
             "name": "rsync",
@@ -171,7 +171,8 @@ def test_every_mover_option() -> None:
     assert spec["affinity"] == OPTIONS["moverAffinity"]
     assert spec["containers"][0]["resources"] == OPTIONS["moverResources"]
     # the user's labels are added; ours (the Service's selector) are never overridden
-    assert template["metadata"]["labels"] == {"team": "storage", **jobs.selector_labels(view)}
+    assert template["metadata"]["labels"] == {"team": "storage", "app.kubernetes.io/created-by": "volsync",
+                                              **jobs.selector_labels(view)}
     # the manifest does not share the CR's dicts
     spec["affinity"]["podAntiAffinity"] = {}
     assert view.options.affinity == OPTIONS["moverAffinity"]

@@ -93,7 +93,7 @@ def test_an_agent_gets_a_kubeconfig_for_its_own_cluster_only(enabled_hub: Hub) -
     assert token not in user_tokens  # the agent's own credential, not the user's
     base = server.rsplit("/clusters/", 1)[0]
     ca = enabled_hub.data_dir / "api" / "pki" / "ca.crt"
-    volumes = "api/v1/persistentvolumes"  # granted by the agent's ClusterRole (namespaces are not: 403)
+    volumes = "api/v1/persistentvolumeclaims"  # granted by the agent's ClusterRole (namespaces are not: 403)
     assert status_of(f"{base}/clusters/cluster1/{volumes}", token, ca) == 200
     assert status_of(_namespaces(base, "cluster1"), token, ca) == 403
     assert status_of(f"{base}/clusters/hub/{volumes}", token, ca) == 401

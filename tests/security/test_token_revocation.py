@@ -48,12 +48,12 @@ def test_revoke_tokens_removes_only_the_given_users(tmp_path: Path) -> None:
 
 
 def _agent_credential(hub: Hub, cluster: str) -> tuple[str, str]:
-    """An API URL the agent's RBAC grants (PersistentVolumes of `cluster`) and the token of the running
+    """An API URL the agent's RBAC grants (PersistentVolumeClaims of `cluster`) and the token of the running
     agent's kubeconfig."""
     argv = agent_argv(hub, cluster)
     config = yaml.safe_load(Path(argv[argv.index("--kubeconfig") + 1]).read_text())
     server = config["clusters"][0]["cluster"]["server"]
-    return f"{server}/api/v1/persistentvolumes", config["users"][0]["user"]["token"]
+    return f"{server}/api/v1/persistentvolumeclaims", config["users"][0]["user"]["token"]
 
 
 def _working_agent_credential(hub: Hub, cluster: str, ca: Path, not_token: str = "") -> tuple[str, str]:

@@ -8,8 +8,6 @@ work agent would), and the agent's kubeconfig holds a token of that ServiceAccou
 
 from __future__ import annotations
 
-import itertools
-import os
 import signal
 import subprocess
 import sys
@@ -47,23 +45,23 @@ def agent_kubeconfig(server: ApiServer, cluster: str, path: Path) -> Path:
 
 
 class Agent:
-    def __init__(self, server: ApiServer, cluster: str, data_root: Path, extra_args: tuple[str, ...] = ()) -> None:
+    """A `volsync-agent` process for `cluster`; its log and kubeconfig live in `base`."""
+
+    def __init__(self, server: ApiServer, cluster: str, base: Path, extra_args: tuple[str, ...] = ()) -> None:
         self.server = server
         self.cluster = cluster
-        self.data_root = data_root
         self.extra_args = extra_args
         self.proc: subprocess.Popen[bytes] | None = None
         self.ready: dict[str, Any] = {}
-        self.log = data_root.parent / f"agent-{cluster}.log"
-        self.kubeconfig = data_root.parent / f"agent-{cluster}.kubeconfig"
+        self.log = base / f"agent-{cluster}.log"
+        self.kubeconfig = base / f"agent-{cluster}.kubeconfig"
 
     def start(self, timeout: float = 30.0) -> Agent:
-        self.data_root.mkdir(parents=True, exist_ok=True)
+        self.log.parent.mkdir(parents=True, exist_ok=True)
         if not self.kubeconfig.exists():
             agent_kubeconfig(self.server, self.cluster, self.kubeconfig)
         cmd = [sys.executable, "-m", "agent.main", "--kubeconfig", str(self.kubeconfig),
-               "--context", self.cluster, "--cluster-name", self.cluster, "--data-root", str(self.data_root),
-               "--log-level", "info", *self.extra_args]
+               "--context", self.cluster, "--cluster-name", self.cluster, "--log-level", "info", *self.extra_args]
         self.proc, self.ready = processes.start_ready(cmd, "volsync-agent ready", self.log, ROOT, timeout)
         return self
 
@@ -76,15 +74,6 @@ class Agent:
 
     def log_tail(self, n: int = 4000) -> str:
         return self.log.read_text(errors="replace")[-n:] if self.log.exists() else ""
-
-
-_pools = itertools.count()
-
-
-def unique_pool() -> str:
-    """A loopback /24 no other fleet of this test run (or of a parallel run) uses."""
-    n = next(_pools)
-    return f"127.{128 + os.getpid() % 64}.{(os.getpid() // 64 * 16 + n) % 256}.0/24"
 
 
 class Fleet:
@@ -104,8 +93,7 @@ class Fleet:
         self.server.start()
         self.clusters.start()
         for cluster in ("cluster1", "cluster2"):
-            args = ("--mover-host", unique_pool(), *self.agent_args)
-            self.agents[cluster] = Agent(self.server, cluster, self.base / "agents" / cluster, args).start()
+            self.agents[cluster] = Agent(self.server, cluster, self.base / "agents", self.agent_args).start()
         return self
 
     def stop(self) -> None:

@@ -347,7 +347,10 @@ def service(
     ingress: list[Obj] | None = None,
     owner: Obj | None = None,
 ) -> Obj:
-    spec: Obj = {"type": type, "ports": [{"name": "ssh", "port": 22, "targetPort": 8022}]}
+    spec: Obj = {"type": type, "ports": [{"name": "ssh", "port": 22, "targetPort": 8022}],
+                 "selector": {"app.kubernetes.io/name": f"dst-{name.removeprefix('volsync-rsync-dst-')}",
+                              "app.kubernetes.io/component": "rsync-mover",
+                              "app.kubernetes.io/part-of": "volsync-addon"}}
     if cluster_ip is not None:
         spec["clusterIP"] = cluster_ip
     status: Obj = {"loadBalancer": {"ingress": ingress}} if ingress is not None else {}

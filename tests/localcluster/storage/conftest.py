@@ -16,7 +16,6 @@ import pytest
 from storage_helpers import Cluster, NewDriver
 from support.apiserver import ApiServer
 
-from agent.localplatform import LocalPlatform
 from kube.controller import Runtime
 from kube.rest import Kube
 from localcluster.storage import pool
@@ -82,14 +81,3 @@ def running(new_driver: NewDriver) -> StorageDriver:
     driver = new_driver()
     driver.runtime.start()
     return driver
-
-
-@pytest.fixture
-def platform(api: kubernetes.client.ApiClient, tmp_path: Path) -> Iterator[LocalPlatform]:
-    """A whole LocalPlatform (storage, Service addresses, movers) on cluster1, closed after the test."""
-    local = LocalPlatform(Kube(api), tmp_path / "data", address_pool="127.254.254.0/30")
-    local.controllers()
-    try:
-        yield local
-    finally:
-        local.close()

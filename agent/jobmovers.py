@@ -1,0 +1,267 @@
+"""The mover runtime: every mover is a Kubernetes Job, created, observed and deleted through the API.
+
+The planners (`source.py`, `destination.py`) speak of transfers and servers; this layer turns their
+actions into Jobs in VolSync's shape (`agent.jobs` renders them, `agent.moverpods` reads them) and
+their Jobs back into the planners' views:
+
+- a ReplicationSource's transfer is the Job `volsync-rsync-src-<rs>`, annotated with the iteration it
+  pushes for (`volsync-addon.io/iteration`); it succeeded once the Job did, its log tail (the Pod's
+  log, read once per finished Job) becomes `latestMoverStatus.logs`;
+- a ReplicationDestination's server is the Job `volsync-rsync-dst-<rd>` of the iteration it receives
+  for; it completed when its Pod exited (the exit code is the one the source signalled; the
+  container's termination message `{"code": N, "sourceIteration": ...}` names the source's iteration).
+
+A Job of another iteration is deleted first (Background: the garbage collector takes its Pods) and the
+new one created once the old is gone; deletions and creations are idempotent, so a restarted agent
+finds its iteration's Job and goes on. Objects this agent just created are remembered until its
+informers deliver them (read your writes), so a reconcile in between never starts a second mover.
+Per-mover ServiceAccount, Role and RoleBinding are created once per replication unless
+`moverServiceAccount` names the user's own. Consecutive failed transfers (in memory: a restart
+starts the backoff afresh) decide when the next attempt may start.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Callable
+from datetime import datetime, timedelta
+from typing import Any
+
+from kubernetes.client.exceptions import ApiException
+
+from agent import jobs, moverpods
+from agent.destination import ServerView
+from agent.plans import Serve, StartTransfer
+from agent.source import TransferView
+from kube import objects
+from kube.clock import Clock
+from kube.rest import JOBS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, Kube, Resource
+
+log = logging.getLogger("volsync.movers")
+
+Obj = dict[str, Any]
+JobLookup = Callable[[str, str], Obj | None]  # (namespace, name) -> the cached Job
+PodLookup = Callable[[str], list[Obj]]  # namespace -> the cached mover Pods
+RETRY_MAX = 300.0
+LOG_READ_BYTES = 256 * 1024
+
+
+def _role_of(owner: Obj) -> str:
+    return jobs.ROLES[str(owner.get("kind"))]
+
+
+def _iteration_of(job: Obj) -> str:
+    return objects.annotations_of(job).get(jobs.ANNOTATION_ITERATION, "")
+
+
+def terminated(pod: Obj | None) -> Obj:
+    """The `state.terminated` of a mover Pod's container (empty while it runs)."""
+    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        if isinstance(status, dict) and status.get("name") == "rsync":
+            state = (status.get("state") or {}).get("terminated")
+            return state if isinstance(state, dict) else {}
+    return {}
+
+
+def completion_of(pod: Obj | None, fallback: int) -> tuple[int, str | None]:
+    """(code the source signalled, its iteration) from a destination Pod's termination message; the
+    container's exit code (or `fallback`) when the message is missing or unreadable."""
+    state = terminated(pod)
+    code = state.get("exitCode")
+    code = code if isinstance(code, int) and not isinstance(code, bool) else fallback
+    try:
+        message = json.loads(str(state.get("message") or ""))
+    except ValueError:
+        return code, None
+    if not isinstance(message, dict):
+        return code, None
+    signalled, source = message.get("code"), message.get("sourceIteration")
+    signalled = signalled if isinstance(signalled, int) and not isinstance(signalled, bool) else code
+    return signalled, source if isinstance(source, str) and source else None
+
+
+class JobMovers:
+    """Movers as Jobs for one agent: `jobs_cache`/`pods_cache` read its informers (label-selected)."""
+
+    def __init__(self, kube: Kube, jobs_cache: JobLookup, pods_cache: PodLookup, *, image: str, clock: Clock,
+                 retries: int | None = None) -> None:
+        self.kube = kube
+        self.image = image
+        self.clock = clock
+        self.retries = retries
+        self._jobs_cache = jobs_cache
+        self._pods_cache = pods_cache
+        self._lock = threading.Lock()
+        self._created: dict[tuple[str, str], Obj] = {}  # Jobs created and not yet seen by the informer
+        self._accounts: set[tuple[str, str]] = set()  # (namespace, uid) whose mover account exists
+        self._logs: dict[str, str] = {}  # finished Job uid -> its log tail
+        self._failures: dict[str, tuple[int, datetime]] = {}
+
+    # -- reading ------------------------------------------------------------------------------------
+    def _job(self, owner: Obj) -> Obj | None:
+        """The owner's mover Job: the informer's copy, or the one just created if it has none yet."""
+        ns, name = objects.namespace_of(owner), jobs.mover_name(_role_of(owner), objects.name_of(owner))
+        cached = self._jobs_cache(ns, name)
+        with self._lock:
+            created = self._created.get((ns, name))
+            if cached is not None and created is not None and objects.uid_of(cached) == objects.uid_of(created):
+                self._created.pop((ns, name), None)
+                created = None
+        return cached if cached is not None else created
+
+    def _observe(self, owner: Obj) -> tuple[Obj, moverpods.JobObservation, Obj | None] | None:
+        job = self._job(owner)
+        if job is None or objects.is_deleting(job) or not objects.owned_by(job, objects.uid_of(owner)):
+            return None
+        pods = self._pods_cache(objects.namespace_of(owner))
+        seen = moverpods.observe_job(job, pods)
+        newest = next((p for p in reversed(moverpods.job_pods(job, pods)) if objects.name_of(p) == seen.pod), None)
+        return job, seen, newest
+
+    def _log_tail(self, job: Obj, pod: str | None, *, failed: bool) -> str:
+        """The finished Job's `latestMoverStatus.logs` (read once; "" when the log cannot be read)."""
+        uid = objects.uid_of(job)
+        with self._lock:
+            if uid in self._logs:
+                return self._logs[uid]
+        text = ""
+        if pod:
+            try:
+                text = self.kube.pod_log(pod, objects.namespace_of(job), container="rsync",
+                                         limit_bytes=LOG_READ_BYTES)
+            except ApiException as exc:
+                log.warning("cannot read the log of mover Pod %s/%s: %s", objects.namespace_of(job), pod, exc.reason)
+        tail = moverpods.log_tail(text, keep_all=failed)
+        with self._lock:
+            self._logs[uid] = tail
+        return tail
+
+    def transfer(self, owner: Obj) -> TransferView | None:
+        """The source's transfer of its current Job (None: no Job, or one being deleted)."""
+        found = self._observe(owner)
+        if found is None:
+            return None
+        job, seen, pod = found
+        iteration = _iteration_of(job)
+        if seen.state == "Running":
+            return TransferView(iteration, running=True)
+        failed = seen.state == "Failed"
+        logs = self._log_tail(job, seen.pod, failed=failed)
+        code = terminated(pod).get("exitCode")
+        exit_code = code if isinstance(code, int) and not isinstance(code, bool) else (1 if failed else 0)
+        return TransferView(iteration, running=False, succeeded=not failed, logs=logs, exit_code=exit_code)
+
+    def server(self, owner: Obj) -> ServerView | None:
+        """The destination's server: the iteration its Job receives for, and the completion once it exited."""
+        found = self._observe(owner)
+        if found is None:
+            return None
+        job, seen, pod = found
+        iteration = _iteration_of(job)
+        if seen.state == "Running":
+            return ServerView(iteration=iteration)
+        code, source = completion_of(pod, 0 if seen.state == "Succeeded" else 1)
+        if seen.state == "Failed" and code == 0:
+            code = 1  # the Job failed whatever the message says: never an image
+        return ServerView(iteration=iteration, completion=code, source_iteration=source)
+
+    def retry_state(self, key: str) -> tuple[int, datetime | None]:
+        with self._lock:
+            count, at = self._failures.get(key, (0, None))
+        return count, at
+
+    # -- acting -------------------------------------------------------------------------------------
+    def start_transfer(self, owner: Obj, action: StartTransfer) -> None:
+        view = jobs.MoverView.of(owner, pvc=action.pvc, secret=action.secret)
+        self._run(owner, view, action.iteration, lambda: jobs.source_job(
+            view, image=self.image, address=action.address, port=action.port, iteration=action.iteration,
+            retries=self.retries))
+
+    def serve(self, owner: Obj, action: Serve) -> None:
+        view = jobs.MoverView.of(owner, pvc=action.pvc, secret=action.secret)
+        self._run(owner, view, action.iteration,
+                  lambda: jobs.destination_job(view, image=self.image, iteration=action.iteration))
+
+    def _run(self, owner: Obj, view: jobs.MoverView, iteration: str, render: Callable[[], Obj]) -> None:
+        """Make the owner's mover Job the one of `iteration`: replace another iteration's (or a
+        stranger's) Job, create it when there is none; a Job being deleted is waited for."""
+        job = self._job(owner)
+        if job is not None:
+            mine = objects.owned_by(job, objects.uid_of(owner)) and _iteration_of(job) == iteration
+            if not mine and not objects.is_deleting(job):
+                self._delete(job)
+            return
+        self._ensure_account(view)
+        created = self._create(JOBS, render())
+        if created is not None:
+            with self._lock:
+                self._created[(view.namespace, objects.name_of(created))] = created
+
+    def _ensure_account(self, view: jobs.MoverView) -> None:
+        key = (view.namespace, objects.uid_of(view.owner))
+        with self._lock:
+            if key in self._accounts:
+                return
+        for res, obj in ((SERVICE_ACCOUNTS, jobs.mover_service_account(view)), (ROLES, jobs.mover_role(view)),
+                         (ROLE_BINDINGS, jobs.mover_role_binding(view))):
+            if obj is not None:
+                self._create(res, obj)
+        with self._lock:
+            self._accounts.add(key)
+
+    def _create(self, res: Resource, obj: Obj) -> Obj | None:
+        """Create `obj`; None when it exists already (409)."""
+        try:
+            return self.kube.create(res, obj)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+            return None
+
+    def _delete(self, job: Obj) -> None:
+        ns, name = objects.namespace_of(job), objects.name_of(job)
+        with self._lock:
+            self._created.pop((ns, name), None)
+            self._logs.pop(objects.uid_of(job), None)
+        self.kube.delete(JOBS, name, ns, preconditions={"uid": objects.uid_of(job)})
+
+    def _delete_if(self, owner: Obj, iteration: str | None, *, only_running: bool = False) -> None:
+        found = self._observe(owner)
+        if found is None:
+            return
+        job, seen, _ = found
+        if iteration is not None and _iteration_of(job) != iteration:
+            return
+        if only_running and seen.state != "Running":
+            return
+        self._delete(job)
+
+    def forget_transfer(self, owner: Obj, key: str, failed: bool) -> None:
+        """The transfer's outcome was recorded: its Job goes; a failure pushes the next start back."""
+        self._delete_if(owner, None)
+        with self._lock:
+            if failed:
+                count = self._failures.get(key, (0, self.clock.now()))[0] + 1
+                delay = min(2.0 * 2 ** (count - 1), RETRY_MAX)
+                self._failures[key] = (count, self.clock.now() + timedelta(seconds=delay))
+            else:
+                self._failures.pop(key, None)
+
+    def cancel_transfer(self, owner: Obj) -> None:
+        self._delete_if(owner, None)
+
+    def stop_receiving(self, owner: Obj, iteration: str) -> None:
+        """No more data for `iteration` (paused): a running destination Job goes; one that already
+        exited keeps its completion for when the replication resumes."""
+        self._delete_if(owner, iteration, only_running=True)
+
+    def end_iteration(self, owner: Obj, iteration: str) -> None:
+        """The iteration is over (published, or failed): its destination Job goes."""
+        self._delete_if(owner, iteration)
+
+    def forget(self, key: str) -> None:
+        """The replication is gone (its Jobs go with it, by garbage collection): drop what we kept."""
+        with self._lock:
+            self._failures.pop(key, None)
