@@ -91,6 +91,7 @@ from api.hub import ReplicationReport  # noqa: E402
 from hub import ocm, rendering, reports  # noqa: E402
 from hub.deployers.manifestwork import desired_work  # noqa: E402
 from kube import clients  # noqa: E402
+from manifests import CRD_DIR  # noqa: E402
 
 CONCURRENCY = 8
 REPORT_CLUSTERS = 100
@@ -395,7 +396,7 @@ def create_namespaces(base: str, names: list[str]) -> None:
 def reference_phase(args: argparse.Namespace, work: Path, names: list[str], report_names: list[str],
                     report_bodies: dict[str, list[dict[str, Any]]], report: Report) -> dict[str, Any]:
     """The floor: a fresh API server with no watchers; the client alone writes what the hub would."""
-    server, base = start_apiserver(work / "reference-api")
+    server, base = start_apiserver(work / "reference-api", ("hub",), "--crd-dir", str(CRD_DIR))
     out: dict[str, Any] = {}
     try:
         print(f"reference: {len(names)} namespaces, then {len(names)} ManifestWorks from {CONCURRENCY} clients ...",
@@ -486,7 +487,7 @@ def run(args: argparse.Namespace, work: Path) -> Report:
     ref = reference_phase(args, work, names, report_names, bodies, report)
     report.details["reference"] = ref
 
-    server, base = start_apiserver(work / "api")
+    server, base = start_apiserver(work / "api", ("hub",), "--crd-dir", str(CRD_DIR))
     kubeconfig = Path(server.ready["kubeconfig"])
     hub: ServerProcess | None = None
     watches: list[Watch] = []
