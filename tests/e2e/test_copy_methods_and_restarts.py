@@ -2,13 +2,15 @@
 
 - Source `Clone` and `Direct`, destination `Direct` (latestImage is the receiving PVC itself);
   the receiving PVC is reused across iterations (same UID), so only deltas move.
-- An agent killed with SIGKILL and started again resumes: its stale sshd is replaced, the next
-  manual sync completes, nothing is lost.
+- An agent killed with SIGKILL and started again resumes: the next manual sync completes, nothing
+  is lost; mover Pods deleted and agents killed in the middle of an iteration never publish a
+  partial copy, and the iteration completes.
 - `/metrics` carries VolSync's metric names and labels; Events show TransferStarted.
 """
 
 from __future__ import annotations
 
+import os
 import signal
 
 import httpx
@@ -20,11 +22,12 @@ from support.seed import (
     create_pvc,
     create_source,
     latest_image,
+    restore,
     status,
     template,
     volume_dir,
 )
-from support.trees import assert_trees_equal, make_sample_tree, mutate_sample_tree
+from support.trees import assert_trees_equal, make_sample_tree, mutate_sample_tree, snapshot_tree
 from support.waiting import eventually
 
 pytestmark = pytest.mark.timeout(300)
@@ -115,3 +118,47 @@ spec:
     assert "capacity" in message and "accessModes" in message
     described = fleet.kubectl("describe", "replicationdestination", "rd-bad", "-n", "dest", context="cluster2").stdout
     assert "Error" in described
+
+
+def _running_pod(fleet: Fleet, selector: str, ns: str, context: str) -> str:
+    """The name of the Running mover Pod matching `selector`, or "" while there is none."""
+    pods = fleet.get("pods", "-n", ns, "-l", selector, context=context)["items"]
+    return next((p["metadata"]["name"] for p in pods if p.get("status", {}).get("phase") == "Running"), "")
+
+
+def test_movers_and_agents_killed_mid_iteration_never_publish_a_partial_copy(fleet: Fleet) -> None:
+    """During one iteration: the destination's mover Pod is deleted while the source's is pushing, and
+    both agents are killed with SIGKILL and restarted. The Jobs replace their Pods (the source's rsync
+    retries), the restarted agents find the Jobs of the running iteration, and the one image the
+    iteration publishes is the whole tree (an image is published only after the destination's Job
+    succeeded, i.e. after the source's completion signal)."""
+    rd, rs, pvc = "rd-faults", "rs-faults", "data-faults"
+    address, keys = create_destination(fleet, rd, "LoadBalancer")
+    source_dir = create_pvc(fleet, pvc, "src", "cluster1")
+    make_sample_tree(source_dir, large_size=64 << 20)
+    copy_secret(fleet, keys)
+    create_source(fleet, rs, pvc, address, keys, "manual: one")
+    eventually(lambda: synced(fleet, rs, "one"), 90, what="first sync")
+    first = latest_image(fleet, rd)
+    completed = status(fleet, "replicationsource", rs, "src", "cluster1")["iteration"]["completed"]
+
+    mutate_sample_tree(source_dir)
+    (source_dir / "large.bin").write_bytes(os.urandom(64 << 20))  # a transfer that takes a moment
+    expected = snapshot_tree(source_dir)
+    fleet.kubectl("patch", "replicationsource", rs, "-n", "src", "--type=merge",
+                  "-p", '{"spec":{"trigger":{"manual":"two"}}}', context="cluster1")
+    eventually(lambda: _running_pod(fleet, f"app.kubernetes.io/name=src-{rs}", "src", "cluster1"), 60,
+               what="the source mover Pod running")
+    receiving = _running_pod(fleet, f"app.kubernetes.io/name=dst-{rd}", "dest", "cluster2")
+    assert receiving, fleet.kubectl("get", "jobs,pods", "-n", "dest", context="cluster2").stdout
+    fleet.kubectl("delete", "pod", receiving, "-n", "dest", "--wait=false", context="cluster2")
+    for cluster in ("cluster2", "cluster1"):
+        fleet.agents[cluster].stop(signal.SIGKILL)
+    for cluster in ("cluster2", "cluster1"):
+        fleet.agents[cluster].start()
+
+    eventually(lambda: synced(fleet, rs, "two"), 180, what="the interrupted iteration completing")
+    after = status(fleet, "replicationsource", rs, "src", "cluster1")
+    assert after["iteration"]["completed"] == completed + 1 and after["latestMoverStatus"]["result"] == "Successful"
+    image = latest_image(fleet, rd, other_than=first)
+    assert_trees_equal(expected, restore(fleet, image, "restored-faults"))
