@@ -118,11 +118,12 @@ def _name(obj: Obj) -> str:
 
 
 def job_timings(jobs: list[Event], pods: list[Event], prefix: str = "") -> list[JobTiming]:
-    """Every Job whose name starts with `prefix`, in the order they were first seen."""
+    """Every Job whose name starts with `prefix` and that was created while the watch ran (first seen in an
+    ADDED event: a Job from before has no creation time here), in the order they were first seen."""
     found: dict[str, JobTiming] = {}
-    for t, _kind, job in jobs:
+    for t, kind, job in jobs:
         uid = _uid(job)
-        if not uid or not _name(job).startswith(prefix):
+        if not uid or not _name(job).startswith(prefix) or (uid not in found and kind != "ADDED"):
             continue
         timing = found.setdefault(uid, JobTiming(_name(job), uid, t))
         if timing.finished is None and finished(job):

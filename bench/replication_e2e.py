@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from common import ROOT, until
+from common import ROOT, render_table, until
 from jobclock import ClusterApi, EventLog, JobTiming, container_state, job_timings
 from rsyncplain import PLAIN_FLAGS, PlainSshd, plain_method
 from samples import BenchError, Case, CpuMeter, Dataset, Sampler, empty, run_case, verify
@@ -138,9 +138,20 @@ class E2ERun:
             "source_synced_s": synced - start, "destination_published_s": published - start,
             "trigger_to_source_job_s": None if job is None else job.seen - start,
             "source_job_start_up_s": None if job is None else job.start_up,
+            "source_container_s": None if job is None or job.exited is None or job.running is None
+            else job.exited - job.running,
             "source_exit_to_status_s": None if job is None or job.exited is None else synced - job.exited,
             "source_jobs": len(source), "mover_seconds": mover_seconds(status),
+            "rd": pair.rd, "published_at": published,
         })
+
+    def reopen_times(self) -> None:
+        """Per iteration: its destination published -> the next destination mover Pod's container running
+        (None where no new destination Job followed: a Pod kept across iterations)."""
+        for record in self.iterations:
+            after = [j for j in self.watches.jobs("dst", DST_JOB + record["rd"]) if j.seen >= record["published_at"]]
+            running = after[0].running if after else None
+            record["destination_reopen_s"] = None if running is None else running - record["published_at"]
 
 
 def arrival(log: EventLog, match: Callable[[Obj], bool], after: float, what: str) -> float:
@@ -232,6 +243,7 @@ def bench_e2e(dataset: Dataset, tmp: Path, plain: PlainSshd, runs: int, cases: l
         plain_dest.mkdir(parents=True)
         for pair in pairs:
             e2e_cases(run, pair, dataset, plain, plain_dest, runs, cases, meter)
+        run.reopen_times()
         floor_s = busybox_floor(fleet, max(runs, 5))
         timings = {side: [vars(j) for j in watches.jobs(side, prefix)]
                    for side, prefix in (("src", SRC_JOB), ("dst", DST_JOB))}
@@ -273,8 +285,14 @@ def _ms(value: float | None) -> str:
     return "-" if value is None else f"{value * 1000:.0f} ms"
 
 
+def _spread(values: list[float | None]) -> str:
+    known = [v for v in values if v is not None]
+    return "-" if not known else f"{statistics.median(known) * 1000:.0f}/{min(known) * 1000:.0f} ms"
+
+
 def summary_lines(cases: list[Case], extra: dict[str, Any]) -> list[str]:
-    """The e2e rows' differences to plain, and the Job start-up costs (medians)."""
+    """Per e2e case its difference to plain and where the time went; then the Job start-up costs, median/min
+    over every timed sync, beside the node's floor (a busybox `true` Job on the same node)."""
     lines: list[str] = []
     iterations: list[dict[str, Any]] = extra.get("iterations") or []
     for c in cases:
@@ -289,17 +307,20 @@ def summary_lines(cases: list[Case], extra: dict[str, Any]) -> list[str]:
         lines.append(f"{c.name}: e2e - plain = {diff}; source synced {_ms(synced)}"
                      f", destination published {_ms(median_of([i['destination_published_s'] for i in mine]))}"
                      f"; the source's own rsync + completion signal {'-' if mover is None else f'{mover:.2f}s'}")
-    jobs = extra.get("jobs") or {}
-    src_up = median_of([i["source_job_start_up_s"] for i in iterations])
-    lines.append(f"Job start-up per iteration (medians over {len(iterations)} timed syncs): trigger -> source Job "
-                 f"{_ms(median_of([i['trigger_to_source_job_s'] for i in iterations]))}, source Job -> its container "
-                 f"running {_ms(src_up)}, source container exited -> source status "
-                 f"{_ms(median_of([i['source_exit_to_status_s'] for i in iterations]))}")
-    dst = jobs.get("dst") or []
-    lines.append(f"destination Jobs: {len(dst)} seen for {len(iterations)} timed syncs (+ warm-ups); Job -> container "
-                 f"running {_ms(median_of([j['running'] - j['seen'] if j['running'] else None for j in dst]))}")
-    floor = extra.get("floor_complete_s") or []
-    lines.append(f"node floor, busybox `true` Job on cluster1: create -> Complete "
-                 f"{_ms(statistics.median(floor) if floor else None)}, Job -> container running "
-                 f"{_ms(median_of(extra.get('floor_start_up_s') or []))}")
+    floor_up = extra.get("floor_start_up_s") or []
+    dst_jobs = (extra.get("jobs") or {}).get("dst", [])
+    rows = [("Job start-up, per timed sync", "med/min", "node floor (busybox Job)"),
+            ("trigger -> source Job seen", _spread([i["trigger_to_source_job_s"] for i in iterations]), ""),
+            ("source Job -> its container running", _spread([i["source_job_start_up_s"] for i in iterations]),
+             _spread(floor_up)),
+            ("source container running -> exited", _spread([i["source_container_s"] for i in iterations]), ""),
+            ("source container exited -> source status", _spread([i["source_exit_to_status_s"] for i in iterations]),
+             ""),
+            ("destination published -> next dst container running",
+             _spread([i.get("destination_reopen_s") for i in iterations]), ""),
+            ("destination Job -> its container running",
+             _spread([j["running"] - j["seen"] if j["running"] else None for j in dst_jobs]),
+             _spread(floor_up)),
+            ("busybox Job create -> Complete", "", _spread(extra.get("floor_complete_s") or []))]
+    lines += ["", *render_table(rows, left=(0,))]
     return lines

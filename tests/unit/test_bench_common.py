@@ -58,9 +58,11 @@ def _pod(uid: str, state: str | None) -> dict[str, Any]:
 def test_job_timings_from_receive_times(bench_path: None) -> None:
     import jobclock
 
-    jobs = [(1.0, "ADDED", _job("u1", "volsync-rsync-src-a")), (1.1, "ADDED", _job("other", "busy")),
+    jobs = [(0.5, "MODIFIED", _job("u0", "volsync-rsync-src-before")),  # created before the watch: left out
+            (1.0, "ADDED", _job("u1", "volsync-rsync-src-a")), (1.1, "ADDED", _job("other", "busy")),
             (4.0, "MODIFIED", _job("u1", "volsync-rsync-src-a", complete=True))]
-    pods = [(1.2, "ADDED", _pod("u1", None)), (1.5, "MODIFIED", _pod("u1", "running")),
+    pods = [(0.6, "MODIFIED", _pod("u0", "running")), (1.2, "ADDED", _pod("u1", None)),
+            (1.5, "MODIFIED", _pod("u1", "running")),
             (3.0, "MODIFIED", _pod("u1", "terminated")), (3.5, "MODIFIED", _pod("u1", "terminated"))]
     [timing] = jobclock.job_timings(jobs, pods, "volsync-rsync-src-")
     assert (timing.seen, timing.running, timing.exited, timing.finished) == (1.0, 1.5, 3.0, 4.0)
