@@ -5,7 +5,7 @@
 #   podman build -t quay.io/volsync-addon/volsync-addon:0.1.0 .      (or docker build)
 # Offline (scripts/image; what the test suite runs): BASE_IMAGE is a debootstrap of bookworm that
 # already holds DEBIAN_PACKAGES (the apt step is then skipped), and WHEELHOUSE names a folder of the
-# build context with wheels of our package and all its dependencies (installed with --no-index).
+# build context with wheels of all dependencies and of the build backend (pip then uses no index).
 #
 # The default user is 65532 (nonroot): the hub and the agent need nothing more. Mover Jobs run as
 # root themselves (securityContext runAsUser 0, capabilities dropped to what sshd/rsync need) on a
@@ -32,14 +32,19 @@ RUN set -eu; missing=; \
 FROM base AS install
 ARG VERSION=0.1.0
 ARG WHEELHOUSE=
-COPY . /src
+# the dependencies first (a layer that changes only with pyproject.toml), then our package: a
+# wheel pip builds from the sources (offline: with the build backend from the wheelhouse)
+COPY pyproject.toml /src/pyproject.toml
+COPY ${WHEELHOUSE:-pyproject.toml} /wheels/
 RUN set -eu; python3 -m venv /opt/volsync-addon; \
-    if [ -n "$WHEELHOUSE" ]; then \
-      /opt/volsync-addon/bin/pip install --no-cache-dir --no-index --find-links "/src/$WHEELHOUSE" \
-        "volsync-addon==$VERSION"; \
-    else \
-      /opt/volsync-addon/bin/pip install --no-cache-dir /src; \
-    fi; \
+    if [ -n "$WHEELHOUSE" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi; \
+    dependencies=$(python3 -c 'import tomllib; \
+      print(" ".join(tomllib.load(open("/src/pyproject.toml", "rb"))["project"]["dependencies"]))'); \
+    /opt/volsync-addon/bin/pip install --no-cache-dir --disable-pip-version-check $dependencies
+COPY . /src
+RUN set -eu; \
+    if [ -n "$WHEELHOUSE" ]; then export PIP_NO_INDEX=1 PIP_FIND_LINKS=/wheels; fi; \
+    /opt/volsync-addon/bin/pip install --no-cache-dir --disable-pip-version-check --no-deps /src; \
     installed=$(/opt/volsync-addon/bin/python -c \
       'from importlib.metadata import version; print(version("volsync-addon"))'); \
     if [ "$installed" != "$VERSION" ]; then \
