@@ -1,18 +1,17 @@
-"""agent/jobs.py's manifests run for real on an embedded cluster's node (real kubectl, sshd, rsync).
+"""agent/jobs.py's manifests run unchanged on an embedded cluster's node (real kubectl, sshd, rsync).
 
-The agent is not involved (issue 10 wires the Jobs into it): the test applies the objects
-`agent.jobs` renders for a ReplicationDestination and a ReplicationSource, the destination Job's sshd
-behind its Service receives what the source Job sends, both Jobs succeed, and the tree arrives with
-owners, modes (a setgid file of a foreign group, a mode-000 file, a read-only directory), hard links
-and symlinks; `observe_job` and `log_tail` read the result as the agent will.
+The agent is not involved: the test applies the objects `agent.jobs` renders for a
+ReplicationDestination and a ReplicationSource, as rendered: the project's default image (the node
+maps `*/volsync-addon` to this installation), the `volsync-mover` console script, the default
+security contexts (`runAsUser: 0`, the source keeping only DAC_READ_SEARCH). The only addition is the
+source's `ITERATION` env, which the destination names in its termination message.
 
-The only change to the rendered Jobs: the command is `python -m movers.entrypoint` on the node's
-`python` image, the module behind the `volsync-mover` console script, because an editable install
-made before that script existed has no `.venv/bin/volsync-mover`, and the node's `host` image has
-no `python` on PATH. The source's security context is set (see SOURCE_CONTEXT).
-
-The node's host-root images carry an `/etc/shadow` like a Debian image's (`root:*`): sshd with
-`UsePAM no` refuses a locked or missing entry even for key login.
+The destination Pod is deleted once it listens (a mover Pod killed mid-iteration): the Job starts a
+new one behind the same Service. The source Job's rsync then sends the tree, both Jobs
+succeed, `kubectl logs job/...` shows rsync's stats, the destination Pod's
+`state.terminated.message` is `{"code": 0, "sourceIteration": <ITERATION>}`, and the tree arrives with
+owners, modes (a setgid file of a foreign group, a mode-000 file, a read-only directory), hard links and
+symlinks; `observe_job` and `log_tail` read the result as the agent will.
 """
 
 from __future__ import annotations
@@ -20,7 +19,6 @@ from __future__ import annotations
 import base64
 import json
 import shutil
-import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -28,27 +26,19 @@ from typing import Any
 
 import pytest
 from support.fleet import LocalFleet, local_fleet
+from support.waiting import eventually
 
 from agent import jobs
-from agent.jobs import MoverOptions, MoverView
+from agent.jobs import MoverView
 from agent.moverpods import log_tail, observe_job
+from api.images import default_image
 from movers import keys
 
-# Known emulation gap (issue 10): on the embedded node a host-root image sees our virtualenv and
-# checkout through binds, and a Job's emptyDir at /tmp hides them when they live under /tmp (a CI
-# clone in /tmp): `python` is then not found. A real image has its own /usr; the node must re-bind
-# what it keeps after mounting volumes. Until then the test runs wherever the checkout is elsewhere.
-_UNDER_TMP = any(str(p).startswith("/tmp/") for p in (Path(sys.prefix).resolve(), Path(__file__).resolve()))
-pytestmark = [pytest.mark.timeout(300), pytest.mark.skipif(
-    _UNDER_TMP, reason="the node hides a virtualenv under /tmp behind a Job's /tmp emptyDir (issue 10 gap)")]
+pytestmark = pytest.mark.timeout(300)
 
 Obj = dict[str, Any]
 BUSYBOX = "busybox:1.36"
-IMAGE = "python:3.11"  # the node's `python` image: the host root, the virtualenv's python first on PATH
-# The source runs as the image's user (root here) rather than with our default `runAsUser: 0`: the
-# embedded node switches users with setpriv *after* dropping capabilities, and setgroups needs
-# CAP_SETGID, which a source mover does not get (runc switches users before it drops them).
-SOURCE_CONTEXT = {"runAsNonRoot": False}
+ITERATION = "it-20261208-1"
 WRITE = ("mkdir -p /data/d /data/ro && echo hello > /data/d/f && chown 1234:5678 /data/d/f && chmod 2750 /data/d/f"
          " && echo secret > /data/locked && chown 4321:4321 /data/locked && chmod 000 /data/locked"
          " && ln /data/d/f /data/hard && ln -s d/f /data/link && echo in-ro > /data/ro/x && chmod 500 /data/ro")
@@ -108,13 +98,6 @@ def _replication(fleet: LocalFleet, ns: str, kind: str, name: str, rsync: Obj, e
     return created
 
 
-def _runnable(job: Obj) -> Obj:
-    """The rendered Job, run through the entrypoint module (see the module docstring)."""
-    spec = job["spec"]["template"]["spec"]
-    spec["containers"][0]["command"] = ["python", "-m", "movers.entrypoint"]
-    return job
-
-
 def _movers_state(fleet: LocalFleet, ns: str) -> str:
     """The mover Pods and their logs, for a failure's message."""
     lines = [fleet.kubectl("get", "jobs,pods", "-n", ns, "-o", "wide", check=False).stdout]
@@ -133,6 +116,35 @@ def _accounts(view: MoverView) -> tuple[Obj | None, ...]:
     return jobs.mover_service_account(view), jobs.mover_role(view), jobs.mover_role_binding(view)
 
 
+def _with_iteration(job: Obj) -> Obj:
+    """The source Job with `ITERATION` in its container's env (whatever the renderer put there)."""
+    container = job["spec"]["template"]["spec"]["containers"][0]
+    env = [e for e in container.get("env") or [] if e.get("name") != "ITERATION"]
+    container["env"] = [*env, {"name": "ITERATION", "value": ITERATION}]
+    return job
+
+
+def _job_pods(fleet: LocalFleet, ns: str, job: str) -> list[Obj]:
+    pods: list[Obj] = fleet.get("pods", "-n", ns, "-l", f"job-name={job}")["items"]
+    return pods
+
+
+def _replace_running_pod(fleet: LocalFleet, ns: str, job: str) -> str:
+    """Delete the Job's running Pod (a mover killed mid-iteration); the name of the Pod the Job starts
+    instead, once that one runs."""
+    first = eventually(lambda: next((p["metadata"]["name"] for p in _job_pods(fleet, ns, job)
+                                     if p.get("status", {}).get("phase") == "Running"), None), 90,
+                       interval=0.2, what=f"a running Pod of {job}")
+    fleet.kubectl("delete", "pod", first, "-n", ns, "--wait=false")
+
+    def replacement() -> str | None:
+        return next((p["metadata"]["name"] for p in _job_pods(fleet, ns, job)
+                     if p["metadata"]["name"] != first and p.get("status", {}).get("phase") == "Running"), None)
+
+    name: str = eventually(replacement, 90, interval=0.2, what=f"a new running Pod of {job}")
+    return name
+
+
 def test_a_source_job_replicates_into_a_destination_job(fleet: LocalFleet, ns: str) -> None:
     pair = keys.generate()
     _apply(fleet, _claim(ns, "data"), _claim(ns, "recv"), _secret(ns, "dst-keys", pair.destination_secret_data()),
@@ -142,25 +154,30 @@ def test_a_source_job_replicates_into_a_destination_job(fleet: LocalFleet, ns: s
     rd = _replication(fleet, ns, "ReplicationDestination", "backup",
                       {"copyMethod": "Direct", "destinationPVC": "recv", "sshKeys": "dst-keys"}, {})
     dst = MoverView.of(rd, pvc="recv", secret="dst-keys")
-    _apply(fleet, *_accounts(dst), jobs.destination_service(dst), _runnable(jobs.destination_job(dst, image=IMAGE)))
-    address = fleet.get("service", jobs.mover_name("destination", "backup"), "-n", ns)["spec"]["clusterIP"]
+    dst_job = jobs.mover_name("destination", "backup")
+    _apply(fleet, *_accounts(dst), jobs.destination_service(dst), jobs.destination_job(dst, image=default_image()))
+    dst_pod = _replace_running_pod(fleet, ns, dst_job)
+    address = fleet.get("service", dst_job, "-n", ns)["spec"]["clusterIP"]
     rs = _replication(fleet, ns, "ReplicationSource", "app",
                       {"copyMethod": "Direct", "address": address, "sshKeys": "src-keys"}, {"sourcePVC": "data"})
-    # our CRD's spec.rsync has no moverSecurityContext (VolSync's legacy rsync has none): given directly
-    src = MoverView(rs, "data", "src-keys", MoverOptions(security_context=SOURCE_CONTEXT))
-    _apply(fleet, *_accounts(src), _runnable(jobs.source_job(src, image=IMAGE, address=address)))
-    for role, name in (("source", "app"), ("destination", "backup")):
-        done = fleet.kubectl("wait", "--for=condition=complete", f"job/{jobs.mover_name(role, name)}", "-n", ns,
+    src = MoverView.of(rs, pvc="data", secret="src-keys")
+    src_job = jobs.mover_name("source", "app")
+    _apply(fleet, *_accounts(src), _with_iteration(jobs.source_job(src, image=default_image(), address=address)))
+    for name in (src_job, dst_job):
+        done = fleet.kubectl("wait", "--for=condition=complete", f"job/{name}", "-n", ns,
                              "--timeout=150s", timeout=170, check=False)
         assert done.returncode == 0, _movers_state(fleet, ns)
-    source_job = fleet.get("job", jobs.mover_name("source", "app"), "-n", ns)
+
     pods = fleet.get("pods", "-n", ns)["items"]
-    seen = observe_job(source_job, pods)
+    seen = observe_job(fleet.get("job", src_job, "-n", ns), pods)
     assert seen.state == "Succeeded" and seen.failed == 0 and seen.pod
-    logs = log_tail(fleet.kubectl("logs", seen.pod, "-n", ns).stdout)
-    assert "Rsync completed in" in logs and "sent " in logs, logs
-    assert observe_job(fleet.get("job", jobs.mover_name("destination", "backup"), "-n", ns), pods).state == \
-        "Succeeded"
+    job_log = fleet.kubectl("logs", f"job/{src_job}", "-n", ns).stdout
+    assert "Rsync completed in" in job_log and "total size is" in job_log, job_log
+    assert "Rsync completed in" in log_tail(fleet.kubectl("logs", seen.pod, "-n", ns).stdout)
+    dst_seen = observe_job(fleet.get("job", dst_job, "-n", ns), pods)
+    assert (dst_seen.state, dst_seen.pod) == ("Succeeded", dst_pod)
+    terminated = fleet.get("pod", dst_pod, "-n", ns)["status"]["containerStatuses"][0]["state"]["terminated"]
+    assert json.loads(terminated["message"]) == {"code": 0, "sourceIteration": ITERATION}, terminated
     expected = _helper_job(fleet, ns, "read-source", READ, "data")
     assert "./d/f 1234:5678 2750 2 regular file" in expected and "./locked 4321:4321 0 1" in expected
     assert _helper_job(fleet, ns, "read-destination", READ, "recv") == expected
