@@ -125,7 +125,6 @@ class Lockdown:
     """The running destination: its Service address, its Pod, the receiving volume's host directory."""
 
     fleet: LocalFleet
-    agent: Agent
     address: str
     pod: str
     volume: Path
@@ -188,7 +187,7 @@ def lockdown(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lockdown]:
             pod = eventually(lambda: _listening_pod(fleet), 90, interval=0.3, what=f"a listening Pod of Job {DST}")
             fleet.apply(ATTACKER_YAML)
             fleet.kubectl("wait", "--for=condition=Ready", f"pod/{ATTACKER}", "-n", NS, "--timeout=60s", timeout=70)
-            yield Lockdown(fleet, agent, address, pod, volume)
+            yield Lockdown(fleet, address, pod, volume)
         finally:
             fleet.kubectl("delete", "namespace", NS, "--wait=false", check=False)
             agent.stop()
@@ -259,6 +258,9 @@ def _work_dir(lock: Lockdown) -> tuple[set[str], str]:
 
 
 def test_the_mover_pod_refuses_everything_but_rsync_into_the_volume(lockdown: Lockdown) -> None:
+    service = lockdown.fleet.get("service", DST, "-n", NS)["spec"]  # what the attacks aim at: the Service
+    assert (service["clusterIP"], service["ports"][0]["port"], service["ports"][0]["targetPort"]) == (
+        lockdown.address, 22, jobs.MOVER_PORT), service
     before, (work_before, keys_before) = snapshot_tree(lockdown.volume), _work_dir(lockdown)
 
     results = lockdown.run_in_attacker(_attacks(lockdown.address))
