@@ -83,7 +83,8 @@ class RootFs:
 
     `root` (host path) becomes `/`, read-only. `scratch` are the sandbox paths that get a private
     tmpfs (so nothing written there reaches the host); `keep` host paths are bound back read-only
-    over them (the Python installation when it lives under `/root`). `setpriv` and `env` are paths
+    over them (the Python installation when it lives under `/root` or `/tmp`), and again over any Pod
+    volume that covers them (`sandbox.pod_mounts`). `setpriv` and `env` are paths
     inside the root. `masked` files read as empty (the host's secrets, for host-root images)."""
 
     kind: str

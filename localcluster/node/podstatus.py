@@ -3,7 +3,8 @@
 `pod_status(pod, plan, extra)` returns the whole `status` object: phase (and reason/message for
 a failed Pod), the conditions `PodScheduled`, `PodReadyToStartContainers`, `Initialized`,
 `ContainersReady`, `Ready` (a condition keeps its `lastTransitionTime` while its status stays),
-`initContainerStatuses`/`containerStatuses` (state waiting/running/terminated, `lastState`,
+`initContainerStatuses`/`containerStatuses` (state waiting/running/terminated with the runtime's reason
+and the termination message, `lastState`,
 `restartCount`, `started`, `ready`, `containerID` as `local://<id>`), `podIP(s)`, `hostIP(s)`,
 `startTime` and `qosClass`. The executor writes it with `patch_status` only when it changed.
 """

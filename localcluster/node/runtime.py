@@ -2,7 +2,9 @@
 sandboxed containers whose whole state lives in files under `NodeLayout`.
 
 One start of a container = one `ContainerLaunch` (`containerspec.py`) -> one shim process (`shim.py`, detached, its own
-session, re-parented to init) -> `[nsenter --net=<netns> --] bwrap ... [setpriv ...] -- argv`.
+session, re-parented to init) -> `[nsenter --net=<netns> --] bwrap ... -- setpriv ... -- argv` (identity,
+then capabilities: `privileges.py`). A launch's `termination_message_path` gets a writable file there
+(`layout.TERMINATION_LOG` of the start, made 0666 before the shim runs; the kubelet reads it).
 The shim writes the CRI log, the pids, the start and finish times and, last, the exit code, so the
 runtime itself keeps nothing in memory: a new `ContainerRuntime` over the same `NodeLayout` (after a
 `kill -9` of the node process) sees every container as the old one did (ADOPTION).
