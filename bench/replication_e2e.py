@@ -314,6 +314,8 @@ def summary_lines(cases: list[Case], extra: dict[str, Any]) -> list[str]:
             ("source Job -> its container running", _spread([i["source_job_start_up_s"] for i in iterations]),
              _spread(floor_up)),
             ("source container running -> exited", _spread([i["source_container_s"] for i in iterations]), ""),
+            ("  of which the mover's own rsync + completion (its log)",
+             _spread([i["mover_seconds"] for i in iterations]), ""),
             ("source container exited -> source status", _spread([i["source_exit_to_status_s"] for i in iterations]),
              ""),
             ("destination published -> next dst container running",
