@@ -10,7 +10,9 @@
 - `persistentVolumeClaim`: the bound PV's `spec.local.path` / `spec.hostPath.path`.
 Files are written aside and renamed into place. `fsGroup` becomes the group of emptyDir and `local`
 PV roots (setgid; not of `hostPath` PVs, as kubelet) and of projected files (group-readable). A
-volume that cannot be prepared raises `MountError` (the kubelet reports `FailedMount` and keeps the Pod Pending).
+`subPath` is reached without following links; it names a directory (made when missing) or a file
+(bound as that file, as a Secret's or ConfigMap's key). A volume that cannot be prepared raises
+`MountError` (the kubelet reports `FailedMount` and keeps the Pod Pending).
 """
 
 from __future__ import annotations
