@@ -6,7 +6,7 @@ maps `*/volsync-addon` to this installation), the `volsync-mover` console script
 security contexts (`runAsUser: 0`, the source keeping only DAC_READ_SEARCH). The only addition is the
 source's `ITERATION` env, which the destination names in its termination message.
 
-The destination Pod is deleted once it listens (a mover Pod killed mid-iteration): the Job starts a
+The destination Pod is deleted once it runs (a mover Pod killed mid-iteration): the Job starts a
 new one behind the same Service. The source Job's rsync then sends the tree, both Jobs
 succeed, `kubectl logs job/...` shows rsync's stats, the destination Pod's
 `state.terminated.message` is `{"code": 0, "sourceIteration": <ITERATION>}`, and the tree arrives with
