@@ -1,8 +1,8 @@
 """Syncs back to back (issue 7, item 5): no iteration is silently lost, none publishes a stale image.
 
 Real API server, one real agent per cluster, real rsync over a real sshd (the `fleet` fixture):
-(a) continuous mode (no trigger) for 60 s, the source changing after every completed iteration;
-(b) 20 manual triggers one second apart, each after a change of the source. Afterwards the image in
+(a) continuous mode (no trigger) for 30 s, the source changing after every completed iteration;
+(b) 10 manual triggers one second apart, each after a change of the source. Afterwards the image in
 `latestImage`, restored into a new PVC, equals the last source state, and every iteration the source
 completed yielded exactly one destination image, counted twice, independently: from the
 `status.iteration.completed` counters and from the agents' INFO lines (one per iteration end, with
@@ -34,8 +34,8 @@ from kube.rest import Kube
 
 pytestmark = pytest.mark.timeout(420)
 
-CONTINUOUS_FOR = 60.0
-TRIGGERS = 20
+CONTINUOUS_FOR = 30.0
+TRIGGERS = 10
 
 
 @pytest.fixture(scope="module")
@@ -128,7 +128,7 @@ def test_continuous_mode_publishes_every_iteration(fleet: Fleet, kubes: dict[str
     counts = pair.settle("final")
     print(f"\ncontinuous {CONTINUOUS_FOR:.0f}s: {counts[0]} iterations completed, {counts[1]} images published, "
           f"{generation + 1} changes; last duration {pair.source().get('lastSyncDuration')}")
-    assert counts[0] >= 10, f"only {counts[0]} iterations in {CONTINUOUS_FOR}s: not back to back"
+    assert counts[0] >= 5, f"only {counts[0]} iterations in {CONTINUOUS_FOR}s: not back to back"
     pair.assert_every_iteration_published(counts)
     assert_trees_equal(expected, pair.restored("restored-continuous"))
     # What the user sees: the times themselves and the real duration (not <invalid>, not whole seconds).
