@@ -39,10 +39,11 @@ class BuiltImage:
     build_seconds: float  # seconds of this session's own (usually warm) `scripts/image` run
 
 
-def _background_settled() -> str:
-    """The status of a background build once it is no longer running ("" when none is recorded)."""
+def _background_settled(status: Path) -> str:
+    """The status of a background build once it is no longer running ("" while it runs, "none"
+    when none is recorded)."""
     try:
-        text = STATUS.read_text().strip()
+        text = status.read_text().strip()
     except FileNotFoundError:
         return "none"
     word, _, rest = text.partition(" ")
@@ -58,15 +59,22 @@ def _log_tail(path: Path, size: int = 4000) -> str:
         return f"({path} does not exist)"
 
 
-def build_image() -> BuiltImage:
-    """Wait for a running background build (failing with its log if it failed), then run
-    `scripts/image` in the foreground: warm after a background build, cold otherwise."""
+def await_background(status: Path = STATUS, build_log: Path = BUILD_LOG) -> float:
+    """Wait for a background build still running; fail with its log's tail if it failed. The
+    seconds waited."""
     started = time.monotonic()
-    status = eventually(_background_settled, BACKGROUND_DEADLINE, interval=1.0, what="the background image build")
-    waited = time.monotonic() - started
-    if status.startswith("failed"):
-        raise AssertionError(f"the background image build failed ({status}); {BUILD_LOG} ends with:\n"
-                             f"{_log_tail(BUILD_LOG)}")
+    settled = eventually(lambda: _background_settled(status), BACKGROUND_DEADLINE, interval=1.0,
+                         what="the background image build")
+    if settled.startswith("failed"):
+        raise AssertionError(f"the background image build failed ({settled}); {build_log} ends with:\n"
+                             f"{_log_tail(build_log)}")
+    return time.monotonic() - started
+
+
+def build_image() -> BuiltImage:
+    """`scripts/image` in the foreground once a background build is over: warm after one, cold
+    otherwise."""
+    waited = await_background()
     started = time.monotonic()
     done = subprocess.run([str(SCRIPT)], cwd=ROOT, stdin=subprocess.DEVNULL, capture_output=True, text=True,
                           timeout=BUILD_TIMEOUT, check=False)

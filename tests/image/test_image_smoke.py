@@ -14,7 +14,7 @@ import uuid
 from pathlib import Path
 
 import pytest
-from imagekit import ROOT, BuiltImage, Podman
+from imagekit import ROOT, BuiltImage, Podman, await_background
 from podmanpods import pod_on_podman
 from support.replication_objects import rd, rs
 from support.trees import assert_trees_equal, make_sample_tree
@@ -41,6 +41,16 @@ def test_dockerfile_defaults_match_the_package_and_the_build_script() -> None:
     packages = re.search(r'^ARG DEBIAN_PACKAGES="([^"]+)"$', dockerfile, re.MULTILINE)
     script = re.search(r'^DEBIAN_PACKAGES="([^"]+)"$', (ROOT / "scripts" / "image").read_text(), re.MULTILINE)
     assert packages and script and packages.group(1) == script.group(1)
+
+
+def test_a_failed_background_build_fails_with_its_log(tmp_path: Path) -> None:
+    status, log = tmp_path / "status", tmp_path / "build.log"
+    status.write_text("failed 1 12s\n")
+    log.write_text("image: [0s] debootstrap bookworm\nE: Couldn't download packages: rsync\n")
+    with pytest.raises(AssertionError, match=r"(?s)failed \(failed 1 12s\).*Couldn't download packages: rsync"):
+        await_background(status, log)
+    status.write_text("ok sha256:0123 4s\n")
+    assert await_background(status, log) < 1.0
 
 
 def test_the_image_is_named_labelled_and_runs_as_nonroot(built_image: BuiltImage, podman: Podman) -> None:
