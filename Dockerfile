@@ -53,6 +53,12 @@ RUN set -eu; \
     /opt/volsync-addon/bin/python -m pip uninstall -y -q pip setuptools
 
 FROM base
+RUN groupadd --gid 65532 nonroot \
+    && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
+       --shell /usr/sbin/nologin nonroot
+ENV PATH=/opt/volsync-addon/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
+    PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1
 ARG VERSION=0.1.0
 ARG SOURCE_URL=https://github.com/volsync-addon/volsync-addon
 LABEL org.opencontainers.image.title="volsync-addon" \
@@ -61,12 +67,6 @@ LABEL org.opencontainers.image.title="volsync-addon" \
       org.opencontainers.image.source="${SOURCE_URL}" \
       org.opencontainers.image.licenses="Apache-2.0"
 COPY --from=install /opt/volsync-addon /opt/volsync-addon
-RUN groupadd --gid 65532 nonroot \
-    && useradd --uid 65532 --gid 65532 --no-create-home --home-dir /nonexistent \
-       --shell /usr/sbin/nologin nonroot
-ENV PATH=/opt/volsync-addon/bin:/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin \
-    PYTHONDONTWRITEBYTECODE=1 \
-    PYTHONUNBUFFERED=1
 USER 65532:65532
 WORKDIR /
 CMD ["volsync-agent", "--help"]
