@@ -28,6 +28,7 @@ from kube.clock import Clock, SystemClock, rfc3339
 from kube.controller import Runtime, Watch
 from kube.events import Recorder
 from kube.rest import CONFIGMAPS, PODS, PVCS, PVS, SECRETS, SERVICES, Kube, Resource
+from localcluster.node.exitwatch import ExitWatch
 from localcluster.node.images import ImageMap
 from localcluster.node.layout import NodeLayout
 from localcluster.node.netseam import PodNetwork
@@ -68,8 +69,9 @@ class Node:
         self.volumes = PodVolumes(self._object, tokens.issue, self.registry.capacity)
         launches = LaunchBuilder(self.images, self.volumes, self._object, name, network.host_ip(),
                                  self.registry.capacity)
+        self.exits = ExitWatch(self.queue.add)
         self.sync = PodSync(kube, self.containers, self.layout, network, self.images, self.volumes, launches,
-                            self.prober, self.recorder, self.clock)
+                            self.prober, self.recorder, self.clock, self.exits)
         self._uids: dict[Hashable, str] = {}
         self._lock = threading.Lock()
         self._stop = threading.Event()
@@ -81,6 +83,7 @@ class Node:
         self.layout.pods_dir.mkdir(parents=True, exist_ok=True)
         self.registry.register()
         self.prober.start()
+        self.exits.start()
         for target, label in ((self._heartbeats, "heartbeat"), (self._sweeps, "sweep")):
             t = threading.Thread(target=target, name=f"kubelet-{label}-{self.name}", daemon=True)
             t.start()
@@ -93,6 +96,7 @@ class Node:
         (the Pod objects stay in the API: call it after the cluster's Runtime stopped)."""
         self._stop.set()
         self.prober.stop()
+        self.exits.stop()
         for t in self._threads:
             t.join(timeout=5)
         if kill_pods:

@@ -25,6 +25,7 @@ from kube.clock import Clock, parse_rfc3339
 from kube.events import Recorder
 from kube.rest import PODS, Kube
 from localcluster.node.envvars import PodContext
+from localcluster.node.exitwatch import ExitWatch
 from localcluster.node.images import ImageError, ImageMap
 from localcluster.node.layout import NodeLayout
 from localcluster.node.netseam import PodNetwork
@@ -57,8 +58,9 @@ class PodSync:
 
     def __init__(self, kube: Kube, containers: ContainerRuntime, layout: NodeLayout, network: PodNetwork,
                  images: ImageMap, volumes: PodVolumes, launches: LaunchBuilder, prober: Prober,
-                 recorder: Recorder, clock: Clock) -> None:
+                 recorder: Recorder, clock: Clock, exits: ExitWatch | None = None) -> None:
         self.kube = kube
+        self.exits = exits
         self.containers = containers
         self.layout = layout
         self.network = network
@@ -127,7 +129,7 @@ class PodSync:
                 mem.attachment = self.network.attach(uid)
             facts_extra["mount_error"] = self._prepare(pod, mem, uid)
             errors = self._image_errors(pod, mem)
-        records = self._observed(pod, uid)
+        records = self._observed(key, pod, uid)
         running = {o.container_id for o in records if o.running}
         ready, started, unhealthy = self.prober.verdicts(running)
         facts = PodFacts(now=self.clock.now(), image_errors=errors, unhealthy=unhealthy, term_sent=mem.term_sent,
@@ -139,7 +141,7 @@ class PodSync:
         if any(isinstance(a, Finish) for a in plan.actions):
             return None
         if any(isinstance(a, StartContainer) for a in plan.actions) or config_errors:
-            records = self._observed(pod, uid)
+            records = self._observed(key, pod, uid)
             plan = plan_pod(view, records, replace(facts, now=self.clock.now()))
         self._track_probes(key, pod, mem, records)
         self._backoff_events(pod, mem, plan)
@@ -154,9 +156,9 @@ class PodSync:
             mem.attachment = None
         return plan.requeue_after
 
-    def _observed(self, pod: Mapping[str, Any], uid: str) -> list[Observed]:
+    def _observed(self, key: Hashable, pod: Mapping[str, Any], uid: str) -> list[Observed]:
         """The runtime's records of the Pod, each with the image it runs as `local://<kind>/<image>` and,
-        once ended, its termination message (`termination.py`)."""
+        once ended, its termination message (`termination.py`); a running one's end will wake `key`."""
         spec = pod.get("spec") or {}
         ids: dict[str, str] = {}
         policies: dict[str, str] = {}
@@ -168,6 +170,8 @@ class PodSync:
                 continue
         observed = []
         for r in self.containers.containers(uid):
+            if r.running and self.exits is not None:
+                self.exits.watch(self.containers.shim_of(r), key)
             message = termination_message(r, self.layout.termination_log(uid, r.name, r.attempt),
                                           policies.get(r.name, "File"))
             observed.append(observe(r, ids.get(r.name, ""), message))

@@ -230,6 +230,11 @@ class ContainerRuntime:
         spec = json.loads((directory / files.LAUNCH).read_text())
         return sandbox.exec_argv(spec, main[0], command, nsenter=self.tools["nsenter"])
 
+    def shim_of(self, record: ContainerRecord) -> tuple[int, int] | None:
+        """(pid, start time) of the running container's shim, which exits once `exit` is written."""
+        directory = self.layout.container_dir(record.pod_uid, record.name, record.attempt)
+        return procinfo.read_pid_file(_read(directory / files.SHIM_PID)) if record.running else None
+
     def netns_of(self, record: ContainerRecord) -> str | None:
         """The network namespace path the container was started in."""
         directory = self.layout.container_dir(record.pod_uid, record.name, record.attempt)
