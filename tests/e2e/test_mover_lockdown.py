@@ -11,12 +11,14 @@ and attacks the Service's address:
   a fresh ed25519 key, the right key as another user: "Permission denied (publickey)";
 - with the key: a terminal is refused ("PTY allocation request failed"); other commands (`id`,
   `sh -c ...`, a login shell, `--rsync-path`) get the forced command's "Invalid command" and run
-  nothing; forwarding (stdio `-W`, remote `-R`) is
-  prohibited; rsync to `../`, to an absolute path (the mover's own `authorized_keys` directory),
-  reading back (`--sender`) and `-R` are refused with the allow-list's messages, which the forced
-  command also notes in the Pod's sshd log;
-- the volume and the mover's work directory are untouched, the iteration still runs, and then the
-  one admitted request, `rsync --server OPTIONS . .` into `/data`, does land in the volume.
+  nothing; forwarding (stdio `-W`, remote `-R`) is prohibited; rsync to `../`, to an absolute path
+  (the mover's own `authorized_keys` directory), reading back (`--sender`) and `-R` are refused
+  with the allow-list's messages, which the forced command also notes in the Pod's sshd log;
+- the volume and the mover's work directory are untouched, and the iteration still runs.
+
+The one admitted request, `rsync --server OPTIONS . .`, lands in `/data`; a symlink it sends to the
+mover's work directory is munged (leads nowhere), and a second push writing through it stays in the
+volume: the mover's `authorized_keys` is intact.
 
 The destination Pod itself runs as rendered: uid 0, effective and bounding capabilities exactly
 the eight of `agent.jobs.DESTINATION_CAPS`, no new privileges, a read-only root, no ServiceAccount
@@ -28,6 +30,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,7 +90,8 @@ spec:
     volumeMounts: [{{name: keys, mountPath: /keys, readOnly: true}}]
   volumes: [{{name: keys, secret: {{secretName: {SOURCE_SECRET}, defaultMode: 0400}}}}]
 """
-# Runs in the attacker Pod: [name, argv, extra env] steps from stdin, in order; {name: [rc, out, err]}.
+# Runs in the attacker Pod: [name, argv, extra env] steps from stdin, in order; {name: [rc, out, err]}
+# into the file named by argv[1] (read back with a second exec, which may be repeated: the attacks may not)
 RUNNER = """\
 import json, os, subprocess, sys
 results = {}
@@ -95,8 +99,10 @@ for name, argv, env in json.load(sys.stdin):
     done = subprocess.run(argv, env={**os.environ, **env}, stdin=subprocess.DEVNULL, capture_output=True,
                           text=True, timeout=60)
     results[name] = [done.returncode, done.stdout, done.stderr]
-print(json.dumps(results))
+with open(sys.argv[1], "w") as out:
+    json.dump(results, out)
 """
+END = "@@exit "  # the last line of `_read`'s output: the command's exit code
 # Runs in the destination Pod: its processes' ids and capabilities, the token directory, the root's writability.
 INSPECT = """\
 import json, os
@@ -133,12 +139,29 @@ class Lockdown:
         out: str = self.fleet.kubectl("-n", NS, *args, input=input).stdout
         return out
 
+    def read(self, pod: str, container: str, *command: str) -> str:
+        """The output of a command that only reads, run with `kubectl exec`, whole: it ends with a marker
+        line, and a reading without it is taken again (once in some 25 runs, `kubectl exec` against the
+        embedded node exited 0 with an empty stdout)."""
+        wrapped = ["sh", "-c", f'"$@"; echo "{END}$?"', "sh", *command]
+
+        def whole() -> str:
+            out = self.kubectl("exec", pod, "-c", container, "--", *wrapped)
+            body, _, code = out.rpartition(END)
+            assert code.strip() == "0", f"{command} in {pod}: {out!r}"
+            return body or "\n"
+
+        text: str = eventually(whole, 30, interval=0.2, what=f"the whole output of {command} in {pod}")
+        return text
+
     def run_in_attacker(self, steps: list[tuple[str, list[str], dict[str, str]]]) -> dict[str, tuple[int, str, str]]:
-        out = self.kubectl("exec", "-i", ATTACKER, "--", "python3", "-I", "-c", RUNNER, input=json.dumps(steps))
+        results = f"/tmp/results-{uuid.uuid4().hex[:8]}.json"
+        self.kubectl("exec", "-i", ATTACKER, "--", "python3", "-I", "-c", RUNNER, results, input=json.dumps(steps))
+        out = self.read(ATTACKER, "attacker", "cat", results)
         return {name: (rc, stdout, stderr) for name, (rc, stdout, stderr) in json.loads(out).items()}
 
     def in_mover(self, *command: str) -> str:
-        return self.kubectl("exec", self.pod, "-c", "rsync", "--", *command)
+        return self.read(self.pod, "rsync", *command)
 
 
 def _volume_dir(fleet: LocalFleet) -> Path:
@@ -187,10 +210,25 @@ def lockdown(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Lockdown]:
             pod = eventually(lambda: _listening_pod(fleet), 90, interval=0.3, what=f"a listening Pod of Job {DST}")
             fleet.apply(ATTACKER_YAML)
             fleet.kubectl("wait", "--for=condition=Ready", f"pod/{ATTACKER}", "-n", NS, "--timeout=60s", timeout=70)
-            yield Lockdown(fleet, address, pod, volume)
+            lock = Lockdown(fleet, address, pod, volume)
+            _prepare_attacker(lock)
+            yield lock
         finally:
             fleet.kubectl("delete", "namespace", NS, "--wait=false", check=False)
             agent.stop()
+
+
+def _prepare_attacker(lock: Lockdown) -> None:
+    """The attacker's files: the source key, a fresh key, the pinned host key, payloads, an askpass."""
+    script = ("install -m 600 /keys/source /tmp/id_source && ssh-keygen -q -t ed25519 -N '' -f /tmp/id_other"
+              f" && echo \"{lock.address} $(cat /keys/destination.pub)\" > /tmp/known_hosts"
+              " && mkdir -p /tmp/payload /tmp/linked /tmp/through/escape"
+              " && echo planted > /tmp/payload/authorized_keys"
+              f" && ln -s {jobs.WORK_DIR} /tmp/linked/escape"
+              " && echo 'through a link' > /tmp/through/escape/authorized_keys"
+              " && printf '#!/bin/sh\\ntouch /tmp/asked\\necho hunter2\\n' > /tmp/askpass && chmod 700 /tmp/askpass")
+    done = lock.run_in_attacker([("prepare", ["sh", "-c", script], {})])["prepare"]
+    assert done[0] == 0, done
 
 
 def _ssh(address: str, *options: str) -> list[str]:
@@ -204,13 +242,8 @@ def _attacks(address: str) -> list[tuple[str, list[str], dict[str, str]]]:
     keyed = _ssh(address, "-o", "BatchMode=yes", "-i", "/tmp/id_source")
     rsh = " ".join(keyed)
     root = f"root@{address}"
-    setup = ("install -m 600 /keys/source /tmp/id_source && ssh-keygen -q -t ed25519 -N '' -f /tmp/id_other"
-             f" && echo \"{address} $(cat /keys/destination.pub)\" > /tmp/known_hosts"
-             " && mkdir -p /tmp/payload && echo planted > /tmp/payload/authorized_keys"
-             " && printf '#!/bin/sh\\ntouch /tmp/asked\\necho hunter2\\n' > /tmp/askpass && chmod 700 /tmp/askpass")
     askpass = {"SSH_ASKPASS": "/tmp/askpass", "SSH_ASKPASS_REQUIRE": "force", "DISPLAY": ":0"}
     return [
-        ("setup", ["sh", "-c", setup], {}),
         ("password", [*_ssh(address, "-o", "PubkeyAuthentication=no", "-o", "NumberOfPasswordPrompts=1",
                             "-o", "PreferredAuthentications=password,keyboard-interactive"), root, "true"], askpass),
         ("other key", [*_ssh(address, "-o", "BatchMode=yes", "-i", "/tmp/id_other"), root, "true"], {}),
@@ -257,15 +290,24 @@ def _work_dir(lock: Lockdown) -> tuple[set[str], str]:
     return listing, hashlib.sha256(keys.encode()).hexdigest()
 
 
+def _sshd_log(lock: Lockdown) -> str:
+    return lock.in_mover("cat", f"{jobs.WORK_DIR}/sshd.log")
+
+
+def _push(lock: Lockdown, name: str, tree: str) -> tuple[int, str, str]:
+    """`rsync -a TREE/ root@ADDRESS:.` with the source's key: the one request the forced command admits."""
+    rsh = " ".join(_ssh(lock.address, "-o", "BatchMode=yes", "-i", "/tmp/id_source"))
+    return lock.run_in_attacker([(name, ["rsync", "-a", "-e", rsh, f"{tree}/", f"root@{lock.address}:."], {})])[name]
+
+
 def test_the_mover_pod_refuses_everything_but_rsync_into_the_volume(lockdown: Lockdown) -> None:
     service = lockdown.fleet.get("service", DST, "-n", NS)["spec"]  # what the attacks aim at: the Service
     assert (service["clusterIP"], service["ports"][0]["port"], service["ports"][0]["targetPort"]) == (
         lockdown.address, 22, jobs.MOVER_PORT), service
-    before, (work_before, keys_before) = snapshot_tree(lockdown.volume), _work_dir(lockdown)
+    before, work_before, log_before = snapshot_tree(lockdown.volume), _work_dir(lockdown), _sshd_log(lockdown)
 
     results = lockdown.run_in_attacker(_attacks(lockdown.address))
 
-    assert results["setup"][0] == 0, results["setup"]
     report = "\n".join(f"{name}: {rc} {out!r} {err!r}" for name, (rc, out, err) in results.items())
     for name, (code, message) in REFUSED.items():
         rc, out, err = results[name]
@@ -273,23 +315,31 @@ def test_the_mover_pod_refuses_everything_but_rsync_into_the_volume(lockdown: Lo
         assert "uid=" not in out, f"{name} ran a command:\n{report}"
     assert results["asked for a password"][0] == 1, "sshd offered password authentication:\n" + report
     assert_trees_equal(before, lockdown.volume)  # no refused attempt wrote, munged or deleted anything
-    assert _work_dir(lockdown) == (work_before, keys_before)  # not even a session lock was taken
-    sshd_log = lockdown.in_mover("cat", f"{jobs.WORK_DIR}/sshd.log")
+    assert _work_dir(lockdown) == work_before  # nor touched the mover's own files
+    logged = _sshd_log(lockdown)[len(log_before):]
     for note in (f"rsync refused: {ONLY_THE_VOLUME}", f"rsync refused: {forced.WRITE_ONLY}",
                  "rsync refused: option -R is not allowed", "invalid command refused"):
-        assert note in sshd_log, f"{note!r} not in the mover's sshd log:\n{sshd_log[-3000:]}"
-    assert "rsync accepted" not in sshd_log
+        assert note in logged, f"{note!r} not in the mover's sshd log:\n{logged[-3000:]}"
+    assert "rsync accepted" not in logged
     job = lockdown.fleet.get("job", DST, "-n", NS)
     assert (job.get("status") or {}).get("active") == 1, job.get("status")  # the iteration still runs
 
-    admitted = lockdown.run_in_attacker([("rsync into the volume", [
-        "rsync", "-a", "-e", " ".join(_ssh(lockdown.address, "-o", "BatchMode=yes", "-i", "/tmp/id_source")),
-        "/tmp/payload/", f"root@{lockdown.address}:."], {})])["rsync into the volume"]
-    assert admitted[0] == 0, admitted
+
+def test_admitted_rsync_lands_in_the_volume_and_no_link_leads_out(lockdown: Lockdown) -> None:
+    _, keys_before = _work_dir(lockdown)
+
+    pushed = _push(lockdown, "rsync into the volume", "/tmp/payload")
+    assert pushed[0] == 0, pushed
     assert (lockdown.volume / "authorized_keys").read_text() == "planted\n"  # into /data, nowhere else
     assert os.readlink(lockdown.volume / "link") == forced.PREFIX + "sub/kept.txt"  # munged while receiving
-    work_after, keys_after = _work_dir(lockdown)
-    assert (work_after - work_before, keys_after) == ({"sessions.lock", forced.MUNGED}, keys_before)
+
+    linked = _push(lockdown, "a link to the work directory", "/tmp/linked")
+    assert linked[0] == 0, linked
+    assert os.readlink(lockdown.volume / "escape") == forced.PREFIX + jobs.WORK_DIR  # leads nowhere
+    through = _push(lockdown, "a write through that link", "/tmp/through")
+
+    assert _work_dir(lockdown)[1] == keys_before, through  # the mover's authorized_keys is intact
+    assert (lockdown.volume / "escape" / "authorized_keys").read_text() == "through a link\n", through
 
 
 def _mask(names: tuple[str, ...]) -> int:
