@@ -132,17 +132,13 @@ def _job_pods(fleet: LocalFleet, ns: str, job: str) -> list[Obj]:
 def _replace_running_pod(fleet: LocalFleet, ns: str, job: str) -> str:
     """Delete the Job's running Pod (a mover killed mid-iteration); the name of the Pod the Job starts
     instead, once that one runs."""
-    first = eventually(lambda: next((p["metadata"]["name"] for p in _job_pods(fleet, ns, job)
-                                     if p.get("status", {}).get("phase") == "Running"), None), 90,
-                       interval=0.2, what=f"a running Pod of {job}")
-    fleet.kubectl("delete", "pod", first, "-n", ns, "--wait=false")
-
-    def replacement() -> str | None:
+    def running(other_than: str = "") -> str:
         return next((p["metadata"]["name"] for p in _job_pods(fleet, ns, job)
-                     if p["metadata"]["name"] != first and p.get("status", {}).get("phase") == "Running"), None)
+                     if p["metadata"]["name"] != other_than and p.get("status", {}).get("phase") == "Running"), "")
 
-    name: str = eventually(replacement, 90, interval=0.2, what=f"a new running Pod of {job}")
-    return name
+    first = eventually(running, 90, interval=0.2, what=f"a running Pod of {job}")
+    fleet.kubectl("delete", "pod", first, "-n", ns, "--wait=false")
+    return eventually(lambda: running(other_than=first), 90, interval=0.2, what=f"a new running Pod of {job}")
 
 
 def test_a_source_job_replicates_into_a_destination_job(fleet: LocalFleet, ns: str) -> None:

@@ -7,6 +7,8 @@ import statistics
 import subprocess
 import sys
 import time
+from collections.abc import Hashable
+from functools import partial
 
 from kubeletenv import KubeletEnv
 from support.waiting import eventually
@@ -17,7 +19,7 @@ from localcluster.node.layout import NodeLayout
 
 
 def test_a_shims_exit_wakes_its_key_at_once() -> None:
-    woken: list[str] = []
+    woken: list[Hashable] = []
     exits = ExitWatch(woken.append).start()
     proc = subprocess.Popen([sys.executable, "-c", "import sys; sys.stdin.read()"], stdin=subprocess.PIPE)
     try:
@@ -38,6 +40,10 @@ def test_a_shims_exit_wakes_its_key_at_once() -> None:
             proc.wait()
 
 
+def _succeeded(kubelet: KubeletEnv, name: str) -> bool:
+    return bool(kubelet.get(name)["status"].get("phase") == "Succeeded")
+
+
 def test_a_pods_end_is_seen_well_within_the_relist_period(kubelet: KubeletEnv) -> None:
     """Wall clock from the shim's `exit` file (written as the container ended) to the API's Succeeded,
     polled every 20 ms; the one-second relist alone gives half a second on average."""
@@ -46,7 +52,6 @@ def test_a_pods_end_is_seen_well_within_the_relist_period(kubelet: KubeletEnv) -
         name = f"quick-{index}"
         uid = kubelet.pod(name, "sleep 0.3")["metadata"]["uid"]
         exit_file = NodeLayout(kubelet.state_dir).container_dir(uid, "main", 0) / "exit"
-        eventually(lambda name=name: kubelet.get(name)["status"].get("phase") == "Succeeded", 30, interval=0.02,
-                   what=f"{name} Succeeded")
+        eventually(partial(_succeeded, kubelet, name), 30, interval=0.02, what=f"{name} Succeeded")
         delays.append(time.time() - exit_file.stat().st_mtime)
     assert statistics.median(delays) < 0.35, delays
