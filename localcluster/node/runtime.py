@@ -152,8 +152,9 @@ class ContainerRuntime:
     def _record(self, pod_uid: str, name: str, attempt: int, directory: Path, running: bool) -> ContainerRecord:
         main = procinfo.read_pid_file(_read(directory / files.MAIN_PID))
         exit_text = _read(directory / files.EXIT).strip()
+        running = running and not exit_text  # the exit may have been recorded since the caller looked
         return ContainerRecord(
-            pod_uid=pod_uid, name=name, attempt=attempt, running=running and not exit_text,
+            pod_uid=pod_uid, name=name, attempt=attempt, running=running,
             pid=main[0] if main and running else None,
             exit_code=int(exit_text) if exit_text else None,
             started_at=_time(_read(directory / files.STARTED)),
