@@ -52,6 +52,7 @@ class ContainerLaunch:
     netns_path: str | None = None
     hostname: str = "localhost"
     privileged: bool = False
+    read_only_root: bool = False  # readOnlyRootFilesystem: the scratch paths no volume covers are read-only too
     termination_message_path: str | None = None  # a writable file there (layout.TERMINATION_LOG on the host)
 
 

@@ -59,6 +59,9 @@ HOST_SECRET_DIRS = ("/etc/sudoers.d", "/etc/ssl/private", "/var/lib", "/var/log"
 HOST_SECRET_FILES = ("/etc/shadow", "/etc/shadow-", "/etc/gshadow", "/etc/gshadow-", "/etc/sudoers",
                      "/etc/security/opasswd")
 HOST_SECRET_GLOBS = ("/etc/ssh/ssh_host_*_key",)
+PROJECT_IMAGE_DIRS = ("/run/sshd",)
+"""What the project's `Dockerfile` makes below a scratch path: sshd's privilege separation directory
+(a read-only root could not gain it at run time)."""
 BUSYBOX_ETC = {
     "passwd": "root:x:0:0:root:/root:/bin/sh\nnobody:x:65534:65534:nobody:/home:/bin/false\n",
     "group": "root:x:0:\nnogroup:x:65534:\n",
@@ -96,6 +99,7 @@ class RootFs:
     env: str
     masked: tuple[str, ...] = ()
     replaced: tuple[tuple[str, str], ...] = ()  # (host file, path inside): bound read-only over the path
+    image_dirs: tuple[str, ...] = ()  # empty 0755 directories the image has below a scratch path
 
 
 class ImageMap:
@@ -147,8 +151,9 @@ class ImageMap:
                              if any(under(str(p), s) for s in scratch)}))
         shadow = image_shadow(images_dir / "host")
         masked = tuple(f for f in host_secret_files() if f != "/etc/shadow")
+        replaced = ((str(shadow), "/etc/shadow"),) if os.path.isfile("/etc/shadow") else ()
         return RootFs(kind, Path("/"), f"{bin_dir}:{SYSTEM_PATH}", scratch, keep, "/usr/bin/setpriv", "/usr/bin/env",
-                      masked, ((str(shadow), "/etc/shadow"),) if os.path.isfile("/etc/shadow") else ())
+                      masked, replaced, PROJECT_IMAGE_DIRS if kind == "host" else ())
 
 
 def image_shadow(directory: Path) -> Path:

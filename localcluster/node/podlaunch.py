@@ -47,6 +47,7 @@ def security(pod: Mapping[str, Any], container: Mapping[str, Any]) -> dict[str, 
         "cap_add": [str(c) for c in caps.get("add") or []],
         "cap_drop": [str(c) for c in caps.get("drop") or []],
         "privileged": bool(sc.get("privileged")),
+        "read_only_root": bool(sc.get("readOnlyRootFilesystem")),
     }
 
 

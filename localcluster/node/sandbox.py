@@ -79,6 +79,8 @@ def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], 
     argv += ["--proc", "/proc", "--dev", "/dev", "--size", str(SHM_BYTES), "--perms", "1777", "--tmpfs", "/dev/shm"]
     for path in rootfs.scratch:
         argv += ["--perms", "1777" if path in ("/tmp", "/var/tmp") else "0755", "--tmpfs", path]
+    for path in rootfs.image_dirs:
+        argv += ["--perms", "0755", "--dir", path]
     for path in rootfs.keep:
         argv += _keep(path)
     for path in hide:
@@ -88,6 +90,7 @@ def bwrap_argv(launch: ContainerLaunch, rootfs: RootFs, root_layout: list[str], 
     for source, path in rootfs.replaced:
         argv += ["--ro-bind", source, path]
     argv += pod_mounts(launch, rootfs.keep, hide)
+    argv += _read_only_scratch(launch, rootfs.scratch) if launch.read_only_root else []
     argv += ["--remount-ro", "/"]
     caps = privileges.capabilities(launch)
     argv += privileges.sandbox_caps(caps)
@@ -115,6 +118,17 @@ def pod_mounts(launch: ContainerLaunch, keep: Iterable[str], hide: Iterable[str]
         entries.append((tmpfs.target, [*_parents(tmpfs.target), *size, "--perms", "1777", "--tmpfs", tmpfs.target]))
     entries.sort(key=lambda entry: len(PurePosixPath(os.path.normpath(entry[0])).parts))  # stable: ties keep order
     return [arg for _, args in entries for arg in args]
+
+
+def _read_only_scratch(launch: ContainerLaunch, scratch: Iterable[str]) -> list[str]:
+    """`readOnlyRootFilesystem`: the image's writable scratch paths become read-only like the rest of
+    the root, except where a volume is mounted at or above one (the volume is what is there)."""
+    targets = [m.target for m in launch.mounts] + [t.target for t in launch.tmpfs]
+    args: list[str] = []
+    for path in scratch:
+        if not any(under(path, t) for t in targets):
+            args += ["--remount-ro", path]
+    return args
 
 
 def _keep(path: str) -> list[str]:

@@ -1,7 +1,8 @@
 """A Pod's mounts go on parents first, and never hide the image: a host-root image's installation that
 lives under `/tmp` (a CI clone) is bound back over a Pod's `/tmp` volume, with the node's hidden paths
 below it hidden again, while a volume below the installation still wins. A file binds as a file; the
-termination message file is writable by any user, also below a volume."""
+termination message file is writable by any user, also below a volume. `readOnlyRootFilesystem` makes
+the scratch paths read-only too (the project image keeps its `/run/sshd`), never a volume."""
 
 from __future__ import annotations
 
@@ -57,3 +58,14 @@ def test_a_termination_log_below_a_volume_is_mounted_after_it(node: Node, tmp_pa
                       termination_message_path="/tmp/run/message")
     assert record.exit_code == 0, node.stdout(record, "stderr")
     assert NodeLayout(tmp_path / "node").termination_log(node.uid, "c", 0).read_text() == "below\n"
+
+
+def test_read_only_root_covers_the_scratch_paths_but_not_volumes(node: Node) -> None:
+    script = ("for d in /run /root /var/tmp /home; do touch $d/x 2>/dev/null && echo $d-writable || echo $d-ro; done;"
+              " touch /tmp/x && echo tmp-volume; stat -c '%a %u' /run/sshd")
+    record = node.run(["sh", "-c", script], image=PROJECT_IMAGE, read_only_root=True, tmpfs=[Tmpfs("/tmp")])
+    assert record.exit_code == 0, node.stdout(record, "stderr")
+    assert node.stdout(record).split("\n") == ["/run-ro", "/root-ro", "/var/tmp-ro", "/home-ro", "tmp-volume",
+                                               "755 0", ""]
+    writable = node.run(["sh", "-c", "touch /run/x && echo writable"], image=PROJECT_IMAGE, attempt=1)
+    assert node.stdout(writable) == "writable\n"  # without readOnlyRootFilesystem
