@@ -11,8 +11,7 @@ Rules, as upstream applies them:
 - a Service without `clusterIP` gets a free one; `clusterIP: None` is headless (no address);
   `ExternalName` gets none;
 - a requested address inside the range that another Service holds is a 422 `provided IP is
-  already allocated`; a requested address OUTSIDE the range is accepted (a difference from
-  upstream, kept while the transitional agent sets loopback ClusterIPs itself);
+  already allocated`; one outside the range a 422 `is not in the valid range`;
 - on update an omitted clusterIP or nodePort keeps the allocated one; changing a set clusterIP is
   a 422 `may not change once set`;
 - NodePort and LoadBalancer Services (unless `allocateLoadBalancerNodePorts: false`) get a unique
@@ -168,7 +167,9 @@ class ServiceAddresses:
         except ValueError:
             raise _invalid(svc, "spec.clusterIPs[0]", f'"{ip}"', "must be a valid IP address") from None
         if not self.in_range(ip):
-            return  # accepted for now: see the module docstring
+            raise _invalid(svc, "spec.clusterIPs", f'[]string{{"{ip}"}}',
+                           f"failed to allocate IP {ip}: the provided IP ({ip}) is not in the valid range. "
+                           f"The range of valid IPs is {self.network}")
         holder = self._holder(ip)
         taken = holder is not None and holder != _name(svc)
         if ip == self.kubernetes_ip and _name(svc) != ("default", "kubernetes"):

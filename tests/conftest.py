@@ -11,8 +11,11 @@ from support.apiserver import ApiServer
 
 @pytest.fixture(scope="session")
 def apiserver(tmp_path_factory: pytest.TempPathFactory) -> Iterator[ApiServer]:
-    """One server (hub, cluster1, cluster2) shared by a test session; tests use their own namespaces."""
-    server = ApiServer(tmp_path_factory.mktemp("apiserver")).start()
+    """One server (hub, cluster1, cluster2) shared by a test session; tests use their own namespaces.
+    cluster1 and cluster2 allocate Service addresses from the ranges the embedded clusters at
+    positions 1 and 2 route (`localcluster.network.addressing.ClusterNet`)."""
+    cidrs = ("--service-cidr", "cluster1=10.1.128.0/17", "--service-cidr", "cluster2=10.2.128.0/17")
+    server = ApiServer(tmp_path_factory.mktemp("apiserver"), extra_args=cidrs).start()
     yield server
     server.stop()
 

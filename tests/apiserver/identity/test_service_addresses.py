@@ -57,8 +57,12 @@ def test_a_taken_address_is_422_as_upstream_words_it_and_free_again_after_delete
 
 def test_outside_the_range_headless_and_external_name() -> None:
     addresses = ServiceAddresses("10.7.128.0/17")
-    loopback = _added(addresses, _svc("lo", "127.0.0.5"))  # the transitional agent's loopback ClusterIPs
-    assert loopback["spec"]["clusterIP"] == "127.0.0.5"
+    with pytest.raises(errors.ApiError) as outside:
+        addresses.admit(None, _svc("lo", "127.0.0.5"))
+    assert outside.value.code == 422
+    assert outside.value.message == (
+        'Service "lo" is invalid: spec.clusterIPs: Invalid value: []string{"127.0.0.5"}: failed to allocate IP '
+        "127.0.0.5: the provided IP (127.0.0.5) is not in the valid range. The range of valid IPs is 10.7.128.0/17")
     headless = _added(addresses, _svc("h", "None"))
     assert headless["spec"]["clusterIPs"] == ["None"]
     external = _added(addresses, {"metadata": {"name": "e", "namespace": "ns"}, "spec": {"type": "ExternalName"}})
