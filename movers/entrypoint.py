@@ -34,6 +34,7 @@ from types import FrameType
 from movers import forced, keys, leftovers, processes
 from movers.destination import DestinationServer
 from movers.errors import MoverError
+from movers.rsyncversion import check_rsync
 from movers.source import SourceTransfer
 
 PROGRAM = "volsync-mover"
@@ -202,6 +203,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser().parse_args(argv)
     started = time.monotonic()
     try:
+        check_rsync()  # an rsync without what the movers rely on fails the Pod at once, saying so
         code = run_destination(args) if args.role == "destination" else run_source(args)
     except (MoverError, keys.MissingKeys, ValueError, OSError) as exc:
         log(f"error: {exc}")

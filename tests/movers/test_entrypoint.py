@@ -155,6 +155,22 @@ def test_source_without_an_address_fails_at_once(tmp_path: Path, ssh_keys: keys.
     assert not (tmp_path / "src-work").exists()  # nothing attempted
 
 
+def test_an_old_rsync_fails_the_mover_at_once_saying_so(tmp_path: Path, ssh_keys: keys.SshKeys) -> None:
+    fake = tmp_path / "bin"
+    fake.mkdir()
+    (fake / "rsync").write_text("#!/bin/sh\necho 'rsync  version 3.1.3  protocol version 31'\n")
+    (fake / "rsync").chmod(0o755)
+    sample = tmp_path / "src-data"
+    sample.mkdir()
+
+    done = run_source(tmp_path, sample, ssh_keys.source_secret_data(),
+                      {"DESTINATION_ADDRESS": "127.0.0.1", "PATH": f"{fake}:{os.environ['PATH']}"})
+
+    assert done.returncode == 1
+    assert "is version 3.1.3, older than 3.2.3" in done.stdout, done.stdout + done.stderr
+    assert not (tmp_path / "src-work").exists()  # nothing attempted
+
+
 def test_missing_key_files_are_a_clear_error(tmp_path: Path, ssh_keys: keys.SshKeys) -> None:
     secret = ssh_keys.source_secret_data()
     del secret[keys.DESTINATION_PUB]
