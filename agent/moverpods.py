@@ -54,22 +54,34 @@ def job_pods(job: Obj, pods: Iterable[Obj]) -> list[Obj]:
 
 def observe_job(job: Obj | None, pods: Iterable[Obj]) -> JobObservation:
     """The state of a mover Job: Missing (no Job), Succeeded, Failed (≥ backoffLimit failed Pods, or
-    the Job controller gave up), else Running. `pods` may hold other Pods: only the Job's count."""
+    the Job controller gave up), else Running. `pods` may hold other Pods: only the Job's count.
+    `pod` names the Pod whose end decided the state (Succeeded: the succeeded Pod; Failed: the last
+    failed one; Running: the newest), not merely the newest: creation times have a one-second
+    resolution, so a failed Pod and its replacement of the same second sort by their random names,
+    and the replacement's success must not be read from its predecessor's exit code and message."""
     if job is None:
         return JobObservation("Missing")
     mine = job_pods(job, pods)
     status = job.get("status") or {}
-    failed = max(_count(status.get("failed")), sum(1 for p in mine if (p.get("status") or {}).get("phase") == "Failed"))
+    failed = max(_count(status.get("failed")), len(_in_phase(mine, "Failed")))
     newest = objects.name_of(mine[-1]) if mine else None
     limit = (job.get("spec") or {}).get("backoffLimit")
     limit = limit if isinstance(limit, int) and not isinstance(limit, bool) else DEFAULT_BACKOFF_LIMIT
-    succeeded = _count(status.get("succeeded")) > 0 or any((p.get("status") or {}).get("phase") == "Succeeded"
-                                                            for p in mine)
-    if _condition(job, "Complete") or succeeded:
-        return JobObservation("Succeeded", failed, newest)
+    succeeded = _in_phase(mine, "Succeeded")
+    if _condition(job, "Complete") or _count(status.get("succeeded")) > 0 or succeeded:
+        return JobObservation("Succeeded", failed, _last(succeeded) or newest)
     if _condition(job, "Failed") or failed >= max(limit, 1):
-        return JobObservation("Failed", failed, newest)
+        return JobObservation("Failed", failed, _last(_in_phase(mine, "Failed")) or newest)
     return JobObservation("Running", failed, newest)
+
+
+def _in_phase(pods: list[Obj], phase: str) -> list[Obj]:
+    return [p for p in pods if (p.get("status") or {}).get("phase") == phase]
+
+
+def _last(pods: list[Obj]) -> str | None:
+    """The name of the last of `pods` (the Pod whose end decided the Job's state)."""
+    return objects.name_of(pods[-1]) if pods else None
 
 
 def log_tail(text: str, *, keep_all: bool = False, max_bytes: int = LOG_MAX_BYTES) -> str:
