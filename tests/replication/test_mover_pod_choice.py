@@ -34,7 +34,7 @@ def _pod(name: str, phase: str, *, code: int, message: str = "") -> Obj:
 
 def test_a_succeeded_job_is_read_from_its_succeeded_pod_not_the_failed_one_of_the_same_second() -> None:
     owner = rd()
-    job = {"metadata": {"name": mover_name("destination", owner["metadata"]["name"]), "namespace": NS,
+    job: Obj = {"metadata": {"name": mover_name("destination", owner["metadata"]["name"]), "namespace": NS,
                         "uid": JOB_UID, "annotations": {ANNOTATION_ITERATION: "3-abc"},
                         "ownerReferences": [{"kind": owner["kind"], "name": owner["metadata"]["name"],
                                              "uid": owner["metadata"]["uid"], "controller": True}]},
@@ -46,7 +46,8 @@ def test_a_succeeded_job_is_read_from_its_succeeded_pod_not_the_failed_one_of_th
             _pod("volsync-rsync-dst-x-zzzzz", "Failed", code=137)]
     assert observe_job(job, pods).pod == "volsync-rsync-dst-x-aaaaa"
 
-    movers = JobMovers(cast(Kube, None), lambda ns, name: job if name == job["metadata"]["name"] else None,
+    name = job["metadata"]["name"]
+    movers = JobMovers(cast(Kube, None), lambda ns, wanted: job if wanted == name else None,
                        lambda ns: pods, image="img", clock=FakeClock())  # server() reads caches only
     view = movers.server(owner)
     assert view is not None and (view.iteration, view.completion, view.source_iteration) == ("3-abc", 0, "7-src")
