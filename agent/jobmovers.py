@@ -13,11 +13,22 @@ their Jobs back into the planners' views:
 
 A Job of another iteration is deleted first (Background: the garbage collector takes its Pods) and the
 new one created once the old is gone; deletions and creations are idempotent, so a restarted agent
-finds its iteration's Job and goes on. Objects this agent just created are remembered until its
-informers deliver them (read your writes), so a reconcile in between never starts a second mover.
-Per-mover ServiceAccount, Role and RoleBinding are created once per replication unless
-`moverServiceAccount` names the user's own. Consecutive failed transfers (in memory: a restart
-starts the backoff afresh) decide when the next attempt may start.
+finds its iteration's Job and goes on. The informers lag behind our own writes, so both are
+remembered until they show (read your writes, the Job controller's "expectations"):
+
+- a Job this agent created, until the informer delivers it, so a reconcile in between never starts a
+  second mover; trusted for `CREATED_TTL` at most, as Kubernetes' expectations expire, so a Job
+  deleted before the informer ever listed it cannot leave a phantom "running" mover forever;
+- a Job this agent deleted, until the informer drops it (or shows another uid under its name): it
+  reads as being deleted, so its outcome, already recorded, is never reported (nor a failure
+  counted, nor an image published) a second time from the informer's older copy.
+
+Both are keyed by the Job's name, so what is kept is bounded by the number of replications.
+The per-mover ServiceAccount, Role and RoleBinding (unless `moverServiceAccount` names the user's
+own) are ensured before each Job is created (three creates, 409 when present: a deleted account
+comes back on the next iteration instead of leaving every later Job without Pods). Consecutive
+failed transfers (in memory: a restart starts the backoff afresh) decide when the next attempt may
+start.
 """
 
 from __future__ import annotations
@@ -44,8 +55,10 @@ log = logging.getLogger("volsync.movers")
 Obj = dict[str, Any]
 JobLookup = Callable[[str, str], Obj | None]  # (namespace, name) -> the cached Job
 PodLookup = Callable[[str], list[Obj]]  # namespace -> the cached mover Pods
+JobKey = tuple[str, str]  # (namespace, Job name)
 RETRY_MAX = 300.0
 LOG_READ_BYTES = 256 * 1024
+CREATED_TTL = timedelta(minutes=5)  # Kubernetes' ExpectationsTimeout
 
 
 def _role_of(owner: Obj) -> str:
@@ -94,26 +107,34 @@ class JobMovers:
         self._jobs_cache = jobs_cache
         self._pods_cache = pods_cache
         self._lock = threading.Lock()
-        self._created: dict[tuple[str, str], Obj] = {}  # Jobs created and not yet seen by the informer
-        self._accounts: set[tuple[str, str]] = set()  # (namespace, uid) whose mover account exists
-        self._logs: dict[str, str] = {}  # finished Job uid -> its log tail
+        self._created: dict[JobKey, tuple[Obj, datetime]] = {}  # created, not yet seen by the informer
+        self._deleted: dict[JobKey, str] = {}  # the uid of a Job we deleted, until the informer drops it
+        self._logs: dict[JobKey, tuple[str, str]] = {}  # a finished Job's (uid, log tail)
         self._failures: dict[str, tuple[int, datetime]] = {}
 
     # -- reading ------------------------------------------------------------------------------------
-    def _job(self, owner: Obj) -> Obj | None:
-        """The owner's mover Job: the informer's copy, or the one just created if it has none yet."""
-        ns, name = objects.namespace_of(owner), jobs.mover_name(_role_of(owner), objects.name_of(owner))
-        cached = self._jobs_cache(ns, name)
+    def _job(self, owner: Obj) -> tuple[Obj | None, bool]:
+        """(the owner's mover Job, whether it is going): the informer's copy, or the one just created
+        if it has none yet; going when it is being deleted, or we deleted it and the informer lags."""
+        key = (objects.namespace_of(owner), jobs.mover_name(_role_of(owner), objects.name_of(owner)))
+        cached = self._jobs_cache(*key)
+        uid = objects.uid_of(cached) if cached is not None else None
         with self._lock:
-            created = self._created.get((ns, name))
-            if cached is not None and created is not None and objects.uid_of(cached) == objects.uid_of(created):
-                self._created.pop((ns, name), None)
-                created = None
-        return cached if cached is not None else created
+            if key in self._deleted and self._deleted[key] != uid:
+                del self._deleted[key]  # the informer dropped it (or shows a newer Job of that name)
+            deleted = key in self._deleted
+            record = self._created.get(key)
+            if record is not None and (uid == objects.uid_of(record[0]) or self.clock.now() - record[1] > CREATED_TTL):
+                del self._created[key]  # delivered, or never will be (deleted before it was listed)
+                record = None
+        created = record[0] if record is not None else None
+        if cached is not None:
+            return cached, deleted or objects.is_deleting(cached)
+        return created, False
 
     def _observe(self, owner: Obj) -> tuple[Obj, moverpods.JobObservation, Obj | None] | None:
-        job = self._job(owner)
-        if job is None or objects.is_deleting(job) or not objects.owned_by(job, objects.uid_of(owner)):
+        job, going = self._job(owner)
+        if job is None or going or not objects.owned_by(job, objects.uid_of(owner)):
             return None
         pods = self._pods_cache(objects.namespace_of(owner))
         seen = moverpods.observe_job(job, pods)
@@ -122,10 +143,11 @@ class JobMovers:
 
     def _log_tail(self, job: Obj, pod: str | None, *, failed: bool) -> str:
         """The finished Job's `latestMoverStatus.logs` (read once; "" when the log cannot be read)."""
-        uid = objects.uid_of(job)
+        uid, key = objects.uid_of(job), (objects.namespace_of(job), objects.name_of(job))
         with self._lock:
-            if uid in self._logs:
-                return self._logs[uid]
+            kept = self._logs.get(key)
+            if kept is not None and kept[0] == uid:
+                return kept[1]
         text = ""
         if pod:
             try:
@@ -135,7 +157,7 @@ class JobMovers:
                 log.warning("cannot read the log of mover Pod %s/%s: %s", objects.namespace_of(job), pod, exc.reason)
         tail = moverpods.log_tail(text, keep_all=failed)
         with self._lock:
-            self._logs[uid] = tail
+            self._logs[key] = (uid, tail)
         return tail
 
     def transfer(self, owner: Obj) -> TransferView | None:
@@ -187,29 +209,24 @@ class JobMovers:
     def _run(self, owner: Obj, view: jobs.MoverView, iteration: str, render: Callable[[], Obj]) -> None:
         """Make the owner's mover Job the one of `iteration`: replace another iteration's (or a
         stranger's) Job, create it when there is none; a Job being deleted is waited for."""
-        job = self._job(owner)
+        job, going = self._job(owner)
         if job is not None:
             mine = objects.owned_by(job, objects.uid_of(owner)) and _iteration_of(job) == iteration
-            if not mine and not objects.is_deleting(job):
+            if not mine and not going:
                 self._delete(job)
             return
         self._ensure_account(view)
         created = self._create(JOBS, render())
         if created is not None:
             with self._lock:
-                self._created[(view.namespace, objects.name_of(created))] = created
+                self._created[(view.namespace, objects.name_of(created))] = (created, self.clock.now())
 
     def _ensure_account(self, view: jobs.MoverView) -> None:
-        key = (view.namespace, objects.uid_of(view.owner))
-        with self._lock:
-            if key in self._accounts:
-                return
+        """The mover's generated ServiceAccount, Role and RoleBinding (none with `moverServiceAccount`)."""
         for res, obj in ((SERVICE_ACCOUNTS, jobs.mover_service_account(view)), (ROLES, jobs.mover_role(view)),
                          (ROLE_BINDINGS, jobs.mover_role_binding(view))):
             if obj is not None:
                 self._create(res, obj)
-        with self._lock:
-            self._accounts.add(key)
 
     def _create(self, res: Resource, obj: Obj) -> Obj | None:
         """Create `obj`; None when it exists already (409)."""
@@ -221,11 +238,13 @@ class JobMovers:
             return None
 
     def _delete(self, job: Obj) -> None:
-        ns, name = objects.namespace_of(job), objects.name_of(job)
+        key, uid = (objects.namespace_of(job), objects.name_of(job)), objects.uid_of(job)
         with self._lock:
-            self._created.pop((ns, name), None)
-            self._logs.pop(objects.uid_of(job), None)
-        self.kube.delete(JOBS, name, ns, preconditions={"uid": objects.uid_of(job)})
+            self._created.pop(key, None)
+            self._logs.pop(key, None)
+        self.kube.delete(JOBS, key[1], key[0], preconditions={"uid": uid})  # False: gone already
+        with self._lock:
+            self._deleted[key] = uid
 
     def _delete_if(self, owner: Obj, iteration: str | None, *, only_running: bool = False) -> None:
         found = self._observe(owner)
@@ -262,6 +281,12 @@ class JobMovers:
         self._delete_if(owner, iteration)
 
     def forget(self, key: str) -> None:
-        """The replication is gone (its Jobs go with it, by garbage collection): drop what we kept."""
+        """The replication `role/namespace/name` is gone (its Jobs go with it, by garbage collection):
+        drop what we kept."""
+        role, ns, name = key.split("/", 2)
+        job = (ns, jobs.mover_name(role, name))
         with self._lock:
             self._failures.pop(key, None)
+            self._created.pop(job, None)
+            self._deleted.pop(job, None)
+            self._logs.pop(job, None)
