@@ -8,9 +8,10 @@ Pod succeeded and none is active), `suspend` (active Pods deleted, condition `Su
 `FailureTarget` (its active Pods are deleted) and `Failed` once none is left terminating; a
 succeeding one `SuccessCriteriaMet`, then `Complete`, as 1.31+ do.
 
-Finished Pods are counted once: the uids counted so far live in the Job's status
-(`status.countedPods`, ours; pruned once a Pod is gone), written in the same status update as the
-counters, so a restarted controller never counts a Pod twice.
+Finished Pods are counted once, with the tracking finalizer every Pod is created with
+(`jobtracking.py`): a Pod deleted before it succeeded counts as failed, so `kubectl delete pod` uses
+up `backoffLimit` as upstream; `status.terminating` counts Pods being deleted. Pods removed for
+suspension or a lower parallelism lose their finalizer first and are not counted.
 """
 
 from __future__ import annotations
@@ -23,7 +24,7 @@ from kube import objects
 from kube.clock import parse_rfc3339, rfc3339
 from kube.patches import changes
 from kube.rest import JOBS, PODS, Obj
-from localcluster.controllers import jobindex
+from localcluster.controllers import jobindex, jobtracking
 from localcluster.controllers import pods as podfacts
 from localcluster.controllers.conditions import put
 from localcluster.controllers.plans import Action, Create, Delete, Emit, Patch, Plan, soonest
@@ -31,7 +32,6 @@ from localcluster.controllers.plans import Action, Create, Delete, Emit, Patch, 
 BACKOFF_BASE = 10.0
 BACKOFF_MAX = 360.0
 DEFAULT_BACKOFF_LIMIT = 6
-COUNTED = "countedPods"
 
 
 def pod_labels(job: Obj) -> dict[str, str]:
@@ -59,37 +59,33 @@ def _is_true(conditions: list[Obj], type_: str) -> bool:
     return found is not None and found.get("status") == "True"
 
 
-def plan_job(job: Obj, pods: Sequence[Obj], now: datetime) -> Plan:
-    """The Plan for `job` given the Pods it owns (claimed already)."""
-    if objects.is_deleting(job):
-        return Plan()
+def plan_job(job: Obj, pods: Sequence[Obj], now: datetime, last_failure: datetime | None = None) -> Plan:
+    """The Plan for `job` given the Pods it owns (claimed already); `last_failure` is the latest Pod
+    failure the controller remembers (a deleted Pod's is gone with it), the start of the back-off."""
     spec, status = job.get("spec") or {}, dict(job.get("status") or {})
     conditions: list[Obj] = list(status.get("conditions") or [])
     stamp = rfc3339(now)
-    counted = status.get(COUNTED) or {}
-    known = {p: set(counted.get(p) or []) for p in ("succeeded", "failed")}
-    by_phase = {p: [x for x in pods if podfacts.phase(x) == ("Succeeded" if p == "succeeded" else "Failed")]
-                for p in ("succeeded", "failed")}
-    totals = {p: int(status.get(p) or 0) + sum(1 for x in by_phase[p] if objects.uid_of(x) not in known[p])
-              for p in ("succeeded", "failed")}
+    finished = _is_true(conditions, "Complete") or _is_true(conditions, "Failed")
+    failing = _is_true(conditions, "FailureTarget")
+    if finished:  # counted already: a leftover finalizer just goes (upstream's cleanupPodFinalizers)
+        return _finished(job, conditions, status, pods, now)
+    deleting = objects.is_deleting(job)
+    count = jobtracking.tally(status, pods, indexed=jobindex.is_indexed(job), failing=failing,
+                              release_all=deleting or failing or _is_true(conditions, "SuccessCriteriaMet"))
+    totals = {p: count.total(p) for p in jobtracking.PHASES}
     active = [p for p in pods if podfacts.is_active(p)]
     indexes: set[int] | None = None
     if jobindex.is_indexed(job):
-        indexes = jobindex.completed(status, by_phase["succeeded"], int(spec.get("completions") or 0))
+        succeeded = [p for p in pods if podfacts.phase(p) == "Succeeded"]
+        indexes = jobindex.completed(status, succeeded, int(spec.get("completions") or 0))
         totals["succeeded"] = len(indexes)
     terminating = [p for p in pods if objects.is_deleting(p) and not podfacts.is_finished(p)]
     actions: list[Action] = []
     requeue: float | None = None
-
-    finished = _is_true(conditions, "Complete") or _is_true(conditions, "Failed")
-    if finished:
-        if _is_true(conditions, "Failed"):
-            actions += _delete_pods(active, job)
-        ttl_action, requeue = _ttl(job, conditions, status, now)
-        actions += ttl_action
-    else:
-        step, requeue = _progress(job, spec, status, conditions, totals, (active, terminating), by_phase, indexes,
-                                  now)
+    if not deleting:
+        last = max((t for t in (last_failure, jobtracking.last_failure(pods)) if t is not None), default=None)
+        step, requeue = _progress(job, spec, status, conditions, totals,
+                                  (active, len(terminating) + count.pending), last, indexes, now)
         actions += step.actions
         conditions = list(step.conditions)
         status.update(step.fields)
@@ -97,20 +93,40 @@ def plan_job(job: Obj, pods: Sequence[Obj], now: datetime) -> Plan:
         "active": len(active) - sum(1 for a in actions if isinstance(a, Delete) and a.res == PODS) or None,
         "ready": sum(1 for p in active if podfacts.is_ready(p)),
         "terminating": len(terminating),
-        "succeeded": totals["succeeded"] or None,
-        "failed": totals["failed"] or None,
+        "succeeded": (totals["succeeded"] if indexes is not None else count.counters["succeeded"]) or None,
+        "failed": count.counters["failed"] or None,
         "startTime": status.get("startTime"),
         "completionTime": status.get("completionTime"),
         "conditions": [{**c, "lastProbeTime": c.get("lastProbeTime", stamp)} for c in conditions] or None,
-        COUNTED: {p: sorted(objects.uid_of(x) for x in by_phase[p]) or None for p in ("succeeded", "failed")},
+        **count.status(),
     }
     if indexes is not None:
         new_status["completedIndexes"] = jobindex.format_ranges(indexes)
+    actions = [*_write_status(job, new_status), *map(jobtracking.release, count.released), *actions]
     actions += _transitions(job, list((job.get("status") or {}).get("conditions") or []), conditions)
-    if changes(job.get("status") or {}, new_status):
-        actions.insert(0, Patch(JOBS, objects.namespace_of(job), objects.name_of(job), {"status": new_status},
-                                status=True))
     return Plan(tuple(actions), requeue)
+
+
+def _write_status(job: Obj, new_status: Obj) -> list[Action]:
+    """The status write, guarded by the Job's resourceVersion (a decision on a stale Job is a 409)."""
+    if not changes(job.get("status") or {}, new_status):
+        return []
+    rv = objects.meta(job).get("resourceVersion")
+    return [Patch(JOBS, objects.namespace_of(job), objects.name_of(job),
+                  {"metadata": {"resourceVersion": rv}, "status": new_status}, status=True)]
+
+
+def _finished(job: Obj, conditions: list[Obj], status: Obj, pods: Sequence[Obj], now: datetime) -> Plan:
+    """A finished Job: its leftover active Pods deleted (Failed), finalizers released, the TTL."""
+    active = [p for p in pods if podfacts.is_active(p)]
+    actions: list[Action] = [jobtracking.release(p) for p in pods if jobtracking.tracked(p)]
+    if _is_true(conditions, "Failed"):
+        actions += _delete_pods(active, job)
+    ttl_action, requeue = _ttl(job, conditions, status, now)
+    terminating = sum(1 for p in pods if objects.is_deleting(p) and not podfacts.is_finished(p))
+    counts = {"active": len(active) - sum(1 for a in actions if isinstance(a, Delete)) or None,
+              "ready": sum(1 for p in active if podfacts.is_ready(p)), "terminating": terminating}
+    return Plan((*_write_status(job, counts), *actions, *ttl_action), requeue)
 
 
 class _Step:
@@ -121,10 +137,12 @@ class _Step:
 
 
 def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: dict[str, int],
-              live: tuple[list[Obj], list[Obj]], by_phase: dict[str, list[Obj]], indexes: set[int] | None,
+              live: tuple[list[Obj], int], last_failure: datetime | None, indexes: set[int] | None,
               now: datetime) -> tuple[_Step, float | None]:
+    """Conditions, Pods to create or delete; `live` is (active Pods, Pods terminating or not counted yet:
+    the Job is not Complete or Failed before they are settled)."""
     step, stamp = _Step(), rfc3339(now)
-    active, terminating = live
+    active, unsettled = live
     suspended = bool(spec.get("suspend"))
     start = parse_rfc3339(status.get("startTime"))
     if _is_true(conditions, "Suspended") and not suspended:
@@ -142,7 +160,7 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
     if failure is not None:
         conditions = put(conditions, _cond("FailureTarget", *failure), stamp)
         step.actions += _delete_pods(active, job)
-        if not terminating and not active:
+        if not unsettled and not active:
             conditions = put(conditions, _cond("Failed", *failure), stamp)
         step.conditions = conditions
         return step, None
@@ -152,7 +170,7 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
         met = ("CompletionsReached", "Reached expected number of succeeded pods")
         conditions = put(conditions, _cond("SuccessCriteriaMet", *met), stamp)
         step.actions += _delete_pods(active, job)
-        if not terminating and not active:
+        if not unsettled and not active:
             conditions = put(conditions, _cond("Complete", *met), stamp)
             step.fields["completionTime"] = stamp
             ttl = spec.get("ttlSecondsAfterFinished")
@@ -170,9 +188,9 @@ def _progress(job: Obj, spec: Obj, status: Obj, conditions: list[Obj], totals: d
         want = min(parallelism, len(active)) if totals["succeeded"] > 0 else parallelism
     step.conditions = conditions
     if len(active) > want:
-        step.actions += _delete_pods(podfacts.deletion_order(active)[: len(active) - want], job)
+        step.actions += _remove_pods(podfacts.deletion_order(active)[: len(active) - want], job)
     elif len(active) < want:
-        wait = _backoff_left(totals["failed"], by_phase["failed"], now)
+        wait = _backoff_left(totals["failed"], last_failure, now)
         if wait > 0:
             return step, soonest(requeue, wait)
         step.actions += [Create(PODS, pod, announce=job) for pod in _new_pods(job, want - len(active), active, indexes)]
@@ -184,9 +202,9 @@ def _new_pods(job: Obj, count: int, active: list[Obj], indexes: set[int] | None)
     if indexes is None:
         pod = podfacts.pod_from_template(template, job, generate_name=f"{objects.name_of(job)}-",
                                          extra_labels=pod_labels(job))
-        return [pod] * count
+        return [jobtracking.with_finalizer(pod)] * count
     completions = int((job.get("spec") or {}).get("completions") or 0)
-    return [jobindex.indexed_pod(job, template, pod_labels(job), i)
+    return [jobtracking.with_finalizer(jobindex.indexed_pod(job, template, pod_labels(job), i))
             for i in jobindex.next_indexes(completions, indexes, active, count)]
 
 
@@ -222,18 +240,23 @@ def _restarts(spec: Obj, active: Sequence[Obj]) -> int:
                          *((p.get("status") or {}).get("containerStatuses") or [])])
 
 
-def _backoff_left(failures: int, failed: list[Obj], now: datetime) -> float:
+def _backoff_left(failures: int, last_failure: datetime | None, now: datetime) -> float:
     """Seconds before a replacement for failed Pods may be created (0: now)."""
-    if failures <= 0:
+    if failures <= 0 or last_failure is None:
         return 0.0
-    times = [t for t in (podfacts.finished_at(p) for p in failed) if t is not None]
-    if not times:
-        return 0.0
-    return max((max(times) + timedelta(seconds=backoff(failures)) - now).total_seconds(), 0.0)
+    return max((last_failure + timedelta(seconds=backoff(failures)) - now).total_seconds(), 0.0)
 
 
 def _delete_pods(pods: Sequence[Obj], owner: Obj) -> list[Action]:
+    """Delete Pods keeping their finalizer: a failing or finishing Job counts them (upstream's deleteActivePods)."""
     return [Delete(PODS, objects.namespace_of(p), objects.name_of(p), objects.uid_of(p), announce=owner) for p in pods]
+
+
+def _remove_pods(pods: Sequence[Obj], owner: Obj) -> list[Action]:
+    """Release, then delete Pods the Job no longer wants (suspended, lower parallelism): never counted
+    as failures (upstream's deleteJobPods)."""
+    return [a for p in pods for a in ([jobtracking.release(p)] if jobtracking.tracked(p) else [])
+            + _delete_pods([p], owner)]
 
 
 _ANNOUNCED = {"Complete": ("Normal", "Completed", "Job completed"),

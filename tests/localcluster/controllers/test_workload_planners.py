@@ -74,7 +74,8 @@ def job(**spec: object) -> Obj:
 
 def failed_pod(name: str, finished: datetime) -> Obj:
     stamp = finished.strftime("%Y-%m-%dT%H:%M:%SZ")
-    return {"metadata": {"name": name, "uid": name}, "status": {"phase": "Failed", "containerStatuses": [
+    meta = {"name": name, "uid": name, "finalizers": ["batch.kubernetes.io/job-tracking"]}  # not counted yet
+    return {"metadata": meta, "status": {"phase": "Failed", "containerStatuses": [
         {"name": "m", "state": {"terminated": {"exitCode": 1, "finishedAt": stamp}}}]}}
 
 
