@@ -5,7 +5,8 @@ once its Job is gone, and a controller that dies between counting and releasing 
 from __future__ import annotations
 
 import threading
-from typing import Any
+from collections.abc import Callable
+from typing import Any, TypeVar
 
 import pytest
 from fake_kubelet import FakeKubelet
@@ -18,6 +19,18 @@ from kube.rest import JOBS, PODS, Kube, Obj, Resource
 from localcluster import controllers
 
 TRACKING = "batch.kubernetes.io/job-tracking"
+T = TypeVar("T")
+
+
+def until(fn: Callable[[], T | None], what: str = "") -> T:
+    """`eventually`, typed for a check that answers None until its condition holds."""
+    found = eventually(fn, what=what)
+    assert found is not None
+    return found
+
+
+def finished(kube: Kube, ns: str, name: str, type_: str) -> Obj:
+    return until(lambda: (lambda s: s if cond(s, type_) else None)(status(kube, ns, name)), f"job {name} {type_}")
 
 
 def finalizers(pod: Obj) -> list[str]:
@@ -34,8 +47,7 @@ def counted(kube: Kube, ns: str, name: str, **want: int) -> Obj:
         st = status(kube, ns, name)
         pending = any((st.get("uncountedTerminatedPods") or {}).values())
         return st if all(st.get(k) == v for k, v in want.items()) and not pending else None
-    found: Obj = eventually(check, what=f"job {name} counted {want}")
-    return found
+    return until(check, f"job {name} counted {want}")
 
 
 def test_deleted_pods_count_as_failed_up_to_the_backoff_limit(kube: Kube, namespace: str, runtime: Runtime,
@@ -53,7 +65,7 @@ def test_deleted_pods_count_as_failed_up_to_the_backoff_limit(kube: Kube, namesp
     [second] = job_pods(kubelet, "del", 1)
     kubelet.run(second)
     kube.delete(PODS, second["metadata"]["name"], namespace)
-    st = eventually(lambda: (lambda s: s if cond(s, "Failed") else None)(status(kube, namespace, "del")))
+    st = finished(kube, namespace, "del", "Failed")
     failed = cond(st, "Failed")
     assert failed and failed["reason"] == "BackoffLimitExceeded" and st["failed"] == 2 and "succeeded" not in st
     assert st["uncountedTerminatedPods"] == {} and st.get("terminating") == 0
@@ -66,14 +78,14 @@ def test_a_succeeded_pod_deleted_later_stays_succeeded(kube: Kube, namespace: st
     [first] = job_pods(kubelet, "ok", 1)
     kubelet.finish(first)
     counted(kube, namespace, "ok", succeeded=1)
-    released = eventually(lambda: (lambda p: p if p and not finalizers(p) else None)(
-        kube.get(PODS, first["metadata"]["name"], namespace)), what="the finalizer released")
+    released = until(lambda: (lambda p: p if p and not finalizers(p) else None)(
+        kube.get(PODS, first["metadata"]["name"], namespace)), "the finalizer released")
     assert released["status"]["phase"] == "Succeeded", "a counted Pod stays until someone deletes it"
     kube.delete(PODS, first["metadata"]["name"], namespace)
     assert gone(kube, namespace, first)
     [second] = job_pods(kubelet, "ok", 1)
     kubelet.finish(second)
-    st = eventually(lambda: (lambda s: s if cond(s, "Complete") else None)(status(kube, namespace, "ok")))
+    st = finished(kube, namespace, "ok", "Complete")
     assert st["succeeded"] == 2 and "failed" not in st
     eventually(lambda: not finalizers(kube.get(PODS, second["metadata"]["name"], namespace) or {"metadata": {}}))
 
@@ -93,7 +105,7 @@ def test_deleting_the_job_releases_its_pods(kube: Kube, namespace: str, runtime:
             found = [p for p in (kube.get(PODS, p["metadata"]["name"], namespace) for p in pods) if p]
             return found if len(found) == len(pods) and all(
                 not finalizers(p) and not p["metadata"].get("ownerReferences") for p in found) else None
-        left = eventually(kept, what="orphaned Pods released")
+        left = until(kept, "orphaned Pods released")
         assert [p["status"]["phase"] for p in left] == ["Running", "Running"]
     else:
         eventually(lambda: all(gone(kube, namespace, p) for p in pods), what="the Job's Pods released and gone")
