@@ -102,18 +102,22 @@ def plan_job(job: Obj, pods: Sequence[Obj], now: datetime, last_failure: datetim
     }
     if indexes is not None:
         new_status["completedIndexes"] = jobindex.format_ranges(indexes)
-    actions = [*_write_status(job, new_status), *map(jobtracking.release, count.released), *actions]
+    pod_actions = [*map(jobtracking.release, count.released), *actions]
+    actions = [*_write_status(job, new_status, acting=bool(pod_actions)), *pod_actions]
     actions += _transitions(job, list((job.get("status") or {}).get("conditions") or []), conditions)
     return Plan(tuple(actions), requeue)
 
 
-def _write_status(job: Obj, new_status: Obj) -> list[Action]:
-    """The status write, guarded by the Job's resourceVersion (a decision on a stale Job is a 409)."""
-    if not changes(job.get("status") or {}, new_status):
+def _write_status(job: Obj, new_status: Obj, *, acting: bool) -> list[Action]:
+    """The status write, guarded by the Job's resourceVersion: a decision taken on a stale Job (one
+    that does not list the Pods counted last time yet) is a 409 and nothing after it happens. When
+    the Job acts on Pods (`acting`), an unchanged status is still confirmed that way."""
+    changed = changes(job.get("status") or {}, new_status)
+    if not changed and not acting:
         return []
     rv = objects.meta(job).get("resourceVersion")
     return [Patch(JOBS, objects.namespace_of(job), objects.name_of(job),
-                  {"metadata": {"resourceVersion": rv}, "status": new_status}, status=True)]
+                  {"metadata": {"resourceVersion": rv}, "status": new_status if changed else {}}, status=True)]
 
 
 def _finished(job: Obj, conditions: list[Obj], status: Obj, pods: Sequence[Obj], now: datetime) -> Plan:
@@ -126,7 +130,7 @@ def _finished(job: Obj, conditions: list[Obj], status: Obj, pods: Sequence[Obj],
     terminating = sum(1 for p in pods if objects.is_deleting(p) and not podfacts.is_finished(p))
     counts = {"active": len(active) - sum(1 for a in actions if isinstance(a, Delete)) or None,
               "ready": sum(1 for p in active if podfacts.is_ready(p)), "terminating": terminating}
-    return Plan((*_write_status(job, counts), *actions, *ttl_action), requeue)
+    return Plan((*_write_status(job, counts, acting=False), *actions, *ttl_action), requeue)
 
 
 class _Step:
