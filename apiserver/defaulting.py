@@ -9,7 +9,7 @@ from __future__ import annotations
 import base64
 from typing import Any
 
-from apiserver import apiservices, errors, podspecs, workloaddefaults
+from apiserver import apiservices, containervalidation, errors, metadata, podspecs, podvalidation, workloaddefaults
 from apiserver.builtins import NAMESPACE_KEY
 from apiserver.resources import Obj, ResourceType
 
@@ -71,10 +71,24 @@ def _default_endpointslice(obj: Obj) -> None:
 
 
 def _default_pod(obj: Obj) -> None:
+    """Defaults, then ValidatePodCreate's spec part: a 422 names the metadata's problems first, as upstream."""
+    containervalidation.check_quantities("Pod", obj.get("spec"))
     podspecs.default_pod(obj)
-    causes = podspecs.pod_spec_causes(obj.get("spec"), "spec")
+    causes = podvalidation.pod_causes(obj)
     if causes:
-        raise errors.invalid("Pod", "", (obj.get("metadata") or {}).get("name", ""), causes)
+        meta = obj.get("metadata") or {}
+        causes = metadata.validate(meta, namespace_kind=False, namespaced=True) + causes
+        raise errors.invalid("Pod", "", meta.get("name", ""), causes)
+
+
+def warnings(rt: ResourceType, obj: Obj) -> list[str]:
+    """What kube-apiserver admits a Pod or a workload's template with, but warns about."""
+    if rt.key == "/pods":
+        return podvalidation.spec_warnings(obj.get("spec"), "spec")
+    if rt.key in workloaddefaults.WORKLOAD_KINDS:
+        template = (obj.get("spec") or {}).get("template") or {}
+        return podvalidation.spec_warnings(template.get("spec"), "spec.template.spec")
+    return []
 
 
 _B64 = frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/=")

@@ -33,6 +33,7 @@ FORBIDDEN = ("FieldValueForbidden", "Forbidden")
 TOO_LONG = ("FieldValueTooLong", "Too long")
 TOO_MANY = ("FieldValueTooMany", "Too many")
 DUPLICATE = ("FieldValueDuplicate", "Duplicate value")
+NOT_FOUND = ("FieldValueNotFound", "Not found")
 
 
 @dataclass(frozen=True)

@@ -99,37 +99,8 @@ def validate(meta: dict[str, Any], *, namespace_kind: bool, namespaced: bool) ->
     if not isinstance(refs, list):
         problems.append(cause(INVALID, "metadata.ownerReferences", "must be a list", refs))
         refs = []
-    labels = meta.get("labels") or {}
-    if not isinstance(labels, dict):
-        problems.append(cause(INVALID, "metadata.labels", "must be a map of strings", labels))
-        labels = {}
-    for k, v in labels.items():
-        problems += _qualified_key_causes(k, "metadata.labels")
-        if not isinstance(v, str) or len(v) > 63 or not _LABEL_VALUE.fullmatch(v):
-            problems.append(
-                cause(
-                    INVALID,
-                    "metadata.labels",
-                    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or "
-                    "'.', and must start and end with an alphanumeric character (e.g. 'MyValue',  or "
-                    "'my_value',  or '12345', regex used for validation is "
-                    "'(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')",
-                    v,
-                )
-            )
-    annotations = meta.get("annotations") or {}
-    if not isinstance(annotations, dict):
-        problems.append(cause(INVALID, "metadata.annotations", "must be a map of strings", annotations))
-        annotations = {}
-    total = 0
-    for k, v in annotations.items():
-        problems += _qualified_key_causes(k, "metadata.annotations")
-        if not isinstance(v, str):
-            problems.append(cause(INVALID, f"metadata.annotations[{k}]", "must be a string", v))
-            continue
-        total += len(k) + len(v)
-    if total > 256 * 1024:
-        problems.append(cause(TOO_LONG, "metadata.annotations", "may not be more than 262144 bytes", show_value=False))
+    problems += label_causes(meta.get("labels") or {}, "metadata.labels")
+    problems += annotation_causes(meta.get("annotations") or {}, "metadata.annotations")
     for i, ref in enumerate(refs):
         for field in ("apiVersion", "kind", "name", "uid"):
             if not isinstance(ref, dict) or not ref.get(field):
@@ -143,4 +114,46 @@ def validate(meta: dict[str, Any], *, namespace_kind: bool, namespaced: bool) ->
                 show_value=False,
             )
         )
+    return problems
+
+
+_LABEL_VALUE_MSG = (
+    "a valid label must be an empty string or consist of alphanumeric characters, '-', '_' or '.', and must "
+    "start and end with an alphanumeric character (e.g. 'MyValue',  or 'my_value',  or '12345', regex used for "
+    "validation is '(([A-Za-z0-9][-A-Za-z0-9_.]*)?[A-Za-z0-9])?')"
+)
+
+
+def label_causes(labels: Any, path: str) -> list[FieldCause]:
+    """Label keys (qualified names) and values, as apimachinery's ValidateLabels; `path` is where the
+    map sits (`metadata.labels`, `spec.template.metadata.labels`, `spec.nodeSelector`)."""
+    if not isinstance(labels, dict):
+        return [cause(INVALID, path, "must be a map of strings", labels)]
+    problems: list[FieldCause] = []
+    for k, v in labels.items():
+        problems += _qualified_key_causes(k, path)
+        if not isinstance(v, str):
+            problems.append(cause(INVALID, path, _LABEL_VALUE_MSG, v))
+            continue
+        if len(v) > 63:
+            problems.append(cause(INVALID, path, "must be no more than 63 characters", v))
+        if not _LABEL_VALUE.fullmatch(v):
+            problems.append(cause(INVALID, path, _LABEL_VALUE_MSG, v))
+    return problems
+
+
+def annotation_causes(annotations: Any, path: str) -> list[FieldCause]:
+    """Annotation keys (qualified names) and the 256 KiB limit on keys plus values together."""
+    if not isinstance(annotations, dict):
+        return [cause(INVALID, path, "must be a map of strings", annotations)]
+    problems: list[FieldCause] = []
+    total = 0
+    for k, v in annotations.items():
+        problems += _qualified_key_causes(k, path)
+        if not isinstance(v, str):
+            problems.append(cause(INVALID, f"{path}[{k}]", "must be a string", v))
+            continue
+        total += len(k) + len(v)
+    if total > 256 * 1024:
+        problems.append(cause(TOO_LONG, path, "may not be more than 262144 bytes", show_value=False))
     return problems

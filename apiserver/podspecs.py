@@ -1,4 +1,5 @@
-"""Pod and Pod-template defaulting and validation, as kube-apiserver's defaulters and admission do.
+"""Pod and Pod-template defaulting, as kube-apiserver's defaulters and admission do (validation,
+which runs after it, is `podvalidation.py`).
 
 A Pod spec gets restartPolicy Always, dnsPolicy ClusterFirst, schedulerName default-scheduler,
 terminationGracePeriodSeconds 30, securityContext {}, enableServiceLinks; each container its
@@ -11,12 +12,10 @@ from __future__ import annotations
 
 from typing import Any
 
-from apiserver.errors import NOT_SUPPORTED, REQUIRED, FieldCause, cause
 from apiserver.resources import Obj
 
 _PROBE_DEFAULTS = {"timeoutSeconds": 1, "periodSeconds": 10, "successThreshold": 1, "failureThreshold": 3}
 _TOLERATED = ("node.kubernetes.io/not-ready", "node.kubernetes.io/unreachable")
-RESTART_POLICIES = ("Always", "OnFailure", "Never")
 
 
 def _pull_policy(image: Any) -> str:
@@ -109,28 +108,3 @@ def default_pod(pod: Obj) -> None:
     status = pod.setdefault("status", {})
     status.setdefault("phase", "Pending")
     status.setdefault("qosClass", _qos_class(spec))
-
-
-def pod_spec_causes(spec: Any, path: str) -> list[FieldCause]:
-    """The field problems kube-apiserver reports first for a Pod spec (containers, names, images)."""
-    if not isinstance(spec, dict):
-        return [cause(REQUIRED, path)]
-    out: list[FieldCause] = []
-    containers = spec.get("containers")
-    if not containers:
-        out.append(cause(REQUIRED, f"{path}.containers"))
-    for field in ("initContainers", "containers"):
-        for i, c in enumerate(spec.get(field) or []):
-            where = f"{path}.{field}[{i}]"
-            if not isinstance(c, dict):
-                out.append(cause(REQUIRED, where))
-                continue
-            if not c.get("name"):
-                out.append(cause(REQUIRED, f"{where}.name"))
-            if not c.get("image"):
-                out.append(cause(REQUIRED, f"{where}.image"))
-    policy = spec.get("restartPolicy")
-    if policy not in RESTART_POLICIES:
-        supported = ", ".join(f'"{p}"' for p in RESTART_POLICIES)
-        out.append(cause(NOT_SUPPORTED, f"{path}.restartPolicy", f"supported values: {supported}", policy))
-    return out

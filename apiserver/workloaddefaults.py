@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apiserver import errors, podspecs
+from apiserver import containervalidation, errors, podspecs, podvalidation
 from apiserver.errors import INVALID, NOT_SUPPORTED, REQUIRED, FieldCause, cause
 from apiserver.resources import Obj, ResourceType
 
@@ -142,13 +142,17 @@ WORKLOAD_KINDS = frozenset({"batch/jobs", "apps/deployments", "apps/replicasets"
 
 def default_and_validate(rt: ResourceType, obj: Obj) -> None:
     """Defaults in place, then 422 with the field causes kube-apiserver would give."""
+    containervalidation.check_quantities(rt.kind, ((obj.get("spec") or {}).get("template") or {}).get("spec"))
     if rt.key == "batch/jobs":
         _default_job(obj)
     else:
         _default_replicated(obj, rt.kind)
     spec = obj.get("spec") or {}
     causes = _selector_causes(obj, rt.kind)
-    causes += podspecs.pod_spec_causes((spec.get("template") or {}).get("spec"), "spec.template.spec")
+    causes += podvalidation.template_causes(spec.get("template"), "spec.template")
+    if rt.key != "batch/jobs":
+        named = {"Deployment": "ReplicaSet"}.get(rt.kind, rt.kind)
+        causes += podvalidation.always_restart_causes(spec.get("template"), "spec.template", named)
     if rt.key == "batch/jobs":
         causes = [c for c in causes if c.field != "spec.template.spec.restartPolicy"] + _job_causes(obj)
     replicas = spec.get("replicas")

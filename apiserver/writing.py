@@ -169,6 +169,7 @@ class Writer:
                 del meta[k]
         if rt.builtin:
             defaulting.apply_defaults(rt, obj)
+            warnings += defaulting.warnings(rt, obj)
         else:
             sch = rt.schema(version)
             if sch is not None:
