@@ -153,6 +153,10 @@ def test_a_source_job_replicates_into_a_destination_job(fleet: LocalFleet, ns: s
     dst_job = jobs.mover_name("destination", "backup")
     _apply(fleet, *_accounts(dst), jobs.destination_service(dst), jobs.destination_job(dst, image=default_image()))
     dst_pod = _replace_running_pod(fleet, ns, dst_job)
+    # the killed mover Pod is a failed attempt (Job tracking with finalizers), released, not left Terminating
+    eventually(lambda: fleet.get("job", dst_job, "-n", ns).get("status", {}).get("failed") == 1, 30,
+               interval=0.2, what=f"{dst_job}'s status.failed 1")
+    assert [p["metadata"]["name"] for p in _job_pods(fleet, ns, dst_job)] == [dst_pod]
     address = fleet.get("service", dst_job, "-n", ns)["spec"]["clusterIP"]
     rs = _replication(fleet, ns, "ReplicationSource", "app",
                       {"copyMethod": "Direct", "address": address, "sshKeys": "src-keys"}, {"sourcePVC": "data"})
@@ -172,6 +176,8 @@ def test_a_source_job_replicates_into_a_destination_job(fleet: LocalFleet, ns: s
     assert "Rsync completed in" in log_tail(fleet.kubectl("logs", seen.pod, "-n", ns).stdout)
     dst_seen = observe_job(fleet.get("job", dst_job, "-n", ns), pods)
     assert (dst_seen.state, dst_seen.pod) == ("Succeeded", dst_pod)
+    dst_counts = fleet.get("job", dst_job, "-n", ns)["status"]
+    assert (dst_counts.get("failed"), dst_counts.get("succeeded")) == (1, 1), dst_counts
     terminated = fleet.get("pod", dst_pod, "-n", ns)["status"]["containerStatuses"][0]["state"]["terminated"]
     assert json.loads(terminated["message"]) == {"code": 0, "sourceIteration": ITERATION}, terminated
     expected = _helper_job(fleet, ns, "read-source", READ, "data")
