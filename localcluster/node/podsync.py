@@ -119,6 +119,8 @@ class PodSync:
         deleting = bool(meta.get("deletionTimestamp"))
         if deleting:  # every sync: a shorter second delete moves deletionTimestamp earlier; a restart keeps it
             by_api = parse_rfc3339(meta.get("deletionTimestamp"))
+            if by_api is not None:  # whole seconds, truncated: the grace period is never cut short
+                by_api += timedelta(seconds=1)
             known = [d for d in (mem.term_deadline, by_api) if d is not None]
             mem.term_deadline = min(known) if known else self.clock.now() + timedelta(seconds=mem.grace)
         facts_extra: dict[str, Any] = {}
