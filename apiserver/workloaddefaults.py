@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apiserver import containervalidation, errors, podspecs, podvalidation
+from apiserver import containervalidation, errors, metadata, podspecs, podvalidation
 from apiserver.errors import INVALID, NOT_SUPPORTED, REQUIRED, FieldCause, cause
 from apiserver.resources import Obj, ResourceType
 
@@ -158,8 +158,10 @@ def default_and_validate(rt: ResourceType, obj: Obj) -> None:
     replicas = spec.get("replicas")
     if isinstance(replicas, int) and not isinstance(replicas, bool) and replicas < 0:
         causes.append(cause(INVALID, "spec.replicas", "must be greater than or equal to 0", replicas))
-    if causes:
-        raise errors.invalid(rt.kind, rt.group, (obj.get("metadata") or {}).get("name", ""), causes)
+    if causes:  # the metadata's problems first, as upstream's ValidateObjectMeta runs before the spec's
+        meta = obj.get("metadata") or {}
+        causes = metadata.validate(meta, namespace_kind=False, namespaced=True) + causes
+        raise errors.invalid(rt.kind, rt.group, meta.get("name", ""), causes)
 
 
 def check_update(rt: ResourceType, old: Obj, new: Obj) -> None:

@@ -27,11 +27,11 @@ def _job(namespace: str, container: dict[str, Any], volumes: list[dict[str, Any]
             "spec": {"template": {"spec": spec}}}  # fmt: skip
 
 
-def _deployment(namespace: str) -> dict[str, Any]:
+def _deployment(namespace: str, name: str = "bad") -> dict[str, Any]:
     labels = {"app": "d"}
     containers = [{"name": "main", "image": "busybox:1.36"}]
     template = {"metadata": {"labels": labels}, "spec": {"restartPolicy": "Never", "containers": containers}}
-    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": "bad", "namespace": namespace},
+    return {"apiVersion": "apps/v1", "kind": "Deployment", "metadata": {"name": name, "namespace": namespace},
             "spec": {"selector": {"matchLabels": labels}, "template": template}}  # fmt: skip
 
 
@@ -70,6 +70,10 @@ def test_kubectl_shows_upstreams_lines(apiserver: ApiServer, namespace: str) -> 
         (_deployment(namespace),
          'The Deployment "bad" is invalid: spec.template.spec.restartPolicy: Unsupported value: "Never": '
          'supported values: "Always"'),
+        (_deployment(namespace, "Bad.Dep"),
+         _listed('The Deployment "Bad.Dep" is invalid:',
+                 f'metadata.name: Invalid value: "Bad.Dep": {metadata.SUBDOMAIN_MSG}',
+                 'spec.template.spec.restartPolicy: Unsupported value: "Never": supported values: "Always"')),
     ]  # fmt: skip
     for obj, line in cases:
         assert _refused(apiserver, obj) == line
