@@ -10,6 +10,8 @@ their Jobs back into the planners' views:
 - a ReplicationDestination's server is the Job `volsync-rsync-dst-<rd>` of the iteration it receives
   for; it completed when its Pod exited (the exit code is the one the source signalled; the
   container's termination message `{"code": N, "sourceIteration": ...}` names the source's iteration).
+  A Job that succeeded is read from its succeeded Pod only, waited for while the Pods informer has
+  not delivered its exit yet.
 
 A Job of another iteration is deleted first (Background: the garbage collector takes its Pods) and the
 new one created once the old is gone; deletions and creations are idempotent, so a restarted agent
@@ -45,7 +47,7 @@ from kubernetes.client.exceptions import ApiException
 from agent import jobs, moverpods
 from agent.destination import ServerView
 from agent.plans import Serve, StartTransfer
-from agent.source import TransferView
+from agent.source import TransferView, retry_time
 from kube import objects
 from kube.clock import Clock
 from kube.rest import JOBS, ROLE_BINDINGS, ROLES, SERVICE_ACCOUNTS, Kube, Resource
@@ -56,7 +58,6 @@ Obj = dict[str, Any]
 JobLookup = Callable[[str, str], Obj | None]  # (namespace, name) -> the cached Job
 PodLookup = Callable[[str], list[Obj]]  # namespace -> the cached mover Pods
 JobKey = tuple[str, str]  # (namespace, Job name)
-RETRY_MAX = 300.0
 LOG_READ_BYTES = 256 * 1024
 CREATED_TTL = timedelta(minutes=5)  # Kubernetes' ExpectationsTimeout
 
@@ -184,6 +185,13 @@ class JobMovers:
         iteration = _iteration_of(job)
         if seen.state == "Running":
             return ServerView(iteration=iteration)
+        if seen.state == "Succeeded" and ((pod or {}).get("status") or {}).get("phase") != "Succeeded":
+            # The Job's success reached us before its Pod's (two informers): wait for the Pod's exit
+            # and the termination message naming the source iteration the image holds. Never read
+            # the exit code of a failed predecessor: with no succeeded Pod to read, the Job's word.
+            if pod is not None and not terminated(pod):
+                return ServerView(iteration=iteration)
+            pod = None
         code, source = completion_of(pod, 0 if seen.state == "Succeeded" else 1)
         if seen.state == "Failed" and code == 0:
             code = 1  # the Job failed whatever the message says: never an image
@@ -263,8 +271,7 @@ class JobMovers:
         with self._lock:
             if failed:
                 count = self._failures.get(key, (0, self.clock.now()))[0] + 1
-                delay = min(2.0 * 2 ** (count - 1), RETRY_MAX)
-                self._failures[key] = (count, self.clock.now() + timedelta(seconds=delay))
+                self._failures[key] = (count, retry_time(self.clock.now(), count))  # the planner's backoff
             else:
                 self._failures.pop(key, None)
 

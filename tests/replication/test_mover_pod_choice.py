@@ -51,3 +51,33 @@ def test_a_succeeded_job_is_read_from_its_succeeded_pod_not_the_failed_one_of_th
                        lambda ns: pods, image="img", clock=FakeClock())  # server() reads caches only
     view = movers.server(owner)
     assert view is not None and (view.iteration, view.completion, view.source_iteration) == ("3-abc", 0, "7-src")
+
+
+def test_a_succeeded_destination_job_waits_for_its_pods_exit_before_completing() -> None:
+    """The Jobs informer can deliver the Job's success before the Pods informer delivers the Pod's
+    exit: completing then would publish the image without the source iteration the termination
+    message names (`latestImageSourceIteration: null`)."""
+    owner = rd()
+    job: Obj = {"metadata": {"name": mover_name("destination", owner["metadata"]["name"]), "namespace": NS,
+                             "uid": JOB_UID, "annotations": {ANNOTATION_ITERATION: "3-abc"},
+                             "ownerReferences": [{"kind": owner["kind"], "name": owner["metadata"]["name"],
+                                                  "uid": owner["metadata"]["uid"], "controller": True}]},
+                "spec": {"backoffLimit": 2}, "status": {"succeeded": 1}}
+    running = _pod("volsync-rsync-dst-x-aaaaa", "Running", code=0)
+    running["status"]["containerStatuses"][0]["state"] = {"running": {}}
+    pods = [running]
+    name = job["metadata"]["name"]
+    movers = JobMovers(cast(Kube, None), lambda ns, wanted: job if wanted == name else None,
+                       lambda ns: pods, image="img", clock=FakeClock())
+    view = movers.server(owner)
+    assert view is not None and (view.iteration, view.completion) == ("3-abc", None)
+    pods[0] = _pod("volsync-rsync-dst-x-zzzzz", "Failed", code=137)  # only its failed predecessor is cached
+    view = movers.server(owner)
+    assert view is not None and (view.completion, view.source_iteration) == (0, None), "the predecessor's 137"
+    pods[0] = _pod("volsync-rsync-dst-x-aaaaa", "Succeeded", code=0,
+                   message=json.dumps({"code": 0, "sourceIteration": "7-src"}))
+    view = movers.server(owner)
+    assert view is not None and (view.completion, view.source_iteration) == (0, "7-src")
+    pods.clear()  # the Pod is gone (deleted, garbage-collected): the Job's success alone completes it
+    view = movers.server(owner)
+    assert view is not None and (view.completion, view.source_iteration) == (0, None)
