@@ -25,3 +25,16 @@ def test_the_wheel_holds_the_crds_and_every_package(tmp_path: Path) -> None:
     tops = {n.split("/")[0] for n in names if not n.startswith("volsync_addon-")}
     assert tops == {"agent", "api", "apiserver", "embedded", "hub", "kube", "localcluster", "manifests", "movers",
                     "osutil"}
+
+
+def test_the_hub_install_runs_the_project_image_of_this_version() -> None:
+    """`kubectl apply -k manifests/hub` deploys the image `scripts/image` builds for this version."""
+    import yaml
+
+    from api.images import default_image
+    from manifests import HUB_DIR
+
+    [deployment] = [d for d in yaml.safe_load_all((HUB_DIR / "deployment.yaml").read_text())
+                    if d["kind"] == "Deployment"]
+    [container] = deployment["spec"]["template"]["spec"]["containers"]
+    assert container["image"] == default_image()
