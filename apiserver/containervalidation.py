@@ -64,6 +64,34 @@ def parse_quantity(text: Any) -> Decimal | None:
     return None
 
 
+_BINARY = ("", "Ki", "Mi", "Gi", "Ti", "Pi", "Ei")
+_DECIMAL = {-9: "n", -6: "u", -3: "m", 0: "", 3: "k", 6: "M", 9: "G", 12: "T", 15: "P", 18: "E"}
+
+
+def canonical_quantity(text: Any) -> str:
+    """A quantity as resource.Quantity's String() prints it: "1000m" -> "1", "0.5" -> "500m",
+    "1024Mi" -> "1Gi" (binary suffixes kept for whole values outside (-1024, 1024), as upstream)."""
+    amount = parse_quantity(text)
+    if amount is None:
+        return str(text)
+    match = _QUANTITY.fullmatch(text) if isinstance(text, str) else None
+    suffix = match.group(2) if match else ""
+    if suffix in _BINARY[1:] and amount == amount.to_integral_value() and abs(amount) >= 1024:
+        number, power = int(amount), 0
+        while number % 1024 == 0 and power < 6:
+            number, power = number // 1024, power + 1
+        return f"{number}{_BINARY[power]}"
+    nanos = (amount * Decimal(10) ** 9).to_integral_value(rounding="ROUND_CEILING")
+    number, exponent = int(nanos), -9
+    while number and number % 1000 == 0 and exponent < 18:
+        number, exponent = number // 1000, exponent + 3
+    if not number:
+        return "0"
+    if suffix[:1] in ("e", "E"):
+        return f"{number}e{exponent}" if exponent else str(number)
+    return f"{number}{_DECIMAL[exponent]}"
+
+
 def check_quantities(kind: str, spec: Any) -> None:
     """400 as kube's JSON decoder gives for a quantity it cannot parse (before any validation runs)."""
     for field in ("initContainers", "containers"):
@@ -230,11 +258,11 @@ def _resource_causes(resources: Any, path: str) -> list[FieldCause]:
                 out.append(cause(INVALID, where, "must be a standard resource for containers", name))
             amount = parse_quantity(value)
             if amount is not None and amount < 0:
-                out.append(cause(INVALID, where, "must be greater than or equal to 0", str(value)))
+                out.append(cause(INVALID, where, "must be greater than or equal to 0", canonical_quantity(value)))
             limit = parse_quantity(limits.get(name)) if part == "requests" and name in limits else None
             if amount is not None and limit is not None and amount > limit:
-                detail = f"must be less than or equal to {name} limit of {limits[name]}"
-                out.append(cause(INVALID, f"{path}.requests", detail, str(value)))
+                detail = f"must be less than or equal to {name} limit of {canonical_quantity(limits[name])}"
+                out.append(cause(INVALID, f"{path}.requests", detail, canonical_quantity(value)))
     return out
 
 

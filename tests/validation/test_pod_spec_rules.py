@@ -76,6 +76,10 @@ CASES: list[tuple[str, dict[str, Any], str, str, str]] = [
         "limits": {"memory": "1Gi"}, "requests": {"memory": "2Gi"}}}]),
      "spec.containers[0].resources.requests", "FieldValueInvalid",
      'Invalid value: "2Gi": must be less than or equal to memory limit of 1Gi'),
+    ("cpu-request-over-limit", _pod(containers=[{"name": "m", "image": "x", "resources": {
+        "limits": {"cpu": "1000m"}, "requests": {"cpu": "1.5"}}}]),
+     "spec.containers[0].resources.requests", "FieldValueInvalid",
+     'Invalid value: "1500m": must be less than or equal to cpu limit of 1'),
     ("unknown-resource", _pod(containers=[{"name": "m", "image": "x", "resources": {"limits": {"gpu": "1"}}}]),
      "spec.containers[0].resources.limits[gpu]", "FieldValueInvalid",
      'Invalid value: "gpu": must be a standard resource for containers'),
@@ -115,6 +119,15 @@ def test_bad_quantity_is_a_decoding_error() -> None:
                                                   "[-+]?[0-9]*)$'")  # fmt: skip
     for good in ("500m", "1.5", "2Gi", "1e3", 4):
         assert containervalidation.parse_quantity(good) is not None
+
+
+_PRINTED = [("1000m", "1"), ("0.5", "500m"), ("1024Mi", "1Gi"), ("1536Mi", "1536Mi"), ("2000", "2k"), ("1500", "1500"),
+            ("0.5Gi", "512Mi"), ("1e3", "1e3")]  # fmt: skip
+
+
+@pytest.mark.parametrize(("given", "printed"), _PRINTED)
+def test_quantities_print_as_upstreams_string(given: str, printed: str) -> None:
+    assert containervalidation.canonical_quantity(given) == printed
 
 
 def test_negative_grace_period_is_a_warning() -> None:
