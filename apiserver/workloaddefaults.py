@@ -121,7 +121,9 @@ def _job_causes(job: Obj) -> list[FieldCause]:
     spec = job.get("spec") or {}
     out: list[FieldCause] = []
     policy = ((spec.get("template") or {}).get("spec") or {}).get("restartPolicy")
-    if policy not in ("OnFailure", "Never"):
+    if policy in ("Always", "", None):  # upstream: Always may be the defaulter's, so it is "Required"
+        out.append(cause(REQUIRED, "spec.template.spec.restartPolicy", 'valid values: "OnFailure", "Never"'))
+    elif policy not in ("OnFailure", "Never"):
         detail = 'supported values: "OnFailure", "Never"'
         out.append(cause(NOT_SUPPORTED, "spec.template.spec.restartPolicy", detail, policy))
     uid = (job.get("metadata") or {}).get("uid")
@@ -154,7 +156,7 @@ def default_and_validate(rt: ResourceType, obj: Obj) -> None:
         named = {"Deployment": "ReplicaSet"}.get(rt.kind, rt.kind)
         causes += podvalidation.always_restart_causes(spec.get("template"), "spec.template", named)
     if rt.key == "batch/jobs":
-        causes = [c for c in causes if c.field != "spec.template.spec.restartPolicy"] + _job_causes(obj)
+        causes += _job_causes(obj)
     replicas = spec.get("replicas")
     if isinstance(replicas, int) and not isinstance(replicas, bool) and replicas < 0:
         causes.append(cause(INVALID, "spec.replicas", "must be greater than or equal to 0", replicas))

@@ -56,10 +56,10 @@ def test_invalid_body_with_causes(apiserver: ApiServer, namespace: str) -> None:
     assert resp.status_code == 422
     assert resp.text == PREFIX + (
         '"message":"Job.batch \\"j\\" is invalid: [spec.template.spec.containers[0].image: Required value, '
-        'spec.template.spec.restartPolicy: Unsupported value: \\"Always\\": supported values: \\"OnFailure\\", '
+        'spec.template.spec.restartPolicy: Required value: valid values: \\"OnFailure\\", '
         '\\"Never\\"]","reason":"Invalid","details":{"name":"j","group":"batch","kind":"Job","causes":['
         '{"reason":"FieldValueRequired","message":"Required value","field":"spec.template.spec.containers[0].image"},'
-        '{"reason":"FieldValueNotSupported","message":"Unsupported value: \\"Always\\": supported values: '
+        '{"reason":"FieldValueRequired","message":"Required value: valid values: '
         '\\"OnFailure\\", \\"Never\\"","field":"spec.template.spec.restartPolicy"}]},"code":422}\n')
 
 

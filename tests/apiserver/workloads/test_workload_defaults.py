@@ -48,8 +48,8 @@ def test_job_with_restart_policy_always_is_invalid(apiserver: ApiServer, namespa
     res = apiserver.kubectl("create", "-f", "-", input=json.dumps(job), check=False)
     assert res.returncode == 1
     assert res.stderr.strip() == (
-        'The Job "bad" is invalid: spec.template.spec.restartPolicy: Unsupported value: "Always": '
-        'supported values: "OnFailure", "Never"')
+        'The Job "bad" is invalid: spec.template.spec.restartPolicy: Required value: '
+        'valid values: "OnFailure", "Never"')
     assert apiserver.kubectl("get", "job", "bad", "-n", namespace, check=False).returncode == 1
     chosen = {"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "chosen", "namespace": namespace},
               "spec": {"selector": {"matchLabels": {"app": "c"}},
