@@ -23,6 +23,7 @@ from support.seed import (
     create_source,
     latest_image,
     restore,
+    seeded_pair,
     status,
     template,
     volume_dir,
@@ -70,12 +71,8 @@ def test_direct_destination_reuses_its_pvc(fleet: Fleet, source_method: str) -> 
 
 
 def test_killed_agents_resume_and_metrics_are_exposed(fleet: Fleet) -> None:
-    rd, rs, pvc = "rd-restart", "rs-restart", "data-restart"
-    address, keys = create_destination(fleet, rd, "LoadBalancer")
-    source_dir = create_pvc(fleet, pvc, "src", "cluster1")
-    make_sample_tree(source_dir, large_size=1 << 20)
-    copy_secret(fleet, keys)
-    create_source(fleet, rs, pvc, address, keys, "manual: one")
+    rd, rs = "rd-restart", "rs-restart"
+    source_dir = seeded_pair(fleet, "restart", "manual: one")
     eventually(lambda: synced(fleet, rs, "one"), 90, what="first sync")
     first = latest_image(fleet, rd)
 
@@ -132,12 +129,8 @@ def test_movers_and_agents_killed_mid_iteration_never_publish_a_partial_copy(fle
     retries), the restarted agents find the Jobs of the running iteration, and the one image the
     iteration publishes is the whole tree (an image is published only after the destination's Job
     succeeded, i.e. after the source's completion signal)."""
-    rd, rs, pvc = "rd-faults", "rs-faults", "data-faults"
-    address, keys = create_destination(fleet, rd, "LoadBalancer")
-    source_dir = create_pvc(fleet, pvc, "src", "cluster1")
-    make_sample_tree(source_dir, large_size=64 << 20)
-    copy_secret(fleet, keys)
-    create_source(fleet, rs, pvc, address, keys, "manual: one")
+    rd, rs = "rd-faults", "rs-faults"
+    source_dir = seeded_pair(fleet, "faults", "manual: one", large_size=64 << 20)
     eventually(lambda: synced(fleet, rs, "one"), 90, what="first sync")
     first = latest_image(fleet, rd)
     completed = status(fleet, "replicationsource", rs, "src", "cluster1")["iteration"]["completed"]

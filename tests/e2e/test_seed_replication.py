@@ -20,6 +20,7 @@ from support.seed import (
     create_source,
     latest_image,
     restore,
+    seeded_pair,
     status,
     template,
 )
@@ -66,12 +67,8 @@ def test_seed_procedure_replicates_and_restores(fleet: Fleet, service_type: str)
 
 
 def test_manual_trigger_publishes_new_images_and_removes_old_ones(fleet: Fleet) -> None:
-    rd, rs, pvc = "rd-manual", "rs-manual", "data-manual"
-    address, keys = create_destination(fleet, rd, "LoadBalancer")
-    source_dir = create_pvc(fleet, pvc, "src", "cluster1")
-    make_sample_tree(source_dir, large_size=1 << 20)
-    copy_secret(fleet, keys)
-    create_source(fleet, rs, pvc, address, keys, "manual: first")
+    rd, rs = "rd-manual", "rs-manual"
+    source_dir = seeded_pair(fleet, "manual", "manual: first")
 
     eventually(lambda: status(fleet, "replicationsource", rs, "src", "cluster1").get("lastManualSync") == "first",
                90, what="lastManualSync first")

@@ -8,6 +8,7 @@ from typing import Any
 import yaml
 
 from support.agents import Fleet
+from support.trees import make_sample_tree
 from support.waiting import eventually
 
 RD_YAML = """\
@@ -130,3 +131,15 @@ def latest_image(fleet: Fleet, rd: str, other_than: str = "") -> str:
         return name if name and name != other_than else ""
     found: str = eventually(new, 60, what=f"a latestImage of {rd} other than {other_than!r}")
     return found
+
+
+def seeded_pair(fleet: Fleet, name: str, trigger: str, *, service_type: str = "LoadBalancer",
+                large_size: int = 1 << 20) -> Path:
+    """The whole seed procedure for `rd-<name>` (cluster2, ns dest) and `rs-<name>` pushing PVC
+    `data-<name>` (cluster1, ns src, filled with the sample tree) with `trigger`; the source's directory."""
+    address, keys = create_destination(fleet, f"rd-{name}", service_type)
+    source_dir = create_pvc(fleet, f"data-{name}", "src", "cluster1")
+    make_sample_tree(source_dir, large_size=large_size)
+    copy_secret(fleet, keys)
+    create_source(fleet, f"rs-{name}", f"data-{name}", address, keys, trigger)
+    return source_dir
