@@ -87,8 +87,8 @@ def test_kubectl_rollout_history_shows_the_change_cause(apiserver: ApiServer, na
 def test_a_finished_job_round_trips_through_kubectl_get_apply_and_replace(apiserver: ApiServer, namespace: str,
                                                                           runtime: Runtime,
                                                                           kubelet: FakeKubelet) -> None:
-    """`status.countedPods` (ours, see docs/architecture.md) must not disturb kubectl: `get -o yaml`
-    parses, `apply` of the manifest and `replace` of what `get` printed still work."""
+    """Job tracking (`status.uncountedTerminatedPods`, the Pods' finalizer) must not disturb kubectl:
+    `get -o yaml` parses, `apply` of the manifest and `replace` of what `get` printed still work."""
     manifest = ('{"apiVersion": "batch/v1", "kind": "Job", "metadata": {"name": "once"}, "spec": {"template": '
                 '{"spec": {"restartPolicy": "Never", "containers": [{"name": "c", "image": "busybox"}]}}}}')
     apiserver.kubectl("-n", namespace, "apply", "-f", "-", context="cluster1", input=manifest)
