@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apiserver import containervalidation, errors, metadata, podspecs, podvalidation
+from apiserver import containervalidation, errors, metadata, podshapes, podspecs, podvalidation
 from apiserver.errors import INVALID, NOT_SUPPORTED, REQUIRED, FieldCause, cause
 from apiserver.resources import Obj, ResourceType
 
@@ -144,7 +144,10 @@ WORKLOAD_KINDS = frozenset({"batch/jobs", "apps/deployments", "apps/replicasets"
 
 def default_and_validate(rt: ResourceType, obj: Obj) -> None:
     """Defaults in place, then 422 with the field causes kube-apiserver would give."""
-    containervalidation.check_quantities(rt.kind, ((obj.get("spec") or {}).get("template") or {}).get("spec"))
+    template = (obj.get("spec") or {}).get("template")
+    pod_spec = template.get("spec") if isinstance(template, dict) else None
+    podshapes.check_pod_spec(rt.kind, pod_spec, "spec.template.spec")
+    containervalidation.check_quantities(rt.kind, pod_spec)
     if rt.key == "batch/jobs":
         _default_job(obj)
     else:

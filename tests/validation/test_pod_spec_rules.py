@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent import jobs
-from apiserver import containervalidation, errors, metadata, podspecs, podvalidation
+from apiserver import containervalidation, errors, metadata, podshapes, podspecs, podvalidation
 
 _LABEL = metadata.LABEL_MSG
 _SUBDOMAIN = metadata.SUBDOMAIN_MSG
@@ -130,6 +130,26 @@ def test_quantities_print_as_upstreams_string(given: str, printed: str) -> None:
     assert containervalidation.canonical_quantity(given) == printed
 
 
+_SHAPES = [
+    ("Pod", {"containers": 1}, "spec",
+     "json: cannot unmarshal number into Go struct field PodSpec.spec.containers of type []v1.Container"),
+    ("Pod", {"containers": [{"name": ["m"]}]}, "spec",
+     "json: cannot unmarshal array into Go struct field Container.spec.containers.name of type string"),
+    ("Pod", "x", "spec", "json: cannot unmarshal string into Go struct field Pod.spec of type v1.PodSpec"),
+    ("Deployment", {"volumes": [{"name": "v", "secret": {"defaultMode": "0600"}}]}, "spec.template.spec",
+     "json: cannot unmarshal string into Go struct field SecretVolumeSource.spec.template.spec.volumes.secret"
+     ".defaultMode of type int32"),
+]  # fmt: skip
+
+
+@pytest.mark.parametrize(("kind", "spec", "path", "message"), _SHAPES)
+def test_a_value_of_the_wrong_type_is_a_decoding_error(kind: str, spec: Any, path: str, message: str) -> None:
+    with pytest.raises(errors.ApiError) as err:
+        podshapes.check_pod_spec(kind, spec, path)
+    prefix = f'{kind} in version "v1" cannot be handled as a {kind}: '
+    assert (err.value.code, err.value.message) == (400, prefix + message)
+
+
 def test_negative_grace_period_is_a_warning() -> None:
     pod = _pod(terminationGracePeriodSeconds=-5)
     assert podvalidation.pod_causes(pod) == []
@@ -145,6 +165,7 @@ def test_mover_jobs_and_a_plain_pod_are_valid() -> None:
     for job in (jobs.source_job(view, image="img:1", address="10.1.128.5", iteration="i1"),
                 jobs.destination_job(view, image="img:1")):  # fmt: skip
         template = job["spec"]["template"]
+        podshapes.check_pod_spec("Job", template["spec"], "spec.template.spec")
         podspecs.default_pod_spec(template["spec"])
         assert podvalidation.template_causes(template, "spec.template") == []
     assert podvalidation.pod_causes(_pod(volumes=_DATA, hostname="h", nodeName="node-1")) == []
