@@ -11,7 +11,10 @@ their Jobs back into the planners' views:
   for; it completed when its Pod exited (the exit code is the one the source signalled; the
   container's termination message `{"code": N, "sourceIteration": ...}` names the source's iteration).
   A Job that succeeded is read from its succeeded Pod only, waited for while the Pods informer has
-  not delivered its exit yet.
+  not delivered its exit yet. A Pod that cannot start (bad image or container config) is the
+  server's `error`, the destination's Error condition, instead of a silent wait; such a Job made
+  with another image than the agent's is replaced (Job templates are immutable: the agent restarted
+  with a corrected `--mover-image` would otherwise wait on it for good).
 
 A Job of another iteration is deleted first (Background: the garbage collector takes its Pods) and the
 new one created once the old is gone; deletions and creations are idempotent, so a restarted agent
@@ -184,7 +187,7 @@ class JobMovers:
         job, seen, pod = found
         iteration = _iteration_of(job)
         if seen.state == "Running":
-            return ServerView(iteration=iteration)
+            return ServerView(iteration=iteration, error=moverpods.stuck(pod))
         if seen.state == "Succeeded" and ((pod or {}).get("status") or {}).get("phase") != "Succeeded":
             # The Job's success reached us before its Pod's (two informers): wait for the Pod's exit
             # and the termination message naming the source iteration the image holds. Never read
@@ -216,11 +219,12 @@ class JobMovers:
 
     def _run(self, owner: Obj, view: jobs.MoverView, iteration: str, render: Callable[[], Obj]) -> None:
         """Make the owner's mover Job the one of `iteration`: replace another iteration's (or a
-        stranger's) Job, create it when there is none; a Job being deleted is waited for."""
+        stranger's) Job, or one stuck on an image this agent no longer uses; create it when there is
+        none; a Job being deleted is waited for."""
         job, going = self._job(owner)
         if job is not None:
             mine = objects.owned_by(job, objects.uid_of(owner)) and _iteration_of(job) == iteration
-            if not mine and not going:
+            if (not mine or self._stuck_on_old_image(job)) and not going:
                 self._delete(job)
             return
         self._ensure_account(view)
@@ -228,6 +232,15 @@ class JobMovers:
         if created is not None:
             with self._lock:
                 self._created[(view.namespace, objects.name_of(created))] = (created, self.clock.now())
+
+    def _stuck_on_old_image(self, job: Obj) -> bool:
+        """A Job whose Pod cannot start, made with another image than ours (e.g. the agent restarted
+        with a corrected `--mover-image`): its template is immutable and it never ends by itself."""
+        containers = (((job.get("spec") or {}).get("template") or {}).get("spec") or {}).get("containers") or []
+        if not containers or containers[0].get("image") == self.image:
+            return False
+        pods = moverpods.job_pods(job, self._pods_cache(objects.namespace_of(job)))
+        return bool(pods) and moverpods.stuck(pods[-1]) is not None
 
     def _ensure_account(self, view: jobs.MoverView) -> None:
         """The mover's generated ServiceAccount, Role and RoleBinding (none with `moverServiceAccount`)."""

@@ -6,6 +6,9 @@ reports the newest failed Pod's log, emits `TransferFailed` and deletes the Job 
 reconcile starts it again (retries unbounded by design). `log_tail` is the text of
 `latestMoverStatus.logs`: rsync's summary lines only, the last 1 KiB of them.
 
+`stuck` says why a mover Pod's container cannot start (a bad image, a bad container config), so
+the replication can say it instead of waiting silently for a Job that never ends.
+
 `agent/jobmovers.py` uses it to build the planners' views of a running mover.
 """
 
@@ -22,6 +25,9 @@ Obj = dict[str, Any]
 
 JobState = Literal["Running", "Succeeded", "Failed", "Missing"]
 LOG_MAX_BYTES = 1024
+# a container waiting for one of these does not start until someone fixes the Pod's spec or image
+STUCK_REASONS = frozenset({"ErrImagePull", "ImagePullBackOff", "InvalidImageName", "CreateContainerConfigError",
+                           "CreateContainerError"})
 DEFAULT_BACKOFF_LIMIT = 6  # Kubernetes' default when a Job does not say
 # VolSync's filter of an rsync mover's log: the stats lines and the duration line.
 _KEPT = re.compile(r"^\s*(sent .*bytes\s+received .*bytes|total size|Rsync completed in)")
@@ -82,6 +88,17 @@ def _in_phase(pods: list[Obj], phase: str) -> list[Obj]:
 def _last(pods: list[Obj]) -> str | None:
     """The name of the last of `pods` (the Pod whose end decided the Job's state)."""
     return objects.name_of(pods[-1]) if pods else None
+
+
+def stuck(pod: Obj | None) -> str | None:
+    """Why a mover Pod's container cannot start, when only the Pod's author can fix it (a bad image
+    or container config: kubelet keeps retrying, and the Job never ends); None otherwise."""
+    for status in ((pod or {}).get("status") or {}).get("containerStatuses") or []:
+        waiting = ((status.get("state") or {}).get("waiting") or {}) if isinstance(status, dict) else {}
+        if waiting.get("reason") in STUCK_REASONS:
+            message = str(waiting.get("message") or "").strip()
+            return f"mover Pod {objects.name_of(pod or {})}: {waiting['reason']}" + (f": {message}" if message else "")
+    return None
 
 
 def log_tail(text: str, *, keep_all: bool = False, max_bytes: int = LOG_MAX_BYTES) -> str:
