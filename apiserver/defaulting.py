@@ -11,12 +11,12 @@ from typing import Any
 
 from apiserver import (
     apiservices,
-    containervalidation,
     errors,
     metadata,
     podshapes,
     podspecs,
     podvalidation,
+    quantities,
     workloaddefaults,
 )
 from apiserver.builtins import NAMESPACE_KEY
@@ -82,7 +82,7 @@ def _default_endpointslice(obj: Obj) -> None:
 def _default_pod(obj: Obj) -> None:
     """Defaults, then ValidatePodCreate's spec part: a 422 names the metadata's problems first, as upstream."""
     podshapes.check_pod_spec("Pod", obj.get("spec"), "spec")
-    containervalidation.check_quantities("Pod", obj.get("spec"))
+    quantities.check_quantities("Pod", obj.get("spec"))
     podspecs.default_pod(obj)
     causes = podvalidation.pod_causes(obj)
     if causes:

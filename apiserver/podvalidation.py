@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apiserver import containervalidation, metadata
+from apiserver import containervalidation, metadata, quantities
 from apiserver.errors import DUPLICATE, FORBIDDEN, INVALID, NOT_SUPPORTED, REQUIRED, FieldCause, cause
 
 RESTART_POLICIES = ("Always", "OnFailure", "Never")
@@ -54,7 +54,7 @@ def _source_causes(kind: str, source: dict[str, Any], path: str) -> list[FieldCa
         return _mode_causes(source, path)
     if kind == "hostPath" and ".." in str(source["path"]).split("/"):
         return [cause(INVALID, f"{path}.path", "must not contain '..'", source["path"])]
-    size = containervalidation.parse_quantity(source.get("sizeLimit")) if kind == "emptyDir" else None
+    size = quantities.parse_quantity(source.get("sizeLimit")) if kind == "emptyDir" else None
     if size is not None and size < 0:
         return [cause(FORBIDDEN, f"{path}.sizeLimit", "SizeLimit field must be a valid resource quantity")]
     return []

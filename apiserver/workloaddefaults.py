@@ -12,7 +12,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from apiserver import containervalidation, errors, metadata, podshapes, podspecs, podvalidation
+from apiserver import errors, metadata, podshapes, podspecs, podvalidation, quantities
 from apiserver.errors import INVALID, NOT_SUPPORTED, REQUIRED, FieldCause, cause
 from apiserver.resources import Obj, ResourceType
 
@@ -147,7 +147,7 @@ def default_and_validate(rt: ResourceType, obj: Obj) -> None:
     template = (obj.get("spec") or {}).get("template")
     pod_spec = template.get("spec") if isinstance(template, dict) else None
     podshapes.check_pod_spec(rt.kind, pod_spec, "spec.template.spec")
-    containervalidation.check_quantities(rt.kind, pod_spec)
+    quantities.check_quantities(rt.kind, pod_spec)
     if rt.key == "batch/jobs":
         _default_job(obj)
     else:

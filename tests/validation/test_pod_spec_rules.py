@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from agent import jobs
-from apiserver import containervalidation, errors, metadata, podshapes, podspecs, podvalidation
+from apiserver import errors, metadata, podshapes, podspecs, podvalidation, quantities
 
 _LABEL = metadata.LABEL_MSG
 _SUBDOMAIN = metadata.SUBDOMAIN_MSG
@@ -113,12 +113,12 @@ def test_a_volume_with_errors_is_not_mountable() -> None:
 def test_bad_quantity_is_a_decoding_error() -> None:
     spec = _pod(containers=[{"name": "m", "image": "x", "resources": {"limits": {"cpu": "lots"}}}])["spec"]
     with pytest.raises(errors.ApiError) as err:
-        containervalidation.check_quantities("Pod", spec)
+        quantities.check_quantities("Pod", spec)
     assert (err.value.code, err.value.message) == (400, 'Pod in version "v1" cannot be handled as a Pod: quantities '
                                                   "must match the regular expression '^([+-]?[0-9.]+)([eEinumkKMGTP]*"
                                                   "[-+]?[0-9]*)$'")  # fmt: skip
     for good in ("500m", "1.5", "2Gi", "1e3", 4):
-        assert containervalidation.parse_quantity(good) is not None
+        assert quantities.parse_quantity(good) is not None
 
 
 _PRINTED = [("1000m", "1"), ("0.5", "500m"), ("1024Mi", "1Gi"), ("1536Mi", "1536Mi"), ("2000", "2k"), ("1500", "1500"),
@@ -127,7 +127,7 @@ _PRINTED = [("1000m", "1"), ("0.5", "500m"), ("1024Mi", "1Gi"), ("1536Mi", "1536
 
 @pytest.mark.parametrize(("given", "printed"), _PRINTED)
 def test_quantities_print_as_upstreams_string(given: str, printed: str) -> None:
-    assert containervalidation.canonical_quantity(given) == printed
+    assert quantities.canonical_quantity(given) == printed
 
 
 _SHAPES = [
@@ -169,3 +169,44 @@ def test_mover_jobs_and_a_plain_pod_are_valid() -> None:
         podspecs.default_pod_spec(template["spec"])
         assert podvalidation.template_causes(template, "spec.template") == []
     assert podvalidation.pod_causes(_pod(volumes=_DATA, hostname="h", nodeName="node-1")) == []
+
+
+_FULL = _pod(
+    containers=[{"name": "m", "image": "x", "ports": [{"containerPort": 1, "hostPort": 2}],
+                 "env": [{"name": "A", "valueFrom": {"fieldRef": {"fieldPath": "metadata.name"}}}],
+                 "volumeMounts": [{"name": "v", "mountPath": "/m", "subPath": "s"}],
+                 "resources": {"limits": {"cpu": "1"}}, "securityContext": {"runAsUser": 1},
+                 "livenessProbe": {"exec": {"command": ["true"]}}}],
+    initContainers=[{"name": "i", "image": "x", "restartPolicy": "Always"}],
+    volumes=[{"name": "v", "secret": {"secretName": "s", "defaultMode": 1}}],
+    securityContext={"supplementalGroups": [1]}, nodeSelector={"a": "b"}, serviceAccountName="sa",
+)  # fmt: skip
+
+
+def _paths(value: Any, prefix: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+    children: list[tuple[Any, Any]] = []
+    if isinstance(value, dict):
+        children = list(value.items())
+    elif isinstance(value, list):
+        children = list(enumerate(value))
+    return [prefix] + [p for k, v in children for p in _paths(v, prefix + (k,))]
+
+
+def test_any_value_anywhere_is_a_400_or_causes_never_a_crash() -> None:
+    """Every field of a full spec replaced in turn by values of every JSON type: the decoder's 400,
+    or validation's causes, and nothing else (a 500 in the server)."""
+    for path in _paths(_FULL["spec"])[1:]:
+        for value in (None, -1, 1.5, True, "../x", [], {}, [1], {"a": 1}):
+            pod = copy.deepcopy(_FULL)
+            holder = pod["spec"]
+            for key in path[:-1]:
+                holder = holder[key]
+            holder[path[-1]] = copy.deepcopy(value)
+            try:
+                podshapes.check_pod_spec("Pod", pod["spec"], "spec")
+                quantities.check_quantities("Pod", pod["spec"])
+            except errors.ApiError as err:
+                assert err.code == 400
+                continue
+            podspecs.default_pod(pod)
+            assert isinstance(podvalidation.pod_causes(pod), list)
