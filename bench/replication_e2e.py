@@ -199,9 +199,11 @@ def setup_pairs(fleet: Any, dataset: Dataset) -> list[Pair]:
         copy_secret(fleet, keys)
         create_source(fleet, rs, pvc, address, keys, "manual: warmup", copy_method=method)
         pairs.append(Pair(method, rd, rs, source_dir, Path()))
+    def warm(rs: str) -> bool:
+        return bool(status(fleet, "replicationsource", rs, "src", "cluster1").get("lastManualSync") == "warmup")
+
     for pair in pairs:
-        until(lambda p=pair: status(fleet, "replicationsource", p.rs, "src", "cluster1").get(  # type: ignore[misc]
-            "lastManualSync") == "warmup", f"warm-up sync of {pair.rs}", TIMEOUT, 0.1)
+        until(functools.partial(warm, pair.rs), f"warm-up sync of {pair.rs}", TIMEOUT, 0.1)
         pair.dest_dir = volume_dir(fleet, f"volsync-{pair.rd}-dst", "dest", "cluster2")
         subprocess.run(["cp", "-a", f"{dataset.path}/.", f"{pair.source_dir}/"], check=True)
     return pairs
@@ -253,8 +255,28 @@ def bench_e2e(dataset: Dataset, tmp: Path, plain: PlainSshd, runs: int, cases: l
     finally:
         if watches is not None:
             watches.stop()
+        if fleet.agents:
+            drain(fleet)
         fleet.stop()
         shutil.rmtree(plain_dest, ignore_errors=True)
+
+
+def drain(fleet: Any) -> None:
+    """Before the fleet stops: the replications and their mover Jobs deleted and their Pods gone. A node
+    that stops leaves running containers behind (as a kubelet does), and with them the storage pool's
+    mount; a waiting destination mover would outlive the benchmark."""
+    sides = (("cluster1", "src", "replicationsources"), ("cluster2", "dest", "replicationdestinations"))
+    for context, ns, kind in sides:
+        for what in (kind, "jobs"):
+            fleet.kubectl("delete", what, "--all", "-n", ns, "--wait=false", context=context, check=False)
+    def gone(context: str, ns: str) -> bool:
+        return not fleet.get("pods", "-n", ns, context=context)["items"]
+
+    for context, ns, _kind in sides:
+        try:
+            until(functools.partial(gone, context, ns), f"the Pods in {ns} gone", 60, 0.2)
+        except (TimeoutError, subprocess.CalledProcessError) as exc:
+            print(f"  warning: {exc}; the fleet stops with them", flush=True)
 
 
 def e2e_cases(run: E2ERun, pair: Pair, dataset: Dataset, plain: PlainSshd, plain_dest: Path, runs: int,
