@@ -363,7 +363,9 @@ class Writer:
         pending = meta.get("finalizers") or (
             rt.key == builtins.NAMESPACE_KEY and (new.get("spec") or {}).get("finalizers")
         )
-        if meta.get("deletionTimestamp") and not pending:
+        # the last finalizer gone: deleted now, unless still in a graceful deletion (a Pod whose
+        # kubelet has not yet confirmed its end with a grace-0 delete), as kube-apiserver's store does
+        if meta.get("deletionTimestamp") and not pending and not meta.get("deletionGracePeriodSeconds"):
             self.commit([Change("DELETED", rt.key, new)])
         else:
             self.commit([Change("MODIFIED", rt.key, new)])
