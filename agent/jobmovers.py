@@ -6,7 +6,8 @@ their Jobs back into the planners' views:
 
 - a ReplicationSource's transfer is the Job `volsync-rsync-src-<rs>`, annotated with the iteration it
   pushes for (`volsync-addon.io/iteration`); it succeeded once the Job did, its log tail (the Pod's
-  log, read once per finished Job) becomes `latestMoverStatus.logs`;
+  log, read once per finished Job) becomes `latestMoverStatus.logs`; a Job stuck on an image the
+  agent no longer uses reads as no transfer, so the planner's next start replaces it;
 - a ReplicationDestination's server is the Job `volsync-rsync-dst-<rd>` of the iteration it receives
   for; it completed when its Pod exited (the exit code is the one the source signalled; the
   container's termination message `{"code": N, "sourceIteration": ...}` names the source's iteration).
@@ -172,7 +173,8 @@ class JobMovers:
         job, seen, pod = found
         iteration = _iteration_of(job)
         if seen.state == "Running":
-            return TransferView(iteration, running=True)
+            # a Job stuck on an image we no longer use is no transfer: the planner starts one, which replaces it
+            return None if self._stuck_on_old_image(job) else TransferView(iteration, running=True)
         failed = seen.state == "Failed"
         logs = self._log_tail(job, seen.pod, failed=failed)
         code = terminated(pod).get("exitCode")
