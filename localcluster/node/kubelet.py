@@ -100,6 +100,9 @@ class Node:
         for t in self._threads:
             t.join(timeout=5)
         if kill_pods:
+            # a worker still starting a container would start it after the kill below: wait for it
+            for t in self._threads:
+                t.join(timeout=30)
             for uid in self._uids_on_disk():
                 self._kill_now(uid)
 
