@@ -62,6 +62,7 @@ Obj = dict[str, Any]
 JobLookup = Callable[[str, str], Obj | None]  # (namespace, name) -> the cached Job
 PodLookup = Callable[[str], list[Obj]]  # namespace -> the cached mover Pods
 JobKey = tuple[str, str]  # (namespace, Job name)
+LOG_READ_LINES = 400  # the end of the log: rsync's summary follows one itemized line per file
 LOG_READ_BYTES = 256 * 1024
 CREATED_TTL = timedelta(minutes=5)  # Kubernetes' ExpectationsTimeout
 
@@ -157,7 +158,7 @@ class JobMovers:
         if pod:
             try:
                 text = self.kube.pod_log(pod, objects.namespace_of(job), container="rsync",
-                                         limit_bytes=LOG_READ_BYTES)
+                                         tail_lines=LOG_READ_LINES, limit_bytes=LOG_READ_BYTES)
             except ApiException as exc:
                 log.warning("cannot read the log of mover Pod %s/%s: %s", objects.namespace_of(job), pod, exc.reason)
         tail = moverpods.log_tail(text, keep_all=failed)

@@ -7,9 +7,11 @@ observed views from the informer caches and the mover Jobs (`jobmovers.py`), ask
 (`source.plan`, `destination.plan`) what to do, and applies the plan: `before` actions, the status
 patch (with a resourceVersion precondition, so a decision taken on a stale cache is refused with 409
 and simply retried), then `after` actions. Each action is performed by `executing.PlanExecutor`.
-A request the agent's RBAC forbids (403) becomes the replication's `Synchronizing=False/Error`
-condition carrying the API server's message (which names the denied verb and resource), retried
-with backoff: a missing rule never stops a worker or the process.
+A request the API server refuses for good — forbidden by the agent's RBAC (403), or invalid (400,
+422: e.g. a mover Job whose `moverResources` request more than their limit) — becomes the
+replication's `Synchronizing=False/Error` condition carrying the API server's message (which names
+the denied verb and resource, or the invalid field), retried with backoff: it never stops a worker
+or the process.
 """
 
 from __future__ import annotations
@@ -41,6 +43,7 @@ log = logging.getLogger("volsync.iterations")
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
 ROLES = {"source": REPLICATION_SOURCES, "destination": REPLICATION_DESTINATIONS}
+REFUSED = (400, 403, 422)  # answers a retry alone does not change: the replication's Error condition
 OURS = f"{LABEL_CREATED_BY}={iterations.CREATED_BY}"  # what the agent creates carries this label
 # what the agent watches, and the label selector narrowing each informer (None: every object)
 WATCHED: tuple[tuple[Resource, str | None], ...] = (
@@ -149,9 +152,9 @@ class ReplicationController:
             try:
                 self._apply(key, kind, obj, plan)
             except ApiException as exc:
-                if exc.status != 403:
+                if exc.status not in REFUSED:
                     raise
-                self._denied(key, kind, exc)
+                self._refused(key, kind, exc)
 
     # -- views --------------------------------------------------------------------------------------
     def _cache(self, res: Resource, ns: str, name: str | None) -> Obj | None:
@@ -264,10 +267,11 @@ class ReplicationController:
         self._written[key] = (superseded, updated)
         return updated
 
-    def _denied(self, key: Key, role: str, exc: ApiException) -> None:
-        """A request of the plan was forbidden (403: the agent's RBAC lacks a rule): the replication gets
-        `Synchronizing=False/Error` naming the denied request, as any reconcile error, and is retried
-        with backoff; the worker and the process go on, and the next clean pass clears the condition."""
+    def _refused(self, key: Key, role: str, exc: ApiException) -> None:
+        """A request of the plan was refused (403: the agent's RBAC lacks a rule; 400/422: invalid): the
+        replication gets `Synchronizing=False/Error` naming the refused request, as any reconcile error,
+        and is retried with backoff; the worker and the process go on, and the next clean pass clears
+        the condition."""
         _, ns, name = key
         obj = self._newest(key, self._cache(ROLES[role], ns, name))
         message = forbidden_message(exc)
@@ -305,11 +309,14 @@ class ReplicationController:
 
 
 def forbidden_message(exc: ApiException) -> str:
-    """The message of a 403's Status body (kube-apiserver's wording: `services is forbidden: User
-    "..." cannot create resource "services" ...`), else the exception's reason."""
+    """The message of a refusal's Status body (a 403 in kube-apiserver's wording: `services is
+    forbidden: User "..." cannot create resource "services" ...`; a 422: `Job "x" is invalid: ...`),
+    else the exception's reason."""
     try:
         body = json.loads(exc.body or "{}")
     except (TypeError, ValueError):
         body = {}
     message = body.get("message") if isinstance(body, dict) else None
-    return str(message) if message else f"forbidden: {exc.reason}"
+    if message:
+        return str(message)
+    return f"forbidden: {exc.reason}" if exc.status == 403 else f"refused ({exc.status}): {exc.reason}"

@@ -131,10 +131,11 @@ class Kube:
         decoded: Obj = json.loads(data) if data else {}
         return decoded
 
-    def pod_log(self, name: str, namespace: str, *, container: str | None = None,
+    def pod_log(self, name: str, namespace: str, *, container: str | None = None, tail_lines: int | None = None,
                 limit_bytes: int | None = None, timeout: float = 30.0) -> str:
-        """The log of a Pod's container (`pods/log`), as text; an ApiException (404, 403, ...) otherwise."""
-        query = {"container": container, "limitBytes": limit_bytes}
+        """The log of a Pod's container (`pods/log`), as text: its last `tail_lines` lines (all when
+        None), at most `limit_bytes` of them from their start; an ApiException (404, 403, ...) otherwise."""
+        query = {"container": container, "tailLines": tail_lines, "limitBytes": limit_bytes}
         resp = self._send("GET", PODS.path(namespace, name, "log"), query, None, "application/json", timeout,
                           accept="*/*")
         data = resp.read()

@@ -1,10 +1,8 @@
 """A mover Job the API server refuses as invalid becomes the replication's Error condition.
 
 `moverResources` that pass the CRD's schema can still make a Job that kube-apiserver refuses (422:
-a request above its limit). Today the refusal is an exception: the reconcile is logged and retried
-with backoff, and the replication shows `SyncInProgress` forever, with nothing telling the user why.
-Expected (as a 403 already is, in `reconciling.ReplicationController._denied`):
-`Synchronizing=False/Error` carrying the API server's message.
+a request above its limit). The refusal becomes `Synchronizing=False/Error` carrying the API
+server's message (as a 403 does: `reconciling.ReplicationController._refused`), retried with backoff.
 """
 
 from __future__ import annotations
@@ -18,8 +16,6 @@ from kube.rest import PVCS
 pytestmark = pytest.mark.timeout(120)
 
 
-@pytest.mark.xfail(strict=True, reason="reconciling.process turns only a 403 into the Error condition; "
-                   "a 400/422 (invalid mover Job) is retried silently: lead to extend it")
 def test_an_invalid_mover_job_is_the_replications_error(harness: Harness) -> None:
     h = harness
     h.kube.create(REPLICATION_DESTINATIONS, {"metadata": {"name": "rd", "namespace": h.dst}, "spec": {"rsync": {

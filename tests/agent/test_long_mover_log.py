@@ -3,8 +3,8 @@
 rsync runs with `--itemize-changes`: a first sync of many files logs one line per file before the
 summary VolSync keeps ("sent … bytes received … bytes", "total size", "Rsync completed in"). The
 agent reads the log with `limitBytes` (256 KiB), and `limitBytes` keeps the log's *head*, as
-kubelet does: past ~4000 itemized files the summary is cut off and `logs` is empty. Reading the
-end (`tailLines`, with `limitBytes` as a cap) keeps it. The mover here is a busybox Job printing such
+kubelet does: past ~4000 itemized files the summary would be cut off and `logs` empty. The agent
+reads the end (`tailLines`, with `limitBytes` as a cap), which keeps it. The mover here is a busybox Job printing such
 a log, owned and labelled as the agent's own, read through the controller's informers.
 """
 
@@ -26,8 +26,6 @@ LONG_LOG = ("seq 6000 | sed 's|^|>f+++++++++ dir/a-file-with-a-longish-name-|'; 
             'echo "total size is 42  speedup is 0.01"; echo "Rsync completed in 3s"')
 
 
-@pytest.mark.xfail(strict=True, reason="Kube.pod_log reads the log's head (limitBytes); the lead to add "
-                   "tail_lines to Kube.pod_log and JobMovers to pass it")
 def test_the_summary_of_a_long_mover_log_is_kept(harness: Harness) -> None:
     h = harness
     rs = h.kube.create(REPLICATION_SOURCES, {"metadata": {"name": "rs", "namespace": h.src}, "spec": {
