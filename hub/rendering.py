@@ -62,15 +62,16 @@ RULES: list[Obj] = [
     {"apiGroups": [""], "resources": ["pods"], "verbs": ["list", "watch"]},
     # a mover Pod's log tail for `latestMoverStatus.logs`
     {"apiGroups": [""], "resources": ["pods/log"], "verbs": ["get"]},
-    # the destination's Service (label-selected informer); `get` reads its address when it is not cached yet
-    {"apiGroups": [""], "resources": ["services"], "verbs": ["get", "list", "watch", "create"]},
+    # the destination's Service (label-selected informer): created; its selector patched when it does not
+    # select the mover Pods (made by an older agent), and one of the retired agent-loopback class replaced
+    {"apiGroups": [""], "resources": ["services"], "verbs": ["list", "watch", "create", "patch", "delete"]},
     # generated ssh keys (label-selected informer, create); `get` reads the Secret a user names in
     # `spec.rsync.sshKeys`, which carries no label of ours. Never updated or deleted (GC owns that)
     {"apiGroups": [""], "resources": ["secrets"], "verbs": ["get", "list", "watch", "create"]},
     # the per-mover ServiceAccount bound to a Role without rules (no `moverServiceAccount` given);
     # binding an empty Role passes the escalation check without `bind`, and ownerReferences let GC delete them
-    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["get", "create"]},
-    {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["get", "create"]},
+    {"apiGroups": [""], "resources": ["serviceaccounts"], "verbs": ["create"]},
+    {"apiGroups": ["rbac.authorization.k8s.io"], "resources": ["roles", "rolebindings"], "verbs": ["create"]},
     # the Event recorder: get to find a repeated Event, patch to count it
     {"apiGroups": [""], "resources": ["events"], "verbs": ["get", "create", "patch"]},
 ]

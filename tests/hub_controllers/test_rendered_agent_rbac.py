@@ -39,10 +39,9 @@ ALLOWED: list[tuple[str, ...]] = [
     *[(v, SNAPSHOTS) for v in ("list", "watch", "create", "patch", "delete")],
     *[(v, "jobs.batch") for v in ("list", "watch", "create", "delete")],
     ("list", "pods"), ("watch", "pods"), ("get", "pods", "log"),
-    *[(v, "services") for v in ("get", "list", "watch", "create")],
+    *[(v, "services") for v in ("list", "watch", "create", "patch", "delete")],
     *[(v, "secrets") for v in ("get", "list", "watch", "create")],
-    ("get", "serviceaccounts"), ("create", "serviceaccounts"),
-    *[(v, f"{r}.{RBAC}") for r in ("roles", "rolebindings") for v in ("get", "create")],
+    ("create", "serviceaccounts"), ("create", f"roles.{RBAC}"), ("create", f"rolebindings.{RBAC}"),
     *[(v, "events") for v in ("get", "create", "patch")],
 ]
 # rights a least-privilege agent must not hold
@@ -51,7 +50,7 @@ DENIED: list[tuple[str, ...]] = [
     ("get", "nodes"), ("list", "persistentvolumes"), ("get", "persistentvolumes"),
     ("delete", "secrets"), ("update", "secrets"), ("patch", "secrets"),
     ("patch", "jobs.batch"), ("update", "jobs.batch"), ("get", "jobs.batch"),
-    ("patch", "services", "status"), ("delete", "services"), ("patch", "services"),
+    ("patch", "services", "status"), ("get", "services"), ("update", "services"), ("get", "serviceaccounts"),
     ("update", f"replicationsources.{VOLSYNC}"), ("patch", f"replicationdestinations.{VOLSYNC}"),
     ("create", f"replicationsources.{VOLSYNC}"), ("update", "persistentvolumeclaims"),
     ("create", f"clusterroles.{RBAC}"), ("create", f"clusterrolebindings.{RBAC}"),

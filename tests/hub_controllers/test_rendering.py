@@ -87,10 +87,10 @@ def test_cluster_role_grants_what_the_agent_calls_and_nothing_more() -> None:
         *{("batch", "jobs", v) for v in (*informed, "create", "delete")},
         *{("", "pods", v) for v in informed},
         ("", "pods/log", "get"),
-        *{("", "services", v) for v in (*informed, "get", "create")},
+        *{("", "services", v) for v in (*informed, "create", "patch", "delete")},
         *{("", "secrets", v) for v in (*informed, "get", "create")},
-        *{("", "serviceaccounts", v) for v in ("get", "create")},
-        *{("rbac.authorization.k8s.io", r, v) for r in ("roles", "rolebindings") for v in ("get", "create")},
+        ("", "serviceaccounts", "create"),
+        *{("rbac.authorization.k8s.io", r, "create") for r in ("roles", "rolebindings")},
         *{("", "events", v) for v in ("get", "create", "patch")},
     }
     assert granted == expected

@@ -2,16 +2,14 @@
 
 A write the RBAC does not grant is refused with 403 on a real cluster and leaves the replication in
 `Synchronizing=False/Error` for good. The destination planner patches the selector of a Service its
-mover Pods are not selected by, and deletes a Service of the retired agent-loopback class; RULES grant
-neither `patch` nor `delete` on Services (tests/hub_controllers/test_rendered_agent_rbac.py even lists
-both as denied). Pure: the plan's actions are matched against RULES.
+mover Pods are not selected by, and deletes a Service of the retired agent-loopback class: RULES grant
+both. Pure: the plan's actions are matched against RULES.
 """
 
 from __future__ import annotations
 
 from typing import Any
 
-import pytest
 from support.replication_objects import DEST_KEYS, MAIN_KEYS, SOURCE_KEYS, T0, pvc, rd, secret, service, ts
 
 from agent import destination
@@ -45,8 +43,6 @@ def writes(svc: Obj) -> set[tuple[str, str]]:
     return refused
 
 
-@pytest.mark.xfail(strict=True, reason="RULES grant neither patch nor delete on services; the lead decides: "
-                   "grant them (the agent owns these Services) or drop the migration steps in destination.py")
 def test_the_service_migrations_of_the_destination_are_granted() -> None:
     wrong = service(SVC, owner=rd())
     wrong["spec"]["selector"] = {"app.kubernetes.io/name": "dst-backup", "app.kubernetes.io/part-of": "volsync"}
