@@ -175,7 +175,9 @@ class JobMovers:
         iteration = _iteration_of(job)
         if seen.state == "Running":
             # a Job stuck on an image we no longer use is no transfer: the planner starts one, which replaces it
-            return None if self._stuck_on_old_image(job) else TransferView(iteration, running=True)
+            if self._stuck_on_old_image(job):
+                return None
+            return TransferView(iteration, running=True, error=moverpods.stuck(pod))
         failed = seen.state == "Failed"
         logs = self._log_tail(job, seen.pod, failed=failed)
         code = terminated(pod).get("exitCode")

@@ -19,6 +19,7 @@ from typing import Any
 from agent import iterations, keysecrets
 from agent.iterations import Context
 from agent.plans import Action, CancelTransfer, Emit, Ensure, ForgetTransfer, Plan, StartTransfer
+from api.volsync import REASON_ERROR
 from kube import objects
 from kube.rest import PVCS, VOLUME_SNAPSHOTS, Resource
 
@@ -35,6 +36,7 @@ class TransferView:
     succeeded: bool = False
     logs: str = ""
     exit_code: int = 0
+    error: str | None = None  # why a running mover cannot start (its Pod's waiting reason and message)
 
 
 @dataclass(frozen=True)
@@ -192,12 +194,14 @@ def plan(v: SourceView) -> Plan:
             Emit("Normal", "TransferStarted", f"starting transfer of PVC {data_pvc} to {rsync.address}:{port}"),
         ]
         return Plan(before=actions, status=iterations.condition_status(ctx, "SyncInProgress"))
+    if t.running and t.error:  # e.g. the mover image cannot be pulled: say so, look again with backoff
+        return Plan(before=actions, status=iterations.condition_status(ctx, REASON_ERROR, t.error), error=t.error)
     if t.running:
         return Plan(before=actions, status=iterations.condition_status(ctx, "SyncInProgress")).wait(60)
     if not t.succeeded:
         status = iterations.condition_status(ctx, "SyncInProgress")
         status["latestMoverStatus"] = {"result": "Failed", "logs": t.logs[-1024:]}
-        delay = min(2.0 * (2**v.failures), iterations.TRANSFER_RETRY_MAX)
+        delay = (retry_time(v.now, v.failures + 1) - v.now).total_seconds()
         emit = Emit(
             "Warning",
             "TransferFailed",

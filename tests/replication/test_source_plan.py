@@ -388,6 +388,14 @@ def test_running_transfer_waits() -> None:
     assert p.after == []
 
 
+def test_a_mover_that_cannot_start_is_an_error_condition() -> None:
+    why = "mover Pod volsync-rsync-src-app-x cannot start: ErrImagePull: image not found"
+    p = plan(view(rs(status=STARTED), at(30), transfer=TransferView(ts(T0), running=True, error=why)))
+    assert starts(p) == [] and of_type(p.before, CancelTransfer) == []
+    assert (condition(p.status)["status"], condition(p.status)["reason"]) == ("False", "Error")
+    assert condition(p.status)["message"] == why and p.error == why  # retried with backoff
+
+
 def test_a_transfer_of_another_iteration_is_cancelled_and_replaced() -> None:
     stale = TransferView(ts(at(-600)), running=True)
     p = plan(view(rs(status=STARTED), at(30), transfer=stale))
