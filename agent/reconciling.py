@@ -43,6 +43,7 @@ log = logging.getLogger("volsync.iterations")
 Obj = dict[str, Any]
 Key = tuple[str, str, str]  # (kind, namespace, name)
 ROLES = {"source": REPLICATION_SOURCES, "destination": REPLICATION_DESTINATIONS}
+_OWNER_ROLES = {"ReplicationSource": "source", "ReplicationDestination": "destination"}
 REFUSED = (400, 403, 422)  # answers a retry alone does not change: the replication's Error condition
 OURS = f"{LABEL_CREATED_BY}={iterations.CREATED_BY}"  # what the agent creates carries this label
 # what the agent watches, and the label selector narrowing each informer (None: every object)
@@ -129,13 +130,31 @@ class ReplicationController:
             if res is REPLICATION_DESTINATIONS:
                 self.queue.add(("destination", ns, name))
                 return
-            if ns:
-                # Everything a replication depends on lives in its namespace.
-                for role, r in ROLES.items():
-                    for owner in self.informers[r.plural].items(ns):
-                        self.queue.add((role, ns, objects.name_of(owner)))
+            if not ns:
+                return
+            owners = self._owners(ns, obj)
+            if owners:  # ours (a mover Job, its Pod, a Service, a key Secret, a claim): its replication only
+                for key in owners:
+                    self.queue.add(key)
+                return
+            # anything else a replication depends on (a user's PVC or Secret) lives in its namespace
+            for role, r in ROLES.items():
+                for owner in self.informers[r.plural].items(ns):
+                    self.queue.add((role, ns, objects.name_of(owner)))
 
         return handle
+
+    def _owners(self, ns: str, obj: Obj) -> list[Key]:
+        """The replications that own `obj` by ownerReference, looking through a mover Pod to its Job."""
+        keys: list[Key] = []
+        for ref in objects.meta(obj).get("ownerReferences") or []:
+            role = _OWNER_ROLES.get(str(ref.get("kind")))
+            if role is not None:
+                keys.append((role, ns, str(ref.get("name"))))
+            elif ref.get("kind") == "Job" and ref.get("name"):
+                job = self.informers[JOBS.plural].get(ns, str(ref["name"]))
+                keys += self._owners(ns, job) if job is not None else []
+        return keys
 
     # -- workers ------------------------------------------------------------------------------------
     def _work(self) -> None:
