@@ -25,6 +25,7 @@ import threading
 from pathlib import Path
 
 import httpx
+from kubernetes.config import ConfigException
 from prometheus_client import start_http_server
 
 from agent.metrics import Metrics
@@ -81,11 +82,21 @@ def main(argv: list[str] | None = None) -> int:
         if getattr(args, retired):
             log.warning("--%s is ignored: movers run as Jobs on the cluster", retired.replace("_", "-"))
     os.umask(0o077)
-    api = clients.load(args.kubeconfig, args.context)
+    try:
+        api = clients.load(args.kubeconfig, args.context)
+    except (ConfigException, OSError) as exc:  # no kubeconfig outside a Pod, an unreadable file, a bad context
+        print(f"volsync-agent: no cluster to talk to ({exc}): run it in a Pod (in-cluster config) or give "
+              "--kubeconfig", file=sys.stderr)
+        return 1
     kube = Kube(api, field_manager="volsync-agent")
     metrics = Metrics()
     host, _, port = args.metrics_address.rpartition(":")
-    server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
+    try:
+        server, _thread = start_http_server(int(port), addr=host or "127.0.0.1", registry=metrics.registry)
+    except (ValueError, OSError) as exc:
+        print(f"volsync-agent: --metrics-address {args.metrics_address!r}: {exc}", file=sys.stderr)
+        clients.close(api)
+        return 1
     metrics_url = f"http://{host or '127.0.0.1'}:{server.server_port}/metrics"
     hub: httpx.Client | None = None
     reporter: Reporter | None = None

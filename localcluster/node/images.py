@@ -4,8 +4,9 @@ Kinds (what a reference maps to):
 - `host`: the host's root read-only, with this installation's virtualenv `bin/` first on PATH, so the
   project's console scripts (`volsync-agent`, ...) run. Default for the project's own image: any
   repository named `volsync-addon` or `volsync-addon-agent` (the hub renders, and the agent's mover
-  Jobs run, `quay.io/volsync-addon/volsync-addon:<version>` by default: `api.images`). The host's secrets stay hidden: password
-  hashes, ssh host keys and sudo rules read as empty, `/var/lib`, `/var/log`, ... are empty tmpfs.
+  Jobs run, `quay.io/volsync-addon/volsync-addon:<version>` by default: `api.images`). The host's
+  secrets stay hidden: password hashes, ssh host keys and sudo rules read as empty, `/var/lib`,
+  `/var/log`, ... are empty tmpfs.
 - `python`: the same host root; the virtualenv's `python`/`python3` come first on PATH, so
   `import kubernetes` works. Default for `python` and `docker.io/library/python`, any tag.
 - `busybox`: a root built once under `<state>/images/busybox` from Debian's busybox (its applets as
