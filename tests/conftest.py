@@ -39,3 +39,22 @@ def namespace(apiserver: ApiServer, request: pytest.FixtureRequest) -> str:
     for cluster in apiserver.clusters:
         apiserver.kubectl("create", "namespace", name, context=cluster)
     return name
+
+
+# The longest modules first, so that with several workers (scripts/test: -n 2 --dist loadfile) the run
+# does not end on one worker finishing a long module alone; the image's tests last, when its background
+# build (started by scripts/test) is long done. Within a rank the collection order stays.
+_FIRST = ("tests/e2e/", "tests/hub_e2e/", "tests/security/", "tests/localcluster/test_workloads_e2e.py",
+          "tests/fuzz/", "tests/hub_local/", "tests/localcluster/", "tests/durability/", "tests/agent/")
+_LAST = ("tests/image/",)
+
+
+def _rank(nodeid: str) -> int:
+    for i, prefix in enumerate(_FIRST):
+        if nodeid.startswith(prefix):
+            return i
+    return len(_FIRST) + 1 if nodeid.startswith(_LAST) else len(_FIRST)
+
+
+def pytest_collection_modifyitems(session: pytest.Session, config: pytest.Config, items: list[pytest.Item]) -> None:
+    items.sort(key=lambda item: _rank(item.nodeid))
