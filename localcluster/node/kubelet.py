@@ -42,6 +42,7 @@ from localcluster.node.volumes import PodVolumes
 
 log = logging.getLogger("localcluster.kubelet")
 SWEEP_SECONDS = 5.0
+STOP_SYNC_WAIT = 60.0  # seconds a full stop waits for the Pod syncs in progress
 KINDS: dict[str, Resource] = {"Secret": SECRETS, "ConfigMap": CONFIGMAPS, "Service": SERVICES,
                               "PersistentVolumeClaim": PVCS, "PersistentVolume": PVS}
 PROBE_NAMES = {"startupProbe": "Startup", "readinessProbe": "Readiness", "livenessProbe": "Liveness"}
@@ -76,6 +77,8 @@ class Node:
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
+        self._syncing = threading.Condition()  # guards _in_sync: the Pod syncs running now
+        self._in_sync = 0
 
     # -- lifecycle ------------------------------------------------------------------------------------
     def start(self) -> Node:
@@ -100,9 +103,12 @@ class Node:
         for t in self._threads:
             t.join(timeout=5)
         if kill_pods:
-            # a worker still starting a container would start it after the kill below: wait for it
-            for t in self._threads:
-                t.join(timeout=30)
+            # a sync in progress (a Runtime worker starting a container) would start it after the
+            # kill below: no new sync begins once stopping, and the running ones are waited for
+            with self._syncing:
+                if not self._syncing.wait_for(lambda: self._in_sync == 0, timeout=STOP_SYNC_WAIT):
+                    log.warning("node %s: %d Pod syncs still running after %ss", self.name, self._in_sync,
+                                STOP_SYNC_WAIT)
             for uid in self._uids_on_disk():
                 self._kill_now(uid)
 
@@ -133,6 +139,18 @@ class Node:
 
     # -- reconcile ------------------------------------------------------------------------------------
     def reconcile(self, key: Hashable) -> float | None:
+        with self._syncing:
+            if self._stop.is_set():
+                return None  # stopping: nothing starts any more
+            self._in_sync += 1
+        try:
+            return self._reconcile(key)
+        finally:
+            with self._syncing:
+                self._in_sync -= 1
+                self._syncing.notify_all()
+
+    def _reconcile(self, key: Hashable) -> float | None:
         assert isinstance(key, tuple)
         namespace, name = key
         pod = self.pods.get(namespace, name)
