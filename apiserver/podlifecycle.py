@@ -34,6 +34,8 @@ def graceful_deletion(pod: Obj, options: Obj, now: datetime | None = None) -> Ob
     requested = options.get("gracePeriodSeconds")
     current = meta.get("deletionGracePeriodSeconds")
     if meta.get("deletionTimestamp"):
+        if current and requested == 0 and meta.get("finalizers"):
+            return _marked(pod, now, 0)  # the kubelet's confirmation: gone once the finalizers are
         if not current or requested == 0:
             return None
         if requested is None or requested >= current:
@@ -42,6 +44,8 @@ def graceful_deletion(pod: Obj, options: Obj, now: datetime | None = None) -> Ob
         return _marked(pod, deadline - timedelta(seconds=current) + timedelta(seconds=requested), requested)
     spec, status = pod.get("spec") or {}, pod.get("status") or {}
     period = requested if requested is not None else spec.get("terminationGracePeriodSeconds") or 0
+    if period < 0:
+        period = 1  # as upstream: a negative period is treated as 1 (admitted with a warning)
     if not spec.get("nodeName") or status.get("phase") in _TERMINAL:
         period = 0
     if period <= 0:

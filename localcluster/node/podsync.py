@@ -112,8 +112,9 @@ class PodSync:
         uid = str(meta["uid"])
         mem = self.memory.setdefault(uid, PodMemory(key))
         mem.names = {c.get("name") for c in (pod.get("spec") or {}).get("containers") or []}
-        mem.grace = int(meta.get("deletionGracePeriodSeconds") or
-                        (pod.get("spec") or {}).get("terminationGracePeriodSeconds") or DEFAULT_GRACE)
+        grace = int(meta.get("deletionGracePeriodSeconds") or
+                    (pod.get("spec") or {}).get("terminationGracePeriodSeconds") or DEFAULT_GRACE)
+        mem.grace = grace if grace >= 0 else 1  # a negative period counts as 1, as the kubelet does
         view = {**pod, "status": {**(pod.get("status") or {}), **(mem.status or {})}}
         phase = str(view["status"].get("phase") or "Pending")
         deleting = bool(meta.get("deletionTimestamp"))

@@ -140,3 +140,27 @@ def test_terminal_pod_goes_at_once(apiserver: ApiServer, namespace: str) -> None
                       "-p", json.dumps({"status": {"phase": "Succeeded"}}))
     apiserver.kubectl("delete", "pod", "p", "-n", namespace, timeout=20)
     assert apiserver.kubectl("get", "pod", "p", "-n", namespace, check=False).returncode != 0
+
+
+def test_a_grace_zero_delete_of_a_pod_held_by_a_finalizer_ends_its_graceful_deletion() -> None:
+    """The kubelet's grace-0 delete lowers the period to 0 even while a finalizer (e.g. Job tracking)
+    holds the Pod, so removing that finalizer later deletes it (kube-apiserver's store does the same)."""
+    from apiserver import podlifecycle
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    pod = {"metadata": {"name": "p", "deletionTimestamp": "2026-01-01T00:00:30Z", "deletionGracePeriodSeconds": 30,
+                        "finalizers": ["batch.kubernetes.io/job-tracking"]}, "spec": {"nodeName": "n"}}
+    kept = podlifecycle.graceful_deletion(pod, {"gracePeriodSeconds": 0}, now)
+    assert kept is not None and kept["metadata"]["deletionGracePeriodSeconds"] == 0
+    assert kept["metadata"]["deletionTimestamp"] == "2026-01-01T00:00:00Z"
+    del pod["metadata"]["finalizers"]
+    assert podlifecycle.graceful_deletion(pod, {"gracePeriodSeconds": 0}, now) is None  # deleted at once
+
+
+def test_a_negative_grace_period_counts_as_one_second() -> None:
+    from apiserver import podlifecycle
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    pod = {"metadata": {"name": "p"}, "spec": {"nodeName": "n", "terminationGracePeriodSeconds": -5}}
+    kept = podlifecycle.graceful_deletion(pod, {}, now)
+    assert kept is not None and kept["metadata"]["deletionGracePeriodSeconds"] == 1
