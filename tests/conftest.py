@@ -41,7 +41,7 @@ def namespace(apiserver: ApiServer, request: pytest.FixtureRequest) -> str:
     return name
 
 
-# The longest modules first, so that with several workers (scripts/test: -n 2 --dist loadfile) the run
+# The longest modules first, so that with several workers (scripts/test: -n 3 --dist loadfile) the run
 # does not end on one worker finishing a long module alone; the image's tests last, when its background
 # build (started by scripts/test) is long done. Within a rank the collection order stays.
 _FIRST = ("tests/e2e/", "tests/hub_e2e/", "tests/security/", "tests/localcluster/test_workloads_e2e.py",
