@@ -146,11 +146,18 @@ def _is_current(path: Path, fd: int) -> bool:
 def _occupied_netns() -> set[int]:
     """The inodes of the network namespaces some live thread of some process is in."""
     found: set[int] = set()
-    for task in Path("/proc").glob("[0-9]*/task/[0-9]*"):
-        try:
-            found.add(os.stat(task / "ns" / "net").st_ino)
+    for pid in os.listdir("/proc"):
+        if not pid.isdigit():
+            continue
+        try:  # a process or thread may exit at any point of the walk (glob would raise then)
+            tasks = os.listdir(f"/proc/{pid}/task")
         except OSError:
-            continue  # exited meanwhile
+            continue
+        for tid in tasks:
+            try:
+                found.add(os.stat(f"/proc/{pid}/task/{tid}/ns/net").st_ino)
+            except OSError:
+                continue
     return found
 
 
