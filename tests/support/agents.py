@@ -90,10 +90,15 @@ class Fleet:
         self.agent_args = agent_args
 
     def start(self) -> Fleet:
-        self.server.start()
-        self.clusters.start()
-        for cluster in ("cluster1", "cluster2"):
-            self.agents[cluster] = Agent(self.server, cluster, self.base / "agents", self.agent_args).start()
+        """Start everything; if any part fails to start, stop what did (no process outlives a failed start)."""
+        try:
+            self.server.start()
+            self.clusters.start()
+            for cluster in ("cluster1", "cluster2"):
+                self.agents[cluster] = Agent(self.server, cluster, self.base / "agents", self.agent_args).start()
+        except BaseException:
+            self.stop()
+            raise
         return self
 
     def stop(self) -> None:
