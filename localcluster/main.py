@@ -28,6 +28,7 @@ from localcluster.network.cloudlb import CloudLoadBalancer
 from localcluster.network.fabric import Fabric
 from localcluster.network.podnet import PodNetwork
 from localcluster.network.proxy import ServiceProxy
+from localcluster.network.servicerules import service_key
 from localcluster.node.kubelet import Node
 from localcluster.node.kubeletserver import KubeletServer
 from localcluster.storage.driver import StorageDriver
@@ -51,6 +52,10 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hide", action="append", type=Path, default=[],
                    help="a host path Pods of host-root images may not read (repeatable; the state dir, the "
                    "CA's and the kubeconfig's directories always are)")
+    p.add_argument("--loopback-service", action="append", type=service_key, default=[], metavar="NAMESPACE/NAME",
+                   help="a selector-less Service whose endpoint at this node's address (or 127.0.0.1) the service "
+                   "proxy serves from the host's 127.0.0.1, as it does default/kubernetes (repeatable; see "
+                   "localcluster.network.servicerules)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -76,7 +81,7 @@ class ClusterProcess:
         self.node = Node(self.runtime, self.kube, name=self.node_name, state_dir=state / "node", network=self.podnet,
                          hide=hidden)
         controllers.register(self.runtime, self.kube)
-        self.proxy = ServiceProxy(self.runtime, self.kube, self.fabric, net)
+        self.proxy = ServiceProxy(self.runtime, self.kube, self.fabric, net, args.loopback_service)
         self.cloud = CloudLoadBalancer(self.runtime, self.kube, net)
         cert, key = issue_certificate(args.pki_dir, f"kubelet-{self.name}-{self.node_name}",
                                       cn=f"system:node:{self.node_name}",

@@ -3,16 +3,18 @@
 A `Reconciler` on the cluster's `Runtime` watching Services, EndpointSlices and v1 Endpoints. Any
 change re-plans the whole cluster (`servicerules.plan_services`) and, when the program differs from
 the last one applied, replaces the cluster's nft table in the fabric in one ``nft -f`` transaction;
-loopback backends get user-space forwarders (`forwarder.LoopbackForwarder`) on their Service address,
-which is put on the fabric's lo. The table is left in place on `stop()` (a restarted proxy adopts
-it and rewrites it on start); forwarders are closed.
+host backends (the API server's ``default/kubernetes`` and the installation's *loopback Services*,
+`loopback_services`: see `servicerules`) get user-space forwarders (`forwarder.LoopbackForwarder`) on
+their Service addresses (clusterIP, load-balancer ingress), which are put on the fabric's lo. The
+table is left in place on `stop()` (a restarted proxy adopts it and rewrites it on start);
+forwarders are closed.
 """
 
 from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Collection, Hashable, Sequence
 
 from kubernetes.client.exceptions import ApiException
 
@@ -49,8 +51,10 @@ class ServiceProxy:
 
     name = "service-proxy"
 
-    def __init__(self, runtime: Runtime, kube: Kube, fabric: Fabric, net: ClusterNet) -> None:
+    def __init__(self, runtime: Runtime, kube: Kube, fabric: Fabric, net: ClusterNet,
+                 loopback_services: Collection[str] = ()) -> None:
         self.runtime = runtime
+        self.loopback_services = frozenset(loopback_services)  # "namespace/name" (see servicerules)
         self.kube = kube
         self.fabric = fabric
         self.net = net
@@ -69,7 +73,7 @@ class ServiceProxy:
     def reconcile(self, key: Hashable) -> float | None:
         slices = self.runtime.cache(ENDPOINT_SLICES).items() if self._slices else []
         plan = plan_services(self.net, self.runtime.cache(SERVICES).items(), slices,
-                             self.runtime.cache(ENDPOINTS).items())
+                             self.runtime.cache(ENDPOINTS).items(), self.loopback_services)
         with self._lock:
             self._report_ignored(plan)
             program = render_table(self.net, plan)

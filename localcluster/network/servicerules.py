@@ -2,11 +2,31 @@
 
 `plan_services` turns Services and their EndpointSlices (or, for a Service without slices, its v1
 Endpoints) into frontends (``clusterIP:port`` and every ``status.loadBalancer.ingress[].ip:port``)
-with their ready backends, and the loopback backend of the API server's own ``default/kubernetes``
-Service, which only a user-space forwarder can reach. Loopback endpoints of any other Service are
-ignored (they would open the host's loopback to the cluster's users); load-balancer addresses count
-only for our class's ``type: LoadBalancer`` Services and only inside the cluster's own pool (another
-cluster's Pod or Service address must never become a frontend in the shared fabric). `render_table`
+with their ready backends, and the *host backends* only a user-space forwarder can reach (see below).
+Load-balancer addresses count only for our class's ``type: LoadBalancer`` Services and only inside
+the cluster's own pool (another cluster's Pod or Service address must never become a frontend in the
+shared fabric).
+
+Host backends. Processes of the installation that serve the cluster from the host (the API server,
+the hub's REST API) listen on the host's ``127.0.0.1`` only. Two kinds of Service may lead there:
+
+- ``default/kubernetes``: its loopback endpoint (``127.0.0.1:<port>``, written by the API server
+  itself) is forwarded, as always;
+- the *loopback Services* the installation names (`plan_services`'s `loopback_services`, from the
+  cluster process's ``--loopback-service NAMESPACE/NAME`` flag, which no cluster user can set): an
+  endpoint at the cluster's own node address (``10.k.127.254``, the node's InternalIP: what a real
+  selector-less Service names to reach a host-network process on the node; the API server refuses
+  loopback endpoint addresses from clients, as kube-apiserver does) or at ``127.0.0.1`` is served
+  from ``127.0.0.1:<port>`` on the host. Any other loopback address stays ignored.
+
+Loopback endpoints of every other Service are ignored (they would open the host's loopback to the
+cluster's users), and a node-address endpoint of an unlisted Service is an ordinary DNAT backend (in
+the fabric nothing listens there: unreachable). What this trusts: whoever may write the Endpoints of
+a listed Service (the hub cluster's admin, for ``volsync-system/volsync-hub``) can point it at any
+port of the host's loopback: the API server, a kubelet API, another installation's hub. Each of those
+still authenticates its clients (tokens, client certificates), and the hub cluster's admin is the
+installation's admin, who holds those credentials anyway; a cluster user without that right gains
+nothing. `render_table`
 writes the cluster's whole nft table; applying it with ``nft -f`` replaces the previous one in one
 transaction:
 
@@ -19,7 +39,8 @@ transaction:
 from __future__ import annotations
 
 import ipaddress
-from collections.abc import Iterable, Mapping
+import re
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -30,7 +51,8 @@ Obj = Mapping[str, Any]
 HAIRPIN_MARK = 0x4000
 SERVICE_NAME_LABEL = "kubernetes.io/service-name"
 _LOOPBACK = ipaddress.IPv4Network("127.0.0.0/8")
-API_SERVICE = "default/kubernetes"  # the only Service whose loopback endpoint is forwarded
+HOST_LOOPBACK = "127.0.0.1"  # the one host address a loopback Service leads to
+API_SERVICE = "default/kubernetes"  # forwarded to its loopback endpoint (127.0.0.0/8) unconditionally
 
 
 @dataclass(frozen=True, order=True)
@@ -64,6 +86,17 @@ class ProxyPlan:
     rules: tuple[PortRule, ...] = ()
     forwards: tuple[LoopbackForward, ...] = ()
     ignored: tuple[str, ...] = field(default=())  # "namespace/name: reason"
+
+
+_DNS_LABEL = re.compile(r"[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?")
+
+
+def service_key(text: str) -> str:
+    """``NAMESPACE/NAME`` checked (two DNS labels), as `plan_services` keys a Service; ValueError if not."""
+    namespace, _, name = text.partition("/")
+    if not (_DNS_LABEL.fullmatch(namespace) and _DNS_LABEL.fullmatch(name)):
+        raise ValueError(f"{text!r} is not NAMESPACE/NAME")
+    return f"{namespace}/{name}"
 
 
 def _key(obj: Obj) -> str:
@@ -124,9 +157,30 @@ def _endpoints_backends(endpoints: Obj, port_name: str, fallback: int | None) ->
     return out
 
 
+def _split_host(net: ClusterNet, key: str, listed: bool,
+                found: list[Backend]) -> tuple[Backend | None, tuple[Backend, ...], str | None]:
+    """The backend served on the host's loopback (None: none allowed), the fabric backends, and why a
+    loopback endpoint was ignored (see "Host backends" in the module docstring)."""
+    loop = sorted({b for b in found if ipaddress.ip_address(b.ip) in _LOOPBACK})
+    node = sorted({b for b in found if listed and b.ip == str(net.node_ip)})
+    remote = tuple(sorted({b for b in found if b not in loop and b not in node}))
+    if key == API_SERVICE:
+        return (loop[0] if loop else None), remote, None
+    if listed:
+        host = sorted({Backend(HOST_LOOPBACK, b.port) for b in node} | {b for b in loop if b.ip == HOST_LOOPBACK})
+        odd = [b.ip for b in loop if b.ip != HOST_LOOPBACK]
+        why = f"{key}: loopback endpoint {odd[0]} ignored (only {HOST_LOOPBACK} is forwarded)" if odd else None
+        return (host[0] if host else None), remote, why
+    if loop:
+        return None, remote, f"{key}: loopback endpoint {loop[0].ip} ignored (only {API_SERVICE} is forwarded)"
+    return None, remote, None
+
+
 def plan_services(net: ClusterNet, services: Iterable[Obj], slices: Iterable[Obj],
-                  endpoints: Iterable[Obj]) -> ProxyPlan:
-    """The rules and forwarders for a cluster's Services (see the module docstring)."""
+                  endpoints: Iterable[Obj], loopback_services: Collection[str] = ()) -> ProxyPlan:
+    """The rules and forwarders for a cluster's Services; `loopback_services` ("namespace/name") may
+    lead to the host's loopback besides ``default/kubernetes`` (see the module docstring)."""
+    listed = frozenset(loopback_services)
     by_service: dict[str, list[Obj]] = {}
     for sl in slices:
         name = ((sl.get("metadata") or {}).get("labels") or {}).get(SERVICE_NAME_LABEL)
@@ -154,15 +208,13 @@ def plan_services(net: ClusterNet, services: Iterable[Obj], slices: Iterable[Obj
                 found = _slice_backends(by_service[key], name, fallback)
             else:
                 found = _endpoints_backends(eps[key], name, fallback) if key in eps else []
-            local = sorted({b for b in found if ipaddress.ip_address(b.ip) in _LOOPBACK})
-            remote = tuple(sorted({b for b in found if b not in local}))
-            if local and key != API_SERVICE:
-                ignored.append(f"{key}: loopback endpoint {local[0].ip} ignored (only {API_SERVICE} is forwarded)")
-                local = []
+            host, remote, why = _split_host(net, key, key in listed, found)
+            if why:
+                ignored.append(why)
             fronts = tuple((ip, number) for ip in ips if (ip, number, proto) not in taken)
             taken.update((ip, number, proto) for ip, _ in fronts)
-            if local and proto == "tcp":
-                forwards.update(LoopbackForward(ip, p, local[0].ip, local[0].port) for ip, p in fronts)
+            if host is not None and proto == "tcp":
+                forwards.update(LoopbackForward(ip, p, host.ip, host.port) for ip, p in fronts)
             elif fronts:
                 rules.append(PortRule(f"{key}:{name}", proto, fronts, remote))
     return ProxyPlan(tuple(rules), tuple(sorted(forwards)), tuple(ignored))
