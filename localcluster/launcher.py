@@ -62,8 +62,10 @@ class Fleet:
     """The cluster processes of one installation (see the module docstring)."""
 
     def __init__(self, data_dir: Path, names: list[str], kubeconfig: Path, pki_dir: Path, *,
-                 hide: Sequence[Path] = ()) -> None:
+                 hide: Sequence[Path] = (), loopback_services: Sequence[tuple[str, str]] = ()) -> None:
         self.data_dir = private_dir(data_dir.resolve())
+        # (namespace, name) of Services the hub cluster's proxy serves from the host's loopback (servicerules)
+        self.loopback_services = tuple(loopback_services)
         self.clusters = [ClusterSpec(name, i + 1) for i, name in enumerate(names)]
         self.kubeconfig = kubeconfig
         self.pki_dir = pki_dir
@@ -96,7 +98,14 @@ class Fleet:
         return [sys.executable, "-m", "localcluster.main", "--cluster", spec.name, "--index", str(spec.index),
                 "--kubeconfig", str(self.kubeconfig), "--context", spec.name, "--state-dir", str(state),
                 "--fabric", self.fabric.name, "--pki-dir", str(self.pki_dir),
-                *[arg for path in self.hide for arg in ("--hide", str(path))]]
+                *[arg for path in self.hide for arg in ("--hide", str(path))], *self._loopback_flags(spec)]
+
+    def _loopback_flags(self, spec: ClusterSpec) -> list[str]:
+        """``--loopback-service`` for the hub cluster (`hub`), or for every cluster when no hub is named."""
+        hub: str | None = getattr(self, "hub", None)  # W's keyword; getattr until it lands
+        if hub is not None and spec.name != hub:
+            return []
+        return [arg for ns, name in self.loopback_services for arg in ("--loopback-service", f"{ns}/{name}")]
 
     def start(self, timeout: float = 60.0) -> Fleet:
         """Sweep what crashed runs left, make the fabric, start or adopt every cluster process."""
