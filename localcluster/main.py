@@ -31,6 +31,7 @@ from localcluster.network.proxy import ServiceProxy
 from localcluster.network.servicerules import service_key
 from localcluster.node.kubelet import Node
 from localcluster.node.kubeletserver import KubeletServer
+from localcluster.ocm import clustermanager
 from localcluster.storage.driver import StorageDriver
 from osutil import procs
 from osutil.certs import issue_certificate, kubelet_server_name
@@ -56,6 +57,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="a selector-less Service whose endpoint at this node's address (or 127.0.0.1) the service "
                    "proxy serves from the host's 127.0.0.1, as it does default/kubernetes (repeatable; see "
                    "localcluster.network.servicerules)")
+    p.add_argument("--ocm-hub", action="store_true",
+                   help="this cluster is the OCM hub: run the cluster manager (auto-accept, cluster namespaces, "
+                   "lease expiry)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -81,6 +85,8 @@ class ClusterProcess:
         self.node = Node(self.runtime, self.kube, name=self.node_name, state_dir=state / "node", network=self.podnet,
                          hide=hidden)
         controllers.register(self.runtime, self.kube)
+        if args.ocm_hub:
+            clustermanager.register(self.runtime, self.kube)
         self.proxy = ServiceProxy(self.runtime, self.kube, self.fabric, net, args.loopback_service)
         self.cloud = CloudLoadBalancer(self.runtime, self.kube, net)
         cert, key = issue_certificate(args.pki_dir, f"kubelet-{self.name}-{self.node_name}",
