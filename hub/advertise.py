@@ -12,10 +12,14 @@ Reading the Service needs only `get` on it (manifests/hub/rbac.yaml narrows that
 Service that cannot get an address (not type LoadBalancer, no port) or a refusal (401/403) fails at
 once; a Service not there yet, an address not given yet, or a hub API that does not answer is
 waited for until `timeout`, then a `RuntimeError` naming the Service and what was last seen.
+
+`add_advertise_flags` and `hub_url_of` are the seam `hub/main.py` uses: the flags, and the URL they
+ask for (None without `--advertise-service`).
 """
 
 from __future__ import annotations
 
+import argparse
 import logging
 import time
 from typing import Any
@@ -30,6 +34,31 @@ Obj = dict[str, Any]
 log = logging.getLogger("volsync.hub.advertise")
 
 POLL_SECONDS = 0.5
+DEFAULT_TIMEOUT = 120.0
+
+
+def service_ref(value: str) -> tuple[str, str]:
+    """`NAMESPACE/NAME` (the argparse type of `--advertise-service`) as (namespace, name)."""
+    namespace, slash, name = value.partition("/")
+    if not slash or not namespace or not name or "/" in name:
+        raise argparse.ArgumentTypeError(f"{value!r} is not NAMESPACE/NAME")
+    return namespace, name
+
+
+def add_advertise_flags(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("--advertise-service", type=service_ref, metavar="NAMESPACE/NAME",
+                        help="a LoadBalancer Service of the hub cluster in front of the REST API (a hub in a Pod: "
+                        "manifests/hub): agents get https://<its ingress>:<its port>; --hub-url wins")
+    parser.add_argument("--advertise-timeout", type=float, default=DEFAULT_TIMEOUT,
+                        help="how long to wait for that Service's address (default: %(default)ss)")
+
+
+def hub_url_of(args: argparse.Namespace, kube: Kube) -> str | None:
+    """The agents' hub URL `--advertise-service` asks for (waited for); None without the flag."""
+    if args.advertise_service is None:
+        return None
+    namespace, name = args.advertise_service
+    return advertised_url(kube, namespace, name, timeout=args.advertise_timeout)
 
 
 def ingress_address(service: Obj) -> str | None:

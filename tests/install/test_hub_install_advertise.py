@@ -5,6 +5,7 @@ its name. The load balancer's part (writing `status.loadBalancer`) is played by 
 
 from __future__ import annotations
 
+import argparse
 import json
 import threading
 import time
@@ -13,7 +14,7 @@ from collections.abc import Iterator
 import pytest
 from support.apiserver import ApiServer
 
-from hub.advertise import advertised_url
+from hub.advertise import add_advertise_flags, advertised_url, hub_url_of
 from kube import clients
 from kube.rest import Kube
 
@@ -79,3 +80,17 @@ def test_a_service_that_can_never_have_an_address_fails_at_once(apiserver: ApiSe
     with pytest.raises(RuntimeError, match=rf"Service {namespace}/internal is of type ClusterIP"):
         advertised_url(kube, namespace, "internal", timeout=60)
     assert time.monotonic() - started < 5
+
+
+def test_the_flags_name_one_service_and_without_them_nothing_is_waited_for(apiserver: ApiServer, kube: Kube,
+                                                                          namespace: str) -> None:
+    parser = argparse.ArgumentParser()
+    add_advertise_flags(parser)
+    assert hub_url_of(parser.parse_args([]), kube) is None
+    for bad in ("volsync-hub", "/volsync-hub", "ns/", "a/b/c"):
+        with pytest.raises(SystemExit):
+            parser.parse_args(["--advertise-service", bad])
+    _service(apiserver, namespace, "flagged")
+    _give_address(apiserver, namespace, "flagged", {"ip": "172.20.0.11"})
+    args = parser.parse_args(["--advertise-service", f"{namespace}/flagged", "--advertise-timeout", "5"])
+    assert hub_url_of(args, kube) == "https://172.20.0.11:443"
