@@ -175,6 +175,10 @@ class RegistrationAgent:
         """One round that never raises: seconds until the next one (a back-off after a failure)."""
         try:
             delay = self.sync_once()
+        except ApiException as exc:
+            if exc.status == 409:  # the cluster manager wrote the ManagedCluster meanwhile: read it again soon
+                return BACKOFF_FIRST
+            return self._outage.failed(self.cluster, exc)
         except Exception as exc:  # the hub being away must never end the agent
             return self._outage.failed(self.cluster, exc)
         self._outage.succeeded(self.cluster)
