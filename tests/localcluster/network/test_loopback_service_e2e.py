@@ -29,7 +29,7 @@ from localcluster.launcher import Fleet
 
 pytestmark = pytest.mark.timeout(300)
 
-ANSWER = b"hub-rest-ok"
+ANSWER = "hub-rest-ok"
 
 # Run by the Pod: TLS to the hub URL verified with the CA (retried until the proxy forwards it), then one
 # plain TCP connection to the unlisted Service's load-balancer address.
@@ -58,11 +58,14 @@ print(json.dumps({"hub": hub, "other": other}))
 
 
 class _Answer(http.server.BaseHTTPRequestHandler):
+    """Answers every GET with ANSWER and the port it listens on (which of two servers answered)."""
+
     def do_GET(self) -> None:
+        body = f"{ANSWER} {self.connection.getsockname()[1]}".encode()
         self.send_response(200)
-        self.send_header("Content-Length", str(len(ANSWER)))
+        self.send_header("Content-Length", str(len(body)))
         self.end_headers()
-        self.wfile.write(ANSWER)
+        self.wfile.write(body)
 
     def log_message(self, format: str, *args: Any) -> None:
         return
@@ -95,13 +98,6 @@ def hub_admin(fleet: LocalFleet) -> Iterator[Kube]:
     clients.close(api)
 
 
-@pytest.fixture
-def listener() -> Iterator[socket.socket]:
-    sock = socket.create_server(("127.0.0.1", 0))
-    yield sock
-    sock.close()
-
-
 def _serve_tls(sock: socket.socket, cert: Path, key: Path) -> http.server.HTTPServer:
     ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
     ctx.load_cert_chain(cert, key)
@@ -130,35 +126,51 @@ def _unlisted_service(fleet: LocalFleet, node_ip: str, port: int) -> str:
                           timeout=30, interval=0.1, what=f"an ingress address for default/{name}"))
 
 
+def _reach(fleet: LocalFleet, pod: str, ca: str, url: str, other_ip: str) -> dict[str, str]:
+    """Run POD_SCRIPT in Pod `pod` on cluster1; what it saw."""
+    body = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": pod, "namespace": "default"},
+            "spec": {"restartPolicy": "Never", "containers": [{
+                "name": "c", "image": "python", "command": ["python", "-c", POD_SCRIPT],
+                "env": [{"name": "CA", "value": ca}, {"name": "HUB", "value": url},
+                        {"name": "OTHER", "value": other_ip}]}]}}
+    fleet.apply(json.dumps(body), context="cluster1")
+    try:
+        eventually(lambda: fleet.get("pod", pod, "-n", "default").get("status", {}).get("phase")
+                   in ("Succeeded", "Failed"), timeout=90, interval=0.2, what=f"pod {pod} done")
+        logs = fleet.kubectl("logs", pod, "-n", "default").stdout
+    finally:
+        fleet.kubectl("delete", "pod", pod, "-n", "default", "--wait=false", context="cluster1", check=False)
+    seen: dict[str, str] = json.loads(logs.strip().splitlines()[-1])
+    return seen
+
+
 def test_pod_on_another_cluster_reaches_the_host_hub_over_https(
-        fleet: LocalFleet, hub_admin: Kube, listener: socket.socket, tmp_path: Path) -> None:
-    port = listener.getsockname()[1]
+        fleet: LocalFleet, hub_admin: Kube, tmp_path: Path) -> None:
+    first, second = socket.create_server(("127.0.0.1", 0)), socket.create_server(("127.0.0.1", 0))
+    port, port_again = first.getsockname()[1], second.getsockname()[1]  # wrapping detaches the sockets
     node_ip = node_address(hub_admin.list(NODES)[0][0])
     assert node_ip is not None
     other_ip = _unlisted_service(fleet, node_ip, port)
     url = publish_hub_rest(hub_admin, port)
     ip = url.removeprefix("https://").removesuffix(":443")
     assert ip.startswith("172.20.1.") and ip != other_ip
-    assert publish_hub_rest(hub_admin, port) == url  # idempotent: same address
     tls = rest_tls(argparse.Namespace(tls_cert_file=None, tls_key_file=None, tls_ca_file=None, hub_url=url),
                    tmp_path, "127.0.0.1")
-    server = _serve_tls(listener, tls.cert_file, tls.key_file)
+    servers = [_serve_tls(first, tls.cert_file, tls.key_file)]
     try:
-        pod = {"apiVersion": "v1", "kind": "Pod", "metadata": {"name": "reach-hub", "namespace": "default"},
-               "spec": {"restartPolicy": "Never", "containers": [{
-                   "name": "c", "image": "python", "command": ["python", "-c", POD_SCRIPT],
-                   "env": [{"name": "CA", "value": tls.ca_bundle()}, {"name": "HUB", "value": url},
-                           {"name": "OTHER", "value": other_ip}]}]}}
-        fleet.apply(json.dumps(pod), context="cluster1")
-        eventually(lambda: fleet.get("pod", "reach-hub", "-n", "default").get("status", {}).get("phase")
-                   in ("Succeeded", "Failed"), timeout=90, interval=0.2, what="pod reach-hub done")
-        logs = fleet.kubectl("logs", "reach-hub", "-n", "default").stdout
-        seen = json.loads(logs.strip().splitlines()[-1])
-        assert seen["hub"] == ANSWER.decode(), logs
-        assert seen["other"] in ("ConnectionRefusedError", "TimeoutError"), logs  # never "connected"
+        seen = _reach(fleet, "reach-hub", tls.ca_bundle(), url, other_ip)
+        assert seen["hub"] == f"{ANSWER} {port}", seen
+        assert seen["other"] in ("ConnectionRefusedError", "TimeoutError"), seen  # never "connected"
+        # a restarted hub listens elsewhere: publishing again moves the Endpoints, the address stays
+        servers.append(_serve_tls(second, tls.cert_file, tls.key_file))
+        assert publish_hub_rest(hub_admin, port_again) == url
+        seen = _reach(fleet, "reach-hub-again", tls.ca_bundle(), url, other_ip)
+        assert seen["hub"] == f"{ANSWER} {port_again}", seen
     finally:
-        server.shutdown()
-        server.server_close()
-        fleet.kubectl("delete", "pod", "reach-hub", "-n", "default", "--wait=false", context="cluster1", check=False)
+        for server in servers:
+            server.shutdown()
+            server.server_close()
+        first.close()
+        second.close()
     svc = hub_admin.get(SERVICES, HUB_SERVICE, HUB_NAMESPACE)
     assert svc is not None and "selector" not in svc["spec"] and svc["spec"]["type"] == "LoadBalancer"
