@@ -5,11 +5,9 @@ SQLite store each) as a child in its own session, so a hub killed with SIGKILL l
 the next hub adopts it (its pid in the ready file, `/proc/<pid>/cmdline`) instead of failing on the
 store's lock, or stops it when it cannot be adopted.
 The API server runs with authentication (HTTPS, an admin token per cluster valid on that cluster
-only) and RBAC; the hub's and the agents' ServiceAccount credentials are `embedded/credentials.py`'s.
-Everything written here is 0600 under 0700 directories.
-Each managed cluster is then registered on the hub the way OCM's registration would leave it:
-a `ManagedCluster` (accepted, joined, available, its API URL in `managedClusterClientConfigs`) and
-its namespace.
+only) and RBAC; the hub's ServiceAccount credential is `embedded/credentials.py`'s, an agent's the
+token the node projects into its Pod. Everything written here is 0600 under 0700 directories.
+Registration is not done here: each managed cluster's process registers itself (`localcluster/ocm`).
 """
 
 from __future__ import annotations
@@ -21,12 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-from kubernetes.client.exceptions import ApiException
-
-from hub import ocm
-from kube import objects
-from kube.clock import Clock, rfc3339
-from kube.rest import NAMESPACES, Kube
 from manifests import CRD_DIR
 from osutil import procs
 from osutil.files import private_dir
@@ -92,31 +84,3 @@ def _apiservers_of(data_dir: Path) -> list[int]:
                 and cmd[cmd.index("--data-dir") + 1:][:1] == [str(data_dir)] and procs.alive(int(entry.name))):
             found.append(int(entry.name))
     return found
-
-
-def register_cluster(kube: Kube, name: str, url: str, clock: Clock) -> None:
-    """A ManagedCluster as OCM's registration leaves an accepted, joined, available cluster, plus its namespace."""
-    if kube.get(NAMESPACES, name) is None:
-        try:
-            kube.create(NAMESPACES, {"metadata": {"name": name}})
-        except ApiException as exc:
-            if exc.status != 409:  # 409: created concurrently, fine
-                raise
-    mc = kube.get(ocm.MANAGED_CLUSTERS, name)
-    if mc is None:
-        mc = kube.create(ocm.MANAGED_CLUSTERS, {
-            "metadata": {"name": name, "labels": {"name": name}},
-            "spec": {"hubAcceptsClient": True, "managedClusterClientConfigs": [{"url": url}]},
-        })
-    now = rfc3339(clock.now())
-    conditions = (mc.get("status") or {}).get("conditions") or []
-    for type_, reason, message in (
-        ("HubAcceptedManagedCluster", "HubClusterAdminAccepted", "Accepted by hub cluster admin"),
-        ("ManagedClusterJoined", "ManagedClusterJoined", "Managed cluster joined"),
-        ("ManagedClusterConditionAvailable", "ManagedClusterAvailable", "Managed cluster is available"),
-    ):
-        conditions = objects.set_condition(conditions, {"type": type_, "status": "True", "reason": reason,
-                                                        "message": message}, now)
-    if conditions != (mc.get("status") or {}).get("conditions"):
-        kube.patch_status(ocm.MANAGED_CLUSTERS, name, {"conditions": conditions,
-                                                       "version": {"kubernetes": "v1.32.0"}})

@@ -1,10 +1,11 @@
-"""ServiceAccount credentials for the components the embedded default runs as processes.
+"""The ServiceAccount credential of the hub process of the embedded default.
 
-On a real cluster the hub and the agent run in Pods and read a projected ServiceAccount token; in
-the embedded default they are processes of the composition root, so the platform (cluster admin,
-as OCM's registration and work agents are) gives each a kubeconfig holding a token of its own
-ServiceAccount, from a legacy token Secret (`kubernetes.io/service-account-token`, annotation
-`kubernetes.io/service-account.name`) that the API server's tokens controller fills. The token
+On a real cluster the hub runs in a Pod and reads a projected ServiceAccount token (so does the
+agent, in the embedded default too: the node projects it into the agent's Pod); in the embedded
+default the hub is a process of the composition root, so the platform (cluster admin) gives it a
+kubeconfig holding a token of its own ServiceAccount, from a legacy token Secret
+(`kubernetes.io/service-account-token`, annotation `kubernetes.io/service-account.name`) that the
+API server's tokens controller fills. The token
 authenticates while the Secret exists: deleting the Secret revokes it (from the next request on),
 and a new Secret (a new, generated name) gets a new token. Whatever the component may do is decided
 by the RBAC bound to its ServiceAccount, never by this module.
@@ -22,7 +23,6 @@ from pathlib import Path
 from typing import Any
 
 import yaml
-from kubernetes.client.exceptions import ApiException
 
 from apiserver.authn import kubeconfig, write_kubeconfig
 from kube.rest import NAMESPACES, SECRETS, Kube, Resource
@@ -101,22 +101,6 @@ def _token_of(secret: Obj | None) -> str:
         return base64.b64decode(((secret or {}).get("data") or {}).get("token") or "", validate=True).decode()
     except (binascii.Error, UnicodeDecodeError):
         return ""
-
-
-def revoke(kube: Kube, component: str) -> list[str]:
-    """Delete every token Secret made for `component` (any namespace): their tokens are refused from
-    the next request on. The `namespace/name`s deleted."""
-    items, _ = kube.list(SECRETS, label_selector=f"{CREDENTIAL_LABEL}={component}")
-    gone = []
-    for secret in items:
-        meta = secret.get("metadata") or {}
-        try:
-            kube.delete(SECRETS, str(meta.get("name")), str(meta.get("namespace")))
-        except ApiException as exc:
-            if exc.status != 404:
-                raise
-        gone.append(f"{meta.get('namespace')}/{meta.get('name')}")
-    return gone
 
 
 def write_token_kubeconfig(path: Path, base_url: str, cluster: str, token: str, ca: bytes, user: str) -> Path:

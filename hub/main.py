@@ -3,12 +3,17 @@
     volsync-hub [--data-dir run] [--clusters cluster1,cluster2]          # the embedded default
     volsync-hub --kubeconfig FILE [--context C] --hub-url URL            # a real OCM hub
 
-Embedded default: starts (or adopts) the API server for `hub` and the managed clusters, registers
-each managed cluster on the hub, and runs the controllers with the LOCAL deployer, which applies
-the agent's manifests to the cluster and supervises an agent process for it. Agents appear only
-when a cluster is enabled (the volsync label or a ManagedClusterAddOn). With `--kubeconfig` it
-runs against a real hub and delivers agents as ManifestWork. Either way it serves the REST API and
-prints one ready line: kubeconfig, contexts, REST URL, where the admin token is.
+One code path: the hub delivers its agents as a ManifestWork (`hub/deployers/manifestwork.py`)
+whether it runs on a real OCM hub (`--kubeconfig`, or in-cluster) or on the embedded default. The
+embedded default's composition root (`embedded/main.py`) first starts (or adopts) the emulated
+fleet: one API server for `hub` and the managed clusters, and a cluster process per cluster, whose
+OCM registration agents join the hub by themselves and whose work agents apply the ManifestWork
+(the agent then runs as its Deployment's Pod on the cluster's node). The hub does not know which
+of the two it runs on, except for where its REST API is published: on the embedded default the
+platform publishes the listening port as a LoadBalancer Service of the hub cluster and the agents
+get that Service's address (`EmbeddedPlatform.publish_rest`). Agents appear only when a cluster is
+enabled (the volsync label or a ManagedClusterAddOn). Either way it serves the REST API and prints
+one ready line: kubeconfig, contexts, REST URL, where the admin token is.
 """
 
 from __future__ import annotations
@@ -23,7 +28,7 @@ import socket
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import uvicorn
 from kubernetes.config import ConfigException
@@ -32,8 +37,6 @@ from prometheus_client import CollectorRegistry
 from api import images
 from hub import clusters, rpo
 from hub.addons import AddonManager
-from hub.deployers import Deployer
-from hub.deployers.local import LocalDeployer
 from hub.deployers.manifestwork import ManifestWorkDeployer
 from hub.fleet import FleetSettings, FleetStore
 from hub.hubtls import add_tls_flags, https_url, rest_tls
@@ -55,9 +58,11 @@ The embedded default is running: a hub and managed clusters {clusters}.
   kubectl --context hub get managedclusters
   kubectl --context hub label managedcluster {first} "addons.open-cluster-management.io/volsync"="true"
   kubectl --context hub get managedclusteraddon -A
+  kubectl --context hub get manifestwork -n {first}
   curl --cacert {ca} -H "Authorization: Bearer $(cat {token})" {rest}/api/v1/replications
 
-Agents start on a cluster once its addon is enabled. Ctrl-C stops everything."""
+Agents start on a cluster (a Deployment in volsync-system, applied by its work agent) once its addon is
+enabled. Ctrl-C stops everything."""
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -96,11 +101,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 class EmbeddedPlatform(Protocol):
     """What the embedded default's composition root (`embedded/main.py`) hands the hub: the admin
-    kubeconfig (the user's and the local deployer's), the hub's own (`hub_kubeconfig`: ServiceAccount
-    volsync-hub with the RBAC of `manifests/hub`, what the controllers use), the managed clusters it
-    registers (with its own admin client), and per-agent credentials for the local deployer (a token
-    of the agent ServiceAccount `namespace/service_account` the applied manifests made). A real hub
-    (`--kubeconfig`, or in-cluster) has none."""
+    kubeconfig (the user's), the hub's own (`hub_kubeconfig`: ServiceAccount volsync-hub with the
+    RBAC of `manifests/hub`, what the controllers use), the hub cluster's context, the managed
+    clusters (which registered themselves), and `publish_rest`: the REST API's listening port made
+    reachable from the clusters' Pods, answering the URL agents use. A real hub (`--kubeconfig`, or
+    in-cluster) has none: its REST address is `--hub-url`."""
 
     @property
     def kubeconfig(self) -> Path: ...
@@ -114,11 +119,9 @@ class EmbeddedPlatform(Protocol):
     @property
     def cluster_names(self) -> list[str]: ...
 
-    def register_clusters(self) -> None: ...
-
-    def agent_kubeconfig(self, cluster: str, namespace: str, service_account: str, path: Path) -> Path: ...
-
-    def revoke_agent(self, cluster: str) -> None: ...
+    def publish_rest(self, port: int) -> str:
+        """Publish the REST API listening on the host's loopback `port`; the agents' hub URL."""
+        ...
 
     def stop(self) -> None: ...
 
@@ -134,54 +137,53 @@ def _listen(host: str, port: int) -> socket.socket:
 
 
 async def run(args: argparse.Namespace, api: EmbeddedPlatform | None = None) -> int:
-    """The hub: on a real hub cluster (`--kubeconfig`), or on the embedded platform `api`."""
+    """The hub: on a real hub cluster (`--kubeconfig`), or on the embedded platform `api` (stopped
+    when the hub stops, or when it fails to start)."""
+    try:
+        return await _run(args, api)
+    finally:
+        if api is not None:
+            api.stop()
+
+
+def _hub_api(args: argparse.Namespace, api: EmbeddedPlatform | None) -> tuple[Any, Path | None, str | None, list[str]]:
+    """The hub controllers' API client, and the kubeconfig, context and managed clusters for the ready line."""
+    if api is not None:
+        return clients.load(str(api.hub_kubeconfig), api.hub_context), api.kubeconfig, api.hub_context, \
+            api.cluster_names
+    kubeconfig = Path(args.kubeconfig) if args.kubeconfig else None
+    try:  # no --kubeconfig: in-cluster (a Pod of manifests/hub/deployment.yaml), else $KUBECONFIG
+        return clients.load(str(kubeconfig) if kubeconfig else None, args.context), kubeconfig, args.context, []
+    except ConfigException as exc:
+        raise RuntimeError(f"no hub: give --kubeconfig, run in a Pod of the hub cluster, or run the embedded "
+                           f"default (volsync-hub): {exc}") from exc
+
+
+async def _run(args: argparse.Namespace, api: EmbeddedPlatform | None) -> int:
     clock = SystemClock()
     data_dir: Path = private_dir(args.data_dir.resolve())
-    limits, tls = limits_from_args(args), rest_tls(args, data_dir, args.rest_host)
-    kubeconfig: Path | None  # the admin's (embedded) or the one given; None: in-cluster
-    if api is not None:
-        kubeconfig, context, names = api.kubeconfig, api.hub_context, api.cluster_names
-        api.register_clusters()
-        hub_api = clients.load(str(api.hub_kubeconfig), context)
-    else:
-        kubeconfig, context, names = (Path(args.kubeconfig) if args.kubeconfig else None), args.context, []
-        try:  # no --kubeconfig: in-cluster (a Pod of manifests/hub/deployment.yaml), else $KUBECONFIG
-            hub_api = clients.load(str(kubeconfig) if kubeconfig else None, context)
-        except ConfigException as exc:
-            raise RuntimeError(f"no hub: give --kubeconfig, run in a Pod of the hub cluster, or run the embedded "
-                               f"default (volsync-hub): {exc}") from exc
+    limits = limits_from_args(args)
+    hub_api, kubeconfig, context, names = _hub_api(args, api)
     kube = Kube(hub_api, field_manager="volsync-hub")
+    # listen first: the agents' hub URL (and so the serving certificate's names) may depend on the port
     sock = _listen(args.rest_host, args.rest_port)
     host, port = sock.getsockname()[:2]
     rest_url = https_url(host, port)
-    hub_url = args.hub_url or rest_url
+    hub_url = args.hub_url or (api.publish_rest(port) if api is not None else rest_url)
+    tls = rest_tls(argparse.Namespace(**{**vars(args), "hub_url": hub_url}), data_dir, args.rest_host)
     clusters.ensure_cluster_management_addon(kube)
     admin_token = ensure_admin_token(kube, args.namespace)
     token_path = data_dir / "admin-token"
     write_private(token_path, admin_token)
-
-    managers: list[AddonManager] = []  # the agent supervisor pokes the manager built below
-
-    def agent_changed(cluster: str) -> None:
-        for m in managers:
-            m.queue.add(cluster)
-
-    deployer: Deployer
-    if api is not None:
-        deployer = LocalDeployer(api.kubeconfig, data_dir / "hub", on_change=agent_changed,
-                                 agent_kubeconfig=api.agent_kubeconfig, revoke_agent=api.revoke_agent)
-    else:
-        deployer = ManifestWorkDeployer(kube)
     settings = FleetSettings(stale_seconds=args.stale_seconds, renew_interval_seconds=args.renew_seconds,
                              rpo_seconds=args.rpo_seconds, grace_seconds=args.grace_seconds,
                              clock_skew_seconds=args.clock_skew_seconds)
     fleet = FleetStore(kube, clock=clock, settings=settings).start()
     tokens = TokenStore(kube, admin_token).start()
-    manager = AddonManager(kube, deployer, clock=clock, hub_url=hub_url, ca_bundle=tls.ca_bundle(), image=args.image,
-                           stale_seconds=args.stale_seconds, rpo_seconds=args.rpo_seconds,
+    manager = AddonManager(kube, ManifestWorkDeployer(kube), clock=clock, hub_url=hub_url, ca_bundle=tls.ca_bundle(),
+                           image=args.image, stale_seconds=args.stale_seconds, rpo_seconds=args.rpo_seconds,
                            grace_seconds=args.grace_seconds, clock_skew_seconds=args.clock_skew_seconds,
                            uninstall_on_unlabel=args.uninstall_on_unlabel)
-    managers.append(manager)
     manager.start()
     app = create_app(fleet, tokens, clock=clock, metrics_registry=CollectorRegistry(), limits=limits)
     server = uvicorn.Server(uvicorn.Config(app, log_level="warning", access_log=False, lifespan="off",
@@ -194,7 +196,7 @@ async def run(args: argparse.Namespace, api: EmbeddedPlatform | None = None) -> 
         await asyncio.sleep(0.01)
     if server.started:
         ready = {"kubeconfig": str(kubeconfig) if kubeconfig else None, "contexts": [context, *names],
-                 "rest": rest_url, "adminTokenFile": str(token_path), "embedded": api is not None,
+                 "rest": rest_url, "hubUrl": hub_url, "adminTokenFile": str(token_path), "embedded": api is not None,
                  "caFile": str(tls.ca_file) if tls.ca_file is not None else None}
         print(f"volsync-hub ready {json.dumps(ready)}", flush=True)
         if api is not None:
@@ -206,11 +208,7 @@ async def run(args: argparse.Namespace, api: EmbeddedPlatform | None = None) -> 
         manager.stop()
         fleet.stop()
         tokens.stop()
-        if isinstance(deployer, LocalDeployer):
-            deployer.close()
         clients.close(hub_api)
-        if api is not None:
-            api.stop()
     return 0
 
 

@@ -1,13 +1,14 @@
 """How the agent's manifests reach a managed cluster: the `Deployer` protocol.
 
 A deployer takes the rendered manifests of one cluster and makes them so, then says what it knows
-of the result (`DeployState`). `manifestwork.py` writes an OCM ManifestWork and reads its status
-back (a real hub with klusterlets); `local.py` applies the manifests to the cluster's embedded API
-and supervises the agent process itself. The addon controller (`hub/addons.py`) calls `apply` on
-every reconcile of an MCA, so `apply` must be cheap and write nothing when nothing changed, and
-`remove` when the MCA is gone. `apply` raises when it could not hand the manifests over at all
-(the MCA then says ManifestApplied=False, ManifestWorkApplyFailed, and the controller retries).
-"""
+of the result (`DeployState`). There is one: `manifestwork.py` writes an OCM ManifestWork and reads
+its status back, on a real OCM hub (the klusterlet's work agent applies it) as on the embedded
+default (its managed clusters run an OCM-style work agent, `localcluster/ocm`). The protocol stays
+the seam the addon controller (`hub/addons.py`) is written against, so its tests can step a
+deployer of their own. The controller calls `apply` on every reconcile of an MCA, so `apply` must
+be cheap and write nothing when nothing changed, and `remove` when the MCA is gone. `apply` raises
+when it could not hand the manifests over at all (the MCA then says ManifestApplied=False,
+ManifestWorkApplyFailed, and the controller retries)."""
 
 from __future__ import annotations
 
