@@ -1,0 +1,317 @@
+"""The OCM work agent of an embedded managed cluster: ManifestWorks on the hub → objects on the cluster.
+
+    agent = WorkAgent(hub=hub_kube, spoke=cluster_kube, cluster="cluster1", spoke_runtime=runtime)
+    agent.start()   # returns at once; connects to the hub in the background, with back-off
+    ...
+    agent.stop()
+
+It watches the ManifestWorks of namespace `<cluster>` on the hub (a `Runtime` of its own, scoped to
+that namespace) and, per work: adds the finalizer `cluster.open-cluster-management.io/manifest-work-
+cleanup` before applying anything, keeps an AppliedManifestWork `<hub hash>-<work>` on the cluster,
+applies the manifests (`workapply`), records what it applied, deletes what the work no longer
+applies, and writes the status (`workstatus`) to the hub's `/status` only when it changed. A deleted
+work is cleaned up per its `deleteOption` (Foreground waits until every deleted object is gone), then
+the AppliedManifestWork goes and the finalizer is removed. A work deleted while the agent was away is
+found from its AppliedManifestWork once the hub's cache is synced, and cleaned up with the delete
+option last seen (kept as an annotation on the AppliedManifestWork).
+
+Freshness: a change of an applied Deployment, DaemonSet, Job or Pod (the spoke Runtime's informers,
+through `FeedbackTrigger`) requeues its work at once; every work is also resynced each
+`status_sync_seconds` (OCM's Poll scrape), which also puts drifted objects back.
+
+Hub unreachable: the hub informer keeps its last cache, so the spoke side goes on (resync, drift);
+status writes fail and are retried with a growing delay (at most the resync period); nothing raises
+out of the agent. A hub unreachable at start is retried with back-off in the background thread.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+from collections.abc import Hashable, Sequence
+from typing import Any
+
+from kube import objects
+from kube.clock import Clock, SystemClock, rfc3339
+from kube.controller import Runtime, Watch
+from kube.informing import Informer, WorkQueue
+from kube.rest import DAEMON_SETS, DEPLOYMENTS, JOBS, PODS, Kube, Resource
+from localcluster.ocm import workplan
+from localcluster.ocm.resources import APPLIED_MANIFEST_WORKS, MANIFEST_WORKS, WORK_FINALIZER
+from localcluster.ocm.workapply import Discovery, ManifestApplier, api_message
+from localcluster.ocm.workplan import READ_ONLY, AppliedResource
+from localcluster.ocm.workstatus import ManifestOutcome, work_status
+
+log = logging.getLogger("localcluster.ocm.work")
+
+Obj = dict[str, Any]
+TRIGGER_KINDS: tuple[Resource, ...] = (DEPLOYMENTS, DAEMON_SETS, JOBS, PODS)
+DELETE_POLL = 0.5  # seconds between looks while Foreground deletion waits for objects to go
+CONNECT_BACKOFF = (1.0, 30.0)
+
+
+def _applied_records(amw: Obj | None) -> list[AppliedResource]:
+    return [AppliedResource.of(e) for e in ((amw or {}).get("status") or {}).get("appliedResources") or []]
+
+
+class WorkReconciler:
+    """Reconciles one ManifestWork key `(cluster namespace, work name)` (see the module docstring)."""
+
+    name = "work-agent"
+
+    def __init__(self, agent: WorkAgent, works: Informer) -> None:
+        self.agent = agent
+        self.works = works
+        self.watches: Sequence[Watch] = [Watch(MANIFEST_WORKS)]
+        self._hub_failures: dict[Hashable, int] = {}
+
+    def reconcile(self, key: Hashable) -> float | None:
+        namespace, name = str(key[0]), str(key[1])  # type: ignore[index]
+        work = self.works.get(namespace, name)
+        agent = self.agent
+        if work is None:
+            amw = agent.spoke.get(APPLIED_MANIFEST_WORKS, agent.applied_name(name))
+            if amw is None or (amw.get("spec") or {}).get("agentID") != agent.agent_id:
+                return None
+            return None if agent.clean_up(name, agent.last_delete_option(amw)) else DELETE_POLL
+        if objects.is_deleting(work):
+            if WORK_FINALIZER not in (objects.meta(work).get("finalizers") or []):
+                return None
+            if not agent.clean_up(name, (work.get("spec") or {}).get("deleteOption")):
+                return DELETE_POLL
+            agent.remove_finalizer(work)
+            return None
+        return self._apply(key, agent.ensure_finalizer(work))
+
+    def _apply(self, key: Hashable, work: Obj) -> float:
+        agent = self.agent
+        spec = work.get("spec") or {}
+        amw = agent.ensure_applied_work(objects.name_of(work), spec.get("deleteOption"))
+        outcomes = agent.applier.apply_all(spec)
+        pending = agent.record(amw, outcomes, spec.get("deleteOption"))
+        agent.index_triggers(key, outcomes)
+        status = work_status(work, outcomes, rfc3339(agent.clock.now()))
+        delay: float = DELETE_POLL if pending else agent.status_sync_seconds
+        if status == work.get("status"):
+            return delay
+        try:
+            agent.hub.patch_status(MANIFEST_WORKS, objects.name_of(work), status, objects.namespace_of(work))
+        except Exception as exc:
+            if getattr(exc, "status", None) == 409:
+                raise
+            failures: int = self._hub_failures.get(key, 0) + 1
+            self._hub_failures[key] = failures
+            log.warning("work %s: status not written to the hub (%s); retrying", key, api_message(exc))
+            return min(0.5 * 2.0 ** min(failures, 10), agent.status_sync_seconds)
+        self._hub_failures.pop(key, None)
+        return delay
+
+
+class FeedbackTrigger:
+    """On the spoke Runtime: a change of an applied object requeues the works that applied it."""
+
+    name = "work-agent-trigger"
+
+    def __init__(self, agent: WorkAgent) -> None:
+        self.agent = agent
+        self.watches: Sequence[Watch] = [Watch(res, self._keys_for(res)) for res in TRIGGER_KINDS]
+
+    def _keys_for(self, res: Resource) -> Any:
+        def keys(obj: Obj) -> list[Hashable]:
+            return list(self.agent.works_applying((res.group, res.kind, objects.namespace_of(obj),
+                                                   objects.name_of(obj))))
+        return keys
+
+    def reconcile(self, key: Hashable) -> float | None:
+        self.agent.requeue(key)
+        return None
+
+
+class WorkAgent:
+    """The work agent's lifecycle and its spoke-side state (see the module docstring)."""
+
+    def __init__(self, hub: Kube, spoke: Kube, cluster: str, *, spoke_runtime: Runtime | None = None,
+                 status_sync_seconds: float = 30.0, clock: Clock | None = None, agent_id: str | None = None) -> None:
+        self.hub = hub
+        self.spoke = spoke
+        self.cluster = cluster
+        self.agent_id = agent_id or cluster
+        self.status_sync_seconds = status_sync_seconds
+        self.clock = clock or SystemClock()
+        self.hub_hash = workplan.hub_hash(str(hub.api.configuration.host))
+        self.applier = ManifestApplier(spoke, Discovery(spoke))
+        self._lock = threading.Lock()
+        self._triggers: dict[tuple[str, str, str, str], set[Hashable]] = {}
+        self._queue: WorkQueue | None = None
+        self._runtime: Runtime | None = None
+        self._stopping = threading.Event()
+        self._thread: threading.Thread | None = None
+        if spoke_runtime is not None:
+            spoke_runtime.add(FeedbackTrigger(self))
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+    def start(self) -> WorkAgent:
+        self._thread = threading.Thread(target=self._connect, name="work-agent-connect", daemon=True)
+        self._thread.start()
+        return self
+
+    @property
+    def connected(self) -> bool:
+        return self._runtime is not None
+
+    def _connect(self) -> None:
+        """Start a hub Runtime once the hub answers; back off (1 s doubling to 30 s) until it does."""
+        delay = CONNECT_BACKOFF[0]
+        while not self._stopping.is_set():
+            try:
+                self.hub.request("GET", MANIFEST_WORKS.path(self.cluster), query={"limit": 1}, timeout=5.0)
+                runtime = Runtime(self.hub, namespace=self.cluster, clock=self.clock)
+                queue = runtime.add(WorkReconciler(self, runtime.cache(MANIFEST_WORKS)))
+                with self._lock:
+                    if self._stopping.is_set():
+                        return
+                    self._queue = queue
+                runtime.start(timeout=30.0)
+                self._runtime = runtime
+                self._requeue_orphans()
+                log.info("work agent of %s: watching ManifestWorks on the hub", self.cluster)
+                return
+            except Exception as exc:
+                log.warning("work agent of %s: hub not reachable (%s); retrying in %.0fs", self.cluster,
+                            api_message(exc), delay)
+            self._stopping.wait(delay)
+            delay = min(delay * 2, CONNECT_BACKOFF[1])
+
+    def _requeue_orphans(self) -> None:
+        """Queue the works of our AppliedManifestWorks (a work deleted while we were away is cleaned up)."""
+        items, _ = self.spoke.list(APPLIED_MANIFEST_WORKS)
+        for amw in items:
+            spec = amw.get("spec") or {}
+            if spec.get("hubHash") == self.hub_hash and spec.get("agentID") == self.agent_id:
+                self.requeue((self.cluster, str(spec.get("manifestWorkName") or "")))
+
+    def stop(self) -> None:
+        with self._lock:
+            self._stopping.set()
+        if self._thread is not None:
+            self._thread.join(timeout=10)
+        if self._runtime is not None:
+            self._runtime.stop()
+
+    def requeue(self, key: Hashable) -> None:
+        queue = self._queue
+        if queue is not None:
+            queue.add(key)
+
+    # -- triggers ----------------------------------------------------------------------------------
+    def works_applying(self, ident: tuple[str, str, str, str]) -> set[Hashable]:
+        with self._lock:
+            return set(self._triggers.get(ident, ()))
+
+    def index_triggers(self, key: Hashable, outcomes: list[ManifestOutcome]) -> None:
+        kinds = {(r.group, r.kind) for r in TRIGGER_KINDS}
+        idents = {(o.ident.group, o.ident.kind, o.ident.namespace, o.ident.name) for o in outcomes
+                  if (o.ident.group, o.ident.kind) in kinds}
+        with self._lock:
+            for ident, keys in list(self._triggers.items()):
+                if ident not in idents:
+                    keys.discard(key)
+                    if not keys:
+                        del self._triggers[ident]
+            for ident in idents:
+                self._triggers.setdefault(ident, set()).add(key)
+
+    # -- the hub's ManifestWork --------------------------------------------------------------------
+    def ensure_finalizer(self, work: Obj) -> Obj:
+        finalizers = list(objects.meta(work).get("finalizers") or [])
+        if WORK_FINALIZER in finalizers:
+            return work
+        meta = objects.meta(work)
+        return self.hub.patch(MANIFEST_WORKS, meta["name"], {"metadata": {
+            "finalizers": [*finalizers, WORK_FINALIZER], "resourceVersion": meta.get("resourceVersion")}},
+            meta.get("namespace"))
+
+    def remove_finalizer(self, work: Obj) -> None:
+        meta = objects.meta(work)
+        finalizers = [f for f in meta.get("finalizers") or [] if f != WORK_FINALIZER]
+        self.hub.patch(MANIFEST_WORKS, meta["name"], {"metadata": {
+            "finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}}, meta.get("namespace"))
+        log.info("work %s/%s: cleaned up, finalizer removed", meta.get("namespace"), meta["name"])
+
+    # -- the spoke's AppliedManifestWork -----------------------------------------------------------
+    def applied_name(self, work_name: str) -> str:
+        return workplan.applied_work_name(self.hub_hash, work_name)
+
+    def last_delete_option(self, amw: Obj) -> Obj | None:
+        text = objects.annotations_of(amw).get(workplan.DELETE_OPTION_ANNOTATION) or "{}"
+        try:
+            option = json.loads(text)
+        except ValueError:
+            return None
+        return option if isinstance(option, dict) else None
+
+    def ensure_applied_work(self, work_name: str, delete_option: Obj | None) -> Obj:
+        desired = workplan.applied_work(self.hub_hash, work_name, self.agent_id, delete_option)
+        current = self.spoke.get(APPLIED_MANIFEST_WORKS, desired["metadata"]["name"])
+        if current is None:
+            return self.spoke.create(APPLIED_MANIFEST_WORKS, desired)
+        if current.get("spec") == desired["spec"] and objects.annotations_of(current).get(
+                workplan.DELETE_OPTION_ANNOTATION) == desired["metadata"]["annotations"][
+                workplan.DELETE_OPTION_ANNOTATION]:
+            return current
+        return self.spoke.patch(APPLIED_MANIFEST_WORKS, desired["metadata"]["name"],
+                                {"metadata": desired["metadata"], "spec": desired["spec"]})
+
+    def _shared(self, except_name: str) -> set[tuple[str, str, str, str, str]]:
+        items, _ = self.spoke.list(APPLIED_MANIFEST_WORKS)
+        return {(*r.key, r.uid) for amw in items if objects.name_of(amw) != except_name
+                for r in _applied_records(amw)}
+
+    def _remove(self, gone: list[AppliedResource], delete_option: Obj | None, amw_name: str) -> list[AppliedResource]:
+        """Delete what `gone` holds that is ours to delete; the ones still on their way out."""
+        if not gone:
+            return []
+        removal = workplan.plan_removal(gone, delete_option, self._shared(amw_name))
+        return [r for r in removal.delete if not self.applier.delete(r)]
+
+    def record(self, amw: Obj, outcomes: list[ManifestOutcome], delete_option: Obj | None) -> list[AppliedResource]:
+        """Record what the outcomes applied, delete what the work dropped; those still being deleted."""
+        previous = _applied_records(amw)
+        applied = [AppliedResource(o.ident.group, o.ident.version, o.resource, o.ident.namespace, o.ident.name,
+                                   objects.uid_of(o.live)) for o in outcomes
+                   if o.applied and o.live is not None and o.config.strategy != READ_ONLY]
+        now_keys = {r.key for r in applied}
+        # a manifest that failed this time is still in the work: its earlier record stays
+        exact = {(o.ident.group, o.resource, o.ident.namespace, o.ident.name) for o in outcomes if o.resource}
+        loose = {(o.ident.group, o.ident.namespace, o.ident.name) for o in outcomes if not o.resource}
+
+        def in_work(r: AppliedResource) -> bool:
+            return r.key in exact or (r.group, r.namespace, r.name) in loose
+
+        kept = [r for r in previous if r.key not in now_keys and in_work(r)]
+        gone = [r for r in previous if not in_work(r)]
+        pending = self._remove(gone, delete_option, objects.name_of(amw))
+        records = [r.to_obj() for r in [*applied, *kept, *pending]]
+        if records != ((amw.get("status") or {}).get("appliedResources") or []):
+            self.spoke.patch_status(APPLIED_MANIFEST_WORKS, objects.name_of(amw), {"appliedResources": records})
+        return pending
+
+    def clean_up(self, work_name: str, delete_option: Obj | None) -> bool:
+        """Remove what a deleted work applied (per `delete_option`); True once the AppliedManifestWork is gone."""
+        name = self.applied_name(work_name)
+        amw = self.spoke.get(APPLIED_MANIFEST_WORKS, name)
+        if amw is None:
+            return True
+        pending = self._remove(_applied_records(amw), delete_option, name)
+        if pending:
+            self.spoke.patch_status(APPLIED_MANIFEST_WORKS, name, {"appliedResources": [r.to_obj() for r in pending]})
+            return False
+        self.spoke.delete(APPLIED_MANIFEST_WORKS, name)
+        with self._lock:
+            key = (self.cluster, work_name)
+            for keys in self._triggers.values():
+                keys.discard(key)
+        log.info("work %s: applied resources removed (%s)", work_name,
+                 (delete_option or {}).get("propagationPolicy") or workplan.FOREGROUND)
+        return True
