@@ -54,6 +54,13 @@ EXPECTED: dict[tuple[str, str], dict[str, Any]] = {
         "storage": "v1",
         "shortNames": None,
     },
+    ("work.open-cluster-management.io", "appliedmanifestworks"): {
+        "kind": "AppliedManifestWork",
+        "scope": "Cluster",
+        "versions": ["v1"],
+        "storage": "v1",
+        "shortNames": None,
+    },
     ("volsync.backube", "replicationsources"): {
         "kind": "ReplicationSource",
         "scope": "Namespaced",
