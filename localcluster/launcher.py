@@ -62,8 +62,11 @@ class Fleet:
     """The cluster processes of one installation (see the module docstring)."""
 
     def __init__(self, data_dir: Path, names: list[str], kubeconfig: Path, pki_dir: Path, *,
-                 hide: Sequence[Path] = (), loopback_services: Sequence[tuple[str, str]] = ()) -> None:
+                 hide: Sequence[Path] = (), loopback_services: Sequence[tuple[str, str]] = (),
+                 hub: str | None = None) -> None:
         self.data_dir = private_dir(data_dir.resolve())
+        # the OCM hub cluster: it runs the cluster manager, every other cluster joins it (ocm_flags)
+        self.hub = hub
         # (namespace, name) of Services the hub cluster's proxy serves from the host's loopback (servicerules)
         self.loopback_services = tuple(loopback_services)
         self.clusters = [ClusterSpec(name, i + 1) for i, name in enumerate(names)]
@@ -98,12 +101,20 @@ class Fleet:
         return [sys.executable, "-m", "localcluster.main", "--cluster", spec.name, "--index", str(spec.index),
                 "--kubeconfig", str(self.kubeconfig), "--context", spec.name, "--state-dir", str(state),
                 "--fabric", self.fabric.name, "--pki-dir", str(self.pki_dir),
-                *[arg for path in self.hide for arg in ("--hide", str(path))], *self._loopback_flags(spec)]
+                *[arg for path in self.hide for arg in ("--hide", str(path))], *self._loopback_flags(spec),
+                *self._ocm_flags(spec)]
+
+    def _ocm_flags(self, spec: ClusterSpec) -> list[str]:
+        """``--ocm-hub`` for the hub cluster; the hub's kubeconfig context for every managed cluster."""
+        if self.hub is None:
+            return []
+        if spec.name == self.hub:
+            return ["--ocm-hub"]
+        return ["--hub-kubeconfig", str(self.kubeconfig), "--hub-context", self.hub]
 
     def _loopback_flags(self, spec: ClusterSpec) -> list[str]:
         """``--loopback-service`` for the hub cluster (`hub`), or for every cluster when no hub is named."""
-        hub: str | None = getattr(self, "hub", None)  # W's keyword; getattr until it lands
-        if hub is not None and spec.name != hub:
+        if self.hub is not None and spec.name != self.hub:
             return []
         return [arg for ns, name in self.loopback_services for arg in ("--loopback-service", f"{ns}/{name}")]
 

@@ -8,6 +8,10 @@ All of them read and write the cluster's API only (one `Kube`, one controller `R
 resource is watched twice). Prints `localcluster ready {json}` once serving. SIGTERM is a full node
 shutdown (Pods stopped, the storage pool released); SIGKILL is a crash: containers keep running and
 the next process adopts them (the launcher restarts it).
+
+OCM: with `--ocm-hub` the process also runs the cluster manager; with `--hub-kubeconfig` (and
+`--hub-context`) the cluster is a managed cluster and runs what a klusterlet runs, the registration
+agent and the work agent (`localcluster.ocm`), which reach the hub in the background with back-off.
 """
 
 from __future__ import annotations
@@ -32,6 +36,8 @@ from localcluster.network.servicerules import service_key
 from localcluster.node.kubelet import Node
 from localcluster.node.kubeletserver import KubeletServer
 from localcluster.ocm import clustermanager
+from localcluster.ocm.registration import RegistrationAgent
+from localcluster.ocm.workagent import WorkAgent
 from localcluster.storage.driver import StorageDriver
 from osutil import procs
 from osutil.certs import issue_certificate, kubelet_server_name
@@ -60,6 +66,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--ocm-hub", action="store_true",
                    help="this cluster is the OCM hub: run the cluster manager (auto-accept, cluster namespaces, "
                    "lease expiry)")
+    p.add_argument("--hub-kubeconfig", type=Path,
+                   help="this cluster is an OCM managed cluster of the hub this kubeconfig reaches: run the "
+                   "registration agent and the work agent (both connect in the background, with back-off)")
+    p.add_argument("--hub-context", help="the hub's context in --hub-kubeconfig (default: its current context)")
+    p.add_argument("--work-status-sync-seconds", type=float, default=30.0,
+                   help="the work agent's resync of every ManifestWork (status feedback Poll, drift repair)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -87,6 +99,7 @@ class ClusterProcess:
         controllers.register(self.runtime, self.kube)
         if args.ocm_hub:
             clustermanager.register(self.runtime, self.kube)
+        self.klusterlet = self._klusterlet(args) if args.hub_kubeconfig else []
         self.proxy = ServiceProxy(self.runtime, self.kube, self.fabric, net, args.loopback_service)
         self.cloud = CloudLoadBalancer(self.runtime, self.kube, net)
         cert, key = issue_certificate(args.pki_dir, f"kubelet-{self.name}-{self.node_name}",
@@ -95,16 +108,33 @@ class ClusterProcess:
         self.kubelet_api = KubeletServer(self.node.containers, cert=cert, key=key,
                                          client_ca=args.pki_dir / "ca.crt", pods=self.runtime.cache(PODS).get)
 
+    def _klusterlet(self, args: argparse.Namespace) -> list[RegistrationAgent | WorkAgent]:
+        """The OCM agents of a managed cluster (what a klusterlet runs), against the hub's API."""
+        self.hub_api = clients.load(str(args.hub_kubeconfig), args.hub_context)
+        ca_file = self.api.configuration.ssl_ca_cert
+        registration = RegistrationAgent(hub=Kube(self.hub_api, field_manager="registration-agent"), spoke=self.kube,
+                                         cluster=self.name, client_url=str(self.api.configuration.host),
+                                         ca_bundle=Path(ca_file).read_bytes() if ca_file else b"")
+        work = WorkAgent(Kube(self.hub_api, field_manager="work-agent"), Kube(self.api, field_manager="work-agent"),
+                         self.name, spoke_runtime=self.runtime, status_sync_seconds=args.work_status_sync_seconds)
+        return [registration, work]
+
     def start(self) -> int:
         self.storage.start()
         port = self.kubelet_api.start()
         self.node.start()
         self.node.set_kubelet_port(port)
         self.runtime.start(timeout=60)
+        for agent in self.klusterlet:  # background threads: an unreachable hub never blocks the cluster
+            agent.start()
         return port
 
     def stop(self) -> None:
         """A full node shutdown: Pods stopped, forwarders closed, the storage pool released."""
+        for agent in self.klusterlet:
+            agent.stop()
+        if self.klusterlet:
+            clients.close(self.hub_api)
         self.node.stop(kill_pods=True)
         self.runtime.stop()
         self.kubelet_api.stop()

@@ -36,11 +36,13 @@ class LocalFleet:
 
 
 @contextmanager
-def local_fleet(base: Path, names: tuple[str, ...] = ("cluster1", "cluster2")) -> Iterator[LocalFleet]:
-    """Start the API server and the cluster processes under `base`; stop everything afterwards."""
+def local_fleet(base: Path, names: tuple[str, ...] = ("cluster1", "cluster2"),
+                hub: str | None = None) -> Iterator[LocalFleet]:
+    """Start the API server and the cluster processes under `base`; stop everything afterwards.
+    With `hub`, that cluster is the OCM hub and the others join it (`Fleet(hub=...)`)."""
     api_dir = base / "api"
     api_dir.mkdir(parents=True, exist_ok=True)
-    clusters = Fleet(base / "clusters", list(names), api_dir / "kubeconfig", api_dir / "pki")
+    clusters = Fleet(base / "clusters", list(names), api_dir / "kubeconfig", api_dir / "pki", hub=hub)
     api = ApiServer(api_dir, clusters=names, auth=True, extra_args=tuple(clusters.apiserver_args())).start()
     try:
         clusters.start()
