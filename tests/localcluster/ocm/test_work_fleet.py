@@ -1,7 +1,8 @@
 """The work agent in a real fleet: cluster1's process (`--hub-kubeconfig`, `--hub-context hub`) applies
 a ManifestWork written on the hub, its node runs the Deployment's Pod, and `kubectl --context hub`
 shows the work Applied/Available with the Deployment's feedback; scaling through the work moves the
-feedback; deleting the work deletes what it applied.
+feedback; deleting the work deletes what it applied. The hub's own rendered addon work installs, and
+its deletion removes the agent's objects but keeps VolSync's CRDs (SelectivelyOrphan).
 
 One fleet (API server + the hub's and cluster1's processes) for the module."""
 
@@ -13,7 +14,11 @@ from typing import Any
 
 import pytest
 from support.fleet import LocalFleet, local_fleet
+from support.hub_controllers import HUB_URL, IMAGE
 from support.waiting import eventually
+
+from hub import ocm, rendering
+from hub.deployers.manifestwork import desired_work
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -52,18 +57,13 @@ def feedback(fleet: LocalFleet) -> dict[str, Any]:
     return out
 
 
-def columns(fleet: LocalFleet) -> list[str]:
-    out = fleet.kubectl("get", "manifestwork", "web", "-n", "cluster1", "-o", "wide", context="hub").stdout
-    return out.splitlines()[1].split()
-
-
 def test_a_work_runs_its_deployment_and_reports_feedback(fleet: LocalFleet) -> None:
     eventually(lambda: fleet.kubectl("get", "namespace", "cluster1", context="hub", check=False).returncode == 0,
                60.0, what="cluster1 accepted (its namespace on the hub)")
     fleet.apply(work(1), context="hub")
     eventually(lambda: feedback(fleet).get("ReadyReplicas") == 1, 120.0, interval=0.2, what="Deployment ready")
     assert feedback(fleet) == {"ReadyReplicas": 1, "Replicas": 1, "AvailableReplicas": 1}
-    assert columns(fleet)[1:3] == ["True", "True"]  # Applied, Available
+    assert columns_of(fleet, "web")[1:3] == ["True", "True"]  # Applied, Available
     pods = fleet.get("pods", "-n", NS, "-l", "app=web", context="cluster1")["items"]
     assert [p["status"]["phase"] for p in pods] == ["Running"]
 
@@ -77,3 +77,33 @@ def test_a_work_runs_its_deployment_and_reports_feedback(fleet: LocalFleet) -> N
     eventually(lambda: fleet.kubectl("get", "namespace", NS, context="cluster1", check=False).returncode != 0,
                120.0, what="the work's namespace deleted")
     assert fleet.get("appliedmanifestworks", context="cluster1")["items"] == []
+
+
+def cluster1_has(fleet: LocalFleet, *what: str) -> bool:
+    return fleet.kubectl("get", *what, context="cluster1", check=False).returncode == 0
+
+
+def test_the_addons_rendered_work_installs_and_uninstalls_keeping_the_crds(fleet: LocalFleet) -> None:
+    eventually(lambda: fleet.kubectl("get", "namespace", "cluster1", context="hub", check=False).returncode == 0,
+               60.0, what="cluster1 accepted (its namespace on the hub)")
+    mca = {"apiVersion": "addon.open-cluster-management.io/v1alpha1", "kind": "ManagedClusterAddOn",
+           "metadata": {"name": ocm.ADDON, "namespace": "cluster1", "uid": "0"}}
+    manifests = rendering.render("cluster1", mca, None, hub_url=HUB_URL, token="t", ca_bundle="", image=IMAGE)
+    addon_work = desired_work("cluster1", mca, manifests)
+    del addon_work["metadata"]["ownerReferences"]  # no MCA here: its GC would take the work
+    fleet.apply(json.dumps(addon_work), context="hub")
+    eventually(lambda: columns_of(fleet, ocm.WORK_NAME)[1:3] == ["True", "True"], 60.0, interval=0.2,
+               what="the addon's work applied and available")
+    agent_ns = ocm.DEFAULT_INSTALL_NAMESPACE
+    assert cluster1_has(fleet, "deployment", ocm.AGENT, "-n", agent_ns)
+    assert cluster1_has(fleet, "clusterrolebinding", ocm.AGENT)
+    fleet.kubectl("delete", "manifestwork", ocm.WORK_NAME, "-n", "cluster1", "--timeout=120s", context="hub")
+    assert not cluster1_has(fleet, "clusterrole", ocm.AGENT)
+    assert not cluster1_has(fleet, "namespace", agent_ns)
+    assert cluster1_has(fleet, "crd", "replicationsources.volsync.backube")
+    assert cluster1_has(fleet, "crd", "replicationdestinations.volsync.backube")
+
+
+def columns_of(fleet: LocalFleet, name: str) -> list[str]:
+    out = fleet.kubectl("get", "manifestwork", name, "-n", "cluster1", "-o", "wide", context="hub").stdout
+    return out.splitlines()[1].split()
