@@ -1,6 +1,7 @@
 """Registration in a real fleet: the hub cluster's process runs the cluster manager (`--ocm-hub`),
 the managed cluster's process its registration agent; the cluster joins by itself, turns Unknown on
-the hub when its process is frozen past the lease grace, and True again once it runs.
+the hub when its process is frozen past the lease grace (even across a kill -9 of the hub cluster's
+process), and True again once it runs.
 
 One fleet (API server + two cluster processes) for the module. cluster1's ManagedCluster is made
 before its process starts, with `leaseDurationSeconds: 1` (the agent keeps a spec someone set), so
@@ -62,11 +63,16 @@ def test_a_managed_cluster_joins_by_itself(fleet: tuple[ApiServer, Fleet]) -> No
 
 
 def test_a_frozen_cluster_turns_unknown_and_comes_back(fleet: tuple[ApiServer, Fleet]) -> None:
+    """The hub cluster's process is killed (-9) meanwhile: its successor's cluster manager expires the
+    lease from what the API holds, not from timers the killed one had."""
     api, clusters = fleet
     eventually(lambda: available(api).get("status") == "True", timeout=60, what="cluster1 available")
     pid = clusters.daemons["cluster1"].pid
+    hub_pid = clusters.daemons["hub"].pid
     os.kill(pid, signal.SIGSTOP)
     try:
+        os.kill(hub_pid, signal.SIGKILL)
+        eventually(lambda: clusters.daemons["hub"].pid != hub_pid, timeout=30, what="hub cluster process restarted")
         eventually(lambda: available(api).get("status") == "Unknown", timeout=30, what="cluster1 Unknown")
         assert available(api)["reason"] == LEASE_STOPPED
     finally:
