@@ -16,8 +16,10 @@ found from its AppliedManifestWork once the hub's cache is synced, and cleaned u
 option last seen (kept as an annotation on the AppliedManifestWork).
 
 Freshness: a change of an applied Deployment, DaemonSet, Job or Pod (the spoke Runtime's informers,
-through `FeedbackTrigger`) requeues its work at once; every work is also resynced each
-`status_sync_seconds` (OCM's Poll scrape), which also puts drifted objects back.
+through `FeedbackTrigger`) requeues its work at once; such a pass only reads the objects again (for
+availability and feedback) when the work's generation was applied without failure less than a resync
+ago. Every work is applied again each `status_sync_seconds` (OCM's Poll scrape), which also puts
+drifted objects back; a failed or deleted object is applied again on the next pass.
 
 Hub unreachable: the hub informer keeps its last cache, so the spoke side goes on (resync, drift);
 status writes fail and are retried with a growing delay (at most the resync period); nothing raises
@@ -30,6 +32,7 @@ import json
 import logging
 import threading
 from collections.abc import Hashable, Sequence
+from dataclasses import dataclass
 from typing import Any
 
 from kube import objects
@@ -55,6 +58,15 @@ def _applied_records(amw: Obj | None) -> list[AppliedResource]:
     return [AppliedResource.of(e) for e in ((amw or {}).get("status") or {}).get("appliedResources") or []]
 
 
+@dataclass(frozen=True)
+class _LastApply:
+    """The last full apply of a work: its (uid, generation), when it began, what it gave."""
+
+    stamp: tuple[str, int]
+    at: float
+    outcomes: tuple[ManifestOutcome, ...]
+
+
 class WorkReconciler:
     """Reconciles one ManifestWork key `(cluster namespace, work name)` (see the module docstring)."""
 
@@ -65,6 +77,7 @@ class WorkReconciler:
         self.works = works
         self.watches: Sequence[Watch] = [Watch(MANIFEST_WORKS)]
         self._hub_failures: dict[Hashable, int] = {}
+        self._last_apply: dict[Hashable, _LastApply] = {}
 
     def reconcile(self, key: Hashable) -> float | None:
         namespace, name = str(key[0]), str(key[1])  # type: ignore[index]
@@ -84,13 +97,31 @@ class WorkReconciler:
             return None
         return self._apply(key, agent.ensure_finalizer(work))
 
-    def _apply(self, key: Hashable, work: Obj) -> float:
+    def _outcomes(self, key: Hashable, work: Obj) -> tuple[list[ManifestOutcome], bool]:
+        """Apply the work, or only read its objects again when the same generation was applied
+        without a failure less than a resync ago (a feedback change): (outcomes, deletions pending)."""
         agent = self.agent
-        spec = work.get("spec") or {}
+        meta, spec = objects.meta(work), work.get("spec") or {}
+        stamp = (str(meta.get("uid") or ""), int(meta.get("generation") or 0))
+        last = self._last_apply.get(key)
+        if last is not None and last.stamp == stamp and agent.clock.monotonic() - last.at < agent.status_sync_seconds:
+            outcomes = agent.applier.refresh(last.outcomes)
+            if all(o.live is not None for o in outcomes):
+                return outcomes, False
+        started = agent.clock.monotonic()
         amw = agent.ensure_applied_work(objects.name_of(work), spec.get("deleteOption"))
         outcomes = agent.applier.apply_all(spec)
         pending = agent.record(amw, outcomes, spec.get("deleteOption"))
         agent.index_triggers(key, outcomes)
+        if all(o.applied for o in outcomes) and not pending:
+            self._last_apply[key] = _LastApply(stamp, started, tuple(outcomes))
+        else:
+            self._last_apply.pop(key, None)
+        return outcomes, bool(pending)
+
+    def _apply(self, key: Hashable, work: Obj) -> float:
+        agent = self.agent
+        outcomes, pending = self._outcomes(key, work)
         status = work_status(work, outcomes, rfc3339(agent.clock.now()))
         delay: float = DELETE_POLL if pending else agent.status_sync_seconds
         if status == work.get("status"):

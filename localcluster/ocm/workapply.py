@@ -10,9 +10,11 @@ absent and then never touches it; `ReadOnly` only reads it (for availability and
 from __future__ import annotations
 
 import copy
+import dataclasses
 import json
 import logging
 import threading
+from collections.abc import Iterable
 from typing import Any
 
 from kubernetes.client.exceptions import ApiException
@@ -136,6 +138,15 @@ class ManifestApplier:
             live = self._read(res, ident)
             return ManifestOutcome(ordinal, ident, res.plural, config, False, api_message(exc), live)
         return ManifestOutcome(ordinal, ident, res.plural, config, applied, "" if applied else "not applied", live)
+
+    def refresh(self, outcomes: Iterable[ManifestOutcome]) -> list[ManifestOutcome]:
+        """The same outcomes with their objects read again: a status-only pass that writes nothing."""
+        out = []
+        for old in outcomes:
+            res = self.discovery.resource(old.ident.group, old.ident.version, old.ident.kind)
+            live = self.spoke.get(res, old.ident.name, old.ident.namespace or None) if res is not None else None
+            out.append(dataclasses.replace(old, live=live))
+        return out
 
     def _read(self, res: Resource, ident: ManifestId) -> Obj | None:
         try:

@@ -79,10 +79,11 @@ def values(entry: Obj) -> dict[str, Any]:
     return out
 
 
-def _start(hub_client: kubernetes.client.ApiClient, spoke: Kube, ns: str) -> tuple[WorkAgent, Runtime]:
+def _start(hub_client: kubernetes.client.ApiClient, spoke: Kube, ns: str,
+           sync: float = 30.0) -> tuple[WorkAgent, Runtime]:
     runtime = Runtime(spoke, namespace=ns)
     agent = WorkAgent(Kube(hub_client, field_manager="work-agent"), Kube(spoke.api, field_manager="work-agent"),
-                      ns, spoke_runtime=runtime, status_sync_seconds=30.0)
+                      ns, spoke_runtime=runtime, status_sync_seconds=sync)
     runtime.start()
     agent.start()
     return agent, runtime
@@ -227,6 +228,24 @@ def test_an_invalid_manifest_fails_alone_and_a_missing_namespace_is_retried(env:
         env.spoke.delete(NAMESPACES, other)
 
 
+def test_drift_is_put_back_on_the_next_resync(apiserver: ApiServer, namespace: str) -> None:
+    hub_client, spoke_client = apiserver.api_client("hub"), apiserver.api_client("cluster1")
+    spoke, hub = Kube(spoke_client, field_manager="work-test"), Kube(hub_client, field_manager="work-test")
+    agent, runtime = _start(hub_client, spoke, namespace, sync=1.0)
+    try:
+        hub.create(MANIFEST_WORKS, {"metadata": {"name": "w-drift", "namespace": namespace}, "spec": {
+            "workload": {"manifests": [configmap(namespace, "steady", v="1")]}}})
+        eventually(lambda: spoke.get(CONFIGMAPS, "steady", namespace), TIMEOUT, what="applied")
+        spoke.patch(CONFIGMAPS, "steady", {"data": {"v": "drifted"}}, namespace)
+        eventually(lambda: (spoke.get(CONFIGMAPS, "steady", namespace) or {})["data"] == {"v": "1"}, 5.0,
+                   what="put back by the resync")
+    finally:
+        agent.stop()
+        runtime.stop()
+        clients.close(hub_client)
+        clients.close(spoke_client)
+
+
 def test_a_work_deleted_while_the_agent_was_away_is_cleaned_up(apiserver: ApiServer, env: Env) -> None:
     env.work("w-away", [configmap(env.ns, "gone-with-it")])
     eventually(lambda: env.cond("w-away", "Applied") == "True", TIMEOUT, what="applied")
@@ -235,13 +254,15 @@ def test_a_work_deleted_while_the_agent_was_away_is_cleaned_up(apiserver: ApiSer
     env.hub.patch(MANIFEST_WORKS, "w-away", {"metadata": {"finalizers": []}}, env.ns)  # gone without the agent
     assert env.hub.get(MANIFEST_WORKS, "w-away", env.ns) is None
     assert env.spoke.get(CONFIGMAPS, "gone-with-it", env.ns) is not None
-    agent, runtime = _start(apiserver.api_client("hub"), env.spoke, env.ns)
+    hub_client = apiserver.api_client("hub")
+    agent, runtime = _start(hub_client, env.spoke, env.ns)
     try:
         eventually(lambda: env.spoke.get(CONFIGMAPS, "gone-with-it", env.ns) is None, TIMEOUT, what="cleaned up")
         eventually(lambda: env.applied("w-away") is None, TIMEOUT, what="record removed")
     finally:
         agent.stop()
         runtime.stop()
+        clients.close(hub_client)
 
 
 @pytest.fixture
