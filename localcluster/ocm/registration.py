@@ -48,6 +48,7 @@ from localcluster.ocm.resources import CLUSTER_LEASE, LEASES, MANAGED_CLUSTERS
 
 log = logging.getLogger("localcluster.ocm.registration")
 
+CLUSTER_NAME_LABEL = "open-cluster-management.io/cluster-name"  # on the lease, as OCM's hub labels it
 ACCEPT_POLL_SECONDS = 2.0  # how often a cluster not yet accepted looks again
 BACKOFF_FIRST = 0.5
 BACKOFF_CAP = 10.0
@@ -227,7 +228,8 @@ class RegistrationAgent:
         except ApiException as exc:
             if exc.status != 404:
                 raise
-        self.hub.create(LEASES, {"metadata": {"name": CLUSTER_LEASE, "namespace": self.cluster}, "spec": spec})
+        meta = {"name": CLUSTER_LEASE, "namespace": self.cluster, "labels": {CLUSTER_NAME_LABEL: self.cluster}}
+        self.hub.create(LEASES, {"metadata": meta, "spec": {"holderIdentity": CLUSTER_LEASE, **spec}})
 
     def observe(self) -> SpokeFacts:
         """Health, version and summed Node resources of the agent's own cluster (never raises)."""

@@ -113,6 +113,7 @@ def test_a_cluster_joins_with_conditions_version_capacity_and_lease(
     assert status["allocatable"] == {"cpu": "3500m", "memory": "7Gi"}
     lease = hub.get(LEASES, CLUSTER_LEASE, "join-1")
     assert lease is not None and lease["spec"]["leaseDurationSeconds"] == 60
+    assert lease["metadata"]["labels"] == {"open-cluster-management.io/cluster-name": "join-1"}
     assert lease["spec"]["renewTime"].startswith(clock.now().strftime("%Y-%m-%dT%H:%M:%S."))
     rv = managed(hub, "join-1")["metadata"]["resourceVersion"]
     agent_for("join-1", hub, spoke, clock).sync_once()  # nothing changed: no status write
