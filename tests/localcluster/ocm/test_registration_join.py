@@ -11,7 +11,6 @@ import base64
 import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import kubernetes
 import pytest
@@ -169,7 +168,7 @@ def test_a_users_spec_fields_and_labels_survive(manager: Runtime, hub: Kube, spo
     assert lease is not None and lease["spec"]["leaseDurationSeconds"] == 3
 
 
-def test_an_unreachable_hub_backs_off_without_raising(spoke: Kube, tmp_path: Path) -> None:
+def test_an_unreachable_hub_backs_off_without_raising(spoke: Kube, caplog: pytest.LogCaptureFixture) -> None:
     with socket.socket() as probe:  # a port nothing listens on once closed
         probe.bind(("127.0.0.1", 0))
         port = probe.getsockname()[1]
@@ -181,6 +180,8 @@ def test_an_unreachable_hub_backs_off_without_raising(spoke: Kube, tmp_path: Pat
         agent = agent_for("gone-1", Kube(client), spoke, FakeClock())
         delays = [agent.round() for _ in range(6)]
         assert delays == [0.5, 1.0, 2.0, 4.0, 8.0, 10.0]
+        warnings = [r for r in caplog.records if r.name == "localcluster.ocm.registration" and r.levelname == "WARNING"]
+        assert len(warnings) == 1 and "gone-1" in warnings[0].getMessage()  # once per outage
         agent.start()  # the thread survives failing rounds and stops promptly
         agent.stop(timeout=5)
         assert agent._thread is None
