@@ -8,8 +8,8 @@ The `fleet` agents run with a token of the rendered `volsync-agent` ServiceAccou
   the rule lets the replication proceed to a finished sync;
 - cluster1's agent token is 401 on cluster2 and on the hub cluster, and 403 on cluster1 for what
   its role does not grant (nodes, pods/exec), while what it grants answers 200;
-- an agent started without a list rule it needs exits 1 with the API server's 403 message (its
-  supervisor restarts it with backoff), never a silent wait or a traceback.
+- an agent started without a list rule it needs exits 1 with the API server's 403 message (as a
+  Deployment's Pod, the kubelet restarts it with back-off), never a silent wait or a traceback.
 """
 
 from __future__ import annotations

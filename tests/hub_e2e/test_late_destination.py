@@ -1,6 +1,6 @@
 """A destination that stops publishing turns `late` on the hub within the grace (issue 7, acceptance).
 
-A real `volsync-hub` (embedded API servers, agents supervised by the local deployer) with a short
+A real `volsync-hub` (the embedded fleet, agents as Pods applied by the work agents) with a short
 `--grace-seconds`; a replication cluster1 → cluster2 set up as in the seed procedure, driven by the
 README's own manual-trigger commands (run verbatim with bash, so they are verified too). Then the
 destination's snapshotting breaks (its VolumeSnapshotClass is deleted, as an admin might): the source

@@ -1,9 +1,9 @@
 """The real hub's path (`ManifestWorkDeployer`, what a hub on an OCM fleet runs) as ServiceAccount
 `volsync-system/volsync-hub` with exactly `manifests/hub`'s RBAC (issue 9, deliverable 3).
 
-The embedded default deploys agents with the local deployer (admin, standing in for OCM's work
-agent), so the ManifestWork path is exercised here: the addon controller, in-process and stepped,
-with a token of the shipped ServiceAccount against a real API server with RBAC on. Install
+The embedded default runs this path end to end (`test_production_path.py`); here the addon
+controller runs in-process and stepped, with a token of the shipped ServiceAccount against a real
+API server with RBAC on and no work agent, so every request it makes is seen in isolation. Install
 (ClusterManagementAddOn, MCA, token Secret, ManifestWork, MCA status, the feature label) and
 uninstall on unlabel run without one refused request.
 """

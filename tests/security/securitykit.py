@@ -1,4 +1,4 @@
-"""Helpers of the security suite: an agent's command line, a GET's status with a bearer token."""
+"""Helpers of the security suite: the agent Pod's ServiceAccount token, a GET's status with a bearer token."""
 
 from __future__ import annotations
 
@@ -7,12 +7,19 @@ from pathlib import Path
 
 import httpx
 from support.hubprocess import Hub
+from support.waiting import eventually
+
+TOKEN_PATH = "/var/run/secrets/kubernetes.io/serviceaccount/token"  # the kubelet's projected token
 
 
-def agent_argv(hub: Hub, cluster: str) -> list[str]:
-    """The command line of the running agent of `cluster` (from its pidfile)."""
-    pid = hub.agent_pids()[cluster]
-    return Path(f"/proc/{pid}/cmdline").read_bytes().decode().split("\0")[:-1]
+def agent_token(hub: Hub, cluster: str) -> tuple[str, str]:
+    """(uid, token) of `cluster`'s running agent Pod: the ServiceAccount token its node projected into it,
+    read in the container (`kubectl exec ... cat`), as the agent reads it."""
+    pod = eventually(lambda: hub.running_agent(cluster), 120, 0.2, what=f"{cluster}'s agent Pod running")
+    name, namespace = pod["metadata"]["name"], pod["metadata"]["namespace"]
+    token = hub.kubectl("exec", name, "-n", namespace, "--", "cat", TOKEN_PATH, context=cluster).stdout.strip()
+    assert token.count(".") == 2, f"not a JWT: {token[:40]!r}"
+    return str(pod["metadata"]["uid"]), token
 
 
 def status_of(url: str, token: str, ca: Path) -> int:

@@ -1,6 +1,6 @@
 """Identity in the embedded default (issue 7, item 2): authentication is on unless explicitly
 turned off, every credential is valid on its own cluster only, the user's kubeconfig has one user
-per context, and an agent gets a kubeconfig for its own cluster only."""
+per context, and an agent (a Pod) runs as its ServiceAccount with a token good on its own cluster only."""
 
 from __future__ import annotations
 
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import httpx
 import yaml
-from securitykit import agent_argv, status_of
+from securitykit import agent_token, status_of
 from support.apiserver import ROOT, ApiServer
 from support.hubprocess import Hub
 
@@ -77,21 +77,17 @@ def test_the_hub_runs_the_api_with_one_credential_per_cluster(enabled_hub: Hub) 
     assert "cluster1" in enabled_hub.kubectl("get", "managedclusters", "-o", "name").stdout
 
 
-def test_an_agent_gets_a_kubeconfig_for_its_own_cluster_only(enabled_hub: Hub) -> None:
-    argv = agent_argv(enabled_hub, "cluster1")
-    path = Path(argv[argv.index("--kubeconfig") + 1])
-    assert path != Path(enabled_hub.ready["kubeconfig"])
-    assert path.stat().st_mode & 0o777 == 0o600
-    config = yaml.safe_load(path.read_text())
-    assert [c["name"] for c in config["clusters"]] == ["cluster1"]
-    assert [c["name"] for c in config["contexts"]] == ["cluster1"] and len(config["users"]) == 1
-    server = config["clusters"][0]["cluster"]["server"]
-    assert server.startswith("https://") and server.endswith("/clusters/cluster1")
-    token = config["users"][0]["user"]["token"]
+def test_the_agent_runs_as_its_service_account_with_a_token_for_its_own_cluster_only(enabled_hub: Hub) -> None:
+    pod = enabled_hub.running_agent("cluster1")
+    assert pod is not None
+    assert pod["spec"]["serviceAccountName"] == "volsync-agent"
+    assert "--kubeconfig" not in pod["spec"]["containers"][0].get("args", [])  # in-cluster config, nothing else
+    _, token = agent_token(enabled_hub, "cluster1")
     user_tokens = {u["user"]["token"] for u in yaml.safe_load(Path(enabled_hub.ready["kubeconfig"]).read_text())[
         "users"]}
     assert token not in user_tokens  # the agent's own credential, not the user's
-    base = server.rsplit("/clusters/", 1)[0]
+    base = yaml.safe_load(Path(enabled_hub.ready["kubeconfig"]).read_text())["clusters"][0]["cluster"]["server"]
+    base = base.rsplit("/clusters/", 1)[0]
     ca = enabled_hub.data_dir / "api" / "pki" / "ca.crt"
     volumes = "api/v1/persistentvolumeclaims"  # granted by the agent's ClusterRole (namespaces are not: 403)
     assert status_of(f"{base}/clusters/cluster1/{volumes}", token, ca) == 200

@@ -1,7 +1,10 @@
-"""An agent's credential does not outlive its addon (issue 7, item 2): removing the addon (the
-ManagedClusterAddOn deleted) revokes the token of the agent's kubeconfig on its cluster, and a
-re-enabled addon's agent gets a new token, never the revoked one. `revoke_tokens` itself keeps
-every other line of the token file and the file private."""
+"""An agent's credential does not outlive its addon (issue 7, item 2; issue 11): the agent is a Pod
+and its credential the ServiceAccount token its node projects into it. Removing the addon (the
+ManagedClusterAddOn deleted) deletes the ManifestWork; the work agent deletes what it applied, the
+agent's ServiceAccount among it, and the API server refuses that account's tokens from then on
+(`apiserver/satokens.py`: a bound token needs its ServiceAccount, with the same uid). A re-enabled
+addon's agent gets a new token, never the revoked one. `revoke_tokens` (the API server's static
+token file) itself keeps every other line of the token file and the file private."""
 
 from __future__ import annotations
 
@@ -11,7 +14,7 @@ from pathlib import Path
 
 import pytest
 import yaml
-from securitykit import agent_argv, status_of
+from securitykit import agent_token, status_of
 from support.hubprocess import Hub
 from support.waiting import eventually
 
@@ -47,42 +50,33 @@ def test_revoke_tokens_removes_only_the_given_users(tmp_path: Path) -> None:
     assert not (tmp_path / "missing.csv").exists()
 
 
-def _agent_credential(hub: Hub, cluster: str) -> tuple[str, str]:
-    """An API URL the agent's RBAC grants (PersistentVolumeClaims of `cluster`) and the token of the running
-    agent's kubeconfig."""
-    argv = agent_argv(hub, cluster)
-    config = yaml.safe_load(Path(argv[argv.index("--kubeconfig") + 1]).read_text())
-    server = config["clusters"][0]["cluster"]["server"]
-    return f"{server}/api/v1/persistentvolumeclaims", config["users"][0]["user"]["token"]
-
-
-def _working_agent_credential(hub: Hub, cluster: str, ca: Path, not_token: str = "") -> tuple[str, str]:
-    def check() -> tuple[str, str] | None:
-        try:
-            url, token = _agent_credential(hub, cluster)
-        except (KeyError, OSError, IndexError, ValueError):
-            return None  # no agent (yet), or its kubeconfig not written yet
-        return (url, token) if token != not_token and status_of(url, token, ca) == 200 else None
-
-    return eventually(check, 90, 0.2, what=f"{cluster}'s agent running with a working kubeconfig")
-
-
 def test_removing_the_addon_revokes_the_agent_token(tmp_path: Path) -> None:
     hub = Hub(tmp_path / "run").start()
     try:
         ca = hub.data_dir / "api" / "pki" / "ca.crt"
+        url = f"{_cluster_url(hub, 'cluster1')}/api/v1/persistentvolumeclaims"
         hub.kubectl("label", "managedcluster", "cluster1", f"{INSTALL_LABEL}=true")
-        url, old = _working_agent_credential(hub, "cluster1", ca)
-        kubeconfig = Path(agent_argv(hub, "cluster1")[agent_argv(hub, "cluster1").index("--kubeconfig") + 1])
+        uid, old = agent_token(hub, "cluster1")
+        assert status_of(url, old, ca) == 200
 
         hub.kubectl("label", "managedcluster", "cluster1", f"{INSTALL_LABEL}-")  # or the label re-creates it
         hub.kubectl("delete", "managedclusteraddon", "volsync", "-n", "cluster1", "--wait=false")
-        eventually(lambda: status_of(url, old, ca) == 401, 60, 0.2, what="the removed agent's token refused")
-        assert not kubeconfig.exists()
+        eventually(lambda: hub.kubectl("get", "serviceaccount", "volsync-agent", "-n", "volsync-system",
+                                       context="cluster1", check=False).returncode != 0, 60, 0.2,
+                   what="the work agent deleted the agent's ServiceAccount")
+        eventually(lambda: status_of(url, old, ca) == 401, 30, 0.2, what="the removed agent's token refused")
 
         hub.kubectl("label", "managedcluster", "cluster1", f"{INSTALL_LABEL}=true")
-        _, new = _working_agent_credential(hub, "cluster1", ca, not_token=old)
-        assert new != old
+        new_uid, new = agent_token(hub, "cluster1")
+        assert new_uid != uid and new != old
+        assert status_of(url, new, ca) == 200
         assert status_of(url, old, ca) == 401  # re-enabling does not bring the revoked token back
     finally:
         hub.stop()
+
+
+def _cluster_url(hub: Hub, cluster: str) -> str:
+    """`cluster`'s API URL on the host, from the user's kubeconfig."""
+    config = yaml.safe_load(Path(hub.ready["kubeconfig"]).read_text())
+    name = next(c["context"]["cluster"] for c in config["contexts"] if c["name"] == cluster)
+    return str(next(c["cluster"]["server"] for c in config["clusters"] if c["name"] == name))
