@@ -2,13 +2,17 @@
 a ManifestWork written on the hub, its node runs the Deployment's Pod, and `kubectl --context hub`
 shows the work Applied/Available with the Deployment's feedback; scaling through the work moves the
 feedback; deleting the work deletes what it applied. The hub's own rendered addon work installs, and
-its deletion removes the agent's objects but keeps VolSync's CRDs (SelectivelyOrphan).
+its deletion removes the agent's objects but keeps VolSync's CRDs (SelectivelyOrphan). A cluster
+process killed with SIGKILL comes back (the launcher restarts it) and its new work agent carries on
+from the AppliedManifestWork: same objects, a work changed meanwhile applied.
 
 One fleet (API server + the hub's and cluster1's processes) for the module."""
 
 from __future__ import annotations
 
 import json
+import os
+import signal
 from collections.abc import Iterator
 from typing import Any
 
@@ -31,7 +35,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
         yield running
 
 
-def work(replicas: int) -> str:
+def work(replicas: int, name: str = "web") -> str:
     labels = {"app": "web"}
     manifests = [
         {"apiVersion": "v1", "kind": "Namespace", "metadata": {"name": NS}},
@@ -42,14 +46,14 @@ def work(replicas: int) -> str:
     ]
     return json.dumps({
         "apiVersion": "work.open-cluster-management.io/v1", "kind": "ManifestWork",
-        "metadata": {"name": "web", "namespace": "cluster1"},
+        "metadata": {"name": name, "namespace": "cluster1"},
         "spec": {"workload": {"manifests": manifests}, "manifestConfigs": [{
             "resourceIdentifier": {"group": "apps", "resource": "deployments", "name": "web", "namespace": NS},
             "feedbackRules": [{"type": "WellKnownStatus"}]}]}})
 
 
-def feedback(fleet: LocalFleet) -> dict[str, Any]:
-    found = fleet.get("manifestwork", "web", "-n", "cluster1", context="hub")
+def feedback(fleet: LocalFleet, name: str = "web") -> dict[str, Any]:
+    found = fleet.get("manifestwork", name, "-n", "cluster1", context="hub")
     out: dict[str, Any] = {}
     for entry in ((found.get("status") or {}).get("resourceStatus") or {}).get("manifests") or []:
         for value in (entry.get("statusFeedback") or {}).get("values") or []:
@@ -107,3 +111,23 @@ def test_the_addons_rendered_work_installs_and_uninstalls_keeping_the_crds(fleet
 def columns_of(fleet: LocalFleet, name: str) -> list[str]:
     out = fleet.kubectl("get", "manifestwork", name, "-n", "cluster1", "-o", "wide", context="hub").stdout
     return out.splitlines()[1].split()
+
+
+def test_a_killed_cluster_process_carries_on_with_its_works(fleet: LocalFleet) -> None:
+    eventually(lambda: fleet.kubectl("get", "namespace", "cluster1", context="hub", check=False).returncode == 0,
+               60.0, what="cluster1 accepted (its namespace on the hub)")
+    fleet.apply(work(1, "survivor"), context="hub")
+    eventually(lambda: feedback(fleet, "survivor").get("ReadyReplicas") == 1, 120.0, interval=0.2,
+               what="Deployment ready")
+    uid = fleet.get("deployment", "web", "-n", NS, context="cluster1")["metadata"]["uid"]
+    old = fleet.cluster_pid("cluster1")
+    os.kill(old, signal.SIGKILL)
+    fleet.apply(work(2, "survivor"), context="hub")  # changed while the agent is down
+    eventually(lambda: fleet.cluster_pid("cluster1") != old, 30.0, what="cluster process restarted")
+    eventually(lambda: feedback(fleet, "survivor") == {"ReadyReplicas": 2, "Replicas": 2, "AvailableReplicas": 2},
+               120.0, interval=0.2, what="the change applied by the restarted agent")
+    assert fleet.get("deployment", "web", "-n", NS, context="cluster1")["metadata"]["uid"] == uid
+    amws = fleet.get("appliedmanifestworks", context="cluster1")["items"]
+    assert [a["spec"]["manifestWorkName"] for a in amws] == ["survivor"]
+    fleet.kubectl("delete", "manifestwork", "survivor", "-n", "cluster1", "--timeout=120s", context="hub")
+    assert fleet.get("appliedmanifestworks", context="cluster1")["items"] == []
