@@ -31,7 +31,7 @@ from __future__ import annotations
 import json
 import logging
 import threading
-from collections.abc import Hashable, Sequence
+from collections.abc import Callable, Hashable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -83,6 +83,8 @@ class WorkReconciler:
         namespace, name = str(key[0]), str(key[1])  # type: ignore[index]
         work = self.works.get(namespace, name)
         agent = self.agent
+        if work is None or objects.is_deleting(work):
+            self._last_apply.pop(key, None)
         if work is None:
             amw = agent.spoke.get(APPLIED_MANIFEST_WORKS, agent.applied_name(name))
             if amw is None or (amw.get("spec") or {}).get("agentID") != agent.agent_id:
@@ -148,7 +150,7 @@ class FeedbackTrigger:
         self.agent = agent
         self.watches: Sequence[Watch] = [Watch(res, self._keys_for(res)) for res in TRIGGER_KINDS]
 
-    def _keys_for(self, res: Resource) -> Any:
+    def _keys_for(self, res: Resource) -> Callable[[Obj], Iterable[Hashable]]:
         def keys(obj: Obj) -> list[Hashable]:
             return list(self.agent.works_applying((res.group, res.kind, objects.namespace_of(obj),
                                                    objects.name_of(obj))))
@@ -204,7 +206,12 @@ class WorkAgent:
                         return
                     self._queue = queue
                 runtime.start(timeout=30.0)
-                self._runtime = runtime
+                with self._lock:
+                    self._runtime = runtime
+                    stopped = self._stopping.is_set()
+                if stopped:  # stop() came while the runtime started: it stops it, or we do
+                    runtime.stop()
+                    return
                 self._requeue_orphans()
                 log.info("work agent of %s: watching ManifestWorks on the hub", self.cluster)
                 return
@@ -215,20 +222,37 @@ class WorkAgent:
             delay = min(delay * 2, CONNECT_BACKOFF[1])
 
     def _requeue_orphans(self) -> None:
-        """Queue the works of our AppliedManifestWorks (a work deleted while we were away is cleaned up)."""
+        """Queue the works of our AppliedManifestWorks (a work deleted while we were away is cleaned up);
+        records this agent made under an earlier URL of its hub are carried over first."""
         items, _ = self.spoke.list(APPLIED_MANIFEST_WORKS)
         for amw in items:
             spec = amw.get("spec") or {}
-            if spec.get("hubHash") == self.hub_hash and spec.get("agentID") == self.agent_id:
-                self.requeue((self.cluster, str(spec.get("manifestWorkName") or "")))
+            if spec.get("agentID") != self.agent_id:
+                continue
+            work_name = str(spec.get("manifestWorkName") or "")
+            if spec.get("hubHash") != self.hub_hash:
+                self._carry_over(amw, work_name)
+            self.requeue((self.cluster, work_name))
+
+    def _carry_over(self, old: Obj, work_name: str) -> None:
+        """Merge a record made under another hub URL (the embedded API server came back on another
+        port) into this hub hash's record of the same work, then drop it (its objects stay)."""
+        current = self.ensure_applied_work(work_name, self.last_delete_option(old))
+        merged = {(*r.key, r.uid): r for r in [*_applied_records(current), *_applied_records(old)]}
+        self.spoke.patch_status(APPLIED_MANIFEST_WORKS, objects.name_of(current),
+                                {"appliedResources": [r.to_obj() for r in merged.values()]})
+        self.spoke.delete(APPLIED_MANIFEST_WORKS, objects.name_of(old))
+        log.info("work %s: record %s carried over to %s", work_name, objects.name_of(old), objects.name_of(current))
 
     def stop(self) -> None:
         with self._lock:
             self._stopping.set()
         if self._thread is not None:
             self._thread.join(timeout=10)
-        if self._runtime is not None:
-            self._runtime.stop()
+        with self._lock:
+            runtime = self._runtime
+        if runtime is not None:
+            runtime.stop()
 
     def requeue(self, key: Hashable) -> None:
         queue = self._queue
@@ -295,9 +319,11 @@ class WorkAgent:
                                 {"metadata": desired["metadata"], "spec": desired["spec"]})
 
     def _shared(self, except_name: str) -> set[tuple[str, str, str, str, str]]:
+        """`(*key, uid)` of what the other works of this hub record (a resource two works apply stays
+        while one of them does)."""
         items, _ = self.spoke.list(APPLIED_MANIFEST_WORKS)
         return {(*r.key, r.uid) for amw in items if objects.name_of(amw) != except_name
-                for r in _applied_records(amw)}
+                and (amw.get("spec") or {}).get("hubHash") == self.hub_hash for r in _applied_records(amw)}
 
     def _remove(self, gone: list[AppliedResource], delete_option: Obj | None, amw_name: str) -> list[AppliedResource]:
         """Delete what `gone` holds that is ours to delete; the ones still on their way out."""

@@ -8,7 +8,7 @@ Frozen views in, immutable answers out; the I/O is in `workapply` and `workagent
   ({group, resource, name, namespace}, `*` matching anything) is matched once the plural is known.
 - `updateStrategy.type`: `Update` (the default), `ServerSideApply`, `CreateOnly`, `ReadOnly`.
 - Deletion: a resource is deleted only if the AppliedManifestWork recorded it (same uid), no other
-  AppliedManifestWork of this agent records it too (a resource shared by two works stays while one
+  AppliedManifestWork of the same hub records it too (a resource shared by two works stays while one
   of them still applies it), the `deleteOption` does not orphan it, and it has no ownerReference
   (an owned object belongs to its owner's lifecycle, not to ours).
 """

@@ -265,6 +265,31 @@ def test_a_work_deleted_while_the_agent_was_away_is_cleaned_up(apiserver: ApiSer
         clients.close(hub_client)
 
 
+def test_records_made_under_another_hub_url_are_carried_over(apiserver: ApiServer, namespace: str) -> None:
+    hub_client, spoke_client = apiserver.api_client("hub"), apiserver.api_client("cluster1")
+    spoke, hub = Kube(spoke_client, field_manager="work-test"), Kube(hub_client, field_manager="work-test")
+    cm = spoke.create(CONFIGMAPS, configmap(namespace, "moved", v="1"))
+    old_hash = workplan.hub_hash("https://127.0.0.1:1/clusters/hub")
+    old = spoke.create(APPLIED_MANIFEST_WORKS, workplan.applied_work(old_hash, f"w-moved-{namespace}", namespace, None))
+    spoke.patch_status(APPLIED_MANIFEST_WORKS, old["metadata"]["name"], {"appliedResources": [
+        {"group": "", "version": "v1", "resource": "configmaps", "namespace": namespace, "name": "moved",
+         "uid": cm["metadata"]["uid"]}]})
+    hub.create(MANIFEST_WORKS, {"metadata": {"name": f"w-moved-{namespace}", "namespace": namespace}, "spec": {
+        "workload": {"manifests": [configmap(namespace, "moved", v="1")]}}})
+    agent, runtime = _start(hub_client, spoke, namespace)
+    try:
+        eventually(lambda: spoke.get(APPLIED_MANIFEST_WORKS, old["metadata"]["name"]) is None, TIMEOUT,
+                   what="the old record dropped")
+        hub.delete(MANIFEST_WORKS, f"w-moved-{namespace}", namespace)
+        eventually(lambda: spoke.get(CONFIGMAPS, "moved", namespace) is None, TIMEOUT,
+                   what="deleted with the work, not kept by a stale record")
+    finally:
+        agent.stop()
+        runtime.stop()
+        clients.close(hub_client)
+        clients.close(spoke_client)
+
+
 @pytest.fixture
 def relay(apiserver: ApiServer) -> Iterator[Relay]:
     r = Relay(apiserver.port)
