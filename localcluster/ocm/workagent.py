@@ -13,7 +13,7 @@ applies, and writes the status (`workstatus`) to the hub's `/status` only when i
 work is cleaned up per its `deleteOption` (Foreground waits until every deleted object is gone), then
 the AppliedManifestWork goes and the finalizer is removed. A work deleted while the agent was away is
 found from its AppliedManifestWork once the hub's cache is synced, and cleaned up with the delete
-option last seen (kept as an annotation on the AppliedManifestWork).
+option last seen (kept as an annotation on the AppliedManifestWork; `workrecord`).
 
 Freshness: a change of an applied Deployment, DaemonSet, Job or Pod (the spoke Runtime's informers,
 through `FeedbackTrigger`) requeues its work at once; such a pass only reads the objects again (for
@@ -28,7 +28,6 @@ out of the agent. A hub unreachable at start is retried with back-off in the bac
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
 from collections.abc import Callable, Hashable, Iterable, Sequence
@@ -41,9 +40,9 @@ from kube.controller import Runtime, Watch
 from kube.informing import Informer, WorkQueue
 from kube.rest import DAEMON_SETS, DEPLOYMENTS, JOBS, PODS, Kube, Resource
 from localcluster.ocm import workplan
-from localcluster.ocm.resources import APPLIED_MANIFEST_WORKS, MANIFEST_WORKS, WORK_FINALIZER
+from localcluster.ocm.resources import MANIFEST_WORKS, WORK_FINALIZER
 from localcluster.ocm.workapply import Discovery, ManifestApplier, api_message
-from localcluster.ocm.workplan import READ_ONLY, AppliedResource
+from localcluster.ocm.workrecord import AppliedRecords, last_delete_option
 from localcluster.ocm.workstatus import ManifestOutcome, work_status
 
 log = logging.getLogger("localcluster.ocm.work")
@@ -52,10 +51,6 @@ Obj = dict[str, Any]
 TRIGGER_KINDS: tuple[Resource, ...] = (DEPLOYMENTS, DAEMON_SETS, JOBS, PODS)
 DELETE_POLL = 0.5  # seconds between looks while Foreground deletion waits for objects to go
 CONNECT_BACKOFF = (1.0, 30.0)
-
-
-def _applied_records(amw: Obj | None) -> list[AppliedResource]:
-    return [AppliedResource.of(e) for e in ((amw or {}).get("status") or {}).get("appliedResources") or []]
 
 
 @dataclass(frozen=True)
@@ -86,10 +81,10 @@ class WorkReconciler:
         if work is None or objects.is_deleting(work):
             self._last_apply.pop(key, None)
         if work is None:
-            amw = agent.spoke.get(APPLIED_MANIFEST_WORKS, agent.applied_name(name))
-            if amw is None or (amw.get("spec") or {}).get("agentID") != agent.agent_id:
+            amw = agent.records.get(name)
+            if amw is None:
                 return None
-            return None if agent.clean_up(name, agent.last_delete_option(amw)) else DELETE_POLL
+            return None if agent.clean_up(name, last_delete_option(amw)) else DELETE_POLL
         if objects.is_deleting(work):
             if WORK_FINALIZER not in (objects.meta(work).get("finalizers") or []):
                 return None
@@ -111,9 +106,9 @@ class WorkReconciler:
             if all(o.live is not None for o in outcomes):
                 return outcomes, False
         started = agent.clock.monotonic()
-        amw = agent.ensure_applied_work(objects.name_of(work), spec.get("deleteOption"))
+        amw = agent.records.ensure(objects.name_of(work), spec.get("deleteOption"))
         outcomes = agent.applier.apply_all(spec)
-        pending = agent.record(amw, outcomes, spec.get("deleteOption"))
+        pending = agent.records.record(amw, outcomes, spec.get("deleteOption"))
         agent.index_triggers(key, outcomes)
         if all(o.applied for o in outcomes) and not pending:
             self._last_apply[key] = _LastApply(stamp, started, tuple(outcomes))
@@ -174,6 +169,7 @@ class WorkAgent:
         self.clock = clock or SystemClock()
         self.hub_hash = workplan.hub_hash(str(hub.api.configuration.host))
         self.applier = ManifestApplier(spoke, Discovery(spoke))
+        self.records = AppliedRecords(spoke, self.applier, self.hub_hash, self.agent_id)
         self._lock = threading.Lock()
         self._triggers: dict[tuple[str, str, str, str], set[Hashable]] = {}
         self._queue: WorkQueue | None = None
@@ -222,27 +218,9 @@ class WorkAgent:
             delay = min(delay * 2, CONNECT_BACKOFF[1])
 
     def _requeue_orphans(self) -> None:
-        """Queue the works of our AppliedManifestWorks (a work deleted while we were away is cleaned up);
-        records this agent made under an earlier URL of its hub are carried over first."""
-        items, _ = self.spoke.list(APPLIED_MANIFEST_WORKS)
-        for amw in items:
-            spec = amw.get("spec") or {}
-            if spec.get("agentID") != self.agent_id:
-                continue
-            work_name = str(spec.get("manifestWorkName") or "")
-            if spec.get("hubHash") != self.hub_hash:
-                self._carry_over(amw, work_name)
+        """Queue the works of our AppliedManifestWorks (a work deleted while we were away is cleaned up)."""
+        for work_name in self.records.work_names():
             self.requeue((self.cluster, work_name))
-
-    def _carry_over(self, old: Obj, work_name: str) -> None:
-        """Merge a record made under another hub URL (the embedded API server came back on another
-        port) into this hub hash's record of the same work, then drop it (its objects stay)."""
-        current = self.ensure_applied_work(work_name, self.last_delete_option(old))
-        merged = {(*r.key, r.uid): r for r in [*_applied_records(current), *_applied_records(old)]}
-        self.spoke.patch_status(APPLIED_MANIFEST_WORKS, objects.name_of(current),
-                                {"appliedResources": [r.to_obj() for r in merged.values()]})
-        self.spoke.delete(APPLIED_MANIFEST_WORKS, objects.name_of(old))
-        log.info("work %s: record %s carried over to %s", work_name, objects.name_of(old), objects.name_of(current))
 
     def stop(self) -> None:
         with self._lock:
@@ -294,81 +272,15 @@ class WorkAgent:
             "finalizers": finalizers, "resourceVersion": meta.get("resourceVersion")}}, meta.get("namespace"))
         log.info("work %s/%s: cleaned up, finalizer removed", meta.get("namespace"), meta["name"])
 
-    # -- the spoke's AppliedManifestWork -----------------------------------------------------------
     def applied_name(self, work_name: str) -> str:
-        return workplan.applied_work_name(self.hub_hash, work_name)
-
-    def last_delete_option(self, amw: Obj) -> Obj | None:
-        text = objects.annotations_of(amw).get(workplan.DELETE_OPTION_ANNOTATION) or "{}"
-        try:
-            option = json.loads(text)
-        except ValueError:
-            return None
-        return option if isinstance(option, dict) else None
-
-    def ensure_applied_work(self, work_name: str, delete_option: Obj | None) -> Obj:
-        desired = workplan.applied_work(self.hub_hash, work_name, self.agent_id, delete_option)
-        current = self.spoke.get(APPLIED_MANIFEST_WORKS, desired["metadata"]["name"])
-        if current is None:
-            return self.spoke.create(APPLIED_MANIFEST_WORKS, desired)
-        if current.get("spec") == desired["spec"] and objects.annotations_of(current).get(
-                workplan.DELETE_OPTION_ANNOTATION) == desired["metadata"]["annotations"][
-                workplan.DELETE_OPTION_ANNOTATION]:
-            return current
-        return self.spoke.patch(APPLIED_MANIFEST_WORKS, desired["metadata"]["name"],
-                                {"metadata": desired["metadata"], "spec": desired["spec"]})
-
-    def _shared(self, except_name: str) -> set[tuple[str, str, str, str, str]]:
-        """`(*key, uid)` of what the other works of this hub record (a resource two works apply stays
-        while one of them does)."""
-        items, _ = self.spoke.list(APPLIED_MANIFEST_WORKS)
-        return {(*r.key, r.uid) for amw in items if objects.name_of(amw) != except_name
-                and (amw.get("spec") or {}).get("hubHash") == self.hub_hash for r in _applied_records(amw)}
-
-    def _remove(self, gone: list[AppliedResource], delete_option: Obj | None, amw_name: str) -> list[AppliedResource]:
-        """Delete what `gone` holds that is ours to delete; the ones still on their way out."""
-        if not gone:
-            return []
-        removal = workplan.plan_removal(gone, delete_option, self._shared(amw_name))
-        return [r for r in removal.delete if not self.applier.delete(r)]
-
-    def record(self, amw: Obj, outcomes: list[ManifestOutcome], delete_option: Obj | None) -> list[AppliedResource]:
-        """Record what the outcomes applied, delete what the work dropped; those still being deleted."""
-        previous = _applied_records(amw)
-        applied = [AppliedResource(o.ident.group, o.ident.version, o.resource, o.ident.namespace, o.ident.name,
-                                   objects.uid_of(o.live)) for o in outcomes
-                   if o.applied and o.live is not None and o.config.strategy != READ_ONLY]
-        now_keys = {r.key for r in applied}
-        # a manifest that failed this time is still in the work: its earlier record stays
-        exact = {(o.ident.group, o.resource, o.ident.namespace, o.ident.name) for o in outcomes if o.resource}
-        loose = {(o.ident.group, o.ident.namespace, o.ident.name) for o in outcomes if not o.resource}
-
-        def in_work(r: AppliedResource) -> bool:
-            return r.key in exact or (r.group, r.namespace, r.name) in loose
-
-        kept = [r for r in previous if r.key not in now_keys and in_work(r)]
-        gone = [r for r in previous if not in_work(r)]
-        pending = self._remove(gone, delete_option, objects.name_of(amw))
-        records = [r.to_obj() for r in [*applied, *kept, *pending]]
-        if records != ((amw.get("status") or {}).get("appliedResources") or []):
-            self.spoke.patch_status(APPLIED_MANIFEST_WORKS, objects.name_of(amw), {"appliedResources": records})
-        return pending
+        """The name of the AppliedManifestWork this agent keeps for `work_name`."""
+        return self.records.name(work_name)
 
     def clean_up(self, work_name: str, delete_option: Obj | None) -> bool:
-        """Remove what a deleted work applied (per `delete_option`); True once the AppliedManifestWork is gone."""
-        name = self.applied_name(work_name)
-        amw = self.spoke.get(APPLIED_MANIFEST_WORKS, name)
-        if amw is None:
-            return True
-        pending = self._remove(_applied_records(amw), delete_option, name)
-        if pending:
-            self.spoke.patch_status(APPLIED_MANIFEST_WORKS, name, {"appliedResources": [r.to_obj() for r in pending]})
+        """Remove what a deleted work applied; True once its record is gone (and its triggers)."""
+        if not self.records.clean_up(work_name, delete_option):
             return False
-        self.spoke.delete(APPLIED_MANIFEST_WORKS, name)
         with self._lock:
-            key = (self.cluster, work_name)
             for keys in self._triggers.values():
-                keys.discard(key)
-        log.info("work %s: applied resources removed (%s)", work_name,
-                 (delete_option or {}).get("propagationPolicy") or workplan.FOREGROUND)
+                keys.discard((self.cluster, work_name))
         return True
