@@ -19,7 +19,8 @@ Freshness: a change of an applied Deployment, DaemonSet, Job or Pod (the spoke R
 through `FeedbackTrigger`) requeues its work at once; such a pass only reads the objects again (for
 availability and feedback) when the work's generation was applied without failure less than a resync
 ago. Every work is applied again each `status_sync_seconds` (OCM's Poll scrape), which also puts
-drifted objects back; a failed or deleted object is applied again on the next pass.
+drifted objects back; a work with a manifest not applied (its namespace missing, a conflict) is
+applied again after a back-off (0.5 s doubling up to the resync period), a deleted object on the next pass.
 
 Hub unreachable: the hub informer keeps its last cache, so the spoke side goes on (resync, drift);
 status writes fail and are retried with a growing delay (at most the resync period); nothing raises
@@ -71,7 +72,8 @@ class WorkReconciler:
         self.agent = agent
         self.works = works
         self.watches: Sequence[Watch] = [Watch(MANIFEST_WORKS)]
-        self._hub_failures: dict[Hashable, int] = {}
+        self._hub_failures: dict[Hashable, int] = {}  # status writes the hub refused or missed, per work
+        self._apply_failures: dict[Hashable, int] = {}  # passes with a manifest not applied, per work
         self._last_apply: dict[Hashable, _LastApply] = {}
 
     def reconcile(self, key: Hashable) -> float | None:
@@ -79,7 +81,8 @@ class WorkReconciler:
         work = self.works.get(namespace, name)
         agent = self.agent
         if work is None or objects.is_deleting(work):
-            self._last_apply.pop(key, None)
+            for per_work in (self._last_apply, self._apply_failures, self._hub_failures):
+                per_work.pop(key, None)
         if work is None:
             amw = agent.records.get(name)
             if amw is None:
@@ -116,11 +119,21 @@ class WorkReconciler:
             self._last_apply.pop(key, None)
         return outcomes, bool(pending)
 
+    def _retry(self, failures: dict[Hashable, int], key: Hashable, failed: bool) -> float | None:
+        """The back-off after a failure (0.5 s doubling up to the resync period), None after a success."""
+        if not failed:
+            failures.pop(key, None)
+            return None
+        count = failures[key] = failures.get(key, 0) + 1
+        return float(min(0.5 * 2.0 ** min(count - 1, 10), self.agent.status_sync_seconds))
+
     def _apply(self, key: Hashable, work: Obj) -> float:
         agent = self.agent
         outcomes, pending = self._outcomes(key, work)
         status = work_status(work, outcomes, rfc3339(agent.clock.now()))
-        delay: float = DELETE_POLL if pending else agent.status_sync_seconds
+        # a manifest not applied (its namespace not there yet, a conflict) is tried again soon
+        retry = self._retry(self._apply_failures, key, not all(o.applied for o in outcomes))
+        delay = DELETE_POLL if pending else retry or agent.status_sync_seconds
         if status == work.get("status"):
             return delay
         try:
@@ -128,11 +141,9 @@ class WorkReconciler:
         except Exception as exc:
             if getattr(exc, "status", None) == 409:
                 raise
-            failures: int = self._hub_failures.get(key, 0) + 1
-            self._hub_failures[key] = failures
             log.warning("work %s: status not written to the hub (%s); retrying", key, api_message(exc))
-            return min(0.5 * 2.0 ** min(failures, 10), agent.status_sync_seconds)
-        self._hub_failures.pop(key, None)
+            return min(delay, self._retry(self._hub_failures, key, True) or delay)
+        self._retry(self._hub_failures, key, False)
         return delay
 
 

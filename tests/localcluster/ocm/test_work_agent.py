@@ -222,8 +222,8 @@ def test_an_invalid_manifest_fails_alone_and_a_missing_namespace_is_retried(env:
     assert env.cond("w-invalid", "Available") == "False"
     env.spoke.create(NAMESPACES, {"metadata": {"name": other}})
     try:
-        env.agent.requeue((env.ns, "w-invalid"))  # the next resync, without waiting 30 s for it
-        eventually(lambda: env.spoke.get(CONFIGMAPS, "in-missing-namespace", other), TIMEOUT, what="retried")
+        eventually(lambda: env.spoke.get(CONFIGMAPS, "in-missing-namespace", other), TIMEOUT,
+                   what="retried with back-off, not at the 30 s resync")
     finally:
         env.spoke.delete(NAMESPACES, other)
 
