@@ -72,8 +72,11 @@ def test_a_work_runs_its_deployment_and_reports_feedback(fleet: LocalFleet) -> N
     assert [p["status"]["phase"] for p in pods] == ["Running"]
 
     fleet.apply(work(2), context="hub")
-    eventually(lambda: feedback(fleet) == {"ReadyReplicas": 2, "Replicas": 2, "AvailableReplicas": 2}, 120.0,
-               interval=0.2, what="scaled through the work")
+    eventually(lambda: fleet.get("deployment", "web", "-n", NS, context="cluster1")["status"].get(
+        "availableReplicas") == 2, 120.0, interval=0.1, what="scaled through the work")
+    # the feedback follows the Deployment's status through the spoke watch, not the 30 s poll
+    eventually(lambda: feedback(fleet) == {"ReadyReplicas": 2, "Replicas": 2, "AvailableReplicas": 2}, 3.0,
+               interval=0.1, what="the hub's feedback follows within seconds")
 
     fleet.kubectl("delete", "manifestwork", "web", "-n", "cluster1", "--wait=true", "--timeout=120s", context="hub")
     gone = fleet.kubectl("get", "deployment", "web", "-n", NS, context="cluster1", check=False)
