@@ -34,7 +34,7 @@ WELL_KNOWN: dict[tuple[str, str], tuple[tuple[str, str], ...]] = {
 
 _COMPARE: dict[str, Callable[[Any, Any], bool]] = {
     "==": operator.eq, "!=": operator.ne, "<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge}
-_NAME = re.compile(r"[A-Za-z0-9_\-$]+")
+_NAME = re.compile(r"[A-Za-z0-9_\-]+")
 _FILTER = re.compile(r"\?\(\s*@((?:\.[A-Za-z0-9_\-]+)+)\s*(?:(==|!=|<=|>=|<|>)\s*(.+?))?\s*\)")
 _MISSING = object()
 JSON_RAW_LIMIT = 1024  # the ManifestWork schema's maxLength of fieldValue.jsonRaw
