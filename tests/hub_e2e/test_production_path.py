@@ -46,6 +46,10 @@ AGENT_KINDS = ("deployment/volsync-agent", "serviceaccount/volsync-agent", "secr
 @pytest.fixture(scope="module")
 def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
     h = replication_hub(tmp_path_factory.mktemp("prodpath") / "run")
+    # c's short lease, set now: the registration agent reads it at its next renewal, up to the default
+    # 60 s away, and a and b run meanwhile
+    h.kubectl("patch", "managedcluster", "cluster1", "--type=merge",
+              "-p", json.dumps({"spec": {"leaseDurationSeconds": LEASE_SECONDS}}))
     yield h
     h.stop()
 
@@ -154,6 +158,8 @@ def test_b_a_replication_runs_through_the_agent_pods(hub: Hub, source_dir: Path)
         return bool(src and dst and src["state"] == dst["state"] == "ok" and src["lastSyncTime"])
 
     eventually(reported, 60, 0.2, what="both sides reported ok over REST")
+    for cluster in ("cluster1", "cluster2"):
+        assert addon_columns(hub, cluster) == ("True", "False", "False"), cluster
 
 
 def _signal_all(pids: list[int], sig: int) -> None:
@@ -164,8 +170,6 @@ def _signal_all(pids: list[int], sig: int) -> None:
 
 def test_c_d_a_frozen_cluster_turns_unknown_a_killed_hub_adopts_and_both_come_back(
         hub: Hub, source_dir: Path) -> None:
-    hub.kubectl("patch", "managedcluster", "cluster1", "--type=merge",
-                "-p", json.dumps({"spec": {"leaseDurationSeconds": LEASE_SECONDS}}))
     eventually(lambda: hub.get("lease", "managed-cluster-lease", "-n", "cluster1")["spec"]
                .get("leaseDurationSeconds") == LEASE_SECONDS, 90, 0.2,
                what="cluster1's registration agent renews with the shortened lease")

@@ -183,12 +183,16 @@ def replication_hub(run_dir: Path, *extra_args: str, addon: str = PLAIN_ADDON) -
     namespaces the replication tests use: `src` on cluster1, `dest` on cluster2. `addon` is the
     ManagedClusterAddOn YAML, `{cluster}` standing for the cluster's name."""
     hub = Hub(run_dir, *extra_args).start()
-    for cluster in ("cluster1", "cluster2"):
-        hub.kubectl("apply", "-f", "-", input=addon.format(cluster=cluster))
-    for cluster in ("cluster1", "cluster2"):
-        wait_available(hub, cluster)
-    hub.kubectl("create", "ns", "dest", context="cluster2")
-    hub.kubectl("create", "ns", "src", context="cluster1")
+    try:
+        for cluster in ("cluster1", "cluster2"):
+            hub.kubectl("apply", "-f", "-", input=addon.format(cluster=cluster))
+        for cluster in ("cluster1", "cluster2"):
+            wait_available(hub, cluster)
+        hub.kubectl("create", "ns", "dest", context="cluster2")
+        hub.kubectl("create", "ns", "src", context="cluster1")
+    except BaseException:
+        hub.stop()  # no fixture will: the hub and its fleet would outlive the failed test
+        raise
     return hub
 
 
