@@ -36,8 +36,7 @@ from localcluster.network.servicerules import service_key
 from localcluster.node.kubelet import Node
 from localcluster.node.kubeletserver import KubeletServer
 from localcluster.ocm import clustermanager
-from localcluster.ocm.registration import RegistrationAgent
-from localcluster.ocm.workagent import WorkAgent
+from localcluster.ocm.klusterlet import Klusterlet
 from localcluster.storage.driver import StorageDriver
 from osutil import procs
 from osutil.certs import issue_certificate, kubelet_server_name
@@ -99,7 +98,9 @@ class ClusterProcess:
         controllers.register(self.runtime, self.kube)
         if args.ocm_hub:
             clustermanager.register(self.runtime, self.kube)
-        self.klusterlet = self._klusterlet(args) if args.hub_kubeconfig else []
+        self.klusterlet = Klusterlet(self.runtime, self.api, self.name, hub_kubeconfig=args.hub_kubeconfig,
+                                     hub_context=args.hub_context,
+                                     status_sync_seconds=args.work_status_sync_seconds) if args.hub_kubeconfig else None
         self.proxy = ServiceProxy(self.runtime, self.kube, self.fabric, net, args.loopback_service)
         self.cloud = CloudLoadBalancer(self.runtime, self.kube, net)
         cert, key = issue_certificate(args.pki_dir, f"kubelet-{self.name}-{self.node_name}",
@@ -108,33 +109,20 @@ class ClusterProcess:
         self.kubelet_api = KubeletServer(self.node.containers, cert=cert, key=key,
                                          client_ca=args.pki_dir / "ca.crt", pods=self.runtime.cache(PODS).get)
 
-    def _klusterlet(self, args: argparse.Namespace) -> list[RegistrationAgent | WorkAgent]:
-        """The OCM agents of a managed cluster (what a klusterlet runs), against the hub's API."""
-        self.hub_api = clients.load(str(args.hub_kubeconfig), args.hub_context)
-        ca_file = self.api.configuration.ssl_ca_cert
-        registration = RegistrationAgent(hub=Kube(self.hub_api, field_manager="registration-agent"), spoke=self.kube,
-                                         cluster=self.name, client_url=str(self.api.configuration.host),
-                                         ca_bundle=Path(ca_file).read_bytes() if ca_file else b"")
-        work = WorkAgent(Kube(self.hub_api, field_manager="work-agent"), Kube(self.api, field_manager="work-agent"),
-                         self.name, spoke_runtime=self.runtime, status_sync_seconds=args.work_status_sync_seconds)
-        return [registration, work]
-
     def start(self) -> int:
         self.storage.start()
         port = self.kubelet_api.start()
         self.node.start()
         self.node.set_kubelet_port(port)
         self.runtime.start(timeout=60)
-        for agent in self.klusterlet:  # background threads: an unreachable hub never blocks the cluster
-            agent.start()
+        if self.klusterlet is not None:  # background threads: an unreachable hub never blocks the cluster
+            self.klusterlet.start()
         return port
 
     def stop(self) -> None:
         """A full node shutdown: Pods stopped, forwarders closed, the storage pool released."""
-        for agent in self.klusterlet:
-            agent.stop()
-        if self.klusterlet:
-            clients.close(self.hub_api)
+        if self.klusterlet is not None:
+            self.klusterlet.stop()
         self.node.stop(kill_pods=True)
         self.runtime.stop()
         self.kubelet_api.stop()

@@ -148,22 +148,31 @@ class WorkReconciler:
 
 
 class FeedbackTrigger:
-    """On the spoke Runtime: a change of an applied object requeues the works that applied it."""
+    """On the spoke Runtime: a change of an applied object requeues the works that applied it.
+
+    It is added to the spoke Runtime before that starts; the agent it serves may come later
+    (`attach`), e.g. once the hub's kubeconfig can be read: until then it maps nothing."""
 
     name = "work-agent-trigger"
 
-    def __init__(self, agent: WorkAgent) -> None:
+    def __init__(self, agent: WorkAgent | None = None) -> None:
         self.agent = agent
         self.watches: Sequence[Watch] = [Watch(res, self._keys_for(res)) for res in TRIGGER_KINDS]
 
+    def attach(self, agent: WorkAgent) -> None:
+        self.agent = agent
+
     def _keys_for(self, res: Resource) -> Callable[[Obj], Iterable[Hashable]]:
         def keys(obj: Obj) -> list[Hashable]:
-            return list(self.agent.works_applying((res.group, res.kind, objects.namespace_of(obj),
-                                                   objects.name_of(obj))))
+            agent = self.agent
+            if agent is None:
+                return []
+            return list(agent.works_applying((res.group, res.kind, objects.namespace_of(obj), objects.name_of(obj))))
         return keys
 
     def reconcile(self, key: Hashable) -> float | None:
-        self.agent.requeue(key)
+        if self.agent is not None:
+            self.agent.requeue(key)
         return None
 
 
@@ -171,7 +180,10 @@ class WorkAgent:
     """The work agent's lifecycle and its spoke-side state (see the module docstring)."""
 
     def __init__(self, hub: Kube, spoke: Kube, cluster: str, *, spoke_runtime: Runtime | None = None,
-                 status_sync_seconds: float = 30.0, clock: Clock | None = None, agent_id: str | None = None) -> None:
+                 trigger: FeedbackTrigger | None = None, status_sync_seconds: float = 30.0,
+                 clock: Clock | None = None, agent_id: str | None = None) -> None:
+        """`spoke_runtime` (not started yet) gets a `FeedbackTrigger` of this agent; or pass the
+        `trigger` added to the spoke Runtime earlier. Without either, feedback follows the resync only."""
         self.hub = hub
         self.spoke = spoke
         self.cluster = cluster
@@ -187,7 +199,9 @@ class WorkAgent:
         self._runtime: Runtime | None = None
         self._stopping = threading.Event()
         self._thread: threading.Thread | None = None
-        if spoke_runtime is not None:
+        if trigger is not None:
+            trigger.attach(self)
+        elif spoke_runtime is not None:
             spoke_runtime.add(FeedbackTrigger(self))
 
     # -- lifecycle ---------------------------------------------------------------------------------

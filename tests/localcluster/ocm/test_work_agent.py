@@ -10,11 +10,13 @@ agent reaches the hub through a `socat` relay the test stops and starts again)."
 from __future__ import annotations
 
 import os
+import shutil
 import signal
 import socket
 import subprocess
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import kubernetes
@@ -27,6 +29,7 @@ from kube.controller import Runtime
 from kube.objects import condition
 from kube.rest import CONFIGMAPS, DEPLOYMENTS, NAMESPACES, Kube, Obj
 from localcluster.ocm import workplan
+from localcluster.ocm.klusterlet import Klusterlet
 from localcluster.ocm.resources import APPLIED_MANIFEST_WORKS, MANIFEST_WORKS, WORK_FINALIZER
 from localcluster.ocm.workagent import WorkAgent
 
@@ -288,6 +291,27 @@ def test_records_made_under_another_hub_url_are_carried_over(apiserver: ApiServe
         runtime.stop()
         clients.close(hub_client)
         clients.close(spoke_client)
+
+
+def test_the_klusterlet_waits_for_the_hub_kubeconfig(apiserver: ApiServer, namespace: str, tmp_path: Path) -> None:
+    spoke_client, hub_client = apiserver.api_client("cluster1"), apiserver.api_client("hub")
+    spoke, hub = Kube(spoke_client, field_manager="work-test"), Kube(hub_client, field_manager="work-test")
+    runtime = Runtime(spoke, namespace=namespace)
+    kubeconfig = tmp_path / "hub.kubeconfig"
+    klusterlet = Klusterlet(runtime, spoke_client, namespace, hub_kubeconfig=kubeconfig, hub_context="hub")
+    runtime.start()
+    klusterlet.start()  # returns at once although there is no kubeconfig yet
+    try:
+        hub.create(MANIFEST_WORKS, {"metadata": {"name": "w-late", "namespace": namespace}, "spec": {
+            "workload": {"manifests": [configmap(namespace, "late-hub")]}}})
+        assert klusterlet.agents == []
+        shutil.copy(apiserver.kubeconfig, kubeconfig)
+        eventually(lambda: spoke.get(CONFIGMAPS, "late-hub", namespace), 20.0, what="applied once it is there")
+    finally:
+        klusterlet.stop()
+        runtime.stop()
+        clients.close(spoke_client)
+        clients.close(hub_client)
 
 
 @pytest.fixture
