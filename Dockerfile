@@ -7,6 +7,10 @@
 # already holds DEBIAN_PACKAGES (the apt step is then skipped), and WHEELHOUSE names a folder of the
 # build context with wheels of all dependencies and of the build backend (pip then uses no index).
 #
+# It also carries what an embedded cluster needs inside a container (`volsync-cluster`, the services
+# of docker-compose.yml, which run it as root in privileged containers): bubblewrap (Pods), busybox
+# (busybox images), nftables and iproute2 (the Pod network), util-linux (nsenter, setpriv), procps.
+#
 # The default user is 65532 (nonroot): the hub and the agent need nothing more. Mover Jobs run as
 # root themselves (securityContext runAsUser 0, capabilities dropped to what sshd/rsync need) on a
 # read-only root filesystem with emptyDirs at /tmp and /var/lib/volsync-mover: sshd's privilege
@@ -15,7 +19,7 @@
 ARG BASE_IMAGE=docker.io/library/debian:bookworm-slim
 
 FROM ${BASE_IMAGE} AS base
-ARG DEBIAN_PACKAGES="python3 python3-venv rsync openssh-server openssh-client"
+ARG DEBIAN_PACKAGES="python3 python3-venv rsync openssh-server openssh-client bubblewrap busybox nftables iproute2 util-linux procps"
 RUN set -eu; missing=; \
     for package in $DEBIAN_PACKAGES; do \
       dpkg-query -W -f='${db:Status-Status}' "$package" 2>/dev/null | grep -qx installed \

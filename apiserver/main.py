@@ -42,6 +42,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--clusters", default="hub,cluster1,cluster2", help="comma-separated cluster names")
     p.add_argument("--host", default="127.0.0.1", help="listen address (loopback by default)")
     p.add_argument("--port", type=int, default=0, help="listen port (0: pick a free one)")
+    p.add_argument("--tls-san", action="append", default=[], metavar="NAME_OR_IP",
+                   help="another name or address the serving certificate names (repeatable; e.g. the host name "
+                   "other containers reach it by). Listening on 0.0.0.0, the kubeconfig names 127.0.0.1")
     p.add_argument("--crd-dir", type=Path, default=None, help="CRD YAML installed in every cluster (none by default)")
     p.add_argument("--service-cidr", action="append", default=[], metavar="NAME=CIDR",
                    help="the Service CIDR of cluster NAME (repeatable; default 10.96.0.0/16); its first address "
@@ -151,7 +154,9 @@ async def serve(args: argparse.Namespace) -> int:
     gc.set_threshold(10_000, 50, 50)
     sock = _bind(args.host, args.port)
     host, port = sock.getsockname()[:2]
-    tls = certs.ensure(data_dir / "pki", [host]) if token_files is not None else None
+    host = "127.0.0.1" if host == "0.0.0.0" else host  # every address: the kubeconfig's is loopback
+    sans = list(dict.fromkeys([host, *args.tls_san]))
+    tls = certs.ensure(data_dir / "pki", sans) if token_files is not None else None
     if tls is not None:  # kube-root-ca.crt in every namespace, and token volumes in Pods: with TLS only
         server.publish_root_ca(tls.ca.read_text())
     scheme = "https" if tls else "http"

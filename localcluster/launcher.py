@@ -63,8 +63,16 @@ class Fleet:
 
     def __init__(self, data_dir: Path, names: list[str], kubeconfig: Path, pki_dir: Path, *,
                  hide: Sequence[Path] = (), loopback_services: Sequence[tuple[str, str]] = (),
-                 hub: str | None = None) -> None:
+                 hub: str | None = None, join: tuple[Path, str] | None = None,
+                 node_network: bool = False) -> None:
         self.data_dir = private_dir(data_dir.resolve())
+        # a hub elsewhere (another container's API server): (its kubeconfig, its context), joined by every
+        # cluster of this fleet; exclusive with `hub`
+        if hub is not None and join is not None:
+            raise ValueError("a fleet either holds its OCM hub (hub=) or joins one elsewhere (join=)")
+        self.join = join
+        # the clusters run alone in containers: their node's namespace is the container's (nodenet)
+        self.node_network = node_network
         # the OCM hub cluster: it runs the cluster manager, every other cluster joins it (ocm_flags)
         self.hub = hub
         # (namespace, name) of Services the hub cluster's proxy serves from the host's loopback (servicerules)
@@ -105,12 +113,16 @@ class Fleet:
                 *self._ocm_flags(spec)]
 
     def _ocm_flags(self, spec: ClusterSpec) -> list[str]:
-        """``--ocm-hub`` for the hub cluster; the hub's kubeconfig context for every managed cluster."""
+        """``--ocm-hub`` for the hub cluster; the hub's kubeconfig context for every managed cluster (the
+        `join` one when the hub is elsewhere); ``--node-network`` in a container."""
+        node = ["--node-network"] if self.node_network else []
+        if self.join is not None:
+            return [*node, "--hub-kubeconfig", str(self.join[0]), "--hub-context", self.join[1]]
         if self.hub is None:
-            return []
+            return node
         if spec.name == self.hub:
-            return ["--ocm-hub"]
-        return ["--hub-kubeconfig", str(self.kubeconfig), "--hub-context", self.hub]
+            return [*node, "--ocm-hub"]
+        return [*node, "--hub-kubeconfig", str(self.kubeconfig), "--hub-context", self.hub]
 
     def _loopback_flags(self, spec: ClusterSpec) -> list[str]:
         """``--loopback-service`` for the hub cluster (`hub`), or for every cluster when no hub is named."""

@@ -30,6 +30,8 @@ from localcluster import controllers
 from localcluster.network.addressing import ClusterNet
 from localcluster.network.cloudlb import CloudLoadBalancer
 from localcluster.network.fabric import Fabric
+from localcluster.network.nodelb import NodeLoadBalancer
+from localcluster.network.nodenet import Uplink, detect_node_address
 from localcluster.network.podnet import PodNetwork
 from localcluster.network.proxy import ServiceProxy
 from localcluster.network.servicerules import service_key
@@ -71,6 +73,12 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--hub-context", help="the hub's context in --hub-kubeconfig (default: its current context)")
     p.add_argument("--work-status-sync-seconds", type=float, default=30.0,
                    help="the work agent's resync of every ManifestWork (status feedback Poll, drift repair)")
+    p.add_argument("--node-network", action="store_true",
+                   help="the cluster runs alone in a container whose network namespace is its node's: link the "
+                   "fabric to it (Pod egress, masqueraded) and serve LoadBalancer Services on the node's address "
+                   "instead of the cloud pool (localcluster.network.nodenet; never on a shared host)")
+    p.add_argument("--node-address", help="with --node-network: the node's address (default: the namespace's "
+                   "first global IPv4 address)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -102,7 +110,13 @@ class ClusterProcess:
                                      hub_context=args.hub_context,
                                      status_sync_seconds=args.work_status_sync_seconds) if args.hub_kubeconfig else None
         self.proxy = ServiceProxy(self.runtime, self.kube, self.fabric, net, args.loopback_service)
-        self.cloud = CloudLoadBalancer(self.runtime, self.kube, net)
+        self.cloud: CloudLoadBalancer | NodeLoadBalancer
+        if args.node_network:  # a container's own namespace only (see nodenet)
+            uplink = Uplink(self.fabric, net, args.node_address or detect_node_address())
+            uplink.ensure()
+            self.cloud = NodeLoadBalancer(self.runtime, self.kube, uplink)
+        else:
+            self.cloud = CloudLoadBalancer(self.runtime, self.kube, net)
         cert, key = issue_certificate(args.pki_dir, f"kubelet-{self.name}-{self.node_name}",
                                       cn=f"system:node:{self.node_name}",
                                       sans=[kubelet_server_name(self.name, self.node_name), "127.0.0.1"])

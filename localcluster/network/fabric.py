@@ -34,13 +34,16 @@ FABRIC_TABLE = "vsa_fabric"
 _FABRIC_NAME = re.compile(r"^vsa-fab-[0-9a-f]{10}$")
 
 # Only Pod, Service and load-balancer ranges are ever forwarded (defence in depth: there is no
-# route off the fabric anyway).
+# route off the fabric anyway), and the node's uplink `vsa-egress`, which exists only in a cluster
+# run alone in a container with --node-network (`nodenet`).
 _FABRIC_PROGRAM = f"""table ip {FABRIC_TABLE}
 delete table ip {FABRIC_TABLE}
 table ip {FABRIC_TABLE} {{
     chain forward {{
         type filter hook forward priority filter + 10; policy drop;
         ip saddr {{ 10.0.0.0/8, 172.20.0.0/16 }} ip daddr {{ 10.0.0.0/8, 172.20.0.0/16 }} accept
+        iifname "vsa-egress" accept
+        oifname "vsa-egress" accept
     }}
 }}
 """
