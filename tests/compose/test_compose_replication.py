@@ -1,0 +1,121 @@
+"""docker-compose.yml for real (issue 11, Deliver 4): hub, cluster1 and cluster2 as separate containers
+of the project's image under Podman, the clusters joining the hub over the compose network, and the
+seed procedure's replication from cluster1 to cluster2 crossing containers: the source mover Pod in
+cluster1's container reaches the LoadBalancer address (cluster2's container address) of the
+destination mover's Service; the restored image equals the source tree.
+
+Everything runs inside a network namespace of the test's own (`composekit`); kubectl talks to the
+API servers through the loopback ports compose publishes. No healthchecks (Podman without systemd
+runs none): every wait polls with a deadline.
+"""
+
+from __future__ import annotations
+
+import functools
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from composekit import CONTEXTS, ComposeStack
+from image.imagekit import BuiltImage, build_image
+from support.loopnet import loopback_netns
+from support.seed import copy_secret, create_destination, create_pvc, create_source, latest_image, restore, status
+from support.trees import assert_trees_equal, make_sample_tree
+from support.waiting import eventually
+
+from api import images
+
+# the first test may wait for (or run) the image build, as tests/image does
+pytestmark = pytest.mark.timeout(1500)
+
+ADDON = """apiVersion: addon.open-cluster-management.io/v1alpha1
+kind: ManagedClusterAddOn
+metadata: {{name: volsync, namespace: {cluster}}}
+"""
+JOINED = ("HubAcceptedManagedCluster", "ManagedClusterJoined", "ManagedClusterConditionAvailable")
+
+
+@pytest.fixture(scope="module")
+def compose_image() -> BuiltImage:
+    missing = [tool for tool in ("podman", "runc", "debootstrap", "docker-compose") if shutil.which(tool) is None]
+    if missing:
+        pytest.fail(f"{', '.join(missing)} not installed: run scripts/bootstrap --test")
+    return build_image()
+
+
+@pytest.fixture(scope="module")
+def stack(compose_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ComposeStack]:
+    """The stack up (the engine started, `docker-compose up -d`), every kubeconfig written; down and
+    cleaned up afterwards, whatever happened."""
+    base = tmp_path_factory.mktemp("compose")
+    with loopback_netns("vsa-cmp") as netns:
+        running = ComposeStack(netns, base)
+        try:
+            running.start_engine()
+            running.up()
+            eventually(lambda: all(p.exists() for p in running.kubeconfigs), 120, 0.5,
+                       what="the three containers' kubeconfigs in the shared directory")
+            yield running
+        finally:
+            running.down()
+    assert not running.containers(), "containers left behind"
+
+
+def _conditions(obj: dict[str, Any]) -> dict[str, str]:
+    return {c["type"]: c["status"] for c in (obj.get("status") or {}).get("conditions") or []}
+
+
+def _addon_available(stack: ComposeStack, cluster: str) -> bool:
+    addon = stack.get("managedclusteraddon", "volsync", "-n", cluster, context="hub")
+    return _conditions(addon).get("Available") == "True"
+
+
+def test_the_compose_file_names_the_project_image() -> None:
+    text = (Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text()
+    assert f"image: {images.default_image()}\n" in text
+
+
+def test_a_the_clusters_join_the_hub_across_containers(stack: ComposeStack) -> None:
+    def joined() -> bool:
+        clusters = {c["metadata"]["name"]: c for c in stack.get("managedclusters", context="hub")["items"]}
+        return all(all(_conditions(clusters.get(name, {})).get(t) == "True" for t in JOINED)
+                   for name in ("cluster1", "cluster2"))
+    eventually(joined, 120, 0.5, what="cluster1 and cluster2 accepted, joined and available on the hub")
+    for context in CONTEXTS:  # each API server answers on its published port with its own certificate
+        nodes = stack.get("nodes", context=context)["items"]
+        assert [n["metadata"]["name"] for n in nodes] == [f"{context}-node"]
+    hub_service = stack.get("service", "volsync-hub", "-n", "volsync-system", context="hub")
+    ingress = hub_service["status"]["loadBalancer"]["ingress"]
+    assert ingress and not ingress[0]["ip"].startswith(("10.", "172.20.")), ingress  # the hub container's address
+
+
+def test_b_the_agents_run_as_pods_and_reach_the_hub(stack: ComposeStack) -> None:
+    for cluster in ("cluster1", "cluster2"):
+        stack.kubectl("apply", "-f", "-", context="hub", input=ADDON.format(cluster=cluster))
+
+    for cluster in ("cluster1", "cluster2"):
+        eventually(functools.partial(_addon_available, stack, cluster), 180, 0.5, what=f"{cluster}'s addon "
+                   "Available (its agent Pod heartbeating to the hub's address from its container)")
+        pods = stack.get("pods", "-n", "volsync-system", context=cluster)["items"]
+        assert [p["status"]["phase"] for p in pods] == ["Running"], pods
+    stack.kubectl("create", "ns", "src", context="cluster1")
+    stack.kubectl("create", "ns", "dest", context="cluster2")
+
+
+def test_c_replication_crosses_containers(stack: ComposeStack) -> None:
+    address, keys = create_destination(stack, "rd", "LoadBalancer")  # type: ignore[arg-type]
+    rd_service = stack.get("service", "-n", "dest", context="cluster2")["items"]
+    assert [s["status"]["loadBalancer"]["ingress"][0]["ip"] for s in rd_service] == [address]
+    source_dir = create_pvc(stack, "data", "src", "cluster1")  # type: ignore[arg-type]
+    assert source_dir.is_relative_to(stack.data / "cluster1")  # the container's volume, seen from the host
+    make_sample_tree(source_dir, large_size=1 << 20)
+    copy_secret(stack, keys)  # type: ignore[arg-type]
+    create_source(stack, "rs", "data", address, keys, "manual: one")  # type: ignore[arg-type]
+    eventually(lambda: status(stack, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
+               .get("lastManualSync") == "one", 180, 0.5, what="the first sync, cluster1 -> cluster2")
+    image = latest_image(stack, "rd")  # type: ignore[arg-type]
+    restored = restore(stack, image, "restored")  # type: ignore[arg-type]
+    assert restored.is_relative_to(stack.data / "cluster2")
+    assert_trees_equal(source_dir, restored)
