@@ -8,8 +8,10 @@ a. the hub delivers the agent as ManifestWork `addon-volsync-deploy-0`; the work
    and reports Applied/Available and the Deployment's feedback; the agent runs as that
    Deployment's Pod (no agent process outside a Pod); the MCA's columns say Available;
 b. a replication cluster1 → cluster2 runs through the agent Pods and is reported over REST;
-c. cluster1 frozen (SIGSTOP of its cluster process and of its Pods' processes, with its
-   ManagedCluster's lease shortened first): the ManagedCluster's and the addon's Available turn
+c. cluster1 frozen (SIGSTOP of its cluster process and its descendants, and of its Pods' processes:
+   found through the node's files, each container start's `shim.pid`/`sandbox.pid` and every process
+   in that sandbox's PID namespace, `support.hubprocess.cluster_processes`; its ManagedCluster's lease
+   shortened first): the ManagedCluster's and the addon's Available turn
    Unknown within OCM's grace period; d. the hub killed with SIGKILL meanwhile and started again
    on the same data dir adopts everything (same API server, same agent Pods, same ManifestWork,
    the reports of before); SIGCONT: both Available True again, the next sync arrives, nothing lost;
@@ -169,51 +171,67 @@ def _signal_all(pids: list[int], sig: int) -> None:
             os.kill(pid, sig)
 
 
-def test_c_d_a_frozen_cluster_turns_unknown_a_killed_hub_adopts_and_both_come_back(
-        hub: Hub, source_dir: Path) -> None:
+def _shortened_lease_in_force(hub: Hub) -> None:
+    """cluster1's registration agent renews under the lease set at the end of a, and cluster1 is Available."""
     eventually(lambda: hub.get("lease", "managed-cluster-lease", "-n", "cluster1")["spec"]
                .get("leaseDurationSeconds") == LEASE_SECONDS, 90, 0.2,
                what="cluster1's registration agent renews with the shortened lease")
     eventually(lambda: cluster_available(hub, "cluster1").get("status") == "True", 30, 0.2,
                what="cluster1 Available with its renewals under the shortened lease")
     eventually(lambda: addon_columns(hub, "cluster1")[0] == "True", 30, 0.2, what="cluster1's addon Available")
-    before = {"api": json.loads((hub.data_dir / "api" / "apiserver.ready").read_text())["pid"],
-              "work": hub.get("manifestwork", WORK, "-n", "cluster1"),
-              "pods": {c: hub.agent_pods(c)[0]["metadata"]["uid"] for c in ("cluster1", "cluster2")},
-              "rows": replication_rows(hub)}
+
+
+def _snapshot(hub: Hub) -> dict[str, Any]:
+    """What a restarted hub must find as it was: the API server's pid, cluster1's ManifestWork, the agent
+    Pods' uids and the REST rows."""
+    return {"api": json.loads((hub.data_dir / "api" / "apiserver.ready").read_text())["pid"],
+            "work": hub.get("manifestwork", WORK, "-n", "cluster1"),
+            "pods": {c: [p["metadata"]["uid"] for p in hub.agent_pods(c)] for c in ("cluster1", "cluster2")},
+            "rows": replication_rows(hub)}
+
+
+def _unknown_within_the_grace(hub: Hub, stopped_at: float) -> None:
+    unknown = eventually(lambda: (c := cluster_available(hub, "cluster1")).get("status") == "Unknown" and c,
+                         GRACE + 30, 0.2, what="cluster1 Available Unknown after the lease grace")
+    assert isinstance(unknown, dict) and unknown["reason"] == "ManagedClusterLeaseUpdateStopped"
+    assert time.monotonic() - stopped_at < GRACE + 15
+    eventually(lambda: hub.addon_condition("cluster1", "Available").get("status") == "Unknown", 30, 0.2,
+               what="cluster1's addon Available Unknown")
+    assert addon_columns(hub, "cluster1")[0] == "Unknown"
+    assert cluster_available(hub, "cluster2").get("status") == "True"
+
+
+def _restart_adopts(hub: Hub, before: dict[str, Any]) -> None:
+    """d: the hub killed with SIGKILL, started again on the same data dir: everything adopted as it was."""
+    hub.stop(signal.SIGKILL)
+    hub.start()
+    after = _snapshot(hub)
+    assert after["api"] == before["api"]
+    assert after["pods"] == before["pods"] and all(len(uids) == 1 for uids in after["pods"].values())
+    work, was = after["work"], before["work"]
+    assert (work["metadata"]["uid"], work["metadata"]["generation"], work["spec"]) == (
+        was["metadata"]["uid"], was["metadata"]["generation"], was["spec"])
+    source = ("cluster1", "source")
+    assert after["rows"][source]["lastSyncTime"] == before["rows"][source]["lastSyncTime"]
+
+
+def test_c_d_a_frozen_cluster_turns_unknown_a_killed_hub_adopts_and_both_come_back(
+        hub: Hub, source_dir: Path) -> None:
+    _shortened_lease_in_force(hub)
+    before = _snapshot(hub)
     frozen = cluster_processes(hub.cluster_state("cluster1"))
     assert len(frozen) >= 2, frozen  # the cluster process and at least the agent Pod's process
     _signal_all(frozen, signal.SIGSTOP)
-    stopped_at = time.monotonic()
     try:
-        unknown = eventually(lambda: (c := cluster_available(hub, "cluster1")).get("status") == "Unknown" and c,
-                             GRACE + 30, 0.2, what="cluster1 Available Unknown after the lease grace")
-        assert isinstance(unknown, dict) and unknown["reason"] == "ManagedClusterLeaseUpdateStopped"
-        assert time.monotonic() - stopped_at < GRACE + 15
-        eventually(lambda: hub.addon_condition("cluster1", "Available").get("status") == "Unknown", 30, 0.2,
-                   what="cluster1's addon Available Unknown")
-        assert addon_columns(hub, "cluster1")[0] == "Unknown"
-        assert cluster_available(hub, "cluster2").get("status") == "True"
-
-        # d: the hub killed with SIGKILL while cluster1 is frozen, started again on the same data dir
-        hub.stop(signal.SIGKILL)
-        hub.start()
-        assert json.loads((hub.data_dir / "api" / "apiserver.ready").read_text())["pid"] == before["api"]
-        work = hub.get("manifestwork", WORK, "-n", "cluster1")
-        assert (work["metadata"]["uid"], work["metadata"]["generation"], work["spec"]) == (
-            before["work"]["metadata"]["uid"], before["work"]["metadata"]["generation"], before["work"]["spec"])
-        for cluster, uid in before["pods"].items():
-            assert [p["metadata"]["uid"] for p in hub.agent_pods(cluster)] == [uid], cluster
-        rows = replication_rows(hub)
-        assert rows[("cluster1", "source")]["lastSyncTime"] == before["rows"][("cluster1", "source")]["lastSyncTime"]
+        _unknown_within_the_grace(hub, time.monotonic())
+        _restart_adopts(hub, before)  # while cluster1 is still frozen
         assert hub.addon_condition("cluster1", "Available").get("status") == "Unknown"
     finally:
         _signal_all(frozen, signal.SIGCONT)
     eventually(lambda: cluster_available(hub, "cluster1").get("status") == "True", 60, 0.2,
                what="cluster1 Available again")
     eventually(lambda: addon_columns(hub, "cluster1")[0] == "True", 60, 0.2, what="cluster1's addon Available again")
-    for cluster, uid in before["pods"].items():
-        assert [p["metadata"]["uid"] for p in hub.agent_pods(cluster)] == [uid], cluster  # no duplicate agent
+    assert _snapshot(hub)["pods"] == before["pods"]  # no duplicate agent, no replaced one
     first = latest_image(hub, "rd")  # type: ignore[arg-type]
     (source_dir / "after-the-freeze.txt").write_text("written while the hub was restarted\n")
     trigger_manual(hub, "two")
