@@ -21,8 +21,17 @@ import pytest
 from composekit import CONTEXTS, ComposeStack
 from image.imagekit import BuiltImage, build_image
 from support.loopnet import loopback_netns
-from support.seed import copy_secret, create_destination, create_pvc, create_source, latest_image, restore, status
-from support.trees import assert_trees_equal, make_sample_tree
+from support.seed import (
+    copy_secret,
+    create_destination,
+    create_pvc,
+    create_source,
+    latest_image,
+    restore,
+    status,
+    volume_dir,
+)
+from support.trees import assert_trees_equal, make_sample_tree, mutate_sample_tree
 from support.waiting import eventually
 
 from api import images
@@ -72,6 +81,13 @@ def _addon_available(stack: ComposeStack, cluster: str) -> bool:
     return _conditions(addon).get("Available") == "True"
 
 
+def _agent_starts(stack: ComposeStack, cluster: str) -> list[tuple[str, bool]]:
+    """(uid.restartCount, ready) of the agent Pods of `cluster`."""
+    pods = stack.get("pods", "-n", "volsync-system", context=cluster)["items"]
+    return [(f"{p['metadata']['uid']}.{s.get('restartCount')}", bool(s.get("ready")))
+            for p in pods for s in (p.get("status") or {}).get("containerStatuses") or []]
+
+
 def test_the_compose_file_names_the_project_image() -> None:
     text = (Path(__file__).resolve().parents[2] / "docker-compose.yml").read_text()
     assert f"image: {images.default_image()}\n" in text
@@ -119,3 +135,29 @@ def test_c_replication_crosses_containers(stack: ComposeStack) -> None:
     restored = restore(stack, image, "restored")  # type: ignore[arg-type]
     assert restored.is_relative_to(stack.data / "cluster2")
     assert_trees_equal(source_dir, restored)
+
+
+def test_d_a_cluster_container_killed_and_started_again_keeps_its_state(stack: ComposeStack) -> None:
+    """cluster2's container killed (SIGKILL to everything in it) and started again: its API store,
+    node and volumes are in its data directory, its Pods come back, it rejoins, and the next sync
+    lands on the same destination (same Service address) with the previous image kept."""
+    first = latest_image(stack, "rd")  # type: ignore[arg-type]
+    address = status(stack, "replicationdestination", "rd", "dest", "cluster2")["rsync"]["address"]  # type: ignore[arg-type]
+    before = _agent_starts(stack, "cluster2")
+    stack.compose("kill", "-s", "KILL", "cluster2")
+    stack.compose("start", "cluster2")
+
+    def agent_back() -> bool:  # the node found its Pod's container gone and started it again
+        starts = _agent_starts(stack, "cluster2")
+        return bool(starts) and starts != before and all(ready for _, ready in starts)
+    eventually(agent_back, 180, 0.5, what="cluster2's agent Pod started again and ready after the restart")
+    assert stack.get("volumesnapshot", first, "-n", "dest", context="cluster2")["metadata"]["name"] == first
+    source_dir = volume_dir(stack, "data", "src", "cluster1")  # type: ignore[arg-type]
+    mutate_sample_tree(source_dir)
+    stack.kubectl("patch", "replicationsource", "rs", "-n", "src", "--type=merge",
+                  "-p", '{"spec":{"trigger":{"manual":"two"}}}', context="cluster1")
+    eventually(lambda: status(stack, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
+               .get("lastManualSync") == "two", 180, 0.5, what="the second sync, to the restarted cluster2")
+    assert status(stack, "replicationdestination", "rd", "dest", "cluster2")["rsync"]["address"] == address  # type: ignore[arg-type]
+    image = latest_image(stack, "rd", other_than=first)  # type: ignore[arg-type]
+    assert_trees_equal(source_dir, restore(stack, image, "restored-two"))  # type: ignore[arg-type]
