@@ -21,6 +21,7 @@ import json
 import os
 import shutil
 import subprocess
+import sys
 import uuid
 from pathlib import Path
 from typing import Any
@@ -123,3 +124,24 @@ class ComposeStack:
 
     def get(self, *args: str, context: str) -> Any:
         return json.loads(self.kubectl("get", *args, "-o", "json", context=context).stdout)
+
+    def rest(self, path: str) -> Any:
+        """GET `path` of the hub's REST API at its published port (https://127.0.0.1:16080), verified
+        with the hub's CA, as the admin (run inside the namespace: the port is its loopback)."""
+        hub = self.data / "hub" / "hub"
+        done = subprocess.run(["ip", "netns", "exec", Path(self.netns).name, sys.executable, "-c", _REST_GET,
+                               f"{REST_URL}{path}", str(hub / "hub-pki" / "ca.crt"), str(hub / "admin-token")],
+                              capture_output=True, text=True, timeout=60, check=False)
+        if done.returncode != 0:
+            raise AssertionError(f"GET {path} failed ({done.returncode}): {done.stdout}{done.stderr[-2000:]}")
+        return json.loads(done.stdout)
+
+
+REST_URL = "https://127.0.0.1:16080"
+_REST_GET = """import sys, httpx
+url, ca, token = sys.argv[1:]
+with httpx.Client(trust_env=False, timeout=20, verify=ca) as http:
+    resp = http.get(url, headers={"Authorization": "Bearer " + open(token).read().strip()})
+    resp.raise_for_status()
+    print(resp.text)
+"""

@@ -136,6 +136,11 @@ def test_c_replication_crosses_containers(stack: ComposeStack) -> None:
     assert restored.is_relative_to(stack.data / "cluster2")
     assert_trees_equal(source_dir, restored)
 
+    def reported() -> bool:  # both agents' reports reached the hub, read through its published REST port
+        rows = {(r["cluster"], r["role"]): r for r in stack.rest("/api/v1/replications")}
+        return {("cluster1", "source"), ("cluster2", "destination")} <= rows.keys()
+    eventually(reported, 60, 0.5, what="the hub's REST API reporting the source and the destination")
+
 
 def test_d_a_cluster_container_killed_and_started_again_keeps_its_state(stack: ComposeStack) -> None:
     """cluster2's container killed (SIGKILL to everything in it) and started again: its API store,
