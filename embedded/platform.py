@@ -93,13 +93,13 @@ class Platform:
 
     def wait_joined(self, timeout: float = JOIN_TIMEOUT, poll: float = 0.1) -> None:
         """Return once every managed cluster's ManagedCluster is accepted, joined and available (their
-        registration agents and the hub's cluster manager did it; `_not_joined`); a `RuntimeError`
+        registration agents and the hub's cluster manager did it; `not_joined`); a `RuntimeError`
         naming what is missing, and where to look, after `timeout`."""
         hub = self.admin(self.hub_context)
         deadline = time.monotonic() + timeout
         while True:
             missing = {name: lacking for name in self.cluster_names
-                       if (lacking := _not_joined(hub.get(ocm.MANAGED_CLUSTERS, name)))}
+                       if (lacking := not_joined(hub.get(ocm.MANAGED_CLUSTERS, name)))}
             if not missing:
                 return
             if time.monotonic() >= deadline:
@@ -125,7 +125,7 @@ class Platform:
             self.api.stop()
 
 
-def _not_joined(cluster: dict[str, Any] | None) -> list[str]:
+def not_joined(cluster: dict[str, Any] | None) -> list[str]:
     """The join conditions `cluster` (a ManagedCluster, None when absent) lacks: accepted and joined
     True, availability known. Available `Unknown` (its lease expired: a cluster frozen while an
     earlier hub ran) counts as known, so a restarted hub comes up and reports it as it is."""
