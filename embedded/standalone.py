@@ -27,6 +27,7 @@ which does the work and stops everything on them.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import os
 import signal
 import socket
@@ -73,7 +74,8 @@ def _api(args: argparse.Namespace, name: str, fleet: Fleet, node_ip: str) -> Emb
 def _admin(api: EmbeddedApi, name: str) -> dict[str, Any]:
     """The API server's kubeconfig (one cluster, `name`)."""
     config: dict[str, Any] = yaml.safe_load(api.kubeconfig.read_text())
-    assert [c["name"] for c in config["clusters"]] == [name], config["clusters"]
+    if [c.get("name") for c in config.get("clusters") or []] != [name]:
+        raise RuntimeError(f"{api.kubeconfig} does not hold exactly the cluster {name}")
     return config
 
 
@@ -154,8 +156,12 @@ def run_join(args: argparse.Namespace, name: str) -> int:
 
 def _reap_as_init(child: int) -> int:
     """PID 1's loop: forward SIGTERM/SIGINT to `child`, reap every process; `child`'s exit status."""
+    def forward(signum: int, _frame: object) -> None:
+        with contextlib.suppress(ProcessLookupError):  # reaped already: the loop returns its status
+            os.kill(child, signum)
+
     for sig in (signal.SIGTERM, signal.SIGINT):
-        signal.signal(sig, lambda signum, _frame: os.kill(child, signum))
+        signal.signal(sig, forward)
     while True:
         try:
             pid, status = os.wait()

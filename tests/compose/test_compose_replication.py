@@ -166,3 +166,24 @@ def test_d_a_cluster_container_killed_and_started_again_keeps_its_state(stack: C
     assert status(stack, "replicationdestination", "rd", "dest", "cluster2")["rsync"]["address"] == address  # type: ignore[arg-type]
     image = latest_image(stack, "rd", other_than=first)  # type: ignore[arg-type]
     assert_trees_equal(source_dir, restore(stack, image, "restored-two"))  # type: ignore[arg-type]
+
+
+def test_e_the_hub_container_killed_and_started_again_adopts_the_fleet(stack: ComposeStack) -> None:
+    """The hub's container killed -9 and started again (same address, same state): the clusters stay
+    joined, the agents keep running (no second agent Pod), the hub reports them again, and a third
+    sync runs through it."""
+    agents = {cluster: _agent_starts(stack, cluster) for cluster in ("cluster1", "cluster2")}
+    stack.compose("kill", "-s", "KILL", "hub")
+    stack.compose("start", "hub")
+
+    def fleet_reported() -> bool:
+        clusters = {c["metadata"]["name"]: c for c in stack.get("managedclusters", context="hub")["items"]}
+        joined = all(_conditions(clusters[name]).get(t) == "True" for name in ("cluster1", "cluster2") for t in JOINED)
+        return joined and all(_addon_available(stack, name) for name in ("cluster1", "cluster2")) \
+            and {r["name"] for r in stack.rest("/api/v1/clusters") if r["available"]} >= {"cluster1", "cluster2"}
+    eventually(fleet_reported, 180, 0.5, what="the restarted hub: clusters joined, addons Available, REST up")
+    assert {cluster: _agent_starts(stack, cluster) for cluster in agents} == agents  # untouched
+    stack.kubectl("patch", "replicationsource", "rs", "-n", "src", "--type=merge",
+                  "-p", '{"spec":{"trigger":{"manual":"three"}}}', context="cluster1")
+    eventually(lambda: status(stack, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
+               .get("lastManualSync") == "three", 180, 0.5, what="the third sync, after the hub restarted")
