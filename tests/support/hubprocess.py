@@ -95,7 +95,7 @@ def cluster_processes(state_dir: Path) -> list[int]:
     processes of every Pod of its node (`pod_processes`)."""
     ready = json.loads((state_dir / "ready.json").read_text())
     found = set(descendants(int(ready["pid"])))
-    for pod_dir in (state_dir / "node" / "pods").iterdir():
+    for pod_dir in (state_dir / "node" / "pods").glob("*"):  # no directory yet: no Pod ever ran
         found.update(pod_processes(state_dir, pod_dir.name))
     return sorted(pid for pid in found if alive(pid))
 
