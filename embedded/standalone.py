@@ -71,17 +71,18 @@ def _api(args: argparse.Namespace, name: str, fleet: Fleet, node_ip: str) -> Emb
     return start_api(args.data_dir / "api", [name], port=args.api_port, extra_args=[*fleet.apiserver_args(), *extra])
 
 
-def _admin(api: EmbeddedApi, name: str) -> dict[str, Any]:
+def _admin(kubeconfig: Path, name: str) -> dict[str, Any]:
     """The API server's kubeconfig (one cluster, `name`)."""
-    config: dict[str, Any] = yaml.safe_load(api.kubeconfig.read_text())
+    config: dict[str, Any] = yaml.safe_load(kubeconfig.read_text())
     if [c.get("name") for c in config.get("clusters") or []] != [name]:
-        raise RuntimeError(f"{api.kubeconfig} does not hold exactly the cluster {name}")
+        raise RuntimeError(f"{kubeconfig} does not hold exactly the cluster {name}")
     return config
 
 
-def write_user_kubeconfig(api: EmbeddedApi, name: str, shared: Path, port: int) -> Path:
-    """``shared/kubeconfig/<name>.kubeconfig``: the admin credential at ``127.0.0.1:port`` (the host's view)."""
-    config = _admin(api, name)
+def write_user_kubeconfig(kubeconfig: Path, name: str, shared: Path, port: int) -> Path:
+    """``shared/kubeconfig/<name>.kubeconfig``: the API server's `kubeconfig` (cluster `name`) at
+    ``127.0.0.1:port`` (the host's view)."""
+    config = _admin(kubeconfig, name)
     for cluster in config["clusters"]:
         cluster["cluster"]["server"] = f"https://127.0.0.1:{port}/clusters/{name}"
     path = private_dir(shared / "kubeconfig") / f"{name}.kubeconfig"
@@ -89,9 +90,9 @@ def write_user_kubeconfig(api: EmbeddedApi, name: str, shared: Path, port: int) 
     return path
 
 
-def write_join_kubeconfig(api: EmbeddedApi, shared: Path, node_ip: str, port: int) -> Path:
+def write_join_kubeconfig(kubeconfig: Path, shared: Path, node_ip: str, port: int) -> Path:
     """``shared/join/hub.kubeconfig``: what the managed clusters' agents join with (the hub's address)."""
-    config = _admin(api, HUB)
+    config = _admin(kubeconfig, HUB)
     for cluster in config["clusters"]:
         cluster["cluster"]["server"] = f"https://{node_ip}:{port}/clusters/{HUB}"
     path = private_dir(shared / "join") / f"{HUB}.kubeconfig"
@@ -115,8 +116,8 @@ def run_hub(args: argparse.Namespace, hub_argv: list[str]) -> int:
     platform = Platform(api, fleet, HUB, [])
     try:
         platform.install_hub_identity()
-        write_user_kubeconfig(api, HUB, args.shared, args.published_port or args.api_port)
-        write_join_kubeconfig(api, args.shared, node_ip, args.api_port)
+        write_user_kubeconfig(api.kubeconfig, HUB, args.shared, args.published_port or args.api_port)
+        write_join_kubeconfig(api.kubeconfig, args.shared, node_ip, args.api_port)
     except BaseException:
         platform.stop()
         raise
@@ -143,7 +144,7 @@ def run_join(args: argparse.Namespace, name: str) -> int:
     api = _api(args, name, fleet, node_ip)
     try:
         fleet.start()
-        path = write_user_kubeconfig(api, name, args.shared, args.published_port or args.api_port)
+        path = write_user_kubeconfig(api.kubeconfig, name, args.shared, args.published_port or args.api_port)
         print(f"volsync-cluster ready: {name} joins the hub; kubectl --kubeconfig {path} --context {name}", flush=True)
         stop.wait()
     finally:
