@@ -43,7 +43,8 @@ def namespace(apiserver: ApiServer, request: pytest.FixtureRequest) -> str:
 
 # The longest modules first, so that with several workers (scripts/test: -n 3 --dist loadfile) the run
 # does not end on one worker finishing a long module alone; the tests of the image (and of the compose stack
-# made of it) last, when its background build (started by scripts/test) is long done. Within a rank the collection order stays.
+# made of it) last, when its background build (started by scripts/test) is long done. Within a rank the
+# collection order stays.
 _FIRST = ("tests/e2e/", "tests/hub_e2e/", "tests/security/", "tests/localcluster/test_workloads_e2e.py",
           "tests/fuzz/", "tests/install/", "tests/localcluster/", "tests/durability/", "tests/agent/")
 _LAST = ("tests/image/", "tests/compose/")
