@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 from composekit import CONTEXTS, ComposeStack
-from image.imagekit import BuiltImage, build_image
+from image.imagekit import BuiltImage, build_image, podman_exclusive
 from support.loopnet import loopback_netns
 from support.seed import (
     copy_secret,
@@ -59,7 +59,7 @@ def stack(compose_image: BuiltImage, tmp_path_factory: pytest.TempPathFactory) -
     """The stack up (the engine started, `docker-compose up -d`), every kubeconfig written; down and
     cleaned up afterwards, whatever happened."""
     base = tmp_path_factory.mktemp("compose")
-    with loopback_netns("vsa-cmp") as netns:
+    with podman_exclusive(), loopback_netns("vsa-cmp") as netns:
         running = ComposeStack(netns, base)
         try:
             running.start_engine()

@@ -7,7 +7,7 @@ import shutil
 from collections.abc import Iterator
 
 import pytest
-from imagekit import BuiltImage, Podman, build_image
+from imagekit import BuiltImage, Podman, build_image, podman_exclusive
 from support.loopnet import loopback_netns
 
 
@@ -24,7 +24,7 @@ def built_image() -> BuiltImage:
 def podman(built_image: BuiltImage) -> Iterator[Podman]:
     """podman in a fresh network namespace (only its loopback up); its containers and networks
     are removed, then the namespace deleted, whatever the tests did."""
-    with loopback_netns("vsa-img") as netns:
+    with podman_exclusive(), loopback_netns("vsa-img") as netns:
         client = Podman(netns)
         try:
             yield client

@@ -9,11 +9,13 @@ label, so `cleanup` removes exactly those, also after a failed test.
 
 from __future__ import annotations
 
+import contextlib
+import fcntl
 import json
 import subprocess
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -83,6 +85,23 @@ def build_image() -> BuiltImage:
     name = subprocess.run([str(SCRIPT), "name"], cwd=ROOT, capture_output=True, text=True, check=True).stdout.strip()
     return BuiltImage(name=name, id=done.stdout.strip().splitlines()[-1], waited_background=waited,
                       build_seconds=time.monotonic() - started)
+
+
+@contextlib.contextmanager
+def podman_exclusive() -> Iterator[None]:
+    """Hold the suite's one Podman lock (an flock on a file of the private configuration) while a
+    module's containers live. Every test's Podman shares that configuration, its run directory and
+    so its aardvark-dns and cgroup clean-up, which do not survive two network namespaces at once (a
+    second namespace's containers resolved no names); with several pytest workers the image's and the
+    compose stack's modules would otherwise overlap."""
+    lock_path = ROOT / ".cache" / "podman" / "tests.lock"
+    lock_path.parent.mkdir(parents=True, exist_ok=True)
+    with open(lock_path, "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
 
 
 class Podman:
