@@ -2,6 +2,7 @@
 
     volsync-hub [--data-dir run] [--clusters cluster1,cluster2]          # the embedded default
     volsync-hub --kubeconfig FILE [--context C] --hub-url URL            # a real OCM hub
+    python -m hub.main --advertise-service volsync-system/volsync-hub    # a hub Pod (manifests/hub)
 
 One code path: the hub delivers its agents as a ManifestWork (`hub/deployers/manifestwork.py`)
 whether it runs on a real OCM hub (`--kubeconfig`, or in-cluster) or on the embedded default. The
@@ -37,6 +38,7 @@ from prometheus_client import CollectorRegistry
 from api import images
 from hub import clusters, rpo
 from hub.addons import AddonManager
+from hub.advertise import add_advertise_flags, hub_url_of
 from hub.deployers.manifestwork import ManifestWorkDeployer
 from hub.fleet import FleetSettings, FleetStore
 from hub.hubtls import add_tls_flags, https_url, rest_tls
@@ -95,6 +97,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    help="removing the volsync label deletes the ManagedClusterAddOn the hub created (ACM: keeps it)")
     add_limit_flags(p)
     add_tls_flags(p)
+    add_advertise_flags(p)
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -169,7 +172,8 @@ async def _run(args: argparse.Namespace, api: EmbeddedPlatform | None) -> int:
     sock = _listen(args.rest_host, args.rest_port)
     host, port = sock.getsockname()[:2]
     rest_url = https_url(host, port)
-    hub_url = args.hub_url or (api.publish_rest(port) if api is not None else rest_url)
+    # a hub Pod (--advertise-service): its LoadBalancer Service's address, waited for
+    hub_url = args.hub_url or (api.publish_rest(port) if api is not None else hub_url_of(args, kube) or rest_url)
     tls = rest_tls(argparse.Namespace(**{**vars(args), "hub_url": hub_url}), data_dir, args.rest_host)
     clusters.ensure_cluster_management_addon(kube)
     admin_token = ensure_admin_token(kube, args.namespace)
