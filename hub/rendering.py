@@ -20,6 +20,7 @@ from __future__ import annotations
 import base64
 import copy
 import functools
+import hashlib
 import re
 from typing import Any
 
@@ -31,6 +32,7 @@ from manifests import CRD_DIR
 Obj = dict[str, Any]
 
 IMAGE_VARIABLE = "OPERAND_IMAGE_VOLSYNC"
+HUB_CA_ANNOTATION = "volsync-addon.io/hub-ca-sha256"  # on the agent's Pod template: a new CA rolls it out
 CONTAINER_ID = f"deployments:{ocm.AGENT}:{ocm.AGENT_CONTAINER}"
 
 # The agent's rights on its cluster: exactly the calls under `agent/` (informers list and watch, the
@@ -166,6 +168,10 @@ def _b64(text: str) -> str:
     return base64.b64encode(text.encode()).decode()
 
 
+def _digest(text: str) -> str:
+    return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
 def render(cluster: str, mca: Obj, adc: Obj | None, *, hub_url: str, token: str, ca_bundle: str,
            image: str) -> list[Obj]:
     """The agent's manifests, in apply order. `ca_bundle` is PEM text ("" when the hub URL needs none)."""
@@ -189,7 +195,8 @@ def render(cluster: str, mca: Obj, adc: Obj | None, *, hub_url: str, token: str,
         {"apiVersion": "v1", "kind": "Secret", "type": "Opaque",
          "metadata": {"name": ocm.AGENT_HUB_SECRET, "namespace": namespace, "labels": labels},
          "data": secret_data},
-        deployment(cluster, namespace, adc, hub_url=hub_url, image=image, labels=labels, hub_ca=bool(ca_bundle)),
+        deployment(cluster, namespace, adc, hub_url=hub_url, image=image, labels=labels, hub_ca=bool(ca_bundle),
+                   hub_ca_hash=_digest(ca_bundle) if ca_bundle else ""),
     ]
 
 
@@ -208,9 +215,11 @@ def agent_flags(adc: Obj | None) -> list[str]:
 
 
 def deployment(cluster: str, namespace: str, adc: Obj | None, *, hub_url: str, image: str,
-               labels: dict[str, str], hub_ca: bool = False) -> Obj:
+               labels: dict[str, str], hub_ca: bool = False, hub_ca_hash: str = "") -> Obj:
     """The agent Deployment; with `hub_ca` the agent verifies the hub with the Secret's `ca.crt`. Its
-    `--mover-image` is the container's image: mover Jobs run the same build as the agent."""
+    `--mover-image` is the container's image: mover Jobs run the same build as the agent. The agent
+    reads that CA once, at start, so `hub_ca_hash` (a digest of it) is an annotation of the Pod
+    template: a hub that comes back with another CA rolls its agents out instead of stranding them."""
     spec = (adc or {}).get("spec") or {}
     ca_flag = ["--hub-ca-file", f"{ocm.HUB_SECRET_MOUNT}/ca.crt"] if hub_ca else []
     operand = agent_image(image, adc)
@@ -251,6 +260,8 @@ def deployment(cluster: str, namespace: str, adc: Obj | None, *, hub_url: str, i
             "replicas": 1,
             "selector": {"matchLabels": selector},
             "strategy": {"type": "Recreate"},  # never two agents for one cluster
-            "template": {"metadata": {"labels": dict(labels)}, "spec": pod},
+            "template": {"metadata": {"labels": dict(labels),
+                                      **({"annotations": {HUB_CA_ANNOTATION: hub_ca_hash}} if hub_ca_hash else {})},
+                         "spec": pod},
         },
     }

@@ -215,3 +215,18 @@ def test_customized_variables_tune_the_agent() -> None:
     assert agent_flags(None) == []
     args = container(render(adc))["args"]
     assert args[-4:] == ["--rsync-retries", "2", "--log-level", "debug"] and args.count("--mover-image") == 1
+
+
+def test_a_new_hub_ca_rolls_the_agent_out() -> None:
+    """The agent reads the hub's CA once: a digest of it on the Pod template makes a changed CA a new
+    rollout (a new Pod reading the new CA), and the same CA the same template."""
+    def template(ca: str) -> dict[str, Any]:
+        found: dict[str, Any] = deployment(render(ca_bundle=ca))["spec"]["template"]
+        return found
+
+    first, again, other = template("PEM-1"), template("PEM-1"), template("PEM-2")
+    assert first == again
+    assert first["metadata"]["annotations"][rendering.HUB_CA_ANNOTATION] != \
+        other["metadata"]["annotations"][rendering.HUB_CA_ANNOTATION]
+    assert first["spec"] == other["spec"]
+    assert "annotations" not in template("")["metadata"]  # no CA (system CAs): nothing to follow
