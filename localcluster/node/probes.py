@@ -1,4 +1,5 @@
-"""Readiness, liveness and startup probes: `exec` inside the container, `tcpSocket` inside the Pod's netns.
+"""Readiness, liveness and startup probes: `exec` inside the container, `tcpSocket` and `httpGet` from
+inside the Pod's netns (`netprobes`).
 
 A `Prober` holds one `ProbeTrack` per (container id, probe kind) of every running container the
 kubelet registers with `track`; its thread runs each probe when due (`initialDelaySeconds`, then
@@ -14,19 +15,19 @@ memory only: after a restart every probe starts over (kubelet does the same).
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import logging
 import os
 import signal
-import socket
 import subprocess
 import threading
 from collections.abc import Callable, Hashable, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 
+from localcluster.node.netprobes import http_get
+from localcluster.node.netprobes import tcp_connect as tcp_connect  # re-exported: the prober's tests use it
+
 log = logging.getLogger("localcluster.kubelet.probes")
-CLONE_NEWNET = 0x40000000
 KINDS = ("startupProbe", "readinessProbe", "livenessProbe")
 
 
@@ -64,32 +65,6 @@ class _Container:
     tracks: dict[str, ProbeTrack] = field(default_factory=dict)
 
 
-def tcp_connect(netns_path: str, host: str, port: int, timeout: float) -> str:
-    """Connect to host:port from inside `netns_path`; '' on success, else why not."""
-    outcome: list[str] = ["timeout"]
-
-    def attempt() -> None:
-        try:
-            libc = ctypes.CDLL(None, use_errno=True)
-            fd = os.open(netns_path, os.O_RDONLY)
-            try:
-                if libc.setns(fd, CLONE_NEWNET) != 0:
-                    outcome[0] = f"setns: {os.strerror(ctypes.get_errno())}"
-                    return
-            finally:
-                os.close(fd)
-            with socket.create_connection((host, port), timeout=timeout):
-                outcome[0] = ""
-        except OSError as exc:
-            outcome[0] = f"dial tcp {host}:{port}: {exc.strerror or exc}"
-
-    # a thread of its own: its network namespace changes, and it ends with the attempt
-    thread = threading.Thread(target=attempt, name="tcp-probe", daemon=True)
-    thread.start()
-    thread.join(timeout + 1)
-    return outcome[0]
-
-
 def run_probe(probe: Mapping[str, Any], target: ProbeTarget) -> str:
     """Run one probe attempt; '' when it passed, else the failure message (as kubelet's event says)."""
     timeout = float(probe.get("timeoutSeconds") or 1)
@@ -101,7 +76,12 @@ def run_probe(probe: Mapping[str, Any], target: ProbeTarget) -> str:
         port = _port(tcp.get("port"), target.spec)
         host = str(tcp.get("host") or target.pod_ip or "127.0.0.1")
         return tcp_connect(target.netns_path, host, port, timeout)
-    return "unsupported probe handler (only exec and tcpSocket)"
+    if "httpGet" in probe:
+        action = probe["httpGet"] or {}
+        port = _port(action.get("port"), target.spec)
+        host = str(action.get("host") or target.pod_ip or "127.0.0.1")
+        return http_get(target.netns_path, action, host, port, timeout)
+    return "unsupported probe handler (only exec, tcpSocket and httpGet)"
 
 
 def _exec_probe(argv: list[str], timeout: float) -> str:
