@@ -8,16 +8,24 @@ cluster's `ManagedCluster` status and lease there.
 
 Each round (`sync_once`), as OCM's registration agent does:
 1. create the cluster's ManagedCluster on the hub if missing (label `name`, `hubAcceptsClient:
-   false`, the client config, `leaseDurationSeconds: 60`); a spec someone else set is kept, only
-   a missing client config is filled in;
+   false`, the client config, `leaseDurationSeconds: 60`); a spec someone else set is kept, but,
+   as OCM's klusterlet does, this agent's own client config (url + caBundle) is made sure of in
+   `managedClusterClientConfigs` (put first when its url is missing, its caBundle corrected
+   when it differs, other entries kept), so a spoke API server back on another port is current;
 2. wait until the hub accepted it (`HubAcceptedManagedCluster` True);
 3. renew Lease `managed-cluster-lease` in the cluster namespace on the hub (created if missing);
 4. write `ManagedClusterJoined`, `ManagedClusterConditionAvailable` (from a /livez check of its own
    API), `version.kubernetes` and `capacity`/`allocatable` (its Nodes summed) through the `/status`
    subresource, only when something changed.
-The next round comes after `spec.leaseDurationSeconds` (re-read every round). A failing round
-(hub unreachable, …) is retried with a capped back-off and logged once per outage; it never ends
-the thread.
+The next round comes after `spec.leaseDurationSeconds`, or sooner: between rounds the agent GETs
+its ManagedCluster every `SPEC_POLL_SECONDS` and starts the next round at once when
+`leaseDurationSeconds` differs from the one it last renewed with, so a shortened lease is renewed
+with the new duration before the hub's shorter grace could find the old renewal stale. OCM's agent
+watches its ManagedCluster; a GET poll is used here because `Kube.watch` has no field selector (a
+user-created ManagedCluster need not carry the `name` label), and one small GET a second per
+cluster costs the embedded hub little while needing no watch restarts or 410 relists.
+A failing round (hub unreachable, …) is retried with a capped back-off and logged once per outage;
+it never ends the thread (and no spec polls run during an outage).
 """
 
 from __future__ import annotations
@@ -25,6 +33,7 @@ from __future__ import annotations
 import base64
 import logging
 import threading
+import time
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -50,7 +59,9 @@ log = logging.getLogger("localcluster.ocm.registration")
 
 CLUSTER_NAME_LABEL = "open-cluster-management.io/cluster-name"  # on the lease, as OCM's hub labels it
 ACCEPT_POLL_SECONDS = 2.0  # how often a cluster not yet accepted looks again
+SPEC_POLL_SECONDS = 1.0  # how often the wait between rounds looks for a changed leaseDurationSeconds
 BACKOFF_FIRST = 0.5
+CONFLICT_TRIES = 3  # client-config patches on a fresh read before a round gives up
 BACKOFF_CAP = 10.0
 _SUMMED = ("cpu", "memory")
 
@@ -109,6 +120,22 @@ def desired_status(status: Obj, facts: SpokeFacts, now: datetime) -> Obj | None:
     return patch or None
 
 
+def with_client_config(configs: object, url: str, ca_bundle: str) -> list[Obj] | None:
+    """`managedClusterClientConfigs` holding this agent's `{url, caBundle}`; None when it does already.
+
+    A missing url is put first, an entry with the url but another caBundle gets this one; every
+    other entry is kept as it is."""
+    entries = [dict(entry) for entry in configs if isinstance(entry, Mapping)] if isinstance(configs, list) else []
+    own = [entry for entry in entries if entry.get("url") == url]
+    if not own:
+        return [{"url": url, "caBundle": ca_bundle}, *entries]
+    if all(entry.get("caBundle") == ca_bundle for entry in own):
+        return None
+    for entry in own:
+        entry["caBundle"] = ca_bundle
+    return entries
+
+
 def summed_resources(nodes: Iterable[Obj], field_name: str) -> dict[str, str]:
     """cpu and memory of `status.<field_name>` summed over the Nodes, as quantities."""
     totals = dict.fromkeys(_SUMMED, 0.0)
@@ -153,6 +180,7 @@ class RegistrationAgent:
         self._stop = threading.Event()
         self._thread: threading.Thread | None = None
         self._outage = _Outage()
+        self._renewed_with: int | None = None  # leaseDurationSeconds last renewed with; None after a failure
 
     def start(self) -> None:
         """Start the rounds in a background thread; returns at once."""
@@ -170,10 +198,37 @@ class RegistrationAgent:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            self._stop.wait(self.round())
+            self.wait_round(self.round())
+
+    def wait_round(self, delay: float) -> None:
+        """Wait `delay` seconds (or until stopped), ending early when the hub's lease duration
+        differs from the one last renewed with (polled every `SPEC_POLL_SECONDS`)."""
+        deadline = time.monotonic() + delay
+        while not self._stop.is_set():
+            left = deadline - time.monotonic()
+            if left <= 0 or self._stop.wait(min(left, SPEC_POLL_SECONDS)):
+                return
+            if self._lease_changed():
+                return
+
+    def _lease_changed(self) -> bool:
+        """Whether the ManagedCluster's leaseDurationSeconds is no longer the one last renewed with
+        (never raises: a failed GET is left to the next round)."""
+        if self._renewed_with is None:
+            return False
+        try:
+            found = self.hub.get(MANAGED_CLUSTERS, self.cluster)
+        except Exception as exc:
+            log.debug("%s: reading its ManagedCluster between rounds failed: %s", self.cluster, _reason(exc))
+            return False
+        if found is None or lease_seconds(found) == self._renewed_with:
+            return False
+        log.info("%s: leaseDurationSeconds is now %s, renewing at once", self.cluster, lease_seconds(found))
+        return True
 
     def round(self) -> float:
         """One round that never raises: seconds until the next one (a back-off after a failure)."""
+        self._renewed_with = None
         try:
             delay = self.sync_once()
         except ApiException as exc:
@@ -193,6 +248,7 @@ class RegistrationAgent:
             return ACCEPT_POLL_SECONDS
         seconds = lease_seconds(cluster)
         self._renew_lease(seconds)
+        self._renewed_with = seconds
         patch = desired_status(cluster.get("status") or {}, self.observe(), self.clock.now())
         if patch is not None:
             rv = (cluster.get("metadata") or {}).get("resourceVersion")
@@ -201,23 +257,41 @@ class RegistrationAgent:
         return float(seconds)
 
     def _ensure_cluster(self) -> Obj:
-        """The ManagedCluster on the hub, created if missing, its client config filled in if empty."""
-        found = self.hub.get(MANAGED_CLUSTERS, self.cluster)
-        configs = [{"url": self.client_url, "caBundle": self.ca_bundle}]
-        if found is None:
-            body = {"metadata": {"name": self.cluster, "labels": {"name": self.cluster}},
-                    "spec": {"hubAcceptsClient": False, "managedClusterClientConfigs": configs,
-                             "leaseDurationSeconds": DEFAULT_LEASE_SECONDS}}
+        """The ManagedCluster on the hub, created if missing, holding this agent's client config.
+
+        The list is patched as a whole on the version read; a conflict (the cluster manager wrote
+        meanwhile) reads it again, up to `CONFLICT_TRIES` times, then leaves it to the round's retry."""
+        for attempt in range(1, CONFLICT_TRIES + 1):
+            found = self._get_or_create()
+            merged = with_client_config((found.get("spec") or {}).get("managedClusterClientConfigs"),
+                                        self.client_url, self.ca_bundle)
+            if merged is None:
+                return found
+            rv = (found.get("metadata") or {}).get("resourceVersion")
+            body = {"metadata": {"resourceVersion": rv}, "spec": {"managedClusterClientConfigs": merged}}
             try:
-                return self.hub.create(MANAGED_CLUSTERS, body)
+                return self.hub.patch(MANAGED_CLUSTERS, self.cluster, body)
             except ApiException as exc:
-                if exc.status != 409:
+                if exc.status != 409 or attempt == CONFLICT_TRIES:
                     raise
-                found = self.hub.get(MANAGED_CLUSTERS, self.cluster)
-                if found is None:
-                    raise
-        if not (found.get("spec") or {}).get("managedClusterClientConfigs"):
-            found = self.hub.patch(MANAGED_CLUSTERS, self.cluster, {"spec": {"managedClusterClientConfigs": configs}})
+        raise AssertionError("unreachable")
+
+    def _get_or_create(self) -> Obj:
+        found = self.hub.get(MANAGED_CLUSTERS, self.cluster)
+        if found is not None:
+            return found
+        body = {"metadata": {"name": self.cluster, "labels": {"name": self.cluster}},
+                "spec": {"hubAcceptsClient": False,
+                         "managedClusterClientConfigs": [{"url": self.client_url, "caBundle": self.ca_bundle}],
+                         "leaseDurationSeconds": DEFAULT_LEASE_SECONDS}}
+        try:
+            return self.hub.create(MANAGED_CLUSTERS, body)
+        except ApiException as exc:
+            if exc.status != 409:
+                raise
+        found = self.hub.get(MANAGED_CLUSTERS, self.cluster)
+        if found is None:
+            raise ApiException(status=409, reason="ManagedCluster created and deleted meanwhile")
         return found
 
     def _renew_lease(self, seconds: int) -> None:

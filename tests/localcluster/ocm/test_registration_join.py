@@ -1,6 +1,7 @@
 """The registration agent and the cluster manager together, in-process against one API server of the
 module's own (hub and spoke contexts): joining, denial, lease expiry and recovery, a user's spec
-fields, an unreachable hub, and kubectl's ManagedCluster columns.
+fields, a shortened lease renewed at once, a client URL kept current, an unreachable hub, and kubectl's
+ManagedCluster columns.
 
 The cluster manager runs on a real `Runtime` over the hub with a `FakeClock`; the agent's rounds
 are driven one by one (`sync_once`) on the same clock, so lease timing needs no waiting."""
@@ -9,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import socket
+import time
 from collections.abc import Iterator
 from datetime import UTC, datetime
 
@@ -24,7 +26,7 @@ from kube.objects import condition
 from kube.rest import NAMESPACES, NODES, Kube, Obj
 from localcluster.ocm import clustermanager
 from localcluster.ocm.leaseplan import ACCEPTED, AVAILABLE, DENY_ACCEPT, JOINED, LEASE_STOPPED
-from localcluster.ocm.registration import ACCEPT_POLL_SECONDS, RegistrationAgent
+from localcluster.ocm.registration import ACCEPT_POLL_SECONDS, SPEC_POLL_SECONDS, RegistrationAgent, with_client_config
 from localcluster.ocm.resources import CLUSTER_LEASE, LEASES, MANAGED_CLUSTERS
 
 CA = b"-----BEGIN CERTIFICATE-----\nMIIB\n-----END CERTIFICATE-----\n"
@@ -161,11 +163,71 @@ def test_a_users_spec_fields_and_labels_survive(manager: Runtime, hub: Kube, spo
     assert agent.sync_once() == 7.0
     mc = managed(hub, "user-1")
     assert mc["metadata"]["labels"] == {"env": "lab"}
-    assert mc["spec"]["leaseDurationSeconds"] == 7 and mc["spec"]["managedClusterClientConfigs"] == configs
+    own = {"url": "https://user-1.example:6443", "caBundle": base64.b64encode(CA).decode()}
+    assert mc["spec"]["leaseDurationSeconds"] == 7 and mc["spec"]["managedClusterClientConfigs"] == [own, *configs]
     hub.patch(MANAGED_CLUSTERS, "user-1", {"spec": {"leaseDurationSeconds": 3}})
     assert agent.sync_once() == 3.0  # re-read every round
     lease = hub.get(LEASES, CLUSTER_LEASE, "user-1")
     assert lease is not None and lease["spec"]["leaseDurationSeconds"] == 3
+
+
+def lease_duration(hub: Kube, name: str) -> object:
+    lease = hub.get(LEASES, CLUSTER_LEASE, name)
+    return None if lease is None else lease["spec"].get("leaseDurationSeconds")
+
+
+def test_a_shortened_lease_ends_the_wait_and_is_renewed_at_once(
+        manager: Runtime, hub: Kube, spoke: Kube, clock: FakeClock) -> None:
+    agent = joined("short-1", hub, spoke, clock)
+    assert agent.round() == 60.0
+    started = time.monotonic()
+    agent.wait_round(1.2)  # nothing changed: the whole wait
+    assert time.monotonic() - started >= 1.2
+    hub.patch(MANAGED_CLUSTERS, "short-1", {"spec": {"leaseDurationSeconds": 2}})
+    started = time.monotonic()
+    agent.wait_round(60.0)  # one spec poll sees 2 ≠ 60
+    assert time.monotonic() - started < SPEC_POLL_SECONDS + 1.0
+    assert agent.round() == 2.0 and lease_duration(hub, "short-1") == 2
+    hub.patch(MANAGED_CLUSTERS, "short-1", {"spec": {"leaseDurationSeconds": 30}})
+    agent.start()  # the same through the agent's own thread, now waiting 30 s between rounds
+    try:
+        eventually(lambda: lease_duration(hub, "short-1") == 30, timeout=10, what="lease renewed with 30 s")
+        hub.patch(MANAGED_CLUSTERS, "short-1", {"spec": {"leaseDurationSeconds": 1}})
+        started = time.monotonic()
+        eventually(lambda: lease_duration(hub, "short-1") == 1, timeout=10, what="lease renewed with 1 s")
+        assert time.monotonic() - started < SPEC_POLL_SECONDS + 1.5
+    finally:
+        agent.stop(timeout=5)
+    assert status_of(hub, "short-1", AVAILABLE)["status"] == "True"
+
+
+def test_the_agents_client_config_is_kept_current_beside_a_users_entry(
+        manager: Runtime, hub: Kube, spoke: Kube, clock: FakeClock) -> None:
+    joined("url-1", hub, spoke, clock)
+    first = {"url": "https://url-1.example:6443", "caBundle": base64.b64encode(CA).decode()}
+    users = {"url": "https://proxy.example:443"}
+    hub.patch(MANAGED_CLUSTERS, "url-1", {"spec": {"managedClusterClientConfigs": [first, users]}})
+    moved = RegistrationAgent(hub, spoke, "url-1", client_url="https://url-1.example:7443", ca_bundle=CA, clock=clock)
+    moved.sync_once()  # the spoke API server back on another port
+    moved_entry = {"url": "https://url-1.example:7443", "caBundle": base64.b64encode(CA).decode()}
+    assert managed(hub, "url-1")["spec"]["managedClusterClientConfigs"] == [moved_entry, first, users]
+    rv = managed(hub, "url-1")["metadata"]["resourceVersion"]
+    moved.sync_once()  # already there: no spec write
+    assert managed(hub, "url-1")["metadata"]["resourceVersion"] == rv
+    new_ca = b"-----BEGIN CERTIFICATE-----\nMIIC\n-----END CERTIFICATE-----\n"
+    RegistrationAgent(hub, spoke, "url-1", client_url="https://url-1.example:7443", ca_bundle=new_ca,
+                      clock=clock).sync_once()
+    renewed = {"url": "https://url-1.example:7443", "caBundle": base64.b64encode(new_ca).decode()}
+    assert managed(hub, "url-1")["spec"]["managedClusterClientConfigs"] == [renewed, first, users]
+
+
+def test_with_client_config_merges_without_losing_entries() -> None:
+    assert with_client_config(None, "https://a", "Q0E=") == [{"url": "https://a", "caBundle": "Q0E="}]
+    assert with_client_config("junk", "https://a", "Q0E=") == [{"url": "https://a", "caBundle": "Q0E="}]
+    kept = [{"url": "https://b", "caBundle": "eA=="}, {"url": "https://a", "caBundle": "Q0E="}]
+    assert with_client_config(kept, "https://a", "Q0E=") is None
+    assert with_client_config([{"url": "https://a"}, "bad"], "https://a", "Q0E=") == [
+        {"url": "https://a", "caBundle": "Q0E="}]
 
 
 def test_an_unreachable_hub_backs_off_without_raising(spoke: Kube, caplog: pytest.LogCaptureFixture) -> None:
