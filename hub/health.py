@@ -9,10 +9,22 @@ reasons (`shared/reference/ocm-addon.md` §1.2, §3.4):
   AddonManifestAppliedFailed when the cluster reports they are not; False ManifestWorkApplyFailed when
   they could not be handed over at all. While nothing is known yet a stale False is dropped, as
   addon-framework does.
-- `Available` (Lease mode): True ManagedClusterAddOnLeaseUpdated when the Lease was renewed less
-  than `stale_seconds` ago, False ManagedClusterAddOnLeaseUpdateStopped after that, Unknown
-  ManagedClusterAddOnLeaseNotFound when there is none; when the cluster's own
-  ManagedClusterConditionAvailable is Unknown, that status, reason and message are copied over.
+- `Available`: what OCM's Work health prober says of the agent Deployment (through the
+  ManifestWork's feedback, as the upstream volsync addon's `Customized` mode does), then our own
+  heartbeat Lease, in this order (first match wins; `shared/reference/ocm-addon.md` §3.4):
+  1. the cluster's own ManagedClusterConditionAvailable is Unknown: its status, reason and message
+     are copied (a cluster that is False, API server unhealthy, is not propagated);
+  2. nothing handed over, or the work not applied yet (no deploy state, or `applied` unknown):
+     Unknown WorkNotApplied, with the deploy state's (or the apply error's) message;
+  3. the work not applied (`applied` False): False WorkNotApplied, the deploy message;
+  4. no Available condition or no Deployment feedback yet (`available` unknown): Unknown
+     NoProbeResult;
+  5. the work not Available, or the Deployment's ReadyReplicas != Replicas: False
+     ProbeUnavailable, the deploy message (e.g. "Deployment volsync-agent: 0/1 replicas ready");
+  6. the probe passes, so the agent's heartbeat decides: Lease renewed less than `stale_seconds`
+     ago: True ProbeAvailable; older: False ManagedClusterAddOnLeaseUpdateStopped; never seen:
+     Unknown ManagedClusterAddOnLeaseNotFound.
+  `status.healthCheck.mode` is `Customized`, what the upstream addon with a Work prober reports.
 - `Degraded`: True ReplicationsFailing when a replication is in error, True ReplicationsLate when
   one is late (the message names up to three of them), False ReplicationsHealthy otherwise.
 - `Progressing`: True Progressing until the manifests are applied and the agent Deployment is not
@@ -65,20 +77,42 @@ def manifest_applied(deploy: DeployState | None, apply_error: str | None) -> Obj
                  deploy.message or "failed to apply the manifests of addon")
 
 
-def available(lease: Obj | None, cluster_available: Obj | None, now: datetime,
-              stale_seconds: float) -> tuple[Obj, float | None]:
+def available(deploy: DeployState | None, lease: Obj | None, cluster_available: Obj | None, now: datetime,
+              stale_seconds: float, apply_error: str | None = None) -> tuple[Obj, float | None]:
+    """Available by the rule of the module docstring, and when it would change by time alone."""
     if (cluster_available or {}).get("status") == "Unknown":
         assert cluster_available is not None
         reason = str(cluster_available.get("reason") or "ManagedClusterUnknown")
         return _cond("Available", "Unknown", reason, str(cluster_available.get("message") or "")), None
+    probe = _work_probe(deploy, apply_error)
+    if probe is not None:
+        return probe, None
+    return _heartbeat(lease, now, stale_seconds)
+
+
+def _work_probe(deploy: DeployState | None, apply_error: str | None) -> Obj | None:
+    """Available from the work and its Deployment feedback (OCM's Work prober); None when it passes."""
+    message = apply_error or (deploy.message if deploy is not None else "")
+    if deploy is None or deploy.applied is None:
+        return _cond("Available", "Unknown", "WorkNotApplied", message or "waiting for the work agent")
+    if not deploy.applied:
+        return _cond("Available", "False", "WorkNotApplied", message or "the manifests are not applied")
+    if deploy.available is None:
+        return _cond("Available", "Unknown", "NoProbeResult", message or "no health probe result yet")
+    if not deploy.available:
+        return _cond("Available", "False", "ProbeUnavailable", message or f"{ocm.AGENT} is not available")
+    return None
+
+
+def _heartbeat(lease: Obj | None, now: datetime, stale_seconds: float) -> tuple[Obj, float | None]:
+    """Available from the agent's Lease on the hub (the probe passed), and when it goes stale."""
     renewed = parse_rfc3339(((lease or {}).get("spec") or {}).get("renewTime"))
     if renewed is None:
         return _cond("Available", "Unknown", "ManagedClusterAddOnLeaseNotFound",
                      f"The status of {ocm.ADDON} add-on is unknown."), None
     age = (now - renewed).total_seconds()
     if age < stale_seconds:
-        return (_cond("Available", "True", "ManagedClusterAddOnLeaseUpdated", f"{ocm.ADDON} add-on is available."),
-                stale_seconds - age)
+        return _cond("Available", "True", "ProbeAvailable", f"{ocm.ADDON} add-on is available."), stale_seconds - age
     return _cond("Available", "False", "ManagedClusterAddOnLeaseUpdateStopped",
                  f"{ocm.ADDON} add-on is not available."), None
 
@@ -128,13 +162,13 @@ def assess(mca: Obj, deploy: DeployState | None, lease: Obj | None, cluster_avai
         conditions = [c for c in conditions if c.get("type") != "ManifestApplied"]
         if old is not None and old.get("status") == "True":
             conditions.append(old)
-    avail, recheck = available(lease, cluster_available, now, stale_seconds)
+    avail, recheck = available(deploy, lease, cluster_available, now, stale_seconds, apply_error)
     conditions = set_condition(conditions, avail, stamp)
     conditions = set_condition(conditions, degraded(states, names), stamp)
     conditions = set_condition(conditions, progressing(deploy, apply_error), stamp)
     status: Obj = {
         "conditions": conditions,
         "supportedConfigs": [{"group": ocm.ADDON_GROUP, "resource": ocm.ADC_RESOURCE}],
-        "healthCheck": {"mode": "Lease"},
+        "healthCheck": {"mode": "Customized"},
     }
     return Health(status, LABELS.get(avail["status"], "unreachable"), recheck)

@@ -29,20 +29,25 @@ def deployed(hub: Hub, **options: object) -> None:
 
 def test_applied_work_and_fresh_lease_make_the_addon_available(hub: Hub) -> None:
     deployed(hub)
-    hub.until(lambda: reason(hub, "Available") == ("Unknown", "ManagedClusterAddOnLeaseNotFound"), "never seen")
+    hub.until(lambda: reason(hub, "Available") == ("Unknown", "WorkNotApplied"), "work not applied yet")
     assert reason(hub, "RegistrationApplied") == ("True", "NilRegistration")
     assert reason(hub, "ManifestApplied") is None  # nothing known yet
     assert reason(hub, "Progressing") == ("True", "Progressing")
     assert hub.feature_label("cluster1") == "unreachable"
+    assert (hub.addon("cluster1") or {})["status"]["healthCheck"] == {"mode": "Customized"}
 
+    hub.renew_lease("cluster1")  # a fresh heartbeat does not make up for the work's feedback
     hub.work_status("cluster1", feedback={"Replicas": 1})
     hub.until(lambda: reason(hub, "ManifestApplied") == ("True", "AddonManifestApplied"), "ManifestApplied")
     assert reason(hub, "Progressing") == ("True", "Progressing")  # 0/1 ready
+    hub.until(lambda: reason(hub, "Available") == ("False", "ProbeUnavailable"), "probe unavailable")
+    assert hub.condition("cluster1", "Available")["message"] == (  # type: ignore[index]
+        "Deployment volsync-agent: 0/1 replicas ready")
+    hub.until(lambda: hub.feature_label("cluster1") == "unhealthy", "label unhealthy")
 
     hub.work_status("cluster1", feedback=READY)
     hub.until(lambda: reason(hub, "Progressing") == ("False", "Completed"), "Completed")
-    hub.renew_lease("cluster1")
-    hub.until(lambda: reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated"), "Available")
+    hub.until(lambda: reason(hub, "Available") == ("True", "ProbeAvailable"), "Available")
     hub.until(lambda: hub.feature_label("cluster1") == "available", "label available")
     assert reason(hub, "Degraded") == ("False", "ReplicationsHealthy")
     listing = hub.server.kubectl("get", "managedclusteraddons.v1alpha1.addon.open-cluster-management.io",
@@ -55,20 +60,22 @@ def test_work_not_applied(hub: Hub) -> None:
     hub.work_status("cluster1", applied="False", available="False")
     hub.until(lambda: reason(hub, "ManifestApplied") == ("False", "AddonManifestAppliedFailed"), "applied False")
     assert hub.condition("cluster1", "ManifestApplied")["message"] == "Applied False"  # type: ignore[index]
+    assert reason(hub, "Available") == ("False", "WorkNotApplied")
+    assert hub.condition("cluster1", "Available")["message"] == "Applied False"  # type: ignore[index]
 
 
 def test_stale_lease_turns_unavailable_on_time(hub: Hub) -> None:
     deployed(hub, stale_seconds=60)
     hub.work_status("cluster1", feedback=READY)
     hub.renew_lease("cluster1")
-    hub.until(lambda: reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated"), "Available")
+    hub.until(lambda: reason(hub, "Available") == ("True", "ProbeAvailable"), "Available")
     hub.settle("cluster1")
     before = hub.condition("cluster1", "Available")
     assert before is not None
 
     hub.clock.advance(59)
     hub.drain()
-    assert reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated")
+    assert reason(hub, "Available") == ("True", "ProbeAvailable")
     hub.clock.advance(2)  # past the stale period: no event at all, the controller's own recheck
     hub.drain()
     assert reason(hub, "Available") == ("False", "ManagedClusterAddOnLeaseUpdateStopped")
@@ -78,7 +85,7 @@ def test_stale_lease_turns_unavailable_on_time(hub: Hub) -> None:
     assert after["message"] == "volsync add-on is not available."
 
     hub.renew_lease("cluster1")  # the agent is back
-    hub.until(lambda: reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated"), "available again")
+    hub.until(lambda: reason(hub, "Available") == ("True", "ProbeAvailable"), "available again")
     hub.until(lambda: hub.feature_label("cluster1") == "available", "label available again")
 
 
@@ -86,7 +93,7 @@ def test_renewals_of_a_fresh_lease_cost_no_reconcile_and_the_boundary_still_move
     deployed(hub, stale_seconds=60)
     hub.work_status("cluster1", feedback=READY)
     hub.renew_lease("cluster1")
-    hub.until(lambda: reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated"), "Available")
+    hub.until(lambda: reason(hub, "Available") == ("True", "ProbeAvailable"), "Available")
     hub.settle("cluster1")
     manager = hub.manager
     assert manager is not None
@@ -105,12 +112,12 @@ def test_renewals_of_a_fresh_lease_cost_no_reconcile_and_the_boundary_still_move
 
     hub.clock.advance(31)  # past the first lease's boundary: the re-check finds the renewed lease fresh
     hub.drain()
-    assert reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated")
+    assert reason(hub, "Available") == ("True", "ProbeAvailable")
     hub.clock.advance(30)  # past the renewed lease's boundary
     hub.drain()
     assert reason(hub, "Available") == ("False", "ManagedClusterAddOnLeaseUpdateStopped")
     hub.renew_lease("cluster1")  # stale -> fresh: reconciled at once
-    hub.until(lambda: reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated"), "available again")
+    hub.until(lambda: reason(hub, "Available") == ("True", "ProbeAvailable"), "available again")
     assert "cluster1" in queued
 
 
@@ -118,13 +125,16 @@ def test_lease_renewed_before_start_but_stale_by_now(hub: Hub) -> None:
     hub.cluster("cluster1")
     hub.renew_lease("cluster1", hub.clock.now() - timedelta(seconds=400))
     hub.start()
+    hub.until(lambda: hub.work("cluster1"), "ManifestWork written")
+    hub.work_status("cluster1", feedback=READY)  # the Deployment ready: the heartbeat decides
     hub.until(lambda: reason(hub, "Available") == ("False", "ManagedClusterAddOnLeaseUpdateStopped"), "stale")
 
 
 def test_unknown_cluster_is_copied(hub: Hub) -> None:
     deployed(hub)
+    hub.work_status("cluster1", feedback=READY)
     hub.renew_lease("cluster1")
-    hub.until(lambda: reason(hub, "Available") == ("True", "ManagedClusterAddOnLeaseUpdated"), "Available")
+    hub.until(lambda: reason(hub, "Available") == ("True", "ProbeAvailable"), "Available")
     status = {"conditions": [{"type": "ManagedClusterConditionAvailable", "status": "Unknown",
                               "reason": "ManagedClusterLeaseUpdateStopped",
                               "message": "Registration agent stopped updating its lease.",

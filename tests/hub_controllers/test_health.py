@@ -34,7 +34,7 @@ def test_applied_and_fresh_lease_is_available() -> None:
     assert conds(h) == {
         "RegistrationApplied": ("True", "NilRegistration"),
         "ManifestApplied": ("True", "AddonManifestApplied"),
-        "Available": ("True", "ManagedClusterAddOnLeaseUpdated"),
+        "Available": ("True", "ProbeAvailable"),
         "Degraded": ("False", "ReplicationsHealthy"),
         "Progressing": ("False", "Completed"),
     }
@@ -74,7 +74,7 @@ def test_cluster_unknown_is_copied_over() -> None:
     # a cluster that is False (API server unhealthy) is not propagated
     unhealthy = unknown | {"status": "False", "reason": "ManagedClusterKubeAPIServerUnavailable"}
     assert conds(assess(lease_=lease(1), cluster=unhealthy))["Available"] == (
-        "True", "ManagedClusterAddOnLeaseUpdated")
+        "True", "ProbeAvailable")
 
 
 @pytest.mark.parametrize(("states", "expected"), [
@@ -112,7 +112,7 @@ def test_unknown_drops_a_stale_false_and_keeps_a_true() -> None:
 
 
 def test_transition_time_moves_only_with_the_status() -> None:
-    earlier = [{"type": "Available", "status": "True", "reason": "ManagedClusterAddOnLeaseUpdated", "message": "m",
+    earlier = [{"type": "Available", "status": "True", "reason": "ProbeAvailable", "message": "m",
                 "lastTransitionTime": "2025-12-31T00:00:00Z"},
                {"type": "Degraded", "status": "True", "reason": "ReplicationsLate", "message": "m",
                 "lastTransitionTime": "2025-12-31T00:00:00Z"},
@@ -125,3 +125,63 @@ def test_transition_time_moves_only_with_the_status() -> None:
     assert times["Configured"] == "2025-12-30T00:00:00Z"  # someone else's condition is left alone
     # the same inputs give the same status: nothing to write the second time
     assert assess(lease_=lease(5), mca={"status": h.status}).status == h.status
+
+
+def available(h: health.Health) -> tuple[str, str, str]:
+    cond = next(c for c in h.status["conditions"] if c["type"] == "Available")
+    return cond["status"], cond["reason"], cond["message"]
+
+
+@pytest.mark.parametrize(("deploy", "apply_error", "expected"), [
+    (None, None, ("Unknown", "WorkNotApplied", "waiting for the work agent")),
+    (None, "failed to deploy the agent: 403 Forbidden",
+     ("Unknown", "WorkNotApplied", "failed to deploy the agent: 403 Forbidden")),
+    (DeployState(None, None, "ManifestWork created; waiting for the work agent"), None,
+     ("Unknown", "WorkNotApplied", "ManifestWork created; waiting for the work agent")),
+    (DeployState(False, None, "CRD is invalid"), None, ("False", "WorkNotApplied", "CRD is invalid")),
+    (DeployState(True, None, "no status feedback from Deployment volsync-agent yet"), None,
+     ("Unknown", "NoProbeResult", "no status feedback from Deployment volsync-agent yet")),
+    (DeployState(True, False, "Deployment volsync-agent: 0/1 replicas ready"), None,
+     ("False", "ProbeUnavailable", "Deployment volsync-agent: 0/1 replicas ready")),
+    (DeployState(True, False, "Available False"), None, ("False", "ProbeUnavailable", "Available False")),
+    (APPLIED, None, ("True", "ProbeAvailable", "volsync add-on is available.")),
+])
+def test_available_follows_the_work_probe_before_the_heartbeat(
+        deploy: DeployState | None, apply_error: str | None, expected: tuple[str, str, str]) -> None:
+    h = assess(deploy, lease_=lease(10), apply_error=apply_error)  # a fresh heartbeat all along
+    assert available(h) == expected
+    assert h.label == {"True": "available", "False": "unhealthy"}.get(expected[0], "unreachable")
+    # only the heartbeat's verdict changes with time alone
+    assert (h.recheck_after is not None) == (expected[0] == "True")
+    assert h.status["healthCheck"] == {"mode": "Customized"}
+
+
+def test_a_failing_probe_wins_over_the_heartbeat_and_a_passing_one_defers_to_it() -> None:
+    not_ready = DeployState(True, False, "Deployment volsync-agent: 0/1 replicas ready")
+    for lease_ in (lease(10), lease(301), None):  # fresh, stale, never seen: the probe decides
+        assert available(assess(not_ready, lease_=lease_))[:2] == ("False", "ProbeUnavailable")
+        assert available(assess(DeployState(True, None), lease_=lease_))[:2] == ("Unknown", "NoProbeResult")
+    # a ready Deployment: the heartbeat decides
+    assert available(assess(APPLIED, lease_=lease(301))) == (
+        "False", "ManagedClusterAddOnLeaseUpdateStopped", "volsync add-on is not available.")
+    assert available(assess(APPLIED, lease_=None))[:2] == ("Unknown", "ManagedClusterAddOnLeaseNotFound")
+
+
+def test_an_unknown_cluster_wins_over_the_work_probe() -> None:
+    unknown = {"type": "ManagedClusterConditionAvailable", "status": "Unknown",
+               "reason": "ManagedClusterLeaseUpdateStopped",
+               "message": "Registration agent stopped updating its lease."}
+    for deploy in (None, DeployState(False, None, "x"), DeployState(True, False, "0/1"), DeployState(True, None)):
+        h = assess(deploy, lease_=lease(10), cluster=unknown, apply_error="boom" if deploy is None else None)
+        assert available(h) == ("Unknown", "ManagedClusterLeaseUpdateStopped",
+                                 "Registration agent stopped updating its lease.")
+        assert h.label == "unreachable" and h.recheck_after is None
+
+
+def test_the_probe_turning_unready_moves_the_transition_time() -> None:
+    ready = assess(APPLIED, lease_=lease(5))
+    unready = assess(DeployState(True, False, "Deployment volsync-agent: 0/1 replicas ready"), lease_=lease(5),
+                     mca={"status": {"conditions": [c | {"lastTransitionTime": "2025-12-31T00:00:00Z"}
+                                                    for c in ready.status["conditions"]]}})
+    cond = next(c for c in unready.status["conditions"] if c["type"] == "Available")
+    assert (cond["status"], cond["lastTransitionTime"]) == ("False", "2026-01-01T12:00:00Z")
