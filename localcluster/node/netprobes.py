@@ -54,7 +54,7 @@ def in_netns(netns_path: str, attempt: Attempt, timeout: float, timed_out: str) 
             finally:
                 os.close(fd)
             outcome.append(attempt(sockets))
-        except OSError as exc:
+        except Exception as exc:  # the netns is gone, or a fault in the attempt: a failed probe, never a crash
             outcome.append(f"probe could not run: {exc}")
 
     # a thread of its own: its network namespace changes, and it ends with the attempt
