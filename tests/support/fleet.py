@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import json
 import subprocess
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
@@ -37,12 +37,14 @@ class LocalFleet:
 
 @contextmanager
 def local_fleet(base: Path, names: tuple[str, ...] = ("cluster1", "cluster2"),
-                hub: str | None = None) -> Iterator[LocalFleet]:
+                hub: str | None = None, loopback_services: Sequence[tuple[str, str]] = ()) -> Iterator[LocalFleet]:
     """Start the API server and the cluster processes under `base`; stop everything afterwards.
-    With `hub`, that cluster is the OCM hub and the others join it (`Fleet(hub=...)`)."""
+    With `hub`, that cluster is the OCM hub and the others join it (`Fleet(hub=...)`);
+    `loopback_services` as `Fleet` takes them."""
     api_dir = base / "api"
     api_dir.mkdir(parents=True, exist_ok=True)
-    clusters = Fleet(base / "clusters", list(names), api_dir / "kubeconfig", api_dir / "pki", hub=hub)
+    clusters = Fleet(base / "clusters", list(names), api_dir / "kubeconfig", api_dir / "pki", hub=hub,
+                     loopback_services=loopback_services)
     api = ApiServer(api_dir, clusters=names, auth=True, extra_args=tuple(clusters.apiserver_args())).start()
     try:
         clusters.start()

@@ -17,15 +17,13 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support.apiserver import ApiServer
-from support.fleet import LocalFleet
+from support.fleet import LocalFleet, local_fleet
 from support.waiting import eventually
 
 from embedded.hubservice import HUB_NAMESPACE, HUB_SERVICE, ingress_address, node_address, publish_hub_rest
 from hub.hubtls import rest_tls
 from kube import clients
 from kube.rest import NODES, SERVICES, Kube
-from localcluster.launcher import Fleet
 
 pytestmark = pytest.mark.timeout(300)
 
@@ -74,21 +72,9 @@ class _Answer(http.server.BaseHTTPRequestHandler):
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[LocalFleet]:
     """API server + cluster processes of ("hub", "cluster1"), the hub Service on the allow-list."""
-    base = tmp_path_factory.mktemp("lbfleet")
-    api_dir = base / "api"
-    api_dir.mkdir()
-    names = ("hub", "cluster1")
-    clusters = Fleet(base / "clusters", list(names), api_dir / "kubeconfig", api_dir / "pki",
-                     loopback_services=[(HUB_NAMESPACE, HUB_SERVICE)])
-    api = ApiServer(api_dir, clusters=names, auth=True, extra_args=tuple(clusters.apiserver_args())).start()
-    try:
-        clusters.start()
-        try:
-            yield LocalFleet(api, clusters)
-        finally:
-            clusters.stop()
-    finally:
-        api.stop()
+    with local_fleet(tmp_path_factory.mktemp("lbfleet"), ("hub", "cluster1"),
+                     loopback_services=[(HUB_NAMESPACE, HUB_SERVICE)]) as running:
+        yield running
 
 
 @pytest.fixture
