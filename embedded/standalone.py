@@ -71,33 +71,28 @@ def _api(args: argparse.Namespace, name: str, fleet: Fleet, node_ip: str) -> Emb
     return start_api(args.data_dir / "api", [name], port=args.api_port, extra_args=[*fleet.apiserver_args(), *extra])
 
 
-def _admin(kubeconfig: Path, name: str) -> dict[str, Any]:
-    """The API server's kubeconfig (one cluster, `name`)."""
+def _admin_at(kubeconfig: Path, name: str, server: str, path: Path) -> Path:
+    """The API server's kubeconfig (exactly the cluster `name`) with its server moved to `server`
+    (``https://host:port``), written to `path` (0600 under a private directory)."""
     config: dict[str, Any] = yaml.safe_load(kubeconfig.read_text())
     if [c.get("name") for c in config.get("clusters") or []] != [name]:
         raise RuntimeError(f"{kubeconfig} does not hold exactly the cluster {name}")
-    return config
+    for cluster in config["clusters"]:
+        cluster["cluster"]["server"] = f"{server}/clusters/{name}"
+    private_dir(path.parent)
+    write_kubeconfig(path, config)
+    return path
 
 
 def write_user_kubeconfig(kubeconfig: Path, name: str, shared: Path, port: int) -> Path:
     """``shared/kubeconfig/<name>.kubeconfig``: the API server's `kubeconfig` (cluster `name`) at
     ``127.0.0.1:port`` (the host's view)."""
-    config = _admin(kubeconfig, name)
-    for cluster in config["clusters"]:
-        cluster["cluster"]["server"] = f"https://127.0.0.1:{port}/clusters/{name}"
-    path = private_dir(shared / "kubeconfig") / f"{name}.kubeconfig"
-    write_kubeconfig(path, config)
-    return path
+    return _admin_at(kubeconfig, name, f"https://127.0.0.1:{port}", shared / "kubeconfig" / f"{name}.kubeconfig")
 
 
 def write_join_kubeconfig(kubeconfig: Path, shared: Path, node_ip: str, port: int) -> Path:
     """``shared/join/hub.kubeconfig``: what the managed clusters' agents join with (the hub's address)."""
-    config = _admin(kubeconfig, HUB)
-    for cluster in config["clusters"]:
-        cluster["cluster"]["server"] = f"https://{node_ip}:{port}/clusters/{HUB}"
-    path = private_dir(shared / "join") / f"{HUB}.kubeconfig"
-    write_kubeconfig(path, config)
-    return path
+    return _admin_at(kubeconfig, HUB, f"https://{node_ip}:{port}", shared / "join" / f"{HUB}.kubeconfig")
 
 
 def run_hub(args: argparse.Namespace, hub_argv: list[str]) -> int:
