@@ -121,18 +121,18 @@ def test_b_the_agents_run_as_pods_and_reach_the_hub(stack: ComposeStack) -> None
 
 
 def test_c_replication_crosses_containers(stack: ComposeStack) -> None:
-    address, keys = create_destination(stack, "rd", "LoadBalancer")  # type: ignore[arg-type]
+    address, keys = create_destination(stack, "rd", "LoadBalancer")
     rd_service = stack.get("service", "-n", "dest", context="cluster2")["items"]
     assert [s["status"]["loadBalancer"]["ingress"][0]["ip"] for s in rd_service] == [address]
-    source_dir = create_pvc(stack, "data", "src", "cluster1")  # type: ignore[arg-type]
+    source_dir = create_pvc(stack, "data", "src", "cluster1")
     assert source_dir.is_relative_to(stack.data / "cluster1")  # the container's volume, seen from the host
     make_sample_tree(source_dir, large_size=1 << 20)
-    copy_secret(stack, keys)  # type: ignore[arg-type]
-    create_source(stack, "rs", "data", address, keys, "manual: one")  # type: ignore[arg-type]
-    eventually(lambda: status(stack, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
+    copy_secret(stack, keys)
+    create_source(stack, "rs", "data", address, keys, "manual: one")
+    eventually(lambda: status(stack, "replicationsource", "rs", "src", "cluster1")
                .get("lastManualSync") == "one", 180, 0.5, what="the first sync, cluster1 -> cluster2")
-    image = latest_image(stack, "rd")  # type: ignore[arg-type]
-    restored = restore(stack, image, "restored")  # type: ignore[arg-type]
+    image = latest_image(stack, "rd")
+    restored = restore(stack, image, "restored")
     assert restored.is_relative_to(stack.data / "cluster2")
     assert_trees_equal(source_dir, restored)
 
@@ -146,8 +146,8 @@ def test_d_a_cluster_container_killed_and_started_again_keeps_its_state(stack: C
     """cluster2's container killed (SIGKILL to everything in it) and started again: its API store,
     node and volumes are in its data directory, its Pods come back, it rejoins, and the next sync
     lands on the same destination (same Service address) with the previous image kept."""
-    first = latest_image(stack, "rd")  # type: ignore[arg-type]
-    address = status(stack, "replicationdestination", "rd", "dest", "cluster2")["rsync"]["address"]  # type: ignore[arg-type]
+    first = latest_image(stack, "rd")
+    address = status(stack, "replicationdestination", "rd", "dest", "cluster2")["rsync"]["address"]
     before = _agent_starts(stack, "cluster2")
     stack.compose("kill", "-s", "KILL", "cluster2")
     stack.compose("start", "cluster2")
@@ -157,15 +157,15 @@ def test_d_a_cluster_container_killed_and_started_again_keeps_its_state(stack: C
         return bool(starts) and starts != before and all(ready for _, ready in starts)
     eventually(agent_back, 180, 0.5, what="cluster2's agent Pod started again and ready after the restart")
     assert stack.get("volumesnapshot", first, "-n", "dest", context="cluster2")["metadata"]["name"] == first
-    source_dir = volume_dir(stack, "data", "src", "cluster1")  # type: ignore[arg-type]
+    source_dir = volume_dir(stack, "data", "src", "cluster1")
     mutate_sample_tree(source_dir)
     stack.kubectl("patch", "replicationsource", "rs", "-n", "src", "--type=merge",
                   "-p", '{"spec":{"trigger":{"manual":"two"}}}', context="cluster1")
-    eventually(lambda: status(stack, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
+    eventually(lambda: status(stack, "replicationsource", "rs", "src", "cluster1")
                .get("lastManualSync") == "two", 180, 0.5, what="the second sync, to the restarted cluster2")
-    assert status(stack, "replicationdestination", "rd", "dest", "cluster2")["rsync"]["address"] == address  # type: ignore[arg-type]
-    image = latest_image(stack, "rd", other_than=first)  # type: ignore[arg-type]
-    assert_trees_equal(source_dir, restore(stack, image, "restored-two"))  # type: ignore[arg-type]
+    assert status(stack, "replicationdestination", "rd", "dest", "cluster2")["rsync"]["address"] == address
+    image = latest_image(stack, "rd", other_than=first)
+    assert_trees_equal(source_dir, restore(stack, image, "restored-two"))
 
 
 def test_e_the_hub_container_killed_and_started_again_adopts_the_fleet(stack: ComposeStack) -> None:
@@ -185,5 +185,5 @@ def test_e_the_hub_container_killed_and_started_again_adopts_the_fleet(stack: Co
     assert {cluster: _agent_starts(stack, cluster) for cluster in agents} == agents  # untouched
     stack.kubectl("patch", "replicationsource", "rs", "-n", "src", "--type=merge",
                   "-p", '{"spec":{"trigger":{"manual":"three"}}}', context="cluster1")
-    eventually(lambda: status(stack, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
+    eventually(lambda: status(stack, "replicationsource", "rs", "src", "cluster1")
                .get("lastManualSync") == "three", 180, 0.5, what="the third sync, after the hub restarted")

@@ -45,12 +45,12 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 
 
 def test_replications_report_states_through_the_hub(hub: Hub) -> None:
-    address, keys = create_destination(hub, "rd", "LoadBalancer")  # type: ignore[arg-type]
-    source_dir = create_pvc(hub, "data", "src", "cluster1")  # type: ignore[arg-type]
+    address, keys = create_destination(hub, "rd", "LoadBalancer")
+    source_dir = create_pvc(hub, "data", "src", "cluster1")
     make_sample_tree(source_dir, large_size=1 << 20)
-    copy_secret(hub, keys)  # type: ignore[arg-type]
-    create_source(hub, "rs", "data", address, keys, "manual: one")  # type: ignore[arg-type]
-    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(  # type: ignore[arg-type]
+    copy_secret(hub, keys)
+    create_source(hub, "rs", "data", address, keys, "manual: one")
+    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(
         "lastManualSync") == "one", 90, what="first sync")
 
     def both_ok() -> dict[tuple[str, str], dict[str, Any]] | None:
@@ -74,9 +74,9 @@ def test_replications_report_states_through_the_hub(hub: Hub) -> None:
     # wait in the agents, and arrive once the hub is back.
     hub.stop(signal.SIGKILL)
     trigger_manual(hub, "two")
-    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(  # type: ignore[arg-type]
+    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(
         "lastManualSync") == "two", 90, what="a sync while the hub is down")
-    synced_at = status(hub, "replicationsource", "rs", "src", "cluster1")["lastSyncTime"]  # type: ignore[arg-type]
+    synced_at = status(hub, "replicationsource", "rs", "src", "cluster1")["lastSyncTime"]
     hub.start()
     eventually(lambda: replication_rows(hub).get(("cluster1", "source"), {}).get("lastSyncTime") == synced_at, 30,
                what="the report made while the hub was down")

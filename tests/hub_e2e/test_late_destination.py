@@ -71,22 +71,22 @@ def parse(stamp: str) -> datetime:
 
 
 def test_a_destination_that_stops_publishing_turns_late_within_the_grace(hub: Hub, tmp_path: Path) -> None:
-    address, keys = create_destination(hub, "rd", "LoadBalancer")  # type: ignore[arg-type]
-    data = create_pvc(hub, "data", "src", "cluster1")  # type: ignore[arg-type]
+    address, keys = create_destination(hub, "rd", "LoadBalancer")
+    data = create_pvc(hub, "data", "src", "cluster1")
     make_sample_tree(data, large_size=1 << 16)
-    copy_secret(hub, keys)  # type: ignore[arg-type]
-    create_source(hub, "rs", "data", address, keys, "manual: one")  # type: ignore[arg-type]
-    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(  # type: ignore[arg-type]
+    copy_secret(hub, keys)
+    create_source(hub, "rs", "data", address, keys, "manual: one")
+    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(
         "lastManualSync") == "one", 90, what="first sync")
 
     # The README's advice, verbatim: trigger sync-2 and wait until the destination has published it.
     def published() -> dict[str, Any] | None:
-        st = status(hub, "replicationdestination", "rd", "dest", "cluster2")  # type: ignore[arg-type]
+        st = status(hub, "replicationdestination", "rd", "dest", "cluster2")
         return st if st.get("latestImage") else None
     before = eventually(published, 60, what="the first image")  # (lastManualSync alone does not mean that)
     out = run_readme(hub, readme_block("Waiting for a manual sync to be published."), tmp_path)
-    source = status(hub, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
-    dest = status(hub, "replicationdestination", "rd", "dest", "cluster2")  # type: ignore[arg-type]
+    source = status(hub, "replicationsource", "rs", "src", "cluster1")
+    dest = status(hub, "replicationdestination", "rd", "dest", "cluster2")
     assert source["lastManualSync"] == "sync-2"
     assert dest["latestImage"]["name"] != before["latestImage"]["name"]
     assert out.splitlines()[-1] == f"published {dest['latestImage']['name']}"
@@ -112,9 +112,9 @@ def test_a_destination_that_stops_publishing_turns_late_within_the_grace(hub: Hu
     # published, while the source completes it and reports success.
     hub.kubectl("delete", "volumesnapshotclass", "local-csi-snapclass", context="cluster2")
     trigger_manual(hub, "three")
-    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(  # type: ignore[arg-type]
+    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1").get(
         "lastManualSync") == "three", 90, what="the source's sync three")
-    source = status(hub, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
+    source = status(hub, "replicationsource", "rs", "src", "cluster1")
     assert source["latestMoverStatus"]["result"] == "Successful"
     synced = parse(source["lastSyncTime"])
 
@@ -135,7 +135,7 @@ def test_a_destination_that_stops_publishing_turns_late_within_the_grace(hub: Hu
     # judged by iteration ids, not by two clusters' times (sync three may begin in the second image 2 appeared)
     assert message.startswith(f"its newest image holds its source's iteration {source['iteration']['number'] - 1}, "
                               "older than its source's last completed sync"), message
-    assert status(hub, "replicationdestination", "rd", "dest", "cluster2")[  # type: ignore[arg-type]
+    assert status(hub, "replicationdestination", "rd", "dest", "cluster2")[
         "lastSyncTime"] == dest["lastSyncTime"]  # truly still the old image
     summary = hub.rest("/api/v1/summary")
     assert (summary["pairs"], summary["replications"]["late"], summary["replications"]["ok"]) == (1, 1, 0)

@@ -55,7 +55,7 @@ def hub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Hub]:
 @pytest.fixture(scope="module")
 def source_dir(hub: Hub) -> Path:
     """The source PVC's directory of the replication test b sets up (shared with c and d)."""
-    return create_pvc(hub, "data", "src", "cluster1")  # type: ignore[arg-type]
+    return create_pvc(hub, "data", "src", "cluster1")
 
 
 def table(hub: Hub, *args: str, context: str = "hub") -> list[dict[str, str]]:
@@ -146,14 +146,14 @@ def test_a_the_agent_is_a_manifestwork_applied_by_the_work_agent(hub: Hub) -> No
 
 
 def test_b_a_replication_runs_through_the_agent_pods(hub: Hub, source_dir: Path) -> None:
-    address, keys = create_destination(hub, "rd", "LoadBalancer")  # type: ignore[arg-type]
+    address, keys = create_destination(hub, "rd", "LoadBalancer")
     make_sample_tree(source_dir, large_size=1 << 20)
-    copy_secret(hub, keys)  # type: ignore[arg-type]
-    create_source(hub, "rs", "data", address, keys, "manual: one")  # type: ignore[arg-type]
-    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
+    copy_secret(hub, keys)
+    create_source(hub, "rs", "data", address, keys, "manual: one")
+    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1")
                .get("lastManualSync") == "one", 120, 0.2, what="the first sync")
-    image = latest_image(hub, "rd")  # type: ignore[arg-type]
-    assert_trees_equal(source_dir, restore(hub, image, "restored-one"))  # type: ignore[arg-type]
+    image = latest_image(hub, "rd")
+    assert_trees_equal(source_dir, restore(hub, image, "restored-one"))
 
     def reported() -> bool:
         rows = replication_rows(hub)
@@ -232,13 +232,13 @@ def test_c_d_a_frozen_cluster_turns_unknown_a_killed_hub_adopts_and_both_come_ba
                what="cluster1 Available again")
     eventually(lambda: addon_columns(hub, "cluster1")[0] == "True", 60, 0.2, what="cluster1's addon Available again")
     assert _snapshot(hub)["pods"] == before["pods"]  # no duplicate agent, no replaced one
-    first = latest_image(hub, "rd")  # type: ignore[arg-type]
+    first = latest_image(hub, "rd")
     (source_dir / "after-the-freeze.txt").write_text("written while the hub was restarted\n")
     trigger_manual(hub, "two")
-    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1")  # type: ignore[arg-type]
+    eventually(lambda: status(hub, "replicationsource", "rs", "src", "cluster1")
                .get("lastManualSync") == "two", 120, 0.2, what="the sync after the thaw")
-    image = latest_image(hub, "rd", other_than=first)  # type: ignore[arg-type]
-    assert_trees_equal(source_dir, restore(hub, image, "restored-two"))  # type: ignore[arg-type]
+    image = latest_image(hub, "rd", other_than=first)
+    assert_trees_equal(source_dir, restore(hub, image, "restored-two"))
     old = before["rows"][("cluster1", "source")]["lastSyncTime"]
     eventually(lambda: replication_rows(hub)[("cluster1", "source")]["lastSyncTime"] > old, 60, 0.2,
                what="the new sync reported to the restarted hub")

@@ -1,15 +1,24 @@
-"""The seed procedure's steps as test helpers: kubectl against a `Fleet` (API server + agents)."""
+"""The seed procedure's steps as test helpers: kubectl against anything that runs it (`Kubectl`: the
+agents' `Fleet`, a `volsync-hub` process, the compose stack)."""
 
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import yaml
 
-from support.agents import Fleet
 from support.trees import make_sample_tree
 from support.waiting import eventually
+
+
+class Kubectl(Protocol):
+    """What the steps need: kubectl on a cluster's context (stdout in `.stdout`), and `get` as JSON."""
+
+    def kubectl(self, *args: str, context: str, input: str | None = None, check: bool = True) -> Any: ...
+
+    def get(self, *args: str, context: str) -> Any: ...
+
 
 RD_YAML = """\
 apiVersion: volsync.backube/v1alpha1
@@ -55,12 +64,12 @@ spec:
 {data_source}"""
 
 
-def template(fleet: Fleet, kind: str, name: str, ns: str, tpl: str, context: str) -> str:
+def template(fleet: Kubectl, kind: str, name: str, ns: str, tpl: str, context: str) -> str:
     out: str = fleet.kubectl("get", kind, name, "-n", ns, f"--template={tpl}", context=context).stdout
     return "" if out == "<no value>" else out
 
 
-def volume_dir(fleet: Fleet, pvc: str, ns: str, context: str) -> Path:
+def volume_dir(fleet: Kubectl, pvc: str, ns: str, context: str) -> Path:
     def bound() -> str:
         return template(fleet, "pvc", pvc, ns, "{{.spec.volumeName}}", context)
     volume = eventually(bound, 20, what=f"PVC {pvc} bound")
@@ -70,7 +79,7 @@ def volume_dir(fleet: Fleet, pvc: str, ns: str, context: str) -> Path:
     return Path(path)
 
 
-def create_destination(fleet: Fleet, name: str, service_type: str = "LoadBalancer",
+def create_destination(fleet: Kubectl, name: str, service_type: str = "LoadBalancer",
                        copy_method: str = "Snapshot") -> tuple[str, str]:
     rd = RD_YAML.format(name=name, service_type=service_type).replace("copyMethod: Snapshot",
                                                                        f"copyMethod: {copy_method}")
@@ -82,7 +91,7 @@ def create_destination(fleet: Fleet, name: str, service_type: str = "LoadBalance
     return address, keys
 
 
-def copy_secret(fleet: Fleet, name: str) -> None:
+def copy_secret(fleet: Kubectl, name: str) -> None:
     """Seed step 5: get -o yaml on the destination, change the namespace, drop ownerReferences, create."""
     text = fleet.kubectl("get", "secret", "-n", "dest", name, "-o", "yaml", context="cluster2").stdout
     secret = yaml.safe_load(text)
@@ -93,7 +102,7 @@ def copy_secret(fleet: Fleet, name: str) -> None:
     fleet.kubectl("create", "-f", "-", context="cluster1", input=yaml.safe_dump(secret))
 
 
-def create_source(fleet: Fleet, name: str, pvc: str, address: str, keys: str, trigger: str,
+def create_source(fleet: Kubectl, name: str, pvc: str, address: str, keys: str, trigger: str,
                   copy_method: str = "Snapshot") -> None:
     rs = RS_YAML.format(name=name, pvc=pvc, trigger=trigger).replace("copyMethod: Snapshot",
                                                                       f"copyMethod: {copy_method}")
@@ -101,13 +110,13 @@ def create_source(fleet: Fleet, name: str, pvc: str, address: str, keys: str, tr
     fleet.kubectl("create", "-n", "src", "-f", "-", context="cluster1", input=rs)
 
 
-def status(fleet: Fleet, kind: str, name: str, ns: str, context: str) -> dict[str, Any]:
+def status(fleet: Kubectl, kind: str, name: str, ns: str, context: str) -> dict[str, Any]:
     obj = fleet.get(kind, name, "-n", ns, context=context)
     st: dict[str, Any] = obj.get("status") or {}
     return st
 
 
-def restore(fleet: Fleet, snapshot: str, pvc: str) -> Path:
+def restore(fleet: Kubectl, snapshot: str, pvc: str) -> Path:
     """Seed section 3: a PVC whose dataSource is the latest image."""
     data_source = ("  dataSource:\n    kind: VolumeSnapshot\n    apiGroup: snapshot.storage.k8s.io\n"
                    f"    name: {snapshot}\n")
@@ -119,13 +128,13 @@ def restore(fleet: Fleet, snapshot: str, pvc: str) -> Path:
     return volume_dir(fleet, pvc, "dest", "cluster2")
 
 
-def create_pvc(fleet: Fleet, name: str, namespace: str, context: str) -> Path:
+def create_pvc(fleet: Kubectl, name: str, namespace: str, context: str) -> Path:
     fleet.kubectl("create", "-f", "-", context=context, input=PVC_YAML.format(name=name, namespace=namespace,
                                                                              data_source=""))
     return volume_dir(fleet, name, namespace, context)
 
 
-def latest_image(fleet: Fleet, rd: str, other_than: str = "") -> str:
+def latest_image(fleet: Kubectl, rd: str, other_than: str = "") -> str:
     def new() -> str:
         name = template(fleet, "replicationdestination", rd, "dest", "{{.status.latestImage.name}}", "cluster2")
         return name if name and name != other_than else ""
@@ -133,7 +142,7 @@ def latest_image(fleet: Fleet, rd: str, other_than: str = "") -> str:
     return found
 
 
-def seeded_pair(fleet: Fleet, name: str, trigger: str, *, service_type: str = "LoadBalancer",
+def seeded_pair(fleet: Kubectl, name: str, trigger: str, *, service_type: str = "LoadBalancer",
                 large_size: int = 1 << 20) -> Path:
     """The whole seed procedure for `rd-<name>` (cluster2, ns dest) and `rs-<name>` pushing PVC
     `data-<name>` (cluster1, ns src, filled with the sample tree) with `trigger`; the source's directory."""
