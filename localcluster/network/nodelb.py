@@ -5,7 +5,9 @@ address as ``status.loadBalancer.ingress[{ip, ipMode: Proxy}]``, and the node DN
 ``<node address>:<port>`` to the Service's clusterIP (`nodenet.Uplink.program`), as k3s' ServiceLB
 does on a node. Ports are first come, first served: the oldest Service (creation time, then name)
 claims a (protocol, port); a Service any of whose ports another one holds gets no ingress and waits
-(a warning), and takes them once that Service is gone. Like `cloudlb`, the state is the Services'
+(a warning), and takes them once that Service is gone. The node's own listening ports (its API
+server's, its kubelet's: *reserved*) are held by the node itself and never handed out, so no
+namespace user's Service can cut the node's clients off. Like `cloudlb`, the state is the Services'
 own status: a restarted process plans the same.
 """
 
@@ -48,9 +50,14 @@ def _order(svc: Obj) -> tuple[str, str, str]:
     return (str(meta.get("creationTimestamp") or ""), str(meta.get("namespace") or ""), str(meta.get("name")))
 
 
-def plan_node_lb(node_address: str, services: Iterable[Obj]) -> NodeLbPlan:
-    """Who gets the node's address and which node ports lead where (pure; see the module docstring)."""
-    held: dict[tuple[str, int], str] = {}
+NODE_HOLDER = "the node"  # who holds a reserved port, in the waiting messages
+
+
+def plan_node_lb(node_address: str, services: Iterable[Obj],
+                 reserved: Iterable[tuple[str, int]] = ()) -> NodeLbPlan:
+    """Who gets the node's address and which node ports lead where (pure; see the module docstring);
+    `reserved` (protocol, port) pairs are the node's own and never go to a Service."""
+    held: dict[tuple[str, int], str] = {(proto.lower(), port): NODE_HOLDER for proto, port in reserved}
     ingress: list[tuple[tuple[str, str], str | None]] = []
     ports: list[NodePort] = []
     waiting: list[str] = []
@@ -80,20 +87,26 @@ class NodeLoadBalancer:
 
     name = "node-load-balancer"
 
-    def __init__(self, runtime: Runtime, kube: Kube, uplink: Uplink) -> None:
+    def __init__(self, runtime: Runtime, kube: Kube, uplink: Uplink,
+                 reserved: Iterable[tuple[str, int]] = ()) -> None:
         self.runtime = runtime
         self.kube = kube
         self.uplink = uplink
+        self.reserved: set[tuple[str, int]] = {(proto.lower(), port) for proto, port in reserved}
         self.watches: Sequence[Watch] = (Watch(SERVICES, lambda _obj: [_ALL]),)
         self._reported: set[str] = set()
         runtime.add(self).add(_ALL)
+
+    def reserve(self, protocol: str, port: int) -> None:
+        """Hold `port` for the node (a port it learns late, as the kubelet's); before the runtime starts."""
+        self.reserved.add((protocol.lower(), port))
 
     def stop(self) -> None:
         """Nothing to release: the table stays for the next process, the allocation is in the Services."""
 
     def reconcile(self, key: Hashable) -> float | None:
         services = list(self.runtime.cache(SERVICES).items())
-        plan = plan_node_lb(self.uplink.node_address, services)
+        plan = plan_node_lb(self.uplink.node_address, services, self.reserved)
         self.uplink.program(plan.ports)
         for reason in plan.waiting:
             if reason not in self._reported:
