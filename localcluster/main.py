@@ -22,6 +22,7 @@ import signal
 import sys
 import threading
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from kube import clients
 from kube.controller import Runtime
@@ -31,7 +32,7 @@ from localcluster.network.addressing import ClusterNet
 from localcluster.network.cloudlb import CloudLoadBalancer
 from localcluster.network.fabric import Fabric
 from localcluster.network.nodelb import NodeLoadBalancer
-from localcluster.network.nodenet import Uplink, detect_node_address
+from localcluster.network.nodenet import Uplink, detect_node_address, inside_container, reserved_port
 from localcluster.network.podnet import PodNetwork
 from localcluster.network.proxy import ServiceProxy
 from localcluster.network.servicerules import service_key
@@ -79,6 +80,9 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
                    "instead of the cloud pool (localcluster.network.nodenet; never on a shared host)")
     p.add_argument("--node-address", help="with --node-network: the node's address (default: the namespace's "
                    "first global IPv4 address)")
+    p.add_argument("--node-reserved-port", action="append", type=reserved_port, default=[], metavar="PORT[/PROTO]",
+                   help="with --node-network: a port the node itself serves on its address, never given to a "
+                   "LoadBalancer Service (repeatable; the API server's and the kubelet's always are)")
     p.add_argument("--log-level", default="info")
     return p.parse_args(argv)
 
@@ -114,7 +118,9 @@ class ClusterProcess:
         if args.node_network:  # a container's own namespace only (see nodenet)
             uplink = Uplink(self.fabric, net, args.node_address or detect_node_address())
             uplink.ensure()
-            self.cloud = NodeLoadBalancer(self.runtime, self.kube, uplink)
+            api_port = urlsplit(self.api.configuration.host).port or 443  # the API server's, on 0.0.0.0
+            self.cloud = NodeLoadBalancer(self.runtime, self.kube, uplink,
+                                          [("tcp", api_port), *args.node_reserved_port])
         else:
             self.cloud = CloudLoadBalancer(self.runtime, self.kube, net)
         cert, key = issue_certificate(args.pki_dir, f"kubelet-{self.name}-{self.node_name}",
@@ -126,6 +132,8 @@ class ClusterProcess:
     def start(self) -> int:
         self.storage.start()
         port = self.kubelet_api.start()
+        if isinstance(self.cloud, NodeLoadBalancer):
+            self.cloud.reserve("tcp", port)
         self.node.start()
         self.node.set_kubelet_port(port)
         self.runtime.start(timeout=60)
@@ -148,6 +156,10 @@ class ClusterProcess:
 
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
+    if args.node_network and not inside_container():
+        print("localcluster: --node-network only inside a container (no /run/.containerenv or /.dockerenv): "
+              "it routes and masquerades Pod traffic out of this network namespace", file=sys.stderr)
+        return 2
     logging.basicConfig(level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     stop = threading.Event()
     for sig in (signal.SIGTERM, signal.SIGINT):

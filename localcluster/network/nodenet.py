@@ -23,11 +23,13 @@ a connection from inside. `Uplink.ensure` is idempotent (a restarted cluster pro
 
 from __future__ import annotations
 
+import argparse
 import ipaddress
 import json
 import logging
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 
 from localcluster.network import netcmd
 from localcluster.network.addressing import ClusterNet
@@ -77,6 +79,24 @@ def render_node_table(net: ClusterNet, node_address: str, ports: Iterable[NodePo
 
 def _quote(text: str) -> str:
     return "".join(c for c in text if c.isalnum() or c in "/:-_.")[:120]
+
+
+CONTAINER_MARKERS = ("run/.containerenv", ".dockerenv")  # Podman's, Docker's
+
+
+def inside_container(root: Path = Path("/")) -> bool:
+    """Whether this process runs in a container (Podman's or Docker's marker file under `root`): the
+    only place ``--node-network`` may route and masquerade (never the shared host's namespace)."""
+    return any((root / marker).exists() for marker in CONTAINER_MARKERS)
+
+
+def reserved_port(text: str) -> tuple[str, int]:
+    """``PORT[/PROTO]`` (tcp by default) as (protocol, port), for ``--node-reserved-port``."""
+    number, _, proto = text.partition("/")
+    proto = (proto or "tcp").lower()
+    if proto not in ("tcp", "udp") or not number.isdigit() or not 0 < int(number) < 65536:
+        raise argparse.ArgumentTypeError(f"not PORT[/tcp|udp]: {text!r}")
+    return proto, int(number)
 
 
 def detect_node_address() -> str:

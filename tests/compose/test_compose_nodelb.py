@@ -1,18 +1,21 @@
-"""The container side's pure parts: the node-address load balancer's plan (`localcluster.network.nodelb`)
-and the node's nft table (`localcluster.network.nodenet`), checked with `nft --check` in a scratch
-network namespace."""
+"""The container side's pure parts: the node-address load balancer's plan (`localcluster.network.nodelb`,
+the node's own ports reserved) and the node's nft table (`localcluster.network.nodenet`), checked with
+`nft --check` in a scratch network namespace; ``--node-network`` refused outside a container."""
 
 from __future__ import annotations
 
+import argparse
 import subprocess
+from pathlib import Path
 from typing import Any
 
 import pytest
 from support.loopnet import loopback_netns
 
+from localcluster import main as localcluster_main
 from localcluster.network.addressing import ClusterNet
 from localcluster.network.nodelb import plan_node_lb
-from localcluster.network.nodenet import NODE_LINK, NodePort, render_node_table
+from localcluster.network.nodenet import NODE_LINK, NodePort, inside_container, render_node_table, reserved_port
 
 NODE = "192.168.213.3"
 
@@ -75,3 +78,46 @@ def test_the_node_address_must_be_an_ipv4_address() -> None:
     for bad in ("hub", "::1", ""):
         with pytest.raises(ValueError):
             render_node_table(ClusterNet(1), bad, [])
+
+
+def test_the_node_s_own_ports_are_never_handed_to_a_service() -> None:
+    api = _svc("api-squatter", [6443], cluster_ip="10.1.128.5", ingress=[{"ip": NODE}])
+    kubelet = _svc("kubelet-squatter", [10250], cluster_ip="10.1.128.6")
+    fine = _svc("fine", [22], cluster_ip="10.1.128.7")
+    plan = plan_node_lb(NODE, [api, kubelet, fine], reserved=[("tcp", 6443), ("TCP", 10250)])
+    assert dict(plan.ingress) == {("dest", "api-squatter"): None, ("dest", "kubelet-squatter"): None,
+                                  ("dest", "fine"): NODE}
+    assert plan.ports == (NodePort("tcp", 22, "10.1.128.7", "dest/fine"),)
+    assert plan.waiting == ("dest/api-squatter: port 6443/tcp held by the node",
+                            "dest/kubelet-squatter: port 10250/tcp held by the node")
+    udp = _svc("udp-6443", [], cluster_ip="10.1.128.8")
+    udp["spec"]["ports"] = [{"port": 6443, "protocol": "UDP"}]  # another protocol: not the API server's
+    assert dict(plan_node_lb(NODE, [udp], reserved=[("tcp", 6443)]).ingress) == {("dest", "udp-6443"): NODE}
+
+
+def test_reserved_port_flags() -> None:
+    assert reserved_port("6443") == ("tcp", 6443)
+    assert reserved_port("53/UDP") == ("udp", 53)
+    for bad in ("", "0", "70000", "https", "80/sctp", "-1"):
+        with pytest.raises(argparse.ArgumentTypeError):
+            reserved_port(bad)
+
+
+def test_node_network_is_only_for_a_container(tmp_path: Path) -> None:
+    assert not inside_container(tmp_path)
+    (tmp_path / "run").mkdir()
+    (tmp_path / "run" / ".containerenv").write_text("")
+    assert inside_container(tmp_path)
+    docker = tmp_path / "docker"
+    docker.mkdir()
+    (docker / ".dockerenv").write_text("")
+    assert inside_container(docker)
+
+
+def test_the_cluster_process_refuses_node_network_on_the_host(capsys: pytest.CaptureFixture[str],
+                                                             monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(localcluster_main, "inside_container", lambda: False)  # the host: no marker file
+    argv = ["--cluster", "c1", "--index", "1", "--kubeconfig", "/nonexistent", "--state-dir", "/nonexistent",
+            "--fabric", "vsa-none", "--pki-dir", "/nonexistent", "--node-network"]
+    assert localcluster_main.main(argv) == 2
+    assert "--node-network only inside a container" in capsys.readouterr().err
