@@ -95,13 +95,21 @@ def write_join_kubeconfig(kubeconfig: Path, shared: Path, node_ip: str, port: in
     return _admin_at(kubeconfig, HUB, f"https://{node_ip}:{port}", shared / "join" / f"{HUB}.kubeconfig")
 
 
+def node_fleet(args: argparse.Namespace, data_dir: Path, name: str, **ocm: Any) -> Fleet:
+    """The container's one-cluster fleet (node network); its host-root Pods may read neither the
+    cluster's data nor the shared directory (every cluster's admin and the hub's join kubeconfig)."""
+    api_dir = data_dir / "api"
+    return Fleet(data_dir / "clusters", [name], api_dir / "kubeconfig", api_dir / "pki",
+                 hide=[data_dir, args.shared.resolve()], node_network=True, **ocm)
+
+
 def run_hub(args: argparse.Namespace, hub_argv: list[str]) -> int:
     """The hub cluster, its join kubeconfig, then `volsync-hub` on it until SIGTERM."""
     data_dir = private_dir(args.data_dir.resolve())
     node_ip = detect_node_address()
-    api_dir = data_dir / "api"
-    fleet = Fleet(data_dir / "clusters", [HUB], api_dir / "kubeconfig", api_dir / "pki", hide=[data_dir],
-                  hub=HUB, loopback_services=[HUB_SERVICE], node_network=True)
+    # a join kubeconfig of an earlier run may name an old address: nobody joins until this run writes it
+    (args.shared / "join" / f"{HUB}.kubeconfig").unlink(missing_ok=True)
+    fleet = node_fleet(args, data_dir, HUB, hub=HUB, loopback_services=[HUB_SERVICE])
     api = _api(args, HUB, fleet, node_ip)
     try:
         fleet.start()
@@ -133,9 +141,7 @@ def run_join(args: argparse.Namespace, name: str) -> int:
             print(f"volsync-cluster: no {join} (is the hub running?)", file=sys.stderr)
             return 1
     node_ip = detect_node_address()
-    api_dir = data_dir / "api"
-    fleet = Fleet(data_dir / "clusters", [name], api_dir / "kubeconfig", api_dir / "pki", hide=[data_dir],
-                  join=(join, HUB), node_network=True)
+    fleet = node_fleet(args, data_dir, name, join=(join, HUB))
     api = _api(args, name, fleet, node_ip)
     try:
         fleet.start()

@@ -60,3 +60,11 @@ def test_usage_errors(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> Non
     assert "unknown arguments ['--bogus']" in capsys.readouterr().err
     with pytest.raises(SystemExit):
         standalone.main(["neither", *common])
+
+
+def test_host_root_pods_may_read_neither_the_data_nor_the_shared_directory(tmp_path: Path) -> None:
+    args, _ = standalone.parse_args(["join", "--name", "cluster1", "--data-dir", str(tmp_path / "d"),
+                                     "--shared", str(tmp_path / "s")])
+    fleet = standalone.node_fleet(args, tmp_path / "d", "cluster1", join=(tmp_path / "s" / "join.kubeconfig", "hub"))
+    assert fleet.hide == [(tmp_path / "d").resolve(), (tmp_path / "s").resolve()]
+    assert fleet.node_network
