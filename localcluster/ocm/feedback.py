@@ -206,7 +206,9 @@ def _rule_paths(rules: list[Obj], group: str, kind: str) -> tuple[list[tuple[str
     paths: list[tuple[str, str, bool]] = []
     errors: list[str] = []
     for rule in rules:
-        if rule.get("type") == "WellKnownStatus":
+        if not isinstance(rule, dict):
+            errors.append(f"feedback rule {rule!r} is not an object")
+        elif rule.get("type") == "WellKnownStatus":
             known = WELL_KNOWN.get((group, kind))
             if known is None:
                 errors.append(f"no well-known status fields for kind {kind} of group {group or 'core'}")

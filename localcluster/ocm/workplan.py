@@ -108,17 +108,46 @@ def _matches(identifier: Obj, group: str, resource: str, namespace: str, name: s
     return all(w == "*" or w == have for w, have in zip(wanted, (group, resource, namespace, name), strict=True))
 
 
-def config_for(spec: Obj, group: str, resource: str, namespace: str, name: str) -> ManifestConfig:
-    """The first `manifestConfigs[]` entry whose resourceIdentifier matches (the defaults otherwise)."""
-    for entry in spec.get("manifestConfigs") or []:
-        if not _matches(entry.get("resourceIdentifier") or {}, group, resource, namespace, name):
+def _dict(value: object) -> Obj:
+    return value if isinstance(value, dict) else {}
+
+
+def _list(value: object) -> list[Any]:
+    return value if isinstance(value, list) else []
+
+
+def spec_problems(spec: Obj) -> list[str]:
+    """What in `manifestConfigs[]` and `deleteOption` is not an object where one belongs (such entries
+    are skipped; the work reports them as not applied)."""
+    problems: list[str] = []
+    for i, entry in enumerate(_list(spec.get("manifestConfigs"))):
+        if not isinstance(entry, dict):
+            problems.append(f"manifestConfigs[{i}] is not an object: {entry!r}")
             continue
-        strategy = entry.get("updateStrategy") or {}
-        ssa = strategy.get("serverSideApply") or {}
+        for field in ("resourceIdentifier", "updateStrategy"):
+            if entry.get(field) is not None and not isinstance(entry.get(field), dict):
+                problems.append(f"manifestConfigs[{i}].{field} is not an object: {entry.get(field)!r}")
+        problems += [f"manifestConfigs[{i}].feedbackRules[{j}] is not an object: {rule!r}"
+                     for j, rule in enumerate(_list(entry.get("feedbackRules"))) if not isinstance(rule, dict)]
+    orphans = _dict(_dict(spec.get("deleteOption")).get("selectivelyOrphans")).get("orphaningRules")
+    problems += [f"deleteOption.selectivelyOrphans.orphaningRules[{j}] is not an object: {rule!r}"
+                 for j, rule in enumerate(_list(orphans)) if not isinstance(rule, dict)]
+    return problems
+
+
+def config_for(spec: Obj, group: str, resource: str, namespace: str, name: str) -> ManifestConfig:
+    """The first `manifestConfigs[]` entry whose resourceIdentifier matches (the defaults otherwise;
+    entries that are not objects are skipped, `spec_problems` names them)."""
+    for entry in _list(spec.get("manifestConfigs")):
+        if not isinstance(entry, dict) or not _matches(_dict(entry.get("resourceIdentifier")), group, resource,
+                                                       namespace, name):
+            continue
+        strategy = _dict(entry.get("updateStrategy"))
+        ssa = _dict(strategy.get("serverSideApply"))
         return ManifestConfig(strategy=str(strategy.get("type") or UPDATE),
                               field_manager=str(ssa.get("fieldManager") or DEFAULT_FIELD_MANAGER),
                               force=bool(ssa.get("force", False)),
-                              feedback_rules=tuple(entry.get("feedbackRules") or ()))
+                              feedback_rules=tuple(r for r in _list(entry.get("feedbackRules")) if isinstance(r, dict)))
     return ManifestConfig()
 
 
@@ -132,13 +161,13 @@ def applied_work(hash_: str, work_name: str, agent_id: str, delete_option: Obj |
 
 def orphaned(resource: AppliedResource, delete_option: Obj | None) -> bool:
     """Whether `deleteOption` keeps this resource on the cluster (default Foreground: it does not)."""
-    option = delete_option or {}
+    option = _dict(delete_option)
     policy = option.get("propagationPolicy") or FOREGROUND
     if policy == ORPHAN:
         return True
     if policy != SELECTIVELY_ORPHAN:
         return False
-    rules = (option.get("selectivelyOrphans") or {}).get("orphaningRules") or []
+    rules = [r for r in _list(_dict(option.get("selectivelyOrphans")).get("orphaningRules")) if isinstance(r, dict)]
     return any((str(r.get("group") or ""), str(r.get("resource") or ""), str(r.get("namespace") or ""),
                 str(r.get("name") or "")) == resource.key for r in rules)
 

@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from kube import objects
-from localcluster.ocm import feedback
+from localcluster.ocm import feedback, workplan
 from localcluster.ocm.workplan import ManifestConfig, ManifestId
 
 Obj = dict[str, Any]
@@ -124,19 +124,28 @@ def _any(entries: list[Obj], type_: str) -> list[str]:
             if (objects.condition(e.get("conditions"), type_) or {}).get("status") == "True"]
 
 
+def _applied_message(failed: list[ManifestOutcome], problems: list[str]) -> str:
+    """The work's Applied message: its malformed spec entries (skipped), else the first failed manifest."""
+    if problems:
+        return f"Invalid spec, entries skipped: {'; '.join(problems)}"
+    if failed:
+        return (f"Failed to apply manifest {failed[0].ordinal} ({failed[0].ident.kind} {failed[0].ident.name}): "
+                f"{failed[0].message}")
+    return "Apply manifest work complete"
+
+
 def work_status(work: Obj, outcomes: list[ManifestOutcome], now: str) -> Obj:
     """The whole `status` of `work` after applying `outcomes` (see the module docstring)."""
     generation = int(objects.meta(work).get("generation") or 0)
     old = work.get("status") or {}
     entries = [manifest_status(out, _old_entry(old, out), generation, now) for out in outcomes]
     failed = [out for out in outcomes if not out.applied]
+    problems = workplan.spec_problems(work.get("spec") or {})
     missing = [out for out in outcomes if out.live is None]
     progressing, degraded = _any(entries, "Progressing"), _any(entries, "Degraded")
     conditions = [
-        _cond("Applied", not failed, "AppliedManifestWorkComplete", "AppliedManifestWorkFailed",
-              "Apply manifest work complete" if not failed else
-              f"Failed to apply manifest {failed[0].ordinal} ({failed[0].ident.kind} {failed[0].ident.name}): "
-              f"{failed[0].message}", generation),
+        _cond("Applied", not failed and not problems, "AppliedManifestWorkComplete", "AppliedManifestWorkFailed",
+              _applied_message(failed, problems), generation),
         _cond("Available", not missing, "ResourcesAvailable", "ResourcesNotAvailable",
               "All resources are available" if not missing else
               f"{len(missing)} of {len(outcomes)} resources are not available", generation),

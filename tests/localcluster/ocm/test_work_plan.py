@@ -178,3 +178,20 @@ def test_work_status_aggregates_and_keeps_transition_times() -> None:
     assert (condition(entry["conditions"], "Applied") or {})["lastTransitionTime"] == "2026-01-01T00:00:00Z"
     assert work_status({**work, "status": done}, [_outcome(0, DEPLOYMENT), _outcome(1, None, False, "again")],
                        "2026-01-01T00:02:00Z") == done  # nothing changed: nothing to write
+
+
+def test_entries_that_are_not_objects_are_skipped_and_named() -> None:
+    spec: Obj = {"manifestConfigs": ["bad", {"resourceIdentifier": {"resource": "configmaps", "name": "*"},
+                                             "feedbackRules": [7, {"type": "WellKnownStatus"}]}],
+                 "deleteOption": {"propagationPolicy": "SelectivelyOrphan",
+                                  "selectivelyOrphans": {"orphaningRules": ["x", {"resource": "configmaps",
+                                                                                  "namespace": "ns", "name": "a"}]}}}
+    assert config_for(spec, "", "configmaps", "", "c").feedback_rules == ({"type": "WellKnownStatus"},)
+    assert [r.name for r in plan_removal([_res("a"), _res("b")], spec["deleteOption"], set()).delete] == ["b"]
+    assert feedback.collect(DEPLOYMENT, [3]).errors == ("feedback rule 3 is not an object",)
+    status = work_status({"metadata": {"generation": 1}, "spec": spec}, [_outcome(0, DEPLOYMENT)], "t")
+    applied = condition(status["conditions"], "Applied") or {}
+    assert (applied["status"], applied["reason"]) == ("False", "AppliedManifestWorkFailed")
+    for named in ("manifestConfigs[0] is not an object: 'bad'", "manifestConfigs[1].feedbackRules[0]",
+                  "orphaningRules[0] is not an object: 'x'"):
+        assert named in applied["message"]
