@@ -9,7 +9,8 @@ a real cluster's nodes are. Only then, behind the explicit ``--node-network`` fl
   node's namespace, ``vsa-egress`` in the fabric, link-local addresses): the fabric's default route
   leads to the node, the node routes the cluster's Pod and Service ranges (``10.k.0.0/16``) back;
 - masquerades what Pods send out of the node (Pod egress, as a node's SNAT does), so that a mover
-  Pod reaches another container's address and the agent Pod the hub's;
+  Pod reaches another container's address and the agent Pod the hub's; only to the node address's
+  own subnet (the compose network): the node forwards nothing from the fabric anywhere else;
 - replaces the cloud load balancer by a *node-address* load balancer, as k3s' ServiceLB does:
   every LoadBalancer Service of ours gets the node's address (``--node-address``) as its ingress,
   and the node DNATs ``<node address>:<port>`` to the Service's clusterIP, which the fabric's
@@ -59,8 +60,10 @@ def cluster_range(net: ClusterNet) -> ipaddress.IPv4Network:
     return ipaddress.IPv4Network(f"10.{net.index}.0.0/16")
 
 
-def render_node_table(net: ClusterNet, node_address: str, ports: Iterable[NodePort]) -> str:
-    """The node's nft table: DNAT of the node ports, Pod egress masquerade, the uplink's filter (pure)."""
+def render_node_table(net: ClusterNet, node_address: str, ports: Iterable[NodePort],
+                      subnet: ipaddress.IPv4Network) -> str:
+    """The node's nft table: DNAT of the node ports, Pod egress masquerade to `subnet` (the node
+    address's network) and nothing beyond it, the uplink's filter (pure)."""
     ipaddress.IPv4Address(node_address)  # ValueError on anything else
     inner = cluster_range(net)
     dnat = [f'        ip daddr {node_address} {p.protocol} dport {p.port} dnat to {p.cluster_ip}:{p.port} '
@@ -69,8 +72,10 @@ def render_node_table(net: ClusterNet, node_address: str, ports: Iterable[NodePo
              "    chain prerouting {", "        type nat hook prerouting priority dstnat; policy accept;",
              *dnat, "    }",
              "    chain postrouting {", "        type nat hook postrouting priority srcnat; policy accept;",
-             f'        ip saddr {inner} oifname != "{NODE_LINK}" masquerade', "    }",
+             f'        ip saddr {inner} ip daddr {subnet} oifname != "{NODE_LINK}" masquerade', "    }",
              "    chain forward {", "        type filter hook forward priority filter; policy accept;",
+             f'        iifname "{NODE_LINK}" ct state established,related accept',
+             f'        iifname "{NODE_LINK}" ip daddr != {subnet} drop',
              f'        oifname "{NODE_LINK}" ct state established,related accept',
              f'        oifname "{NODE_LINK}" ct status dnat accept',
              f'        oifname "{NODE_LINK}" drop', "    }", "}", ""]
@@ -99,6 +104,17 @@ def reserved_port(text: str) -> tuple[str, int]:
     return proto, int(number)
 
 
+def node_subnet(address: str) -> ipaddress.IPv4Network:
+    """The network of the namespace's interface address `address` (the compose network); RuntimeError
+    when no interface of this namespace holds it."""
+    out = netcmd.run(["ip", "-j", "-4", "addr", "show"])
+    for link in json.loads(out or "[]"):
+        for info in link.get("addr_info") or []:
+            if info.get("family") == "inet" and info.get("local") == address:
+                return ipaddress.IPv4Network(f"{address}/{info['prefixlen']}", strict=False)
+    raise RuntimeError(f"no interface of this network namespace holds the node address {address}")
+
+
 def detect_node_address() -> str:
     """The node's address: the first global IPv4 address of the namespace (the container's, on its
     compose network), the uplink's own excluded; RuntimeError when there is none."""
@@ -119,6 +135,7 @@ class Uplink:
         self.fabric = fabric
         self.net = net
         self.node_address = str(ipaddress.IPv4Address(node_address))
+        self.subnet = node_subnet(self.node_address)
         self._applied: str | None = None
 
     def ensure(self) -> None:
@@ -140,7 +157,7 @@ class Uplink:
 
     def program(self, ports: Sequence[NodePort]) -> None:
         """Replace the node's table with one forwarding `ports` (no-op when unchanged)."""
-        text = render_node_table(self.net, self.node_address, ports)
+        text = render_node_table(self.net, self.node_address, ports, self.subnet)
         if text != self._applied:
             netcmd.run(["nft", "-f", "-"], stdin=text)
             self._applied = text

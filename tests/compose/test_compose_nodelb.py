@@ -5,6 +5,7 @@ the node's own ports reserved) and the node's nft table (`localcluster.network.n
 from __future__ import annotations
 
 import argparse
+import ipaddress
 import subprocess
 from pathlib import Path
 from typing import Any
@@ -18,6 +19,7 @@ from localcluster.network.nodelb import plan_node_lb
 from localcluster.network.nodenet import NODE_LINK, NodePort, inside_container, render_node_table, reserved_port
 
 NODE = "192.168.213.3"
+SUBNET = ipaddress.IPv4Network("192.168.213.0/24")
 
 
 def _svc(name: str, ports: list[int], *, created: str = "2026-01-01T00:00:00Z", cluster_ip: str = "10.1.128.9",
@@ -61,14 +63,15 @@ def test_a_service_no_longer_ours_loses_the_node_address_and_one_without_cluster
 def test_the_node_table_is_valid_nft_and_says_what_it_forwards() -> None:
     net = ClusterNet(1)
     text = render_node_table(net, NODE, [NodePort("tcp", 22, "10.1.128.5", "dest/a"),
-                                         NodePort("udp", 53, "10.1.128.10", "kube-system/dns")])
+                                         NodePort("udp", 53, "10.1.128.10", "kube-system/dns")], SUBNET)
     assert f"ip daddr {NODE} tcp dport 22 dnat to 10.1.128.5:22" in text
     assert f"ip daddr {NODE} udp dport 53 dnat to 10.1.128.10:53" in text
-    assert f'ip saddr 10.1.0.0/16 oifname != "{NODE_LINK}" masquerade' in text
+    assert f'ip saddr 10.1.0.0/16 ip daddr {SUBNET} oifname != "{NODE_LINK}" masquerade' in text
+    assert f'iifname "{NODE_LINK}" ip daddr != {SUBNET} drop' in text  # Pods reach the compose network only
     assert f'oifname "{NODE_LINK}" drop' in text  # only DNATed or answering traffic enters the uplink
     with loopback_netns("vsa-nodelb") as netns:
         name = netns.rsplit("/", 1)[1]
-        for program in (text, render_node_table(net, NODE, [])):
+        for program in (text, render_node_table(net, NODE, [], SUBNET)):
             done = subprocess.run(["ip", "netns", "exec", name, "nft", "-c", "-f", "-"], input=program,
                                   capture_output=True, text=True, check=False, timeout=30)
             assert done.returncode == 0, done.stderr
@@ -77,7 +80,7 @@ def test_the_node_table_is_valid_nft_and_says_what_it_forwards() -> None:
 def test_the_node_address_must_be_an_ipv4_address() -> None:
     for bad in ("hub", "::1", ""):
         with pytest.raises(ValueError):
-            render_node_table(ClusterNet(1), bad, [])
+            render_node_table(ClusterNet(1), bad, [], SUBNET)
 
 
 def test_the_node_s_own_ports_are_never_handed_to_a_service() -> None:
