@@ -10,8 +10,9 @@ get the container's address, Pods reach the other containers):
 
 - ``hub``: the hub cluster (its process runs OCM's cluster manager) and `volsync-hub` on it, whose
   REST API (127.0.0.1 in the container) is published as Service volsync-system/volsync-hub, so the
-  agents' hub URL is ``https://<hub container address>:443``. It writes the join kubeconfig
-  ``S/join/hub.kubeconfig`` (server ``https://<hub address>:<api port>``, no DNS needed);
+  agents' hub URL is ``https://<hub container address>:443``. It removes an earlier run's join
+  kubeconfig before its fleet starts and writes (atomically) ``S/join/hub.kubeconfig`` once its API
+  serves (server ``https://<hub address>:<api port>``, no DNS needed);
 - ``join``: a managed cluster whose process runs the registration and work agents against that
   kubeconfig (awaited until the hub wrote it), as a klusterlet joins its hub.
 
