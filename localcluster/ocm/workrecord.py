@@ -114,20 +114,19 @@ class AppliedRecords:
 
     def record(self, amw: Obj, outcomes: list[ManifestOutcome], delete_option: Obj | None) -> list[AppliedResource]:
         """Record what the outcomes applied, delete what the work dropped; those still being deleted.
-        A manifest that failed this time is still in the work: its earlier entry stays."""
+        A manifest that failed this time is still in the work: its earlier entry stays. While any
+        manifest's kind is unresolved (discovery failed, maybe only for now) nothing is deleted and
+        every earlier entry stays: which recorded resource that manifest is cannot be told."""
         previous = applied_resources(amw)
         applied = [AppliedResource(o.ident.group, o.ident.version, o.resource, o.ident.namespace, o.ident.name,
                                    objects.uid_of(o.live)) for o in outcomes
                    if o.applied and o.live is not None and o.config.strategy != READ_ONLY]
         now_keys = {r.key for r in applied}
-        exact = {(o.ident.group, o.resource, o.ident.namespace, o.ident.name) for o in outcomes if o.resource}
-        loose = {(o.ident.group, o.ident.namespace, o.ident.name) for o in outcomes if not o.resource}
-
-        def in_work(r: AppliedResource) -> bool:
-            return r.key in exact or (r.group, r.namespace, r.name) in loose
-
-        kept = [r for r in previous if r.key not in now_keys and in_work(r)]
-        pending = self._remove([r for r in previous if not in_work(r)], delete_option, objects.name_of(amw))
+        in_work = {(o.ident.group, o.resource, o.ident.namespace, o.ident.name) for o in outcomes if o.resource}
+        unresolved = any(not o.resource for o in outcomes)
+        kept = [r for r in previous if r.key not in now_keys and (unresolved or r.key in in_work)]
+        dropped = [] if unresolved else [r for r in previous if r.key not in in_work]
+        pending = self._remove(dropped, delete_option, objects.name_of(amw))
         records = [r.to_obj() for r in [*applied, *kept, *pending]]
         if records != ((amw.get("status") or {}).get("appliedResources") or []):
             self.spoke.patch_status(APPLIED_MANIFEST_WORKS, objects.name_of(amw), {"appliedResources": records})
