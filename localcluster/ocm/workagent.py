@@ -20,7 +20,8 @@ through `FeedbackTrigger`) requeues its work at once; such a pass only reads the
 availability and feedback) when the work's generation was applied without failure less than a resync
 ago. Every work is applied again each `status_sync_seconds` (OCM's Poll scrape), which also puts
 drifted objects back; a work with a manifest not applied (its namespace missing, a conflict) is
-applied again after a back-off (0.5 s doubling up to the resync period), a deleted object on the next pass.
+applied again after a back-off (0.5 s doubling up to the resync period), and so is a work whose
+deleted objects are still terminating (a finalizer holds them).
 
 Hub unreachable: the hub informer keeps its last cache, so the spoke side goes on (resync, drift);
 status writes fail and are retried with a growing delay (at most the resync period); nothing raises
@@ -50,7 +51,6 @@ log = logging.getLogger("localcluster.ocm.work")
 
 Obj = dict[str, Any]
 TRIGGER_KINDS: tuple[Resource, ...] = (DEPLOYMENTS, DAEMON_SETS, JOBS, PODS)
-DELETE_POLL = 0.5  # seconds between looks while Foreground deletion waits for objects to go
 CONNECT_BACKOFF = (1.0, 30.0)
 
 
@@ -74,6 +74,7 @@ class WorkReconciler:
         self.watches: Sequence[Watch] = [Watch(MANIFEST_WORKS)]
         self._hub_failures: dict[Hashable, int] = {}  # status writes the hub refused or missed, per work
         self._apply_failures: dict[Hashable, int] = {}  # passes with a manifest not applied, per work
+        self._deletions: dict[Hashable, int] = {}  # passes that found applied objects still being deleted
         self._last_apply: dict[Hashable, _LastApply] = {}
 
     def reconcile(self, key: Hashable) -> float | None:
@@ -86,13 +87,14 @@ class WorkReconciler:
         if work is None:
             amw = agent.records.get(name)
             if amw is None:
-                return None
-            return None if agent.clean_up(name, last_delete_option(amw)) else DELETE_POLL
+                return self._retry(self._deletions, key, False)
+            return self._retry(self._deletions, key, not agent.clean_up(name, last_delete_option(amw)))
         if objects.is_deleting(work):
             if WORK_FINALIZER not in (objects.meta(work).get("finalizers") or []):
-                return None
+                return self._retry(self._deletions, key, False)
             if not agent.clean_up(name, (work.get("spec") or {}).get("deleteOption")):
-                return DELETE_POLL
+                return self._retry(self._deletions, key, True)
+            self._deletions.pop(key, None)
             agent.remove_finalizer(work)
             return None
         return self._apply(key, agent.ensure_finalizer(work))
@@ -133,7 +135,8 @@ class WorkReconciler:
         status = work_status(work, outcomes, rfc3339(agent.clock.now()))
         # a manifest not applied (its namespace not there yet, a conflict) is tried again soon
         retry = self._retry(self._apply_failures, key, not all(o.applied for o in outcomes))
-        delay = DELETE_POLL if pending else retry or agent.status_sync_seconds
+        # objects on their way out (a finalizer) are looked at again with the same back-off
+        delay = self._retry(self._deletions, key, pending) or retry or agent.status_sync_seconds
         if status == work.get("status"):
             return delay
         try:
@@ -219,33 +222,51 @@ class WorkAgent:
         delay = CONNECT_BACKOFF[0]
         while not self._stopping.is_set():
             try:
-                self.hub.request("GET", MANIFEST_WORKS.path(self.cluster), query={"limit": 1}, timeout=5.0)
-                runtime = Runtime(self.hub, namespace=self.cluster, clock=self.clock)
-                queue = runtime.add(WorkReconciler(self, runtime.cache(MANIFEST_WORKS)))
-                with self._lock:
-                    if self._stopping.is_set():
-                        return
-                    self._queue = queue
-                runtime.start(timeout=30.0)
-                with self._lock:
-                    self._runtime = runtime
-                    stopped = self._stopping.is_set()
-                if stopped:  # stop() came while the runtime started: it stops it, or we do
-                    runtime.stop()
-                    return
-                self._requeue_orphans()
-                log.info("work agent of %s: watching ManifestWorks on the hub", self.cluster)
-                return
-            except Exception as exc:
+                started = self._start_runtime()
+            except Exception as exc:  # Runtime.start stops what it started before it raises
                 log.warning("work agent of %s: hub not reachable (%s); retrying in %.0fs", self.cluster,
                             api_message(exc), delay)
+            else:
+                if started:
+                    log.info("work agent of %s: watching ManifestWorks on the hub", self.cluster)
+                    self._requeue_orphans()
+                return
             self._stopping.wait(delay)
             delay = min(delay * 2, CONNECT_BACKOFF[1])
 
+    def _start_runtime(self) -> bool:
+        """Start the hub Runtime (raises when the hub does not answer); False when stop() came first."""
+        self.hub.request("GET", MANIFEST_WORKS.path(self.cluster), query={"limit": 1}, timeout=5.0)
+        runtime = Runtime(self.hub, namespace=self.cluster, clock=self.clock)
+        queue = runtime.add(WorkReconciler(self, runtime.cache(MANIFEST_WORKS)))
+        with self._lock:
+            if self._stopping.is_set():
+                return False
+            self._queue = queue
+        runtime.start(timeout=30.0)
+        with self._lock:
+            self._runtime = runtime
+            stopped = self._stopping.is_set()
+        if stopped:  # stop() came while the runtime started: it stops it, or we do
+            runtime.stop()
+        return not stopped
+
     def _requeue_orphans(self) -> None:
-        """Queue the works of our AppliedManifestWorks (a work deleted while we were away is cleaned up)."""
-        for work_name in self.records.work_names():
-            self.requeue((self.cluster, work_name))
+        """Queue the works of our AppliedManifestWorks (a work deleted while we were away is cleaned up);
+        retried with back-off while the cluster does not answer, on the Runtime already running."""
+        delay = CONNECT_BACKOFF[0]
+        while not self._stopping.is_set():
+            try:
+                work_names = self.records.work_names()
+            except Exception as exc:
+                log.warning("work agent of %s: AppliedManifestWorks not read (%s); retrying in %.0fs",
+                            self.cluster, api_message(exc), delay)
+                self._stopping.wait(delay)
+                delay = min(delay * 2, CONNECT_BACKOFF[1])
+                continue
+            for work_name in work_names:
+                self.requeue((self.cluster, work_name))
+            return
 
     def stop(self) -> None:
         with self._lock:

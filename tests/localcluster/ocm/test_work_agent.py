@@ -28,10 +28,11 @@ from kube import clients
 from kube.controller import Runtime
 from kube.objects import condition
 from kube.rest import CONFIGMAPS, DEPLOYMENTS, NAMESPACES, Kube, Obj
-from localcluster.ocm import workplan
+from localcluster.ocm import workagent, workplan
 from localcluster.ocm.klusterlet import Klusterlet
 from localcluster.ocm.resources import APPLIED_MANIFEST_WORKS, MANIFEST_WORKS, WORK_FINALIZER
 from localcluster.ocm.workagent import WorkAgent
+from localcluster.ocm.workapply import Discovery
 
 TIMEOUT = 15.0
 
@@ -386,3 +387,104 @@ def test_the_agent_keeps_going_while_the_hub_is_unreachable(apiserver: ApiServer
         for client in (through_relay, spoke_client, hub_client):
             clients.close(client)
     assert agent.hub_hash == workplan.hub_hash(through_relay.configuration.host)
+
+
+class FlakyDiscovery(Discovery):
+    """The spoke's discovery, failing while `failing` is set (the API server answering errors for a while)."""
+
+    failing = False
+
+    def resource(self, group: str, version: str, kind: str) -> Any:
+        if self.failing:
+            raise ConnectionError("discovery unavailable")
+        return super().resource(group, version, kind)
+
+
+def test_a_transient_discovery_failure_deletes_nothing(env: Env) -> None:
+    flaky = FlakyDiscovery(env.spoke)
+    env.agent.applier.discovery = flaky
+    name = f"{env.ns}-defaulted"  # no namespace in the manifest: applied to "default", recorded so
+    manifest = {"apiVersion": "v1", "kind": "ConfigMap", "metadata": {"name": name}, "data": {"a": "1"}}
+    env.work("w-flaky", [manifest])
+    try:
+        eventually(lambda: env.cond("w-flaky", "Applied") == "True", TIMEOUT, what="applied")
+        flaky.failing = True
+        work = env.hub.get(MANIFEST_WORKS, "w-flaky", env.ns) or {}
+        work["spec"]["workload"]["manifests"] = [manifest, configmap(env.ns, "second")]
+        env.hub.replace(MANIFEST_WORKS, work)
+        eventually(lambda: "discovery unavailable" in str(
+            (condition(env.status("w-flaky").get("conditions"), "Applied") or {}).get("message")), TIMEOUT,
+            what="a pass with discovery failing")
+        assert env.spoke.get(CONFIGMAPS, name, "default") is not None
+        assert [r["name"] for r in (env.applied("w-flaky") or {})["status"]["appliedResources"]] == [name]
+        flaky.failing = False
+        eventually(lambda: env.spoke.get(CONFIGMAPS, "second", env.ns), TIMEOUT, what="applied once discovery is back")
+        assert env.spoke.get(CONFIGMAPS, name, "default") is not None
+    finally:
+        env.spoke.delete(CONFIGMAPS, name, "default")
+
+
+def test_an_object_stuck_terminating_is_looked_at_with_back_off(apiserver: ApiServer, namespace: str) -> None:
+    hub_client, spoke_client = apiserver.api_client("hub"), apiserver.api_client("cluster1")
+    spoke, hub = Kube(spoke_client, field_manager="work-test"), Kube(hub_client, field_manager="work-test")
+    agent, runtime = _start(hub_client, spoke, namespace, sync=1.0)
+    held = {**configmap(namespace, "held"), "metadata": {"name": "held", "namespace": namespace,
+                                                        "finalizers": ["example.com/hold"]}}
+    looks: list[float] = []
+    real = agent.records.clean_up
+
+    def clean_up(work_name: str, delete_option: Obj | None) -> bool:
+        looks.append(agent.clock.monotonic())
+        return real(work_name, delete_option)
+
+    agent.records.clean_up = clean_up  # type: ignore[method-assign]
+    try:
+        hub.create(MANIFEST_WORKS, {"metadata": {"name": "w-held", "namespace": namespace},
+                                    "spec": {"workload": {"manifests": [held]}}})
+        eventually(lambda: spoke.get(CONFIGMAPS, "held", namespace), TIMEOUT, what="applied")
+        hub.delete(MANIFEST_WORKS, "w-held", namespace)
+        eventually(lambda: len(looks) >= 5, TIMEOUT, what="five looks at the terminating object")
+        gaps = [b - a for a, b in zip(looks, looks[1:], strict=False)]
+        assert gaps[-1] >= 0.9, gaps  # backed off to the resync period (1 s), not a 0.5 s poll
+        spoke.patch(CONFIGMAPS, "held", {"metadata": {"finalizers": []}}, namespace)
+        eventually(lambda: hub.get(MANIFEST_WORKS, "w-held", namespace) is None, TIMEOUT, what="work gone")
+    finally:
+        if spoke.get(CONFIGMAPS, "held", namespace) is not None:
+            spoke.patch(CONFIGMAPS, "held", {"metadata": {"finalizers": []}}, namespace)
+        agent.stop()
+        runtime.stop()
+        clients.close(hub_client)
+        clients.close(spoke_client)
+
+
+def test_records_unreadable_at_connect_start_no_second_runtime(apiserver: ApiServer, namespace: str,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    starts: list[Runtime] = []
+
+    class CountingRuntime(Runtime):
+        def start(self, timeout: float = 30.0) -> Runtime:
+            starts.append(self)
+            return super().start(timeout)
+
+    monkeypatch.setattr(workagent, "Runtime", CountingRuntime)
+    hub_client, spoke_client = apiserver.api_client("hub"), apiserver.api_client("cluster1")
+    agent = WorkAgent(Kube(hub_client, field_manager="work-agent"), Kube(spoke_client, field_manager="work-agent"),
+                      namespace)
+    reads: list[int] = []
+    real = agent.records.work_names
+
+    def work_names() -> list[str]:
+        reads.append(1)
+        if len(reads) < 3:
+            raise ConnectionError("the cluster does not answer")
+        return real()
+
+    monkeypatch.setattr(agent.records, "work_names", work_names)
+    agent.start()
+    try:
+        eventually(lambda: len(reads) >= 3, TIMEOUT, what="records read after two failures")
+        assert len(starts) == 1 and agent.connected
+    finally:
+        agent.stop()
+        clients.close(hub_client)
+        clients.close(spoke_client)

@@ -188,7 +188,8 @@ def test_entries_that_are_not_objects_are_skipped_and_named() -> None:
                                                                                   "namespace": "ns", "name": "a"}]}}}
     assert config_for(spec, "", "configmaps", "", "c").feedback_rules == ({"type": "WellKnownStatus"},)
     assert [r.name for r in plan_removal([_res("a"), _res("b")], spec["deleteOption"], set()).delete] == ["b"]
-    assert feedback.collect(DEPLOYMENT, [3]).errors == ("feedback rule 3 is not an object",)
+    from_json: list[Any] = [3]  # the rules as a work's JSON may hold them
+    assert feedback.collect(DEPLOYMENT, from_json).errors == ("feedback rule 3 is not an object",)
     status = work_status({"metadata": {"generation": 1}, "spec": spec}, [_outcome(0, DEPLOYMENT)], "t")
     applied = condition(status["conditions"], "Applied") or {}
     assert (applied["status"], applied["reason"]) == ("False", "AppliedManifestWorkFailed")
