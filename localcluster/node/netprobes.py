@@ -111,9 +111,13 @@ def http_get(netns_path: str, action: Mapping[str, Any], host: str, port: int, t
     url = f"{scheme.lower()}://{_address(host, port)}{path}"
     headers = request_headers(host, port, action.get("httpHeaders") or [])
 
+    expired = f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)'
+
     def attempt(sockets: list[socket.socket]) -> str:
         try:
             sock = _dial(host, port, timeout, sockets)
+        except TimeoutError:
+            return expired
         except OSError as exc:
             return f'Get "{url}": dial tcp {_address(host, port)}: {exc.strerror or exc}'
         try:
@@ -121,6 +125,8 @@ def http_get(netns_path: str, action: Mapping[str, Any], host: str, port: int, t
                 sock = _insecure_tls().wrap_socket(sock, server_hostname=None if _is_ip(host) else host)
                 sockets.append(sock)
             return _exchange(sock, host, port, path, headers)
+        except TimeoutError:  # the socket's own timeout ran out first: the same deadline, the same words
+            return expired
         except (OSError, http.client.HTTPException) as exc:
             return f'Get "{url}": {str(exc) or type(exc).__name__}'[:512]
         finally:
@@ -128,8 +134,7 @@ def http_get(netns_path: str, action: Mapping[str, Any], host: str, port: int, t
 
     if scheme not in ("HTTP", "HTTPS"):
         return f"unsupported scheme {scheme!r} (HTTP or HTTPS)"
-    return in_netns(netns_path, attempt, timeout,
-                    f'Get "{url}": context deadline exceeded (Client.Timeout exceeded while awaiting headers)')
+    return in_netns(netns_path, attempt, timeout, expired)
 
 
 def _exchange(sock: socket.socket, host: str, port: int, path: str, headers: list[tuple[str, str]]) -> str:
